@@ -1,0 +1,1 @@
+"""Consumer service: frames from Kafka -> batched inference -> results topic + archive, at least once."""

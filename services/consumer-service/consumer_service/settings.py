@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vidpipe.contract import CONSUMER_GROUP, MAX_FRAME_BYTES
+
+
+class ConsumerSettings(BaseSettings):
+    """CONSUMER_* variables (see env.example)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONSUMER_", extra="ignore")
+
+    inference_url: AnyHttpUrl = Field(description="Base URL of the inference service")
+    archive_uri: str = Field(description="Local folder or s3://bucket/prefix for frames and results")
+    group_id: str = CONSUMER_GROUP
+    batch_max_frames: int = Field(default=16, ge=1, le=1024)
+    batch_max_wait_ms: int = Field(default=50, ge=1, le=60_000)
+    inference_timeout_s: float = Field(default=30.0, gt=0)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=10.0, gt=0)
+    max_frame_bytes: int = Field(default=MAX_FRAME_BYTES, ge=1024, le=MAX_FRAME_BYTES)
+    max_frame_age_ms: int = Field(default=0, ge=0, description="Skip frames older than this (0 = never)")
+    archive_frames: bool = True
+    archive_workers: int = Field(default=8, ge=1, le=128)
+    health_port: int = Field(default=8081, ge=0, le=65535, description="0 disables /healthz and /metrics")
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _backoff_order(self):
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("CONSUMER_RETRY_MAX_S must be >= CONSUMER_RETRY_INITIAL_S")
+        return self

@@ -1,0 +1,200 @@
+"""Encode frames as JPEG and publish them to the frames topic.
+
+File sources apply back-pressure (nothing is dropped, the reader waits); live sources never
+block their capture loop: a bounded buffer drops the oldest frames, and they are counted.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+from confluent_kafka import Producer
+
+from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta
+from vidpipe.kafka import KafkaSettings, producer_config
+
+from .sampling import DropOldestBuffer, FrameSampler, output_size
+from .settings import Pace, PublisherSettings
+from .sources import Frame, FrameSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PublishSummary:
+    stream_id: str
+    source: str
+    frames_read: int = 0
+    frames_published: int = 0  # handed to the producer
+    frames_delivered: int = 0  # acknowledged by the broker (acks=all)
+    frames_failed: int = 0  # delivery failed or still unacknowledged at exit
+    frames_dropped: int = 0  # live source: oldest dropped because the producer was backed up
+    frames_sampled_out: int = 0  # skipped to meet the target fps
+    frames_oversized: int = 0  # JPEG over the contract's frame limit
+    first_seq: int = 0
+    last_seq: int = -1
+    elapsed_s: float = 0.0
+    fps: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_stream_id(source_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "-", source_name)[:128] or "stream"
+
+
+def encode_jpeg(image: np.ndarray, size: tuple[int, int], quality: int) -> bytes:
+    height, width = image.shape[:2]
+    if (width, height) != size:
+        interpolation = cv2.INTER_AREA if size[0] < width else cv2.INTER_LINEAR
+        image = cv2.resize(image, size, interpolation=interpolation)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return encoded.tobytes()
+
+
+class FramePublisher:
+    def __init__(self, settings: PublisherSettings, kafka: KafkaSettings, frames_topic: str, stop: threading.Event,
+                 producer: Producer | None = None, heartbeat=None):
+        self.settings = settings
+        self.heartbeat = heartbeat
+        self.topic = frames_topic
+        self.stop = stop
+        self.producer = producer or Producer(producer_config(kafka, **{"client.id": "vidpipe-publisher"}))
+        self._summary: PublishSummary | None = None
+
+    @property
+    def summary(self) -> PublishSummary | None:
+        return self._summary
+
+    def _beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat()
+
+    def run(self, source: FrameSource, progress=None) -> PublishSummary:
+        stream_id = self.settings.stream_id or default_stream_id(source.name)
+        summary = PublishSummary(stream_id=stream_id, source=source.name, first_seq=self.settings.start_seq,
+                                 last_seq=self.settings.start_seq - 1)
+        self._summary = summary
+        started = time.monotonic()
+        try:
+            if source.live:
+                self._run_live(source, summary)
+            else:
+                self._run_file(source, summary, progress)
+        finally:
+            self._flush(summary)
+            summary.elapsed_s = round(time.monotonic() - started, 3)
+            summary.fps = round(summary.frames_published / summary.elapsed_s, 2) if summary.elapsed_s else 0.0
+        return summary
+
+    # --- file and folder sources: back-pressure, no drops ---------------------------------------
+
+    def _run_file(self, source: FrameSource, summary: PublishSummary, progress) -> None:
+        sampler = FrameSampler(self.settings.target_fps)
+        pace = self.settings.pace is Pace.SOURCE
+        wall_start = time.monotonic()
+        for frame in source.frames():
+            if self.stop.is_set() or self._limit_reached(summary):
+                break
+            summary.frames_read += 1
+            if not sampler.keep(frame.timestamp_s):
+                summary.frames_sampled_out += 1
+                continue
+            if pace and (ahead := frame.timestamp_s - (time.monotonic() - wall_start)) > 0:
+                if self.stop.wait(ahead):
+                    break
+            frame.capture_ts_us = time.time_ns() // 1000  # the moment it enters the pipeline
+            self._publish(frame, summary, block=True)
+            if progress is not None:
+                progress.update(1)
+            self.producer.poll(0)
+            self._beat()
+
+    # --- live sources: capture never blocks -----------------------------------------------------
+
+    def _run_live(self, source: FrameSource, summary: PublishSummary) -> None:
+        buffer: DropOldestBuffer[Frame] = DropOldestBuffer(self.settings.live_buffer)
+        sampler = FrameSampler(self.settings.target_fps)
+
+        def capture() -> None:
+            try:
+                for frame in source.frames():
+                    if self.stop.is_set():
+                        break
+                    summary.frames_read += 1
+                    if sampler.keep(frame.timestamp_s):
+                        buffer.put(frame)
+                    else:
+                        summary.frames_sampled_out += 1
+            finally:
+                buffer.close()
+
+        thread = threading.Thread(target=capture, name="capture", daemon=True)
+        thread.start()
+        try:
+            while not self.stop.is_set() and not self._limit_reached(summary):
+                frame = buffer.get(timeout=0.5)
+                self._beat()
+                if frame is None:
+                    if buffer.closed_and_empty:
+                        break
+                    continue
+                self._publish(frame, summary, block=False, buffer=buffer)
+                self.producer.poll(0)
+        finally:
+            self.stop.set()
+            source.close()
+            thread.join(timeout=5)
+            summary.frames_dropped += buffer.dropped
+
+    # --- shared ------------------------------------------------------------------------------
+
+    def _limit_reached(self, summary: PublishSummary) -> bool:
+        return bool(self.settings.max_frames) and summary.frames_published >= self.settings.max_frames
+
+    def _publish(self, frame: Frame, summary: PublishSummary, block: bool, buffer: DropOldestBuffer | None = None) -> None:
+        height, width = frame.image.shape[:2]
+        size = output_size(width, height, self.settings.resize_to())
+        jpeg = encode_jpeg(frame.image, size, self.settings.jpeg_quality)
+        if len(jpeg) > MAX_FRAME_BYTES:
+            summary.frames_oversized += 1
+            log.warning("frame of %d bytes exceeds the %d-byte limit; lower PUBLISHER_JPEG_QUALITY or resize", len(jpeg), MAX_FRAME_BYTES)
+            return
+        seq = summary.last_seq + 1
+        meta = FrameMeta(stream_id=summary.stream_id, seq=seq, capture_ts_us=frame.capture_ts_us, width=size[0], height=size[1])
+        while True:
+            try:
+                self.producer.produce(self.topic, key=meta.key, value=jpeg, headers=meta.headers(),
+                                      on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                # The producer is backed up (broker slow or away).
+                if not block and buffer is not None:
+                    buffer.drop_oldest()  # keep the capture side current; the newest frames matter
+                self.producer.poll(0.1)
+                if self.stop.is_set() and not block:
+                    return
+        summary.last_seq = seq
+        summary.frames_published += 1
+
+    def _on_delivery(self, error, message) -> None:
+        summary = self._summary
+        if error is None:
+            summary.frames_delivered += 1
+        else:
+            summary.frames_failed += 1
+            log.error("frame delivery failed: %s", error)
+
+    def _flush(self, summary: PublishSummary) -> None:
+        remaining = self.producer.flush(self.settings.flush_timeout_s)
+        if remaining:
+            summary.frames_failed += remaining
+            log.error("%d frames still unacknowledged after %.0fs", remaining, self.settings.flush_timeout_s)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Pace(str, Enum):
+    SOURCE = "source"  # publish at the source's own frame rate (a recording behaves like a camera)
+    FAST = "fast"  # as fast as frames can be read and sent
+
+
+class PublisherSettings(BaseSettings):
+    """PUBLISHER_* variables (see env.example); each has a matching command-line option."""
+
+    model_config = SettingsConfigDict(env_prefix="PUBLISHER_", extra="ignore")
+
+    source: str = Field(description="Video file, rtsp:// URL, webcam index (0 or webcam:0) or image folder")
+    stream_id: str | None = Field(default=None, description="Defaults to a name derived from the source")
+    target_fps: float = Field(default=0.0, ge=0.0, le=1000.0, description="Sample down to this rate (0 = every frame)")
+    max_frames: int = Field(default=0, ge=0, description="Stop after this many published frames (0 = no limit)")
+    loop: bool = Field(default=False, description="Restart file and folder sources at the end")
+    resize: str | None = Field(default=None, description="WIDTHxHEIGHT, or WIDTH to keep the aspect ratio")
+    jpeg_quality: int = Field(default=85, ge=1, le=100)
+    pace: Pace = Pace.SOURCE
+    start_seq: int = Field(default=0, ge=0, description="First sequence number of this run")
+    live_buffer: int = Field(default=8, ge=1, le=10_000, description="Frames a live source may hold before dropping the oldest")
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    progress: bool | None = Field(default=None, description="Progress bar for file sources (default: when on a terminal)")
+    summary_file: str | None = Field(default=None, description="Write a JSON summary here on exit")
+    health_port: int = Field(default=0, ge=0, le=65535, description="0 disables /healthz and /metrics")
+    flush_timeout_s: float = Field(default=30.0, gt=0)
+    log_level: str = "info"
+
+    @field_validator("resize")
+    @classmethod
+    def _check_resize(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.fullmatch(r"[1-9]\d{0,4}(x[1-9]\d{0,4})?", value):
+            raise ValueError(f"{value!r} is not WIDTHxHEIGHT or WIDTH (e.g. 1280x720)")
+        return value
+
+    @field_validator("stream_id")
+    @classmethod
+    def _check_stream_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", value):
+            raise ValueError(f"{value!r}: use 1-128 letters, digits, '.', '_' or '-'")
+        return value
+
+    def resize_to(self) -> tuple[int, int | None] | None:
+        if not self.resize:
+            return None
+        width, _, height = self.resize.partition("x")
+        return int(width), int(height) if height else None

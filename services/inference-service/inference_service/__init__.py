@@ -1,0 +1,1 @@
+"""Inference service: FastAPI + onnxruntime, with dynamic batching across requests."""

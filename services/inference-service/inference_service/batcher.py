@@ -1,0 +1,99 @@
+"""Dynamic batching: frames from concurrent requests share one model run.
+
+A worker thread takes up to `max_batch` pending frames, waiting at most `max_delay` after the
+oldest arrived; the queue is bounded so overload is answered (503) instead of buffered.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class QueueFull(RuntimeError):
+    pass
+
+
+class BatcherClosed(RuntimeError):
+    pass
+
+
+class DynamicBatcher(Generic[T]):
+    def __init__(
+        self,
+        run_batch: Callable[[list[T]], list[Any]],
+        max_batch: int,
+        max_delay_s: float,
+        max_queue: int,
+        on_batch: Callable[[int, float], None] | None = None,
+    ):
+        self._run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self._on_batch = on_batch
+        self._pending: deque[tuple[T, Future, float]] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    def submit(self, items: list[T]) -> list[Future]:
+        """Queue items as a unit: all are accepted, or QueueFull is raised for all."""
+        now = time.monotonic()
+        with self._cond:
+            if self._closed:
+                raise BatcherClosed("shutting down")
+            if len(self._pending) + len(items) > self.max_queue:
+                raise QueueFull(f"{len(self._pending)} frames queued, limit {self.max_queue}")
+            futures = []
+            for item in items:
+                future: Future = Future()
+                self._pending.append((item, future, now))
+                futures.append(future)
+            self._cond.notify()
+        return futures
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then stop the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _take_batch(self) -> list[tuple[T, Future, float]] | None:
+        with self._cond:
+            while not self._pending:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            deadline = self._pending[0][2] + self.max_delay_s
+            while len(self._pending) < self.max_batch and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            count = min(self.max_batch, len(self._pending))
+            return [self._pending.popleft() for _ in range(count)]
+
+    def _work(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            started = time.perf_counter()
+            try:
+                results = self._run_batch([item for item, _, _ in batch])
+            except BaseException as exc:  # the requests get the error; the worker lives on
+                for _, future, _ in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, future, _), result in zip(batch, results):
+                future.set_result(result)
+            if self._on_batch:
+                self._on_batch(len(batch), time.perf_counter() - started)

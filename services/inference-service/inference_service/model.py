@@ -1,0 +1,150 @@
+"""Load an ONNX model into a tuned onnxruntime session and describe it."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from vidpipe.storage import fetch_to_local
+
+from .decoders import Decoder, RawDecoder, YoloDecoder
+from .preprocess import InputSpec
+from .settings import DecoderMode, InferenceSettings
+
+log = logging.getLogger(__name__)
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+
+
+class ModelError(RuntimeError):
+    pass
+
+
+@dataclass
+class LoadedModel:
+    session: ort.InferenceSession
+    input: InputSpec
+    output_names: list[str]
+    name: str
+    version: str
+    labels: list[str]
+    decoder: Decoder
+    source_uri: str
+    load_seconds: float
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        values = self.session.run(self.output_names, {self.input.name: tensor})
+        return dict(zip(self.output_names, values))
+
+    def describe(self) -> dict:
+        spec = self.input
+        shape = [spec.fixed_batch or "batch"] + (
+            [3, spec.height, spec.width] if spec.layout == "NCHW" else [spec.height, spec.width, 3]
+        )
+        return {
+            "name": self.name,
+            "version": self.version,
+            "decoder": self.decoder.kind,
+            "input": {"name": spec.name, "shape": shape, "layout": spec.layout, "dtype": str(np.dtype(spec.dtype))},
+            "outputs": self.output_names,
+            "labels": self.labels,
+            "source": self.source_uri,
+        }
+
+
+def _input_spec(session: ort.InferenceSession, settings: InferenceSettings) -> InputSpec:
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ModelError(f"model has {len(inputs)} inputs; this service feeds models with exactly one image input")
+    node = inputs[0]
+    if node.type not in _ORT_TYPES:
+        raise ModelError(f"model input {node.name!r} has type {node.type}; supported: {sorted(_ORT_TYPES)}")
+    shape = list(node.shape)
+    if len(shape) != 4:
+        raise ModelError(f"model input {node.name!r} has shape {shape}; expected a 4-D image batch")
+    if shape[1] == 3:
+        layout, height, width = "NCHW", shape[2], shape[3]
+    elif shape[3] == 3:
+        layout, height, width = "NHWC", shape[1], shape[2]
+    else:
+        raise ModelError(f"model input {node.name!r} shape {shape} has no 3-channel axis (NCHW or NHWC)")
+    size = settings.input_size
+    return InputSpec(
+        name=node.name,
+        layout=layout,
+        height=height if isinstance(height, int) and height > 0 else size,
+        width=width if isinstance(width, int) and width > 0 else size,
+        dtype=np.dtype(_ORT_TYPES[node.type]),
+        scale=settings.input_scale,
+        fixed_batch=shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None,
+    )
+
+
+def _labels(metadata: dict[str, str], settings: InferenceSettings) -> list[str]:
+    if settings.labels_uri:
+        path = fetch_to_local(settings.labels_uri, settings.model_cache_dir)
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if "labels" in metadata:
+        try:
+            labels = json.loads(metadata["labels"])
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"model metadata 'labels' is not JSON: {exc}") from None
+        return [str(x) for x in labels]
+    return []
+
+
+def _decoder(metadata: dict[str, str], output_names: list[str], labels: list[str], settings: InferenceSettings) -> Decoder:
+    mode = settings.decoder
+    if mode is DecoderMode.AUTO:
+        mode = DecoderMode.YOLO if metadata.get("decoder") == "yolo" else DecoderMode.RAW
+    if mode is DecoderMode.YOLO:
+        missing = {"boxes", "scores"} - set(output_names)
+        if missing:
+            raise ModelError(f"INFERENCE_DECODER=yolo needs outputs 'boxes' and 'scores'; model lacks {sorted(missing)}")
+        return YoloDecoder(labels, settings.score_threshold, settings.iou_threshold, settings.max_detections)
+    return RawDecoder()
+
+
+def session_options(settings: InferenceSettings) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One batch runs at a time (the batcher serializes), so parallelism belongs inside the op.
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = settings.intra_op_threads or (os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    return options
+
+
+def load_model(settings: InferenceSettings) -> LoadedModel:
+    started = time.perf_counter()
+    path: Path = fetch_to_local(settings.model_uri, settings.model_cache_dir)
+    try:
+        session = ort.InferenceSession(str(path), session_options(settings), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise ModelError(f"{settings.model_uri}: not a loadable ONNX model ({exc})") from None
+    meta = session.get_modelmeta()
+    metadata = dict(meta.custom_metadata_map)
+    output_names = [o.name for o in session.get_outputs()]
+    labels = _labels(metadata, settings)
+    model = LoadedModel(
+        session=session,
+        input=_input_spec(session, settings),
+        output_names=output_names,
+        name=metadata.get("name") or meta.graph_name or path.stem,
+        version=metadata.get("version") or str(meta.version),
+        labels=labels,
+        decoder=_decoder(metadata, output_names, labels, settings),
+        source_uri=settings.model_uri,
+        load_seconds=0.0,
+        metadata=metadata,
+    )
+    model.load_seconds = time.perf_counter() - started
+    log.info("loaded model %s %s from %s in %.2fs", model.name, model.version, settings.model_uri, model.load_seconds)
+    return model

@@ -1,0 +1,264 @@
+"""The message contract between publisher, consumer and inference service (schema version 1).
+
+Frames topic: key = stream id (keeps per-stream order within a partition), value = JPEG bytes
+(binary, never base64), metadata in headers. Results topic: one JSON document per frame.
+Dead-letter topic: the original key, value and headers plus error headers.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1"
+
+# Topic names: defaults, overridable per deployment through settings (see env.example).
+FRAMES_TOPIC = "video.frames.v1"
+RESULTS_TOPIC = "video.results.v1"
+DEAD_LETTER_TOPIC = "video.frames.dlq.v1"
+CONSUMER_GROUP = "video-inference"
+
+# Size limits. A frame's JPEG may not exceed MAX_FRAME_BYTES; the topics accept records up to
+# MAX_MESSAGE_BYTES so an oversized frame from a foreign producer still reaches the consumer,
+# which dead-letters it with a reason instead of the broker silently refusing it.
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+JPEG_CONTENT_TYPE = "image/jpeg"
+BATCH_CONTENT_TYPE = "application/vnd.vidpipe.jpeg-batch"
+
+
+class Header:
+    """Kafka header names on the frames topic (values are ASCII)."""
+
+    SCHEMA_VERSION = "schema-version"
+    STREAM_ID = "stream-id"
+    SEQ = "seq"
+    CAPTURE_TS_US = "capture-ts-us"
+    WIDTH = "width"
+    HEIGHT = "height"
+    CONTENT_TYPE = "content-type"
+    TRACEPARENT = "traceparent"
+    # Added on the dead-letter topic.
+    ERROR_REASON = "error-reason"
+    ERROR_STAGE = "error-stage"
+    SOURCE_TOPIC = "source-topic"
+    SOURCE_PARTITION = "source-partition"
+    SOURCE_OFFSET = "source-offset"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(
+    partitions: int = 6,
+    frames_retention_ms: int = 6 * 3600 * 1000,
+    results_retention_ms: int = 7 * 24 * 3600 * 1000,
+    frames_topic: str = FRAMES_TOPIC,
+    results_topic: str = RESULTS_TOPIC,
+    dead_letter_topic: str = DEAD_LETTER_TOPIC,
+) -> list[TopicSpec]:
+    """The topics the project creates itself (never broker auto-create)."""
+    big = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    return [
+        TopicSpec(frames_topic, partitions, {**big, "retention.ms": str(frames_retention_ms)}),
+        TopicSpec(results_topic, partitions, {"retention.ms": str(results_retention_ms)}),
+        TopicSpec(dead_letter_topic, partitions, {**big, "retention.ms": str(results_retention_ms)}),
+    ]
+
+
+class ContractError(ValueError):
+    """A record does not follow the contract; the message names the field at fault."""
+
+
+def new_traceparent() -> str:
+    """A fresh W3C trace context (version 00, sampled)."""
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameMeta:
+    stream_id: str
+    seq: int
+    capture_ts_us: int
+    width: int
+    height: int
+    content_type: str = JPEG_CONTENT_TYPE
+    traceparent: str = ""
+    schema_version: str = SCHEMA_VERSION
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (Header.SCHEMA_VERSION, self.schema_version.encode()),
+            (Header.STREAM_ID, self.stream_id.encode()),
+            (Header.SEQ, str(self.seq).encode()),
+            (Header.CAPTURE_TS_US, str(self.capture_ts_us).encode()),
+            (Header.WIDTH, str(self.width).encode()),
+            (Header.HEIGHT, str(self.height).encode()),
+            (Header.CONTENT_TYPE, self.content_type.encode()),
+            (Header.TRACEPARENT, (self.traceparent or new_traceparent()).encode()),
+        ]
+
+    @property
+    def key(self) -> bytes:
+        return self.stream_id.encode()
+
+
+_REQUIRED_INT_HEADERS = (Header.SEQ, Header.CAPTURE_TS_US, Header.WIDTH, Header.HEIGHT)
+
+
+def parse_frame_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> FrameMeta:
+    """Parse and validate frame headers; raises ContractError naming the header at fault."""
+    values: dict[str, str] = {}
+    for name, raw in headers or ():
+        if raw is None:
+            continue
+        try:
+            values[name] = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise ContractError(f"header {name!r} is not ASCII") from None
+    version = values.get(Header.SCHEMA_VERSION)
+    if version is None:
+        raise ContractError(f"header {Header.SCHEMA_VERSION!r} is missing")
+    if version != SCHEMA_VERSION:
+        raise ContractError(
+            f"header {Header.SCHEMA_VERSION!r} is {version!r}; this consumer reads {SCHEMA_VERSION!r}"
+        )
+    stream_id = values.get(Header.STREAM_ID, "")
+    if not stream_id:
+        raise ContractError(f"header {Header.STREAM_ID!r} is missing or empty")
+    ints: dict[str, int] = {}
+    for name in _REQUIRED_INT_HEADERS:
+        text = values.get(name)
+        if text is None:
+            raise ContractError(f"header {name!r} is missing")
+        try:
+            ints[name] = int(text)
+        except ValueError:
+            raise ContractError(f"header {name!r} is not an integer: {text[:40]!r}") from None
+        if ints[name] < 0:
+            raise ContractError(f"header {name!r} is negative: {ints[name]}")
+    content_type = values.get(Header.CONTENT_TYPE, JPEG_CONTENT_TYPE)
+    if content_type != JPEG_CONTENT_TYPE:
+        raise ContractError(f"header {Header.CONTENT_TYPE!r} is {content_type!r}; expected {JPEG_CONTENT_TYPE!r}")
+    return FrameMeta(
+        stream_id=stream_id,
+        seq=ints[Header.SEQ],
+        capture_ts_us=ints[Header.CAPTURE_TS_US],
+        width=ints[Header.WIDTH],
+        height=ints[Header.HEIGHT],
+        content_type=content_type,
+        traceparent=values.get(Header.TRACEPARENT, ""),
+        schema_version=version,
+    )
+
+
+def dead_letter_headers(
+    original: Sequence[tuple[str, bytes | None]] | None,
+    reason: str,
+    stage: str,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> list[tuple[str, bytes]]:
+    """The original headers, untouched, plus why and where the record failed."""
+    kept = [(k, v if v is not None else b"") for k, v in (original or ())]
+    return kept + [
+        (Header.ERROR_REASON, reason.encode("utf-8", "replace")[:1024]),
+        (Header.ERROR_STAGE, stage.encode()),
+        (Header.SOURCE_TOPIC, topic.encode()),
+        (Header.SOURCE_PARTITION, str(partition).encode()),
+        (Header.SOURCE_OFFSET, str(offset).encode()),
+    ]
+
+
+def header_dict(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    return {k: (v or b"").decode("utf-8", "replace") for k, v in headers or ()}
+
+
+# --- Results -------------------------------------------------------------------------------
+
+
+class Detection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    class_id: int = Field(ge=0)
+    label: str
+    score: float = Field(ge=0.0, le=1.0)
+    box: list[float] = Field(min_length=4, max_length=4, description="[x1, y1, x2, y2] in source-frame pixels")
+
+
+class FrameResult(BaseModel):
+    """One document on the results topic (JSON), one per processed frame."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    schema_version: str = SCHEMA_VERSION
+    stream_id: str
+    seq: int = Field(ge=0)
+    capture_ts_us: int = Field(ge=0)
+    processed_ts_us: int = Field(ge=0)
+    width: int = Field(ge=0)
+    height: int = Field(ge=0)
+    model_name: str
+    model_version: str
+    inference_ms: float = Field(ge=0.0)
+    detections: list[Detection]
+    traceparent: str = ""
+
+
+def encode_result(result: dict) -> bytes:
+    """Serialize a result dict (fields of FrameResult) to the results-topic value."""
+    return orjson.dumps(result)
+
+
+def decode_result(value: bytes) -> FrameResult:
+    return FrameResult.model_validate_json(value)
+
+
+# --- Batch body for the inference service -----------------------------------------------------
+# A batch is the concatenation of (uint32 big-endian length, JPEG bytes) items: binary like the
+# frames topic, so the consumer forwards record values without re-encoding them.
+
+_LEN = struct.Struct(">I")
+
+
+def encode_batch(images: Iterable[bytes]) -> bytes:
+    parts: list[bytes] = []
+    for image in images:
+        parts.append(_LEN.pack(len(image)))
+        parts.append(image)
+    return b"".join(parts)
+
+
+def decode_batch(body: bytes, max_items: int, max_item_bytes: int = MAX_FRAME_BYTES) -> list[memoryview]:
+    """Split a batch body; raises ContractError naming the item at fault."""
+    view = memoryview(body)
+    items: list[memoryview] = []
+    pos = 0
+    while pos < len(view):
+        if len(items) >= max_items:
+            raise ContractError(f"batch has more than {max_items} items")
+        if pos + 4 > len(view):
+            raise ContractError(f"batch item {len(items)}: truncated length prefix")
+        (length,) = _LEN.unpack_from(view, pos)
+        pos += 4
+        if length == 0:
+            raise ContractError(f"batch item {len(items)}: empty image")
+        if length > max_item_bytes:
+            raise ContractError(f"batch item {len(items)}: {length} bytes exceeds the limit of {max_item_bytes}")
+        if pos + length > len(view):
+            raise ContractError(f"batch item {len(items)}: declares {length} bytes but only {len(view) - pos} remain")
+        items.append(view[pos : pos + length])
+        pos += length
+    if not items:
+        raise ContractError("batch is empty")
+    return items

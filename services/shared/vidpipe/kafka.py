@@ -1,0 +1,147 @@
+"""Kafka client settings shared by every service: one place for bootstrap, auth, and size limits.
+
+Local and self-managed brokers use PLAINTEXT (or TLS); Amazon MSK uses SASL OAUTHBEARER with
+IAM tokens from aws-msk-iam-sasl-signer-python over TLS (listeners on port 9098).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from enum import Enum
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .contract import MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
+
+
+class KafkaAuth(str, Enum):
+    NONE = "none"
+    MSK_IAM = "msk-iam"
+
+
+class KafkaSettings(BaseSettings):
+    """Connection settings, read from KAFKA_* variables (see env.example)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap: str = Field(description="Comma-separated host:port list of brokers")
+    auth: KafkaAuth = KafkaAuth.NONE
+    tls: bool = False
+    aws_region: str | None = Field(default=None, description="Region for MSK IAM tokens (falls back to AWS_REGION)")
+    client_id: str = "vidpipe"
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        if not hosts:
+            raise ValueError("must list at least one host:port")
+        for host in hosts:
+            name, sep, port = host.rpartition(":")
+            if not sep or not name or not port.isdigit():
+                raise ValueError(f"{host!r} is not host:port")
+        return ",".join(hosts)
+
+
+def msk_iam_token_callback(region: str):
+    """An oauth_cb for confluent-kafka that signs MSK IAM tokens with the pod's AWS identity."""
+    from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+
+    def oauth_cb(_config: str) -> tuple[str, float]:
+        token, expiry_ms = MSKAuthTokenProvider.generate_auth_token(region)
+        return token, expiry_ms / 1000.0
+
+    return oauth_cb
+
+
+def _region(settings: KafkaSettings) -> str:
+    import os
+
+    region = settings.aws_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ValueError("KAFKA_AWS_REGION (or AWS_REGION) must be set when KAFKA_AUTH=msk-iam")
+    return region
+
+
+def common_config(settings: KafkaSettings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap,
+        "client.id": settings.client_id,
+    }
+    if settings.auth is KafkaAuth.MSK_IAM:
+        # MSK IAM listeners always use TLS.
+        config.update(
+            {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanisms": "OAUTHBEARER",
+                "oauth_cb": msk_iam_token_callback(_region(settings)),
+            }
+        )
+    elif settings.tls:
+        config["security.protocol"] = "SSL"
+    return config
+
+
+def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
+    """Idempotent, acks=all producer whose size limit matches the topics' max.message.bytes."""
+    config = common_config(settings)
+    config.update(
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "message.max.bytes": MAX_MESSAGE_BYTES,
+            "compression.type": "none",  # JPEG does not compress further
+            "linger.ms": 5,
+            "batch.size": 1024 * 1024,
+        }
+    )
+    config.update(overrides)
+    return config
+
+
+def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """At-least-once consumer: offsets are committed explicitly after results are stored."""
+    config = common_config(settings)
+    config.update(
+        {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "max.partition.fetch.bytes": MAX_MESSAGE_BYTES,
+            "fetch.max.bytes": 4 * MAX_MESSAGE_BYTES,
+            "fetch.message.max.bytes": MAX_MESSAGE_BYTES,
+        }
+    )
+    config.update(overrides)
+    return config
+
+
+def admin_config(settings: KafkaSettings) -> dict[str, Any]:
+    return common_config(settings)
+
+
+def ensure_topics(settings: KafkaSettings, specs, timeout_s: float = 30.0) -> list[str]:
+    """Create the contract's topics if missing (idempotent); returns the names it created."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(admin_config(settings))
+    new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=s.config) for s in specs]
+    created: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    for name, future in admin.create_topics(new, request_timeout=timeout_s).items():
+        try:
+            future.result(timeout=max(1.0, deadline - time.monotonic()))
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    if created:
+        log.info("created topics %s", created)
+    return created

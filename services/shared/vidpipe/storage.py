@@ -1,0 +1,148 @@
+"""Object storage for archived frames and results, and for models: a local folder or S3.
+
+Key layout (relative to the storage root or s3://bucket/prefix):
+    frames/{stream_id}/{YYYY-MM-DD}/{seq:012d}.jpg                 one JPEG per frame
+    results/{stream_id}/{YYYY-MM-DD}/{first_seq:012d}-{last_seq:012d}.jsonl
+                                                                  one JSON line per frame result
+The date is the frame's capture date (UTC), so a retried batch rewrites the same keys.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+_SAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._=-]")
+
+
+def safe_segment(value: str) -> str:
+    """A stream id made safe as one key segment (no slashes, no dot-dot)."""
+    cleaned = _SAFE_SEGMENT.sub("_", value).strip(".") or "_"
+    return cleaned[:128]
+
+
+def capture_date(capture_ts_us: int) -> str:
+    return dt.datetime.fromtimestamp(capture_ts_us / 1e6, tz=dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def frame_key(stream_id: str, capture_ts_us: int, seq: int) -> str:
+    return f"frames/{safe_segment(stream_id)}/{capture_date(capture_ts_us)}/{seq:012d}.jpg"
+
+
+def results_key(stream_id: str, capture_ts_us: int, first_seq: int, last_seq: int) -> str:
+    return f"results/{safe_segment(stream_id)}/{capture_date(capture_ts_us)}/{first_seq:012d}-{last_seq:012d}.jsonl"
+
+
+class Storage(Protocol):
+    uri: str
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def list(self, prefix: str = "") -> list[str]: ...
+
+
+class LocalStorage:
+    """A folder; writes are atomic (temp file + rename) so readers never see half an object."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).resolve()
+        self.uri = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"storage key {key!r} escapes the storage root")
+        return path
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def list(self, prefix: str = "") -> list[str]:
+        if not self.root.exists():
+            return []
+        keys = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith(".tmp-"))
+
+
+class S3Storage:
+    def __init__(self, bucket: str, prefix: str = "", client=None):
+        import boto3
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client or boto3.client("s3")
+        self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def list(self, prefix: str = "") -> list[str]:
+        keys: list[str] = []
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"{uri!r} is not an s3://bucket/prefix URI")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def open_storage(uri: str, s3_client=None) -> Storage:
+    """`s3://bucket/prefix` -> S3Storage; `file:///path` or a plain path -> LocalStorage."""
+    if not uri:
+        raise ValueError("storage URI is empty")
+    if uri.startswith("s3://"):
+        bucket, prefix = parse_s3_uri(uri)
+        return S3Storage(bucket, prefix, client=s3_client)
+    if uri.startswith("file://"):
+        return LocalStorage(urlparse(uri).path)
+    if "://" in uri:
+        raise ValueError(f"storage URI {uri!r}: only s3:// and local paths are supported")
+    return LocalStorage(uri)
+
+
+def fetch_to_local(uri: str, cache_dir: str | os.PathLike[str], s3_client=None) -> Path:
+    """A local path for `uri`: itself when local, else an S3 object downloaded into cache_dir."""
+    if not uri.startswith("s3://"):
+        path = Path(urlparse(uri).path if uri.startswith("file://") else uri)
+        if not path.is_file():
+            raise FileNotFoundError(f"{uri}: no such file")
+        return path
+    import boto3
+
+    bucket, key = parse_s3_uri(uri)
+    if not key:
+        raise ValueError(f"{uri!r} names a bucket but no object key")
+    dest = Path(cache_dir) / bucket / key
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    (s3_client or boto3.client("s3")).download_file(bucket, key, str(dest))
+    return dest

@@ -1,0 +1,55 @@
+"""Topic names and creation settings, shared by every service (TOPICS_* variables).
+
+`python -m vidpipe.topics` creates the topics on the configured broker (idempotent).
+"""
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .contract import DEAD_LETTER_TOPIC, FRAMES_TOPIC, RESULTS_TOPIC, TopicSpec, topic_specs
+
+
+class TopicSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOPICS_", extra="ignore")
+
+    frames: str = FRAMES_TOPIC
+    results: str = RESULTS_TOPIC
+    dead_letter: str = DEAD_LETTER_TOPIC
+    partitions: int = Field(default=6, ge=1, le=1000)
+    frames_retention_hours: float = Field(default=6.0, gt=0)
+    results_retention_hours: float = Field(default=168.0, gt=0)
+    create: bool = Field(default=True, description="Create missing topics at start-up through the admin API")
+
+    def specs(self) -> list[TopicSpec]:
+        return topic_specs(
+            partitions=self.partitions,
+            frames_retention_ms=int(self.frames_retention_hours * 3600 * 1000),
+            results_retention_ms=int(self.results_retention_hours * 3600 * 1000),
+            frames_topic=self.frames,
+            results_topic=self.results,
+            dead_letter_topic=self.dead_letter,
+        )
+
+
+def ensure(kafka_settings, topic_settings: TopicSettings) -> list[str]:
+    from .kafka import ensure_topics
+
+    return ensure_topics(kafka_settings, topic_settings.specs()) if topic_settings.create else []
+
+
+def main() -> None:
+    import logging
+
+    from .config import load_settings
+    from .kafka import KafkaSettings, ensure_topics
+
+    logging.basicConfig(level="INFO", format="%(levelname)s %(message)s")
+    kafka = load_settings(KafkaSettings)
+    topics = load_settings(TopicSettings)
+    created = ensure_topics(kafka, topics.specs())
+    print(f"topics ready on {kafka.bootstrap}; created: {', '.join(created) or 'none (all existed)'}")
+
+
+if __name__ == "__main__":
+    main()
