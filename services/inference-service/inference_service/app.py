@@ -10,14 +10,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vidpipe.contract import BATCH_CONTENT_TYPE, JPEG_CONTENT_TYPE, ContractError, decode_batch
 
 from .batcher import BatcherClosed, DynamicBatcher, QueueFull
-from .errors import ApiError, error_response
+from .errors import ApiError, JSONResponse, error_response
 from .metrics import ServiceMetrics
 from .model import LoadedModel, load_model
 from .preprocess import ImageError, InputBuffer, PreparedImage, decode_and_resize
@@ -142,7 +142,7 @@ def create_app(settings: InferenceSettings) -> FastAPI:
         if state.batcher is not None:
             await run_in_threadpool(state.batcher.close)
 
-    app = FastAPI(title="vidpipe inference", version="1", lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(title="vidpipe inference", version="1", lifespan=lifespan, default_response_class=JSONResponse)
     app.state.service = state
 
     @app.exception_handler(ApiError)

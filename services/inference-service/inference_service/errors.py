@@ -1,7 +1,17 @@
 """Every error the API returns is JSON: {"error": {"code", "message", "field"}}."""
 from __future__ import annotations
 
-from fastapi.responses import ORJSONResponse
+import orjson
+from fastapi.responses import Response
+
+
+class JSONResponse(Response):
+    """JSON serialized by orjson (numpy-free dicts of floats and lists: fast, compact)."""
+
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content)
 
 
 class ApiError(Exception):
@@ -15,4 +25,4 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None):
-    return ORJSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status, headers=headers)
+    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status, headers=headers)

@@ -1,0 +1,59 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Everything fetched (virtualenv, broker, model, sample video, npm CLIs) is cached in ignored folders.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE := .cache
+MODEL := $(CACHE)/models/yolov4-tiny.onnx
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The shared contract package, importable by the tools that drive the services.
+export PYTHONPATH := $(CURDIR)/services/shared:$(CURDIR)
+
+.PHONY: help setup venv model sample broker demo test test-fast bench topics clean
+
+help:
+	@echo "make demo    stream the sample video through a local Kafka broker to the model; writes out/summary.json"
+	@echo "make test    run the whole test suite (unit, integration against a real broker, end-to-end, infrastructure)"
+	@echo "make bench   measure throughput and latency; writes bench/results/latest.json"
+	@echo "make synth   synthesize the CDK app offline (cdk.out/), with cdk-nag and cfn-lint"
+	@echo "make k8s     synthesize the Kubernetes manifests with cdk8s (dist/)"
+	@echo "make setup   only install and fetch (venv, model, sample video, Kafka broker)"
+
+$(VENV)/.installed: requirements.txt $(wildcard services/*/requirements.txt)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+model: $(VENV)/.installed
+	$(PY) -m tools.model.fetch_model --cache-dir $(CACHE)
+
+sample: $(VENV)/.installed
+	$(PY) -m tools.media.fetch_sample --cache-dir $(CACHE)
+
+broker: $(VENV)/.installed
+	$(PY) -m tools.kafka.broker fetch
+
+setup: venv model sample broker
+
+demo: setup
+	$(PY) -m tools.demo
+
+test: setup node_modules
+	$(PY) -m pytest
+
+# Unit tests only: no broker, no model, seconds.
+test-fast: venv
+	$(PY) -m pytest tests/unit -q
+
+topics: venv
+	$(PY) -m vidpipe.topics
+
+clean:
+	rm -rf out dist cdk.out .pytest_cache
+
+# Infrastructure targets (synth, node_modules) live beside this file.
+-include mk/*.mk

@@ -1,0 +1,127 @@
+"""The inference API's edge: any ONNX model serves; bad input gets a 4xx JSON error naming the problem."""
+import time
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from fastapi.testclient import TestClient
+from onnx import TensorProto, helper
+
+from inference_service.app import create_app
+from inference_service.settings import InferenceSettings
+from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
+
+
+def tiny_model(path, layout="NCHW"):
+    """A stand-in for 'a model a user brings': mean colour per image, dynamic batch."""
+    shape = ["batch", 3, 16, 16] if layout == "NCHW" else ["batch", 16, 16, 3]
+    axes = [2, 3] if layout == "NCHW" else [1, 2]
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images", "axes"], ["mean_colour"], keepdims=0)],
+        "mean_colour",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("mean_colour", TensorProto.FLOAT, ["batch", 3])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [2], axes)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, path)
+    return path
+
+
+def jpeg(color=(0, 0, 255), size=(40, 30)):
+    image = np.zeros((size[1], size[0], 3), np.uint8)
+    image[:] = color
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+def ready_client(settings):
+    client = TestClient(create_app(settings))
+    client.__enter__()
+    deadline = time.monotonic() + 30
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.05)
+    return client
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    path = tiny_model(tmp_path_factory.mktemp("model") / "mean.onnx")
+    client = ready_client(InferenceSettings(model_uri=str(path), max_image_bytes=64 * 1024, max_request_items=4))
+    yield client
+    client.__exit__(None, None, None)
+
+
+def test_any_onnx_model_serves_raw_outputs(client):
+    info = client.get("/v1/model").json()
+    assert info["decoder"] == "raw" and info["input"]["shape"] == ["batch", 3, 16, 16]
+    body = client.post("/v1/infer", content=jpeg(), headers={"Content-Type": "image/jpeg"}).json()
+    red, green, blue = body["outputs"]["mean_colour"]["data"]
+    assert red > 0.9 and green < 0.1 and blue < 0.1  # BGR (0,0,255) arrives as RGB red
+    assert (body["width"], body["height"]) == (40, 30)
+
+
+def test_nhwc_models_load_too(tmp_path):
+    path = tiny_model(tmp_path / "nhwc.onnx", layout="NHWC")
+    client = ready_client(InferenceSettings(model_uri=str(path)))
+    try:
+        assert client.get("/v1/model").json()["input"]["layout"] == "NHWC"
+        assert client.post("/v1/infer", content=jpeg(), headers={"Content-Type": "image/jpeg"}).status_code == 200
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_batch_reports_bad_items_individually(client):
+    body = encode_batch([jpeg(), b"\xff\xd8not really", jpeg((255, 0, 0))])
+    answer = client.post("/v1/infer/batch", content=body, headers={"Content-Type": BATCH_CONTENT_TYPE}).json()
+    assert [("error" in r) for r in answer["results"]] == [False, True, False]
+    assert answer["results"][1]["error"]["field"] == "items[1]"
+
+
+@pytest.mark.parametrize(
+    "path, content, content_type, status, code",
+    [
+        ("/v1/infer", jpeg(), "text/plain", 415, "unsupported_media_type"),
+        ("/v1/infer", b"", "image/jpeg", 400, "empty_body"),
+        ("/v1/infer", b"\xff\xd8\xff garbage", "image/jpeg", 422, "undecodable_image"),
+        ("/v1/infer", b"x" * (64 * 1024 + 1), "image/jpeg", 413, "body_too_large"),
+        ("/v1/infer/batch", b"\x00\x00\x00\x09abc", BATCH_CONTENT_TYPE, 400, "malformed_batch"),
+        ("/v1/infer/batch", encode_batch([jpeg()] * 5), BATCH_CONTENT_TYPE, 400, "malformed_batch"),
+        ("/v1/infer/batch", jpeg(), "image/jpeg", 415, "unsupported_media_type"),
+        ("/v1/nowhere", b"", "image/jpeg", 404, "http_error"),
+    ],
+)
+def test_bad_requests_get_json_errors(client, path, content, content_type, status, code):
+    response = client.post(path, content=content, headers={"Content-Type": content_type})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+
+
+def test_health_and_metrics(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    metrics = client.get("/metrics").text
+    assert "inference_frames_total" in metrics and "inference_batch_size_bucket" in metrics
+
+
+def test_unloadable_model_is_reported_not_crashed(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    client = ready_client_or_error(InferenceSettings(model_uri=str(bad)))
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 503 and "not a loadable ONNX model" in response.json()["error"]["message"]
+        assert client.post("/v1/infer", content=jpeg(), headers={"Content-Type": "image/jpeg"}).status_code == 503
+    finally:
+        client.__exit__(None, None, None)
+
+
+def ready_client_or_error(settings):
+    client = TestClient(create_app(settings))
+    client.__enter__()
+    deadline = time.monotonic() + 10
+    while client.app.state.service.load_error is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return client
