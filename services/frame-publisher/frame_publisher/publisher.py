@@ -123,6 +123,7 @@ class FramePublisher:
     def _run_live(self, source: FrameSource, summary: PublishSummary) -> None:
         buffer: DropOldestBuffer[Frame] = DropOldestBuffer(self.settings.live_buffer)
         sampler = FrameSampler(self.settings.target_fps)
+        failure: list[BaseException] = []
 
         def capture() -> None:
             try:
@@ -134,6 +135,8 @@ class FramePublisher:
                         buffer.put(frame)
                     else:
                         summary.frames_sampled_out += 1
+            except BaseException as exc:  # reported by the publishing loop, which owns the exit code
+                failure.append(exc)
             finally:
                 buffer.close()
 
@@ -154,6 +157,8 @@ class FramePublisher:
             source.close()
             thread.join(timeout=5)
             summary.frames_dropped += buffer.dropped
+        if failure:
+            raise failure[0]
 
     # --- shared ------------------------------------------------------------------------------
 

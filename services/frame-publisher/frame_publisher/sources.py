@@ -144,8 +144,10 @@ class LiveSource:
     frame_count = None
 
     def __init__(self, target: str | int, name: str, stop: threading.Event, initial_backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0, open_timeout_ms: int = 5000):
+                 max_backoff_s: float = 30.0, open_timeout_ms: int = 5000, must_open_first: bool = False):
         self.target = target
+        # A local device that is absent at start is a configuration error, not an outage to wait out.
+        self.must_open_first = must_open_first
         self.name = name
         self.stop = stop
         self.initial_backoff_s = initial_backoff_s
@@ -172,6 +174,8 @@ class LiveSource:
         start = time.monotonic()
         while not self.stop.is_set():
             capture = self._open()
+            if capture is None and self.must_open_first and self.reconnects == 0:
+                raise SourceError(f"cannot open {self._shown()}: no such device, or it is in use")
             if capture is None:
                 log.warning("cannot open %s; reconnecting in %.1fs", self._shown(), delay)
             else:
@@ -209,7 +213,7 @@ def open_source(uri: str, loop: bool, stop: threading.Event, target_fps: float =
         return LiveSource(uri, name, stop, initial_backoff_s, max_backoff_s)
     webcam = uri[len("webcam:"):] if uri.startswith("webcam:") else uri
     if webcam.isdigit():
-        return LiveSource(int(webcam), f"webcam{webcam}", stop, initial_backoff_s, max_backoff_s)
+        return LiveSource(int(webcam), f"webcam{webcam}", stop, initial_backoff_s, max_backoff_s, must_open_first=True)
     if os.path.isdir(uri):
         return ImageFolderSource(uri, loop, fps=target_fps or 10.0)
     return VideoFileSource(uri, loop)

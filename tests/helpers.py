@@ -1,0 +1,80 @@
+"""Small helpers shared by integration tests (real broker, real processes)."""
+from __future__ import annotations
+
+import json
+import time
+
+import cv2
+import numpy as np
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from vidpipe.contract import FrameMeta
+from vidpipe.kafka import KafkaSettings, consumer_config, producer_config
+
+
+def video_jpegs(path, count: int, every: int = 1) -> list[bytes]:
+    capture = cv2.VideoCapture(str(path))
+    frames: list[bytes] = []
+    index = 0
+    while len(frames) < count:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index % every == 0:
+            frames.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+        index += 1
+    capture.release()
+    return frames
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return image.shape[1], image.shape[0]
+
+
+def produce_frames(settings: KafkaSettings, topic: str, stream_id: str, jpegs: list[bytes], first_seq: int = 0) -> list[int]:
+    producer = Producer(producer_config(settings))
+    seqs = []
+    for offset, data in enumerate(jpegs):
+        width, height = jpeg_size(data)
+        meta = FrameMeta(stream_id, first_seq + offset, time.time_ns() // 1000, width, height)
+        producer.produce(topic, key=meta.key, value=data, headers=meta.headers())
+        seqs.append(meta.seq)
+    assert producer.flush(30) == 0
+    return seqs
+
+
+def produce_raw(settings: KafkaSettings, topic: str, key: bytes, value: bytes | None, headers) -> None:
+    producer = Producer(producer_config(settings))
+    producer.produce(topic, key=key, value=value, headers=headers)
+    assert producer.flush(30) == 0
+
+
+def read_all(settings: KafkaSettings, topic: str, expect: int, timeout_s: float = 60.0) -> list:
+    consumer = Consumer(consumer_config(settings, f"reader-{time.time_ns()}"))
+    consumer.subscribe([topic])
+    records = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < expect and time.monotonic() < deadline:
+            records.extend(m for m in consumer.consume(100, timeout=0.5) if not m.error())
+    finally:
+        consumer.close()
+    return records
+
+
+def committed_offsets(settings: KafkaSettings, group: str, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer(consumer_config(settings, group))
+    try:
+        parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return [p.offset for p in parts]
+    finally:
+        consumer.close()
+
+
+def results_by_seq(records) -> dict[tuple[str, int], list[dict]]:
+    found: dict[tuple[str, int], list[dict]] = {}
+    for record in records:
+        doc = json.loads(record.value())
+        found.setdefault((doc["stream_id"], doc["seq"]), []).append(doc)
+    return found

@@ -1,0 +1,75 @@
+"""The consumer against a real broker: poison records go to the dead-letter topic with a reason,
+and an unreachable inference service is waited out without committing or crashing."""
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import topic_env
+from tests.helpers import committed_offsets, produce_frames, produce_raw, read_all, results_by_seq, video_jpegs
+from tools.local_pipeline import consumer_health_url, consumer_process, free_port, inference_process
+from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, Header, header_dict
+
+pytestmark = [pytest.mark.broker, pytest.mark.model]
+
+
+def test_poison_records_are_dead_lettered_and_neighbours_processed(
+    kafka_bootstrap, kafka_settings, topics, inference_url, sample_video, tmp_path
+):
+    good = video_jpegs(sample_video, 4)
+    frames = topics.frames
+    meta = FrameMeta("poison", 100, time.time_ns() // 1000, 640, 272)
+    produce_frames(kafka_settings, frames, "poison", good[:2], first_seq=0)
+    produce_raw(kafka_settings, frames, b"poison", good[0][:2000] + b"\x00" * 50, meta.headers())  # truncated JPEG
+    produce_raw(kafka_settings, frames, b"poison", b"", meta.headers())  # empty value
+    produce_raw(kafka_settings, frames, b"poison", b"\xff\xd8" + b"\x00" * MAX_FRAME_BYTES, meta.headers())  # oversized
+    produce_raw(kafka_settings, frames, b"poison", good[0], [(Header.SCHEMA_VERSION, b"1")])  # headers missing
+    produce_frames(kafka_settings, frames, "poison", good[2:], first_seq=2)
+
+    consumer = consumer_process(kafka_bootstrap, inference_url, str(tmp_path / "archive"), tmp_path,
+                                CONSUMER_GROUP_ID=f"poison-{uuid.uuid4().hex[:6]}", **topic_env(topics)).start()
+    try:
+        consumer.wait_http(consumer_health_url(consumer), timeout_s=60)
+        dead = read_all(kafka_settings, topics.dead_letter, expect=4, timeout_s=60)
+        results = read_all(kafka_settings, topics.results, expect=4, timeout_s=60)
+        assert consumer.running, consumer.log_tail()
+    finally:
+        consumer.stop()
+
+    reasons = sorted(header_dict(r.headers())[Header.ERROR_REASON] for r in dead)
+    assert len(reasons) == 4, reasons
+    assert any("truncated" in r or "corrupt" in r for r in reasons)
+    assert any("empty" in r for r in reasons)
+    assert any("frame limit" in r for r in reasons)
+    assert any("'stream-id' is missing" in r for r in reasons)
+    for record in dead:
+        headers = header_dict(record.headers())
+        assert headers[Header.SOURCE_TOPIC] == frames and headers[Header.ERROR_STAGE] == "validate"
+    assert set(results_by_seq(results)) == {("poison", s) for s in range(4)}
+
+
+def test_consumer_waits_out_unreachable_inference_without_committing(
+    kafka_bootstrap, kafka_settings, topics, default_model, sample_video, tmp_path
+):
+    port = free_port()  # nothing listens here yet
+    group = f"outage-{uuid.uuid4().hex[:6]}"
+    produce_frames(kafka_settings, topics.frames, "outage", video_jpegs(sample_video, 6, every=20))
+    consumer = consumer_process(kafka_bootstrap, f"http://127.0.0.1:{port}", str(tmp_path / "archive"), tmp_path,
+                                CONSUMER_GROUP_ID=group, CONSUMER_RETRY_INITIAL_S="0.2", CONSUMER_RETRY_MAX_S="1",
+                                **topic_env(topics)).start()
+    inference = None
+    try:
+        consumer.wait_http(consumer_health_url(consumer), timeout_s=60)
+        time.sleep(4)
+        assert consumer.running, consumer.log_tail()
+        assert all(o < 0 for o in committed_offsets(kafka_settings, group, topics.frames, topics.partitions))
+        assert "inference unavailable" in consumer.log_tail(100)
+
+        inference = inference_process(port, tmp_path, default_model).start()
+        results = read_all(kafka_settings, topics.results, expect=6, timeout_s=120)
+        assert set(results_by_seq(results)) == {("outage", s) for s in range(6)}
+    finally:
+        consumer.stop()
+        if inference:
+            inference.stop()
+    assert sum(o for o in committed_offsets(kafka_settings, group, topics.frames, topics.partitions) if o > 0) == 6
