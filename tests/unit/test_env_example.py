@@ -1,0 +1,22 @@
+"""env.example documents exactly the variables the services read."""
+import re
+from pathlib import Path
+
+from consumer_service.settings import ConsumerSettings
+from frame_publisher.settings import PublisherSettings
+from inference_service.settings import InferenceSettings
+from vidpipe.kafka import KafkaSettings
+from vidpipe.topics import TopicSettings
+
+ENV_EXAMPLE = Path(__file__).resolve().parents[2] / "env.example"
+
+
+def test_env_example_matches_settings_classes():
+    documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    read = {
+        f"{cls.model_config['env_prefix']}{name}".upper()
+        for cls in (KafkaSettings, TopicSettings, PublisherSettings, ConsumerSettings, InferenceSettings)
+        for name in cls.model_fields
+    }
+    assert read - documented == set(), "undocumented variables"
+    assert documented - read == set(), "documented variables nothing reads"
