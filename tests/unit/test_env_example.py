@@ -20,3 +20,11 @@ def test_env_example_matches_settings_classes():
     }
     assert read - documented == set(), "undocumented variables"
     assert documented - read == set(), "documented variables nothing reads"
+
+
+def test_env_example_values_load_as_is(monkeypatch):
+    """A copied env.example, empty values included, is a valid configuration."""
+    for name, value in re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE):
+        monkeypatch.setenv(name, value)
+    for cls in (KafkaSettings, TopicSettings, PublisherSettings, ConsumerSettings, InferenceSettings):
+        cls()

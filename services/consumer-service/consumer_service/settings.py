@@ -9,7 +9,7 @@ from vidpipe.contract import CONSUMER_GROUP, MAX_FRAME_BYTES
 class ConsumerSettings(BaseSettings):
     """CONSUMER_* variables (see env.example)."""
 
-    model_config = SettingsConfigDict(env_prefix="CONSUMER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CONSUMER_", env_ignore_empty=True, extra="ignore")
 
     inference_url: AnyHttpUrl = Field(description="Base URL of the inference service")
     archive_uri: str = Field(description="Local folder or s3://bucket/prefix for frames and results")

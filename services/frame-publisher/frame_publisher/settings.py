@@ -15,7 +15,7 @@ class Pace(str, Enum):
 class PublisherSettings(BaseSettings):
     """PUBLISHER_* variables (see env.example); each has a matching command-line option."""
 
-    model_config = SettingsConfigDict(env_prefix="PUBLISHER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PUBLISHER_", env_ignore_empty=True, extra="ignore")
 
     source: str = Field(description="Video file, rtsp:// URL, webcam index (0 or webcam:0) or image folder")
     stream_id: str | None = Field(default=None, description="Defaults to a name derived from the source")

@@ -17,7 +17,7 @@ class DecoderMode(str, Enum):
 class InferenceSettings(BaseSettings):
     """INFERENCE_* variables (see env.example)."""
 
-    model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(env_prefix="INFERENCE_", env_ignore_empty=True, extra="ignore", protected_namespaces=())
 
     model_uri: str = Field(description="Local path, file:// or s3:// URI of the .onnx model")
     labels_uri: str | None = Field(default=None, description="Optional labels file, one per line")

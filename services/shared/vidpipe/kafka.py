@@ -26,7 +26,7 @@ class KafkaAuth(str, Enum):
 class KafkaSettings(BaseSettings):
     """Connection settings, read from KAFKA_* variables (see env.example)."""
 
-    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", env_ignore_empty=True, extra="ignore")
 
     bootstrap: str = Field(description="Comma-separated host:port list of brokers")
     auth: KafkaAuth = KafkaAuth.NONE

@@ -11,7 +11,7 @@ from .contract import DEAD_LETTER_TOPIC, FRAMES_TOPIC, RESULTS_TOPIC, TopicSpec,
 
 
 class TopicSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TOPICS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TOPICS_", env_ignore_empty=True, extra="ignore")
 
     frames: str = FRAMES_TOPIC
     results: str = RESULTS_TOPIC
