@@ -122,12 +122,11 @@ class ResultCollector:
     def __init__(self, bootstrap: str, results_topic: str, stream_ids: set[str] | None = None):
         from confluent_kafka import Consumer
 
-        self.consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"vidpipe-collector-{os.getpid()}-{time.time_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        })
+        from vidpipe.kafka import KafkaSettings, consumer_config
+
+        # KAFKA_AUTH / KAFKA_TLS from the environment apply, so this also reads MSK.
+        settings = KafkaSettings(bootstrap=bootstrap)
+        self.consumer = Consumer(consumer_config(settings, f"vidpipe-collector-{os.getpid()}-{time.time_ns()}"))
         self.consumer.subscribe([results_topic])
         self.stream_ids = stream_ids
         self.results: dict[tuple[str, int], dict] = {}
