@@ -6,7 +6,9 @@ import time
 
 import cv2
 import numpy as np
+import onnx
 from confluent_kafka import Consumer, Producer, TopicPartition
+from onnx import TensorProto, helper
 
 from vidpipe.contract import FrameMeta
 from vidpipe.kafka import KafkaSettings, consumer_config, producer_config
@@ -78,3 +80,20 @@ def results_by_seq(records) -> dict[tuple[str, int], list[dict]]:
         doc = json.loads(record.value())
         found.setdefault((doc["stream_id"], doc["seq"]), []).append(doc)
     return found
+
+
+def tiny_model(path, layout="NCHW"):
+    """A stand-in for 'a model a user brings': mean colour per image, dynamic batch."""
+    shape = ["batch", 3, 16, 16] if layout == "NCHW" else ["batch", 16, 16, 3]
+    axes = [2, 3] if layout == "NCHW" else [1, 2]
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images", "axes"], ["mean_colour"], keepdims=0)],
+        "mean_colour",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("mean_colour", TensorProto.FLOAT, ["batch", 3])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [2], axes)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, path)
+    return path

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from tests.conftest import topic_env
-from tests.helpers import committed_offsets, produce_frames, produce_raw, read_all, results_by_seq, video_jpegs
+from tests.helpers import tiny_model, committed_offsets, produce_frames, produce_raw, read_all, results_by_seq, video_jpegs
 from tools.local_pipeline import consumer_health_url, consumer_process, free_port, inference_process
 from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, Header, header_dict
 
@@ -49,7 +49,7 @@ def test_poison_records_are_dead_lettered_and_neighbours_processed(
 
 
 def test_consumer_waits_out_unreachable_inference_without_committing(
-    kafka_bootstrap, kafka_settings, topics, default_model, sample_video, tmp_path
+    kafka_bootstrap, kafka_settings, topics, sample_video, tmp_path
 ):
     port = free_port()  # nothing listens here yet
     group = f"outage-{uuid.uuid4().hex[:6]}"
@@ -65,7 +65,7 @@ def test_consumer_waits_out_unreachable_inference_without_committing(
         assert all(o < 0 for o in committed_offsets(kafka_settings, group, topics.frames, topics.partitions))
         assert "inference unavailable" in consumer.log_tail(100)
 
-        inference = inference_process(port, tmp_path, default_model).start()
+        inference = inference_process(port, tmp_path, tiny_model(tmp_path / "tiny.onnx")).start()  # loads in ms
         results = read_all(kafka_settings, topics.results, expect=6, timeout_s=120)
         assert set(results_by_seq(results)) == {("outage", s) for s in range(6)}
     finally:

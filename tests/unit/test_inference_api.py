@@ -3,31 +3,13 @@ import time
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 from fastapi.testclient import TestClient
-from onnx import TensorProto, helper
 
 from inference_service.app import create_app
 from inference_service.settings import InferenceSettings
+from tests.helpers import tiny_model
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
-
-
-def tiny_model(path, layout="NCHW"):
-    """A stand-in for 'a model a user brings': mean colour per image, dynamic batch."""
-    shape = ["batch", 3, 16, 16] if layout == "NCHW" else ["batch", 16, 16, 3]
-    axes = [2, 3] if layout == "NCHW" else [1, 2]
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["images", "axes"], ["mean_colour"], keepdims=0)],
-        "mean_colour",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("mean_colour", TensorProto.FLOAT, ["batch", 3])],
-        initializer=[helper.make_tensor("axes", TensorProto.INT64, [2], axes)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    onnx.save(model, path)
-    return path
 
 
 def jpeg(color=(0, 0, 255), size=(40, 30)):
