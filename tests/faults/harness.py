@@ -1,0 +1,101 @@
+"""A fault case: real broker, real service processes, frames with known sequence numbers, and an
+account at the end of which frames have a result and how many results are duplicates."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer
+
+from tests.conftest import ROOT, topic_env
+from tools.local_pipeline import (
+    ServiceProcess,
+    consumer_health_url,
+    consumer_process,
+    publisher_process,
+)
+from vidpipe.kafka import KafkaSettings, consumer_config
+
+REPORT_DIR = ROOT / "out" / "faults"
+
+
+@dataclass
+class Account:
+    published: int
+    with_results: int
+    duplicates: int
+    missing: list[int]
+
+    def as_row(self, case: str, behaviour: str) -> dict:
+        return {"fault": case, "behaviour": behaviour, "frames_published": self.published,
+                "frames_with_results": self.with_results, "duplicates": self.duplicates}
+
+
+@dataclass
+class FaultRun:
+    bootstrap: str
+    topics: object
+    inference_url: str
+    workdir: Path
+    group: str = field(default_factory=lambda: f"faults-{uuid.uuid4().hex[:6]}")
+    processes: list[ServiceProcess] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.settings = KafkaSettings(bootstrap=self.bootstrap)
+        self._results = Consumer(consumer_config(self.settings, f"audit-{uuid.uuid4().hex[:6]}"))
+        self._results.subscribe([self.topics.results])
+        self.seen: Counter = Counter()
+
+    def consumer(self, name: str = "consumer", inference_url: str | None = None, **extra: str) -> ServiceProcess:
+        env = {"CONSUMER_GROUP_ID": self.group, **topic_env(self.topics), **extra}
+        process = consumer_process(self.bootstrap, inference_url or self.inference_url, str(self.workdir / "archive"),
+                                   self.workdir, name=name, **env).start()
+        self.processes.append(process)
+        process.wait_http(consumer_health_url(process), timeout_s=60)
+        return process
+
+    def publisher(self, source, *args: str, **extra: str) -> ServiceProcess:
+        summary = self.workdir / "publisher.json"
+        process = publisher_process(self.bootstrap, source, self.workdir,
+                                    ["--stream-id", "fault", "--summary-file", str(summary), *args],
+                                    **topic_env(self.topics), **extra).start()
+        self.processes.append(process)
+        return process
+
+    def publisher_summary(self) -> dict:
+        return json.loads((self.workdir / "publisher.json").read_text())
+
+    def poll_results(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            for message in self._results.consume(500, timeout=min(0.5, left)):
+                if not message.error():
+                    self.seen[json.loads(message.value())["seq"]] += 1
+
+    def wait_results(self, at_least: int, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while len(self.seen) < at_least and time.monotonic() < deadline:
+            self.poll_results(0.5)
+        return len(self.seen)
+
+    def account(self, published_seqs: range, timeout_s: float = 180, settle_s: float = 3.0) -> Account:
+        self.wait_results(len(published_seqs), timeout_s)
+        self.poll_results(settle_s)  # late duplicates count too
+        missing = [s for s in published_seqs if s not in self.seen]
+        duplicates = sum(n - 1 for s, n in self.seen.items() if s in published_seqs)
+        return Account(len(published_seqs), len(published_seqs) - len(missing), duplicates, missing)
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.stop(timeout_s=15)
+        self._results.close()
+
+
+def record_row(case: str, behaviour: str, account: Account) -> None:
+    """Each case leaves its figures in out/faults/, from which the README's table is written."""
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    (REPORT_DIR / f"{case.replace(' ', '_')}.json").write_text(json.dumps(account.as_row(case, behaviour), indent=2))

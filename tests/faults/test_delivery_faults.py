@@ -1,0 +1,139 @@
+"""Things break for real (processes killed, broker restarted, inference away, members joining and
+leaving) while real frames flow; at the end every published frame has at least one result."""
+import signal
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import topic_env
+from tests.faults.harness import FaultRun, record_row
+from tests.helpers import committed_offsets, read_all
+from tools.local_pipeline import free_port, inference_process
+from vidpipe.contract import parse_frame_headers
+
+pytestmark = [pytest.mark.broker, pytest.mark.model, pytest.mark.faults]
+
+FRAMES = range(250)  # bikes.mp4
+# At least once: duplicates may only come from batches that were in flight, uncommitted, when a
+# member died: at most CONSUMER_MAX_INFLIGHT_BATCHES (3) x CONSUMER_BATCH_MAX_FRAMES (16).
+UNCOMMITTED_WINDOW = 3 * 16
+
+
+@pytest.fixture
+def run(kafka_bootstrap, topics, inference_url, tmp_path):
+    fault_run = FaultRun(kafka_bootstrap, topics, inference_url, tmp_path)
+    yield fault_run
+    fault_run.close()
+
+
+def test_consumer_killed_mid_stream_loses_nothing(run, sample_video):
+    consumer = run.consumer()
+    run.publisher(sample_video, "--pace", "fast")
+    run.wait_results(60, timeout_s=120)
+    consumer.signal(signal.SIGKILL)
+    consumer.process.wait(10)
+    run.consumer(name="consumer-restarted")
+    account = run.account(FRAMES)
+    record_row("consumer SIGKILL", "restarted member resumes from the last commit; the uncommitted batches replay", account)
+    assert account.missing == []
+    assert account.duplicates <= UNCOMMITTED_WINDOW
+
+
+def test_broker_restart_mid_stream_loses_and_duplicates_nothing(kafka_settings, sample_video, tmp_path, inference_url):
+    from tools.kafka.broker import LocalBroker
+    from vidpipe.kafka import KafkaSettings, ensure_topics
+    from vidpipe.topics import TopicSettings
+
+    broker = LocalBroker(tmp_path / "kafka", port=0, controller_port=0, die_with_parent=True).start()
+    topics = TopicSettings(frames="restart.frames", results="restart.results", dead_letter="restart.dlq", partitions=3)
+    ensure_topics(KafkaSettings(bootstrap=broker.bootstrap), topics.specs())
+    run = FaultRun(broker.bootstrap, topics, inference_url, tmp_path)
+    try:
+        run.consumer()
+        publisher = run.publisher(sample_video, "--pace", "source")  # 10 s of video at 25 fps
+        run.wait_results(40, timeout_s=60)
+        broker.restart()
+        assert publisher.process.wait(120) == 0, publisher.log_tail()
+        summary = run.publisher_summary()
+        assert summary["frames_published"] == summary["frames_delivered"] == 250
+        account = run.account(FRAMES)
+        frames = read_all(KafkaSettings(bootstrap=broker.bootstrap), topics.frames, expect=251, timeout_s=20)
+    finally:
+        run.close()
+        broker.stop()
+    record_row("broker restart", "producer retries idempotently; consumer rejoins and resumes", account)
+    seqs = [parse_frame_headers(f.headers()).seq for f in frames]
+    assert sorted(seqs) == list(FRAMES), "the idempotent producer wrote each frame exactly once"
+    assert account.missing == []
+
+
+def test_inference_down_20s_is_waited_out(run, sample_video, default_model, kafka_settings):
+    port = free_port()
+    inference = inference_process(port, run.workdir, default_model).start()
+    inference.wait_http(f"http://127.0.0.1:{port}/readyz")
+    consumer = run.consumer(inference_url=f"http://127.0.0.1:{port}", CONSUMER_RETRY_MAX_S="2")
+    run.publisher(sample_video, "--pace", "source")
+    run.wait_results(40, timeout_s=60)
+    inference.stop()
+    outage_started = time.monotonic()
+    while time.monotonic() - outage_started < 20:
+        run.poll_results(1)
+        committed = sum(o for o in committed_offsets(kafka_settings, run.group, run.topics.frames, 3) if o > 0)
+        assert committed <= len(run.seen), "committed frames that have no result"
+    assert consumer.running, consumer.log_tail()
+    assert "inference unavailable" in consumer.log_tail(200)
+    inference = inference_process(port, run.workdir, default_model).start()
+    run.processes.append(inference)
+    account = run.account(FRAMES)
+    record_row("inference down 20 s", "consumer backs off, pauses its partitions, commits nothing unfinished", account)
+    assert account.missing == []
+    assert account.duplicates == 0  # nothing died: nothing replays
+
+
+def test_rebalance_join_then_leave_loses_nothing(run, sample_video):
+    first = run.consumer(name="consumer-a")
+    run.publisher(sample_video, "--pace", "source")
+    run.wait_results(50, timeout_s=60)
+    run.consumer(name="consumer-b")
+    run.wait_results(120, timeout_s=60)
+    first.stop()
+    account = run.account(FRAMES)
+    record_row("rebalance", "cooperative rebalance; revoked partitions' batches finish and commit first", account)
+    assert account.missing == []
+    assert account.duplicates <= UNCOMMITTED_WINDOW
+
+
+@pytest.mark.parametrize("service", ["consumer", "publisher", "inference"])
+def test_rolling_restart_with_sigterm_loses_nothing(run, sample_video, default_model, service):
+    port = free_port()
+    inference = inference_process(port, run.workdir, default_model).start()
+    run.processes.append(inference)
+    inference.wait_http(f"http://127.0.0.1:{port}/readyz")
+    consumer = run.consumer(inference_url=f"http://127.0.0.1:{port}")
+    publisher = run.publisher(sample_video, "--pace", "source")
+    run.wait_results(50, timeout_s=60)
+    if service == "consumer":
+        assert consumer.stop() == 0, consumer.log_tail()
+        run.consumer(name="consumer-2", inference_url=f"http://127.0.0.1:{port}")
+    elif service == "inference":
+        assert inference.stop() == 0, inference.log_tail()
+        replacement = inference_process(port, run.workdir, default_model).start()
+        run.processes.append(replacement)
+    else:
+        assert publisher.stop() == 0, publisher.log_tail()
+        summary = run.publisher_summary()
+        assert summary["frames_published"] == summary["frames_delivered"], "SIGTERM flushes every pending frame"
+        first_run = summary["frames_published"]
+        rest = run.publisher(sample_video, "--pace", "fast", "--start-seq", str(first_run),
+                             "--max-frames", str(250 - first_run))
+        assert rest.process.wait(60) == 0
+    account = run.account(FRAMES)
+    record_row(f"SIGTERM {service}", {
+        "consumer": "finishes in-flight batches, commits, leaves the group",
+        "publisher": "stops capture, flushes pending frames, exits 0",
+        "inference": "finishes in-flight requests; the consumer retries until the replacement is up",
+    }[service], account)
+    assert account.missing == []
+    if service != "inference":
+        assert account.duplicates == 0, "a graceful stop commits all it finished"
