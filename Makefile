@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The shared contract package, importable by the tools that drive the services.
 export PYTHONPATH := $(CURDIR)/services/shared:$(CURDIR)
 
-.PHONY: help setup venv model sample broker demo test test-fast bench topics clean
+.PHONY: help setup venv model sample broker rtsp-deps demo test test-fast bench topics clean
 
 help:
 	@echo "make demo    stream the sample video through a local Kafka broker to the model; writes out/summary.json"
@@ -39,10 +39,18 @@ broker: $(VENV)/.installed
 
 setup: venv model sample broker
 
+# GStreamer's RTSP server (Debian packages, system Python) for the live-source fault tests.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+rtsp-deps:
+	@/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null || { \
+	  echo "installing GStreamer's RTSP server for the live-source tests (apt)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good >/dev/null; }
+
 demo: setup
 	$(PY) -m tools.demo
 
-test: setup node_modules
+test: setup rtsp-deps node_modules
 	$(PY) -m pytest
 
 # Unit tests only: no broker, no model, seconds.
