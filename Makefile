@@ -8,8 +8,8 @@ PY := $(VENV)/bin/python
 CACHE := .cache
 MODEL := $(CACHE)/models/yolov4-tiny.onnx
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-# The shared contract package, importable by the tools that drive the services.
-export PYTHONPATH := $(CURDIR)/services/shared:$(CURDIR)
+# The services' packages, importable by the tools that drive and measure them.
+export PYTHONPATH := $(CURDIR)/services/shared:$(CURDIR)/services/frame-publisher:$(CURDIR)/services/consumer-service:$(CURDIR)/services/inference-service:$(CURDIR)
 
 .PHONY: help setup venv model sample broker rtsp-deps demo test test-fast bench topics clean
 
@@ -52,6 +52,9 @@ demo: setup
 
 test: setup rtsp-deps node_modules
 	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m bench.run
 
 # Unit tests only: no broker, no model, seconds.
 test-fast: venv

@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None) -> dict:
     add("--resize", help="WIDTHxHEIGHT or WIDTH")
     add("--jpeg-quality", type=int)
     add("--pace", choices=["source", "fast"])
+    add("--speed", type=float, help="with --pace source: play at this multiple of the source rate")
     add("--start-seq", type=int)
     add("--live-buffer", type=int)
     add("--progress", action=argparse.BooleanOptionalAction, default=None)

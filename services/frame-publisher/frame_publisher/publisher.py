@@ -100,6 +100,7 @@ class FramePublisher:
     def _run_file(self, source: FrameSource, summary: PublishSummary, progress) -> None:
         sampler = FrameSampler(self.settings.target_fps)
         pace = self.settings.pace is Pace.SOURCE
+        speed = self.settings.speed
         wall_start = time.monotonic()
         for frame in source.frames():
             if self.stop.is_set() or self._limit_reached(summary):
@@ -108,7 +109,7 @@ class FramePublisher:
             if not sampler.keep(frame.timestamp_s):
                 summary.frames_sampled_out += 1
                 continue
-            if pace and (ahead := frame.timestamp_s - (time.monotonic() - wall_start)) > 0:
+            if pace and (ahead := frame.timestamp_s / speed - (time.monotonic() - wall_start)) > 0:
                 if self.stop.wait(ahead):
                     break
             frame.capture_ts_us = time.time_ns() // 1000  # the moment it enters the pipeline

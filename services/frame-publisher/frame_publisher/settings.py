@@ -25,6 +25,7 @@ class PublisherSettings(BaseSettings):
     resize: str | None = Field(default=None, description="WIDTHxHEIGHT, or WIDTH to keep the aspect ratio")
     jpeg_quality: int = Field(default=85, ge=1, le=100)
     pace: Pace = Pace.SOURCE
+    speed: float = Field(default=1.0, gt=0.0, le=1000.0, description="With pace=source: play at this multiple of the source rate")
     start_seq: int = Field(default=0, ge=0, description="First sequence number of this run")
     live_buffer: int = Field(default=8, ge=1, le=10_000, description="Frames a live source may hold before dropping the oldest")
     reconnect_initial_s: float = Field(default=0.5, gt=0)

@@ -1,0 +1,431 @@
+"""`make bench`: one run on this machine, every figure side by side.
+
+(a) bare onnxruntime on the default model at its best batch size: the limit;
+(b) the inference service over HTTP across client concurrency;
+(c) Kafka transport alone: 1280x720 JPEG frames producer -> broker -> consumer, no inference;
+(d) the end-to-end pipeline at saturation and at 70% of it (throughput, capture-to-result latency);
+(e) the naive design: one JSON/base64 request per frame, a consumer that waits for each answer;
+(f) memory: peak RSS of each process while the publisher runs at 3x the pipeline's capacity.
+
+Writes bench/results/latest.json and bench/results/latest.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+
+from tools.local_pipeline import (
+    CACHE,
+    DEFAULT_MODEL,
+    ROOT,
+    SAMPLE_VIDEO,
+    ResultCollector,
+    ServiceProcess,
+    consumer_health_url,
+    consumer_process,
+    free_port,
+    inference_process,
+    percentile,
+    publisher_process,
+    service_env,
+)
+
+RESULTS = ROOT / "bench" / "results"
+HD_VIDEO = CACHE / "media" / "bigbuckbunny.mp4"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def video_frames(path: Path, count: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < count:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(image)
+    capture.release()
+    return frames
+
+
+def jpegs(frames: list[np.ndarray], quality: int = 85) -> list[bytes]:
+    return [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes() for f in frames]
+
+
+# --- (a) bare onnxruntime --------------------------------------------------------------------
+
+
+def bare_onnxruntime(model: Path, frames: list[np.ndarray], seconds: float) -> dict:
+    import onnxruntime as ort
+
+    from inference_service.model import session_options
+    from inference_service.settings import InferenceSettings
+
+    session = ort.InferenceSession(str(model), session_options(InferenceSettings(model_uri=str(model))),
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    prepared = np.stack([cv2.resize(f, (416, 416))[..., ::-1].transpose(2, 0, 1) for f in frames]).astype(np.float32) / 255
+    by_batch = {}
+    for batch in (1, 2, 4, 8, 16):
+        tensor = np.ascontiguousarray(np.resize(prepared, (batch, *prepared.shape[1:])))
+        session.run(None, {name: tensor})  # warm-up
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            session.run(None, {name: tensor})
+            runs += 1
+        by_batch[batch] = round(runs * batch / (time.perf_counter() - started), 2)
+        log(f"bare onnxruntime batch {batch}: {by_batch[batch]} frames/s")
+    best = max(by_batch, key=by_batch.get)
+    return {"fps_by_batch": by_batch, "best_batch": best, "fps": by_batch[best]}
+
+
+# --- (b) inference service over HTTP ---------------------------------------------------------
+
+
+def http_load(url: str, bodies: list[bytes], content_type: str, frames_per_request: int, concurrency: int,
+              seconds: float) -> float:
+    stop = time.perf_counter() + seconds
+    counts = [0] * concurrency
+
+    def client(index: int) -> None:
+        with httpx.Client(timeout=60) as session:
+            i = index
+            while time.perf_counter() < stop:
+                response = session.post(url, content=bodies[i % len(bodies)], headers={"Content-Type": content_type})
+                response.raise_for_status()
+                counts[index] += frames_per_request
+                i += concurrency
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(client, range(concurrency)))
+    return round(sum(counts) / (time.perf_counter() - started), 2)
+
+
+def service_sweep(base_url: str, frames: list[bytes], seconds: float) -> dict:
+    from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
+
+    http_load(f"{base_url}/v1/infer", frames, "image/jpeg", 1, 2, 2)  # warm-up
+    single = {}
+    for concurrency in (1, 2, 4, 8, 16):
+        single[concurrency] = http_load(f"{base_url}/v1/infer", frames, "image/jpeg", 1, concurrency, seconds)
+        log(f"service /v1/infer, {concurrency} clients: {single[concurrency]} frames/s")
+    batches = [encode_batch(frames[i:i + 16]) for i in range(0, len(frames) - 15, 16)]
+    batched = {}
+    for concurrency in (1, 2, 3):
+        batched[concurrency] = http_load(f"{base_url}/v1/infer/batch", batches, BATCH_CONTENT_TYPE, 16, concurrency, seconds)
+        log(f"service /v1/infer/batch x16, {concurrency} clients: {batched[concurrency]} frames/s")
+    return {"single_fps_by_concurrency": single, "batch16_fps_by_concurrency": batched,
+            "fps": max(max(single.values()), max(batched.values()))}
+
+
+# --- (c) Kafka transport -------------------------------------------------------------------------
+
+
+def _produce_frames(bootstrap: str, topic: str, count: int) -> None:
+    """The producer side of the transport test, in its own process like the real publisher."""
+    from confluent_kafka import Producer
+
+    from vidpipe.contract import FrameMeta
+    from vidpipe.kafka import KafkaSettings, producer_config
+
+    frames = jpegs(video_frames(HD_VIDEO, 132))
+    producer = Producer(producer_config(KafkaSettings(bootstrap=bootstrap)))
+    for seq in range(count):
+        meta = FrameMeta("hd", seq, time.time_ns() // 1000, 1280, 720)
+        while True:
+            try:
+                producer.produce(topic, key=meta.key, value=frames[seq % len(frames)], headers=meta.headers())
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+
+
+def transport(bootstrap: str, count: int) -> dict:
+    import multiprocessing
+
+    from confluent_kafka import Consumer
+
+    from vidpipe.kafka import KafkaSettings, consumer_config, ensure_topics
+    from vidpipe.topics import TopicSettings
+
+    settings = KafkaSettings(bootstrap=bootstrap)
+    topics = TopicSettings(frames=f"bench-transport-{uuid.uuid4().hex[:6]}", partitions=6)
+    ensure_topics(settings, topics.specs()[:1])
+    consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:6]}"))
+    consumer.subscribe([topics.frames])
+    consumer.consume(1, timeout=3)  # join the group before the clock starts
+    producer = multiprocessing.get_context("spawn").Process(target=_produce_frames, args=(bootstrap, topics.frames, count))
+    producer.start()
+    received, size, first, last = 0, 0, 0.0, 0.0
+    deadline = time.monotonic() + 300
+    while received < count and time.monotonic() < deadline:
+        for message in consumer.consume(1000, timeout=0.5):
+            if not message.error():
+                first = first or time.perf_counter()
+                received += 1
+                size += len(message.value())
+                last = time.perf_counter()
+    producer.join(60)
+    consumer.close()
+    elapsed = last - first
+    result = {"frames": received, "frame_bytes_avg": int(size / max(1, received)),
+              "fps": round(received / elapsed, 1), "mb_per_s": round(size / elapsed / 1e6, 1)}
+    encode_started = time.perf_counter()
+    decoded = video_frames(HD_VIDEO, 30)
+    jpegs(decoded)
+    result["publisher_encode_fps"] = round(len(decoded) / (time.perf_counter() - encode_started), 1)
+    log(f"transport: {result}")
+    return result
+
+
+# --- (d) end-to-end ----------------------------------------------------------------------------
+
+
+class Pipeline:
+    """Consumer + publisher on fresh topics against a running inference server."""
+
+    def __init__(self, bootstrap: str, inference_url: str, workdir: Path, name: str, **consumer_env: str):
+        self.bootstrap = bootstrap
+        self.workdir = workdir / name
+        self.topics = {"TOPICS_FRAMES": f"bench-{name}-{uuid.uuid4().hex[:6]}.frames",
+                       "TOPICS_RESULTS": f"bench-{name}-{uuid.uuid4().hex[:6]}.results",
+                       "TOPICS_DEAD_LETTER": f"bench-{name}-{uuid.uuid4().hex[:6]}.dlq"}
+        self.consumer = consumer_process(bootstrap, inference_url, str(self.workdir / "archive"), self.workdir,
+                                         CONSUMER_GROUP_ID=f"bench-{name}", **self.topics, **consumer_env).start()
+        self.consumer.wait_http(consumer_health_url(self.consumer), timeout_s=60)
+        self.collector = ResultCollector(bootstrap, self.topics["TOPICS_RESULTS"])
+
+    def publish(self, *args: str) -> ServiceProcess:
+        return publisher_process(self.bootstrap, SAMPLE_VIDEO, self.workdir,
+                                 ["--stream-id", "bench", "--loop", "--summary-file", str(self.workdir / "pub.json"), *args],
+                                 **self.topics).start()
+
+    def measure(self, frames: int, timeout_s: float) -> dict:
+        self.collector.wait_for({("bench", s) for s in range(frames)}, timeout_s)
+        results = self.collector.results
+        received = sorted(self.collector.received_us.values())
+        latencies = [(self.collector.received_us[k] - d["capture_ts_us"]) / 1000 for k, d in results.items()]
+        # Throughput over the middle of the run, past start-up and before the tail drains.
+        lo, hi = int(len(received) * 0.1), int(len(received) * 0.9)
+        span = (received[hi - 1] - received[lo]) / 1e6 if hi - 1 > lo else 0
+        return {"frames": len(results), "fps": round((hi - 1 - lo) / span, 2) if span else 0.0,
+                "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99)}}
+
+    def close(self) -> None:
+        self.collector.close()
+        self.consumer.stop()
+
+
+def end_to_end(bootstrap: str, inference_url: str, workdir: Path, seconds: float) -> dict:
+    sat = Pipeline(bootstrap, inference_url, workdir, "saturation")
+    frames = 1000
+    publisher = sat.publish("--pace", "fast", "--max-frames", str(frames))
+    saturation = sat.measure(frames, timeout_s=300)
+    publisher.stop()
+    sat.close()
+    log(f"end-to-end at saturation: {saturation}")
+
+    target = 0.7 * saturation["fps"]
+    frames = max(100, int(target * seconds))
+    partial = Pipeline(bootstrap, inference_url, workdir, "seventy")
+    publisher = partial.publish("--pace", "source", "--speed", f"{target / 25:.3f}", "--max-frames", str(frames))
+    at_70 = partial.measure(frames, timeout_s=seconds * 3 + 60)
+    publisher.stop()
+    partial.close()
+    at_70["offered_fps"] = round(target, 2)
+    log(f"end-to-end at 70%: {at_70}")
+    return {"saturation": saturation, "at_70_percent": at_70, "fps": saturation["fps"]}
+
+
+# --- (e) naive baseline ------------------------------------------------------------------------
+
+
+def naive(bootstrap: str, model: Path, workdir: Path, frames: int) -> dict:
+    from vidpipe.kafka import KafkaSettings, ensure_topics
+    from vidpipe.topics import TopicSettings
+
+    port = free_port()
+    topics = TopicSettings(frames=f"bench-naive-{uuid.uuid4().hex[:6]}.frames",
+                           results=f"bench-naive-{uuid.uuid4().hex[:6]}.results", partitions=6)
+    ensure_topics(KafkaSettings(bootstrap=bootstrap), topics.specs()[:2])
+    env = service_env()
+    server = ServiceProcess("naive-server", "bench.naive", env, workdir / "naive-server.log",
+                            ["serve", "--model", str(model), "--port", str(port)]).start()
+    server.wait_http(f"http://127.0.0.1:{port}/docs")
+    consumer = ServiceProcess("naive-consumer", "bench.naive", env, workdir / "naive-consumer.log",
+                              ["consume", "--bootstrap", bootstrap, "--frames-topic", topics.frames,
+                               "--results-topic", topics.results, "--url", f"http://127.0.0.1:{port}/infer",
+                               "--group", f"naive-{uuid.uuid4().hex[:6]}"]).start()
+    collector = ResultCollector(bootstrap, topics.results)
+    publisher = publisher_process(bootstrap, SAMPLE_VIDEO, workdir,
+                                  ["--stream-id", "bench", "--loop", "--pace", "fast", "--max-frames", str(frames)],
+                                  TOPICS_FRAMES=topics.frames).start()
+    collector.wait_for({("bench", s) for s in range(frames)}, timeout_s=300)
+    received = sorted(collector.received_us.values())
+    lo, hi = int(len(received) * 0.1), int(len(received) * 0.9)
+    fps = round((hi - 1 - lo) / ((received[hi - 1] - received[lo]) / 1e6), 2)
+    for process in (publisher, consumer, server):
+        process.stop()
+    collector.close()
+    log(f"naive baseline: {fps} frames/s")
+    return {"frames": len(received), "fps": fps}
+
+
+# --- (f) memory under overload ---------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def overload(bootstrap: str, inference: ServiceProcess, inference_url: str, workdir: Path, capacity_fps: float,
+             seconds: float, max_age_ms: int) -> dict:
+    pipe = Pipeline(bootstrap, inference_url, workdir, "overload", CONSUMER_MAX_FRAME_AGE_MS=str(max_age_ms))
+    offered = 3 * capacity_fps
+    publisher = pipe.publish("--pace", "source", "--speed", f"{offered / 25:.3f}")
+    processes = {"publisher": publisher, "consumer": pipe.consumer, "inference": inference}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in processes}
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < seconds:
+        for name, process in processes.items():
+            samples[name].append((round(elapsed, 1), round(rss_mb(process.process.pid), 1)))
+        pipe.collector.poll(0.5)
+    publisher.signal(signal.SIGTERM)
+    publisher.process.wait(60)
+    stats = json.loads((pipe.workdir / "pub.json").read_text())
+    latencies = [(pipe.collector.received_us[k] - d["capture_ts_us"]) / 1000 for k, d in pipe.collector.results.items()]
+    pipe.close()
+    memory = {}
+    for name, series in samples.items():
+        after_10 = [mb for t, mb in series if t >= 10]
+        memory[name] = {"peak_mb": max(mb for _, mb in series), "at_10s_mb": after_10[0] if after_10 else 0.0,
+                        "growth_after_10s_mb": round(max(after_10) - after_10[0], 1) if after_10 else 0.0}
+    result = {"offered_fps": round(offered, 1), "seconds": seconds, "max_frame_age_ms": max_age_ms,
+              "frames_published": stats["frames_published"], "frames_with_results": len(pipe.collector.results),
+              "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99, 100)},
+              "memory": memory, "rss_series": samples}
+    log(f"overload: {({k: v for k, v in result.items() if k != 'rss_series'})}")
+    return result
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def chart(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = ["bare onnxruntime", "inference service", "end-to-end", "naive"]
+    values = [report["bare"]["fps"], report["service"]["fps"], report["end_to_end"]["fps"], report["naive"]["fps"]]
+    bars = left.bar(names, values, color=["#888888", "#3b75af", "#2e8b57", "#c44e52"])
+    left.bar_label(bars, fmt="%.1f")
+    left.set_ylabel("frames per second")
+    left.set_title(f"Throughput, default model, {os.cpu_count()} cores")
+    for name, series in report["overload"]["rss_series"].items():
+        right.plot([t for t, _ in series], [mb for _, mb in series], label=name)
+    right.axvline(10, color="#999999", linestyle=":")
+    right.set_xlabel("seconds at 3x capacity")
+    right.set_ylabel("RSS (MB)")
+    right.set_title("Memory under overload")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=6.0, help="per throughput measurement")
+    parser.add_argument("--overload-seconds", type=float, default=60.0)
+    parser.add_argument("--max-frame-age-ms", type=int, default=2000)
+    args = parser.parse_args(argv)
+    for path in (DEFAULT_MODEL, SAMPLE_VIDEO, HD_VIDEO):
+        if not path.exists():
+            print(f"error: {path} is missing: run `make setup`", file=sys.stderr)
+            return 1
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    workdir = ROOT / "out" / "bench"
+    sd_frames = video_frames(SAMPLE_VIDEO, 64)
+    report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    log("(a) bare onnxruntime")
+    report["bare"] = bare_onnxruntime(DEFAULT_MODEL, sd_frames, args.seconds)
+    with ExitStack() as stack:
+        from tools.kafka.broker import LocalBroker
+
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+        if not bootstrap:
+            broker = LocalBroker(workdir / "kafka-data", port=0, controller_port=0, die_with_parent=True)
+            if broker.is_running():
+                broker.stop()
+            broker.start()
+            stack.callback(broker.stop)
+            bootstrap = broker.bootstrap
+        port = free_port()
+        inference = inference_process(port, workdir / "logs", DEFAULT_MODEL).start()
+        stack.callback(inference.stop)
+        url = f"http://127.0.0.1:{port}"
+        inference.wait_http(f"{url}/readyz")
+
+        log("(b) inference service over HTTP")
+        report["service"] = service_sweep(url, jpegs(sd_frames), args.seconds)
+        log("(c) Kafka transport, 1280x720 JPEG")
+        report["transport"] = transport(bootstrap, 5000)
+        log("(d) end-to-end")
+        report["end_to_end"] = end_to_end(bootstrap, url, workdir, args.seconds * 3)
+        log("(e) naive baseline")
+        report["naive"] = naive(bootstrap, DEFAULT_MODEL, workdir, 300)
+        log("(f) memory at 3x capacity")
+        report["overload"] = overload(bootstrap, inference, url, workdir, report["end_to_end"]["fps"],
+                                      args.overload_seconds, args.max_frame_age_ms)
+
+    bare = report["bare"]["fps"]
+    report["ratios"] = {
+        "service_vs_bare": round(report["service"]["fps"] / bare, 3),
+        "e2e_vs_bare": round(report["end_to_end"]["fps"] / bare, 3),
+        "e2e_vs_naive": round(report["end_to_end"]["fps"] / report["naive"]["fps"], 3),
+    }
+    targets = {"service_vs_bare": 0.90, "e2e_vs_bare": 0.85, "e2e_vs_naive": 1.5}
+    report["targets_met"] = {k: report["ratios"][k] >= v for k, v in targets.items()}
+    report["targets_met"]["transport_fps_1000"] = report["transport"]["fps"] >= 1000
+    memory = report["overload"]["memory"]
+    report["targets_met"]["rss_flat_after_10s"] = all(m["growth_after_10s_mb"] <= 10 for m in memory.values())
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    chart(report, RESULTS / "latest.png")
+    print(json.dumps({"ratios": report["ratios"], "targets_met": report["targets_met"]}, indent=2))
+    log(f"wrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
