@@ -7,8 +7,6 @@
 
 `python -m bench.naive serve --model M --port P` / `python -m bench.naive consume ...`
 """
-from __future__ import annotations
-
 import argparse
 import base64
 import json
@@ -16,12 +14,12 @@ import time
 
 import cv2
 import numpy as np
+from fastapi import FastAPI, Request
 
 
 def serve(model_path: str, port: int) -> None:
     import onnxruntime as ort
     import uvicorn
-    from fastapi import FastAPI, Request
 
     session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
@@ -53,7 +51,9 @@ def consume(bootstrap: str, frames_topic: str, results_topic: str, url: str, gro
         if message is None or message.error():
             continue
         headers = dict(message.headers() or [])
-        answer = client.post(url, json={"image": base64.b64encode(message.value()).decode()}).json()
+        response = client.post(url, json={"image": base64.b64encode(message.value()).decode()})
+        response.raise_for_status()
+        answer = response.json()
         result = {"stream_id": headers["stream-id"].decode(), "seq": int(headers["seq"]),
                   "capture_ts_us": int(headers["capture-ts-us"]), "detections": len(answer["scores"]),
                   "processed_ts_us": time.time_ns() // 1000}

@@ -280,7 +280,12 @@ def naive(bootstrap: str, model: Path, workdir: Path, frames: int) -> dict:
     publisher = publisher_process(bootstrap, SAMPLE_VIDEO, workdir,
                                   ["--stream-id", "bench", "--loop", "--pace", "fast", "--max-frames", str(frames)],
                                   TOPICS_FRAMES=topics.frames).start()
-    collector.wait_for({("bench", s) for s in range(frames)}, timeout_s=300)
+    def alive() -> None:
+        for process in (server, consumer):
+            if not process.running:
+                raise RuntimeError(f"{process.name} died:\n{process.log_tail()}")
+
+    collector.wait_for({("bench", s) for s in range(frames)}, timeout_s=300, alive=alive)
     received = sorted(collector.received_us.values())
     lo, hi = int(len(received) * 0.1), int(len(received) * 0.9)
     fps = round((hi - 1 - lo) / ((received[hi - 1] - received[lo]) / 1e6), 2)

@@ -72,7 +72,7 @@ class FaultRun:
     def poll_results(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            for message in self._results.consume(500, timeout=min(0.5, left)):
+            for message in self._results.consume(500, timeout=min(0.05, left)):
                 if not message.error():
                     self.seen[json.loads(message.value())["seq"]] += 1
 

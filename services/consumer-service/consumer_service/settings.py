@@ -22,6 +22,7 @@ class ConsumerSettings(BaseSettings):
     max_frame_bytes: int = Field(default=MAX_FRAME_BYTES, ge=1024, le=MAX_FRAME_BYTES)
     max_frame_age_ms: int = Field(default=0, ge=0, description="Skip frames older than this (0 = never)")
     max_inflight_batches: int = Field(default=3, ge=1, le=64, description="Batches in inference or archive at once")
+    pause_after_s: float = Field(default=5.0, ge=0, description="Pause partitions once the pipeline has been full this long")
     prefetch_max_kbytes: int = Field(default=65536, ge=1024, description="librdkafka's pre-fetch queue bound")
     revoke_timeout_s: float = Field(default=10.0, ge=0, description="Wait for in-flight batches of revoked partitions")
     shutdown_timeout_s: float = Field(default=30.0, ge=0, description="Wait for in-flight batches on SIGTERM")

@@ -4,9 +4,10 @@
   batch to a bounded pool of workers, publishes finished batches' results in batch order, and
   commits a batch's offsets only once its results and dead letters are acknowledged by the broker.
 - Workers run inference (retrying while it is unavailable) and archive frames and results.
-- At most `max_inflight_batches` batches are held; beyond that the partitions are paused, so
-  memory stays bounded when inference is slower than the incoming stream. The polling thread
-  keeps polling while paused, so the group never evicts this member during an outage.
+- At most `max_inflight_batches` batches are held, so memory stays bounded when inference is
+  slower than the incoming stream; new records stay in Kafka. If the pipeline stays full (an
+  outage), the partitions are paused and the polling thread keeps polling, so the group never
+  evicts this member.
 """
 from __future__ import annotations
 
@@ -109,6 +110,7 @@ class ConsumerWorker:
         self._carry: list[Message] = []  # records that arrived while the pipeline was full
         self._assigned: set[TopicPartitionKey] = set()
         self._paused = False
+        self._full_since: float | None = None
         self._pool = ThreadPoolExecutor(max_workers=settings.max_inflight_batches, thread_name_prefix="batch")
         self.consumer = Consumer(consumer_config(kafka, settings.group_id, **{
             "client.id": "vidpipe-consumer",
@@ -133,14 +135,24 @@ class ConsumerWorker:
     def run_once(self) -> None:
         self._advance()
         full = len(self._inflight) >= self.settings.max_inflight_batches
-        self._set_paused(full)
         if full:
-            # Keep polling (membership, rebalance callbacks) but take nothing new.
-            record = self.consumer.poll(0.05)
-            if record is not None and self._usable(record):
-                self._carry.append(record)
-            self.producer.poll(0)
+            self._full_since = self._full_since or time.monotonic()
+            # Pausing purges librdkafka's pre-fetched records and resuming re-fetches them, a
+            # stall per cycle; so a pipeline that is briefly full just waits (heartbeats run in
+            # the background). Only a long wait (an outage) pauses and keeps polling, so the
+            # group never evicts this member for not polling.
+            if time.monotonic() - self._full_since >= self.settings.pause_after_s:
+                self._set_paused(True)
+            if self._paused:
+                record = self.consumer.poll(0.05)
+                if record is not None and self._usable(record):
+                    self._carry.append(record)
+                self.producer.poll(0)
+            else:
+                self.producer.poll(0.005)  # serves delivery reports while waiting
         else:
+            self._full_since = None
+            self._set_paused(False)
             want = max(1, self.settings.batch_max_frames - len(self._carry))
             records = self._carry + self.consumer.consume(num_messages=want, timeout=self.settings.batch_max_wait_ms / 1000)
             self._carry = []

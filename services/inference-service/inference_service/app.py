@@ -7,6 +7,8 @@ import threading
 import time
 from contextlib import asynccontextmanager
 
+import numpy as np
+
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -29,18 +31,24 @@ IMAGE_TYPES = (JPEG_CONTENT_TYPE, "image/png")
 
 
 class ModelRunner:
-    """Runs prepared images through the model in batches; the batcher's worker calls it."""
+    """Fills the reusable input tensor and runs the model (on the batcher's worker thread);
+    decoding the outputs happens in finish(), on the batcher's second thread."""
 
     def __init__(self, model: LoadedModel, max_batch: int):
         self.model = model
         self.capacity = model.input.fixed_batch or max_batch
         self.buffer = InputBuffer(model.input, self.capacity)
 
-    def __call__(self, images: list[PreparedImage]) -> list[dict]:
-        results: list[dict] = []
+    def run(self, images: list[PreparedImage]) -> list[dict[str, np.ndarray]]:
+        chunks = []
         for start in range(0, len(images), self.capacity):
-            chunk = images[start : start + self.capacity]
-            outputs = self.model.run(self.buffer.fill(chunk))
+            chunks.append(self.model.run(self.buffer.fill(images[start : start + self.capacity])))
+        return chunks
+
+    def finish(self, images: list[PreparedImage], chunks: list[dict[str, np.ndarray]]) -> list[dict]:
+        results: list[dict] = []
+        for chunk_index, outputs in enumerate(chunks):
+            chunk = images[chunk_index * self.capacity : (chunk_index + 1) * self.capacity]
             for index, image in enumerate(chunk):
                 decoded = self.model.decoder.decode(outputs, index, image.width, image.height)
                 results.append({"width": image.width, "height": image.height, **decoded})
@@ -64,7 +72,8 @@ class ServiceState:
             return
         runner = ModelRunner(model, self.settings.max_batch_size)
         self.batcher = DynamicBatcher(
-            runner,
+            runner.run,
+            finish=runner.finish,
             max_batch=runner.capacity,
             max_delay_s=self.settings.max_queue_delay_ms / 1000.0,
             max_queue=self.settings.max_queue,

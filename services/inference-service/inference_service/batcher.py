@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T")
@@ -30,8 +30,14 @@ class DynamicBatcher(Generic[T]):
         max_delay_s: float,
         max_queue: int,
         on_batch: Callable[[int, float], None] | None = None,
+        finish: Callable[[list[T], Any], list[Any]] | None = None,
     ):
+        """run_batch(items) runs the model; with `finish`, run_batch returns raw outputs and
+        finish(items, outputs) turns them into results on a second thread, so the next model
+        run does not wait for post-processing."""
         self._run_batch = run_batch
+        self._finish = finish
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish") if finish else None
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
@@ -68,6 +74,8 @@ class DynamicBatcher(Generic[T]):
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout)
+        if self._finisher is not None:
+            self._finisher.shutdown(wait=True)
 
     def _take_batch(self) -> list[tuple[T, Future, float]] | None:
         with self._cond:
@@ -87,13 +95,33 @@ class DynamicBatcher(Generic[T]):
     def _work(self) -> None:
         while (batch := self._take_batch()) is not None:
             started = time.perf_counter()
+            items = [item for item, _, _ in batch]
             try:
-                results = self._run_batch([item for item, _, _ in batch])
+                outputs = self._run_batch(items)
             except BaseException as exc:  # the requests get the error; the worker lives on
-                for _, future, _ in batch:
-                    future.set_exception(exc)
+                self._fail(batch, exc)
                 continue
-            for (_, future, _), result in zip(batch, results):
-                future.set_result(result)
             if self._on_batch:
                 self._on_batch(len(batch), time.perf_counter() - started)
+            if self._finisher is None:
+                self._deliver(batch, outputs)
+            else:
+                self._finisher.submit(self._finish_batch, batch, items, outputs)
+
+    def _finish_batch(self, batch, items, outputs) -> None:
+        try:
+            results = self._finish(items, outputs)
+        except BaseException as exc:
+            self._fail(batch, exc)
+            return
+        self._deliver(batch, results)
+
+    @staticmethod
+    def _deliver(batch, results) -> None:
+        for (_, future, _), result in zip(batch, results):
+            future.set_result(result)
+
+    @staticmethod
+    def _fail(batch, exc: BaseException) -> None:
+        for _, future, _ in batch:
+            future.set_exception(exc)

@@ -28,7 +28,7 @@ class InferenceSettings(BaseSettings):
     score_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     iou_threshold: float = Field(default=0.45, ge=0.0, le=1.0)
     max_detections: int = Field(default=100, ge=1, le=10_000)
-    max_batch_size: int = Field(default=8, ge=1, le=256)
+    max_batch_size: int = Field(default=4, ge=1, le=256)
     max_queue_delay_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     max_queue: int = Field(default=64, ge=1, description="Frames waiting for the model before 503")
     max_request_items: int = Field(default=64, ge=1, le=1024)
