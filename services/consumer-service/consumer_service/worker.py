@@ -72,6 +72,7 @@ class Batch:
     pending_deliveries: int = 0
     delivery_failed: str | None = None
     results_count: int = 0
+    sent: float = 0.0  # when its frames went to inference
 
     def ready(self) -> bool:
         return self.future is None or self.future.done()
@@ -111,6 +112,7 @@ class ConsumerWorker:
         self._assigned: set[TopicPartitionKey] = set()
         self._paused = False
         self._full_since: float | None = None
+        self._round_trip_ms = 0.0
         self._pool = ThreadPoolExecutor(max_workers=settings.max_inflight_batches, thread_name_prefix="batch")
         self.consumer = Consumer(consumer_config(kafka, settings.group_id, **{
             "client.id": "vidpipe-consumer",
@@ -246,7 +248,27 @@ class ConsumerWorker:
 
     # --- workers: inference and archive -------------------------------------------------------
 
+    def _drop_stale(self, batch: Batch) -> None:
+        """Frames that would reach their max age before their result exists are skipped now,
+        so a live stream's result latency stays within CONSUMER_MAX_FRAME_AGE_MS under overload
+        (triage checked their age when polled; they may have waited in the pipeline since)."""
+        limit_ms = self.settings.max_frame_age_ms
+        if not limit_ms:
+            return
+        now_us = time.time_ns() // 1000
+        budget_us = (limit_ms - self._round_trip_ms) * 1000
+        fresh = [(r, f) for r, f in batch.accepted if now_us - f.meta.capture_ts_us <= budget_us]
+        skipped = len(batch.accepted) - len(fresh)
+        if skipped:
+            batch.accepted = fresh
+            self.counts.stale += skipped
+            self.metrics.stale.inc(skipped)
+
     def _infer_and_archive(self, batch: Batch) -> tuple[list[dict], list[tuple[Message, str]]]:
+        self._drop_stale(batch)
+        if not batch.accepted:
+            return [], []
+        batch.sent = time.perf_counter()
         answer = self._infer_with_retry([frame.value for _, frame in batch.accepted])
         processed_us = time.time_ns() // 1000
         results: list[dict] = []
@@ -311,6 +333,9 @@ class ConsumerWorker:
                     for doc in results:
                         self._produce(batch, self.topics.results, doc["stream_id"].encode(), encode_result(doc))
                     batch.results_count = len(results)
+                    if batch.sent:
+                        # Moving average of send-to-publish: what a frame still needs once sent.
+                        self._round_trip_ms = 0.8 * self._round_trip_ms + 0.2 * (time.perf_counter() - batch.sent) * 1000
                 batch.published = True
                 moved = True
         self.producer.poll(0)

@@ -39,6 +39,11 @@ class ModelRunner:
         self.capacity = model.input.fixed_batch or max_batch
         self.buffer = InputBuffer(model.input, self.capacity)
 
+    def warm_up(self) -> None:
+        """One run at the largest batch, so onnxruntime allocates its memory at start-up, not
+        under the first full batch (memory stays flat afterwards) and no request pays for it."""
+        self.model.run(self.buffer.blank())
+
     def run(self, images: list[PreparedImage]) -> list[dict[str, np.ndarray]]:
         chunks = []
         for start in range(0, len(images), self.capacity):
@@ -71,6 +76,12 @@ class ServiceState:
             log.error("model failed to load: %s", exc)
             return
         runner = ModelRunner(model, self.settings.max_batch_size)
+        try:
+            runner.warm_up()
+        except Exception as exc:
+            self.load_error = f"model failed its first run: {exc}"
+            log.error(self.load_error)
+            return
         self.batcher = DynamicBatcher(
             runner.run,
             finish=runner.finish,

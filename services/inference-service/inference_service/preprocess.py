@@ -52,6 +52,11 @@ class InputBuffer:
         shape = (capacity, 3, spec.height, spec.width) if spec.layout == "NCHW" else (capacity, spec.height, spec.width, 3)
         self._tensor = np.empty(shape, dtype=spec.dtype)
 
+    def blank(self) -> np.ndarray:
+        """The whole buffer, zeroed (a full-size batch for warming the model up)."""
+        self._tensor.fill(0)
+        return self._tensor
+
     def fill(self, images: list[PreparedImage]) -> np.ndarray:
         if len(images) > len(self._tensor):
             raise ValueError(f"batch of {len(images)} exceeds buffer capacity {len(self._tensor)}")
