@@ -50,7 +50,8 @@ rtsp-deps:
 demo: setup
 	$(PY) -m tools.demo
 
-test: setup rtsp-deps node_modules
+# node_modules (the pinned CDK and cdk8s CLIs) comes from mk/infra.mk once package.json exists.
+test: setup rtsp-deps $(if $(wildcard package.json),node_modules)
 	$(PY) -m pytest
 
 bench: setup
