@@ -169,7 +169,7 @@ class ConsumerWorker:
         """Finish batches that can finish, commit them, leave the group."""
         self._stop.set()  # workers waiting on a dead dependency give up; busy ones finish
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
-        while self._inflight and time.monotonic() < deadline:
+        while self._inflight and time.monotonic() < deadline and not self._head_abandoned():
             if not self._advance():
                 self.producer.poll(0.05)
         if self._inflight:
@@ -182,6 +182,11 @@ class ConsumerWorker:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self.client.close()
             self.archiver.close()
+
+    def _head_abandoned(self) -> bool:
+        """The oldest batch gave up (its dependency stayed down): nothing behind it can commit."""
+        head = self._inflight[0] if self._inflight else None
+        return bool(head and head.future and head.future.done() and head.future.exception() is not None)
 
     # --- rebalance callbacks ------------------------------------------------------------------
 
@@ -302,11 +307,11 @@ class ConsumerWorker:
         """Retry with jittered exponential backoff until done or stopping (then Stopped)."""
         delay = self.settings.retry_initial_s
         while True:
-            if self._stop.is_set():
-                raise Stopped()
             try:
-                return action()
+                return action()  # work that can finish does, even while stopping
             except retry_on as exc:
+                if self._stop.is_set():
+                    raise Stopped() from exc
                 self.metrics.retries.labels(dependency).inc()
                 log.warning("%s unavailable (%s); retrying in %.1fs, nothing committed", dependency, exc, delay)
                 if self._stop.wait(delay * random.uniform(0.8, 1.2)):
