@@ -11,11 +11,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The services' packages, importable by the tools that drive and measure them.
 export PYTHONPATH := $(CURDIR)/services/shared:$(CURDIR)/services/frame-publisher:$(CURDIR)/services/consumer-service:$(CURDIR)/services/inference-service:$(CURDIR)
 
-.PHONY: help setup venv model sample broker rtsp-deps demo test test-fast bench topics clean
+.PHONY: help setup venv model sample broker rtsp-deps demo test test-fast faults bench topics clean
 
 help:
 	@echo "make demo    stream the sample video through a local Kafka broker to the model; writes out/summary.json"
 	@echo "make test    run the whole test suite (unit, integration against a real broker, end-to-end, infrastructure)"
+	@echo "make faults  only the fault-injection suite, then its table (out/faults/)"
 	@echo "make bench   measure throughput and latency; writes bench/results/latest.json"
 	@echo "make synth   synthesize the CDK app offline (cdk.out/), with cdk-nag and cfn-lint"
 	@echo "make k8s     synthesize the Kubernetes manifests with cdk8s (dist/)"
@@ -53,6 +54,11 @@ demo: setup
 # node_modules (the pinned CDK and cdk8s CLIs) comes from mk/infra.mk once package.json exists.
 test: setup rtsp-deps $(if $(wildcard package.json),node_modules)
 	$(PY) -m pytest
+
+# The fault-injection suite alone (make test runs it too), then its table for the README.
+faults: setup rtsp-deps
+	$(PY) -m pytest tests/faults tests/integration/test_consumer_faults.py
+	$(PY) -m tools.faults_report
 
 bench: setup
 	$(PY) -m bench.run

@@ -95,7 +95,9 @@ class FaultRun:
         self._results.close()
 
 
-def record_row(case: str, behaviour: str, account: Account) -> None:
-    """Each case leaves its figures in out/faults/, from which the README's table is written."""
+def record_row(case: str, behaviour: str, account: Account, **extra: int) -> None:
+    """Each case leaves its figures in out/faults/; `python -m tools.faults_report` makes the
+    README's Reliability table from them."""
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    (REPORT_DIR / f"{case.replace(' ', '_')}.json").write_text(json.dumps(account.as_row(case, behaviour), indent=2))
+    row = {**account.as_row(case, behaviour), **extra}
+    (REPORT_DIR / f"{case.replace(' ', '_')}.json").write_text(json.dumps(row, indent=2))

@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from tests.conftest import topic_env
+from tests.faults.harness import Account, record_row
 from tests.helpers import tiny_model, committed_offsets, produce_frames, produce_raw, read_all, results_by_seq, video_jpegs
 from tools.local_pipeline import consumer_health_url, consumer_process, free_port, inference_process
 from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, Header, header_dict
@@ -46,6 +47,9 @@ def test_poison_records_are_dead_lettered_and_neighbours_processed(
         headers = header_dict(record.headers())
         assert headers[Header.SOURCE_TOPIC] == frames and headers[Header.ERROR_STAGE] == "validate"
     assert set(results_by_seq(results)) == {("poison", s) for s in range(4)}
+    record_row("poison records", "a corrupt, an empty, an oversized and a header-less record go to the "
+               "dead-letter topic with their reason; the 4 frames around them are processed",
+               Account(published=8, with_results=len(results), duplicates=0, missing=[]), dead_lettered=len(dead))
 
 
 def test_consumer_waits_out_unreachable_inference_without_committing(
