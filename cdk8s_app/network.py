@@ -1,0 +1,135 @@
+"""NetworkPolicies: deny everything in the namespace, then open exactly what each service needs.
+
+- all pods: DNS to kube-dns only.
+- inference: ingress 8080 from the consumer only; egress HTTPS (model from S3) and the Pod Identity agent.
+- consumer: egress to inference 8080, Kafka, HTTPS (S3 archive) and the Pod Identity agent.
+- publishers: egress to Kafka, their stream source's port, and the Pod Identity agent.
+- test source: ingress 8554 from publishers; HTTPS egress only when it loops a remote video.
+S3 and STS are reached over HTTPS (VPC endpoints or NAT); S3 gateway endpoints use public prefix
+lists, so 443 is open to any address rather than to the VPC CIDR.
+"""
+from __future__ import annotations
+
+from cdk8s_plus_33 import k8s
+from constructs import Construct
+
+from .pods import app_labels, port, selector_labels
+from .wiring import PlatformWiring, StreamSpec
+from .workloads import (
+    CONSUMER_HEALTH_PORT, INFERENCE_PORT, LABELS, PUBLISHER_HEALTH_PORT, PUBLISHER_NAME, RTSP_PORT,
+    publisher_labels,
+)
+
+ANYWHERE = "0.0.0.0/0"
+# EKS Pod Identity agent (a host-network DaemonSet) serves credentials on these link-local addresses.
+POD_IDENTITY_AGENT = ("169.254.170.23/32", "fd00:ec2::23/128")
+HTTPS = 443
+
+
+def _tcp(*numbers: int) -> list[k8s.NetworkPolicyPort]:
+    return [k8s.NetworkPolicyPort(port=port(n), protocol="TCP") for n in numbers]
+
+
+def _pods(labels: dict[str, str]) -> k8s.NetworkPolicyPeer:
+    return k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels=selector_labels(labels)))
+
+
+def _cidr(cidr: str) -> k8s.NetworkPolicyPeer:
+    return k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=cidr))
+
+
+class NetworkPolicies(Construct):
+    def __init__(self, scope: Construct, id: str, wiring: PlatformWiring) -> None:
+        super().__init__(scope, id)
+        self.wiring = wiring
+        self._policy("default-deny", {}, ingress=[], egress=[])
+        self._policy("allow-dns", {}, egress=[k8s.NetworkPolicyEgressRule(
+            to=[k8s.NetworkPolicyPeer(
+                namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": "kube-system"}),
+                pod_selector=k8s.LabelSelector(match_labels={"k8s-app": "kube-dns"}),
+            )],
+            ports=[k8s.NetworkPolicyPort(port=port(53), protocol="UDP"), *_tcp(53)],
+        )])
+        self._inference()
+        self._consumer()
+        self._publishers()
+        if wiring.rtsp_test_source.enabled:
+            self._test_source()
+        if wiring.metrics_namespace:
+            self._metrics(wiring.metrics_namespace)
+
+    # Each policy adds allowances; the default-deny policy above makes everything else refused.
+    def _policy(self, name: str, pod_labels: dict[str, str], ingress: list | None = None, egress: list | None = None) -> None:
+        types = [t for t, rules in (("Ingress", ingress), ("Egress", egress)) if rules is not None]
+        k8s.KubeNetworkPolicy(
+            self, f"{name}-netpol",
+            metadata=k8s.ObjectMeta(name=name, labels=app_labels("vidpipe", "network-policy")),
+            spec=k8s.NetworkPolicySpec(
+                pod_selector=k8s.LabelSelector(match_labels=selector_labels(pod_labels) or None),
+                policy_types=types,
+                ingress=ingress or None,
+                egress=egress or None,
+            ),
+        )
+
+    def _kafka(self) -> k8s.NetworkPolicyEgressRule:
+        return k8s.NetworkPolicyEgressRule(to=[_cidr(self.wiring.vpc_cidr or ANYWHERE)], ports=_tcp(*self.wiring.kafka_ports))
+
+    @staticmethod
+    def _https() -> k8s.NetworkPolicyEgressRule:
+        return k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)], ports=_tcp(HTTPS))
+
+    @staticmethod
+    def _pod_identity() -> k8s.NetworkPolicyEgressRule:
+        return k8s.NetworkPolicyEgressRule(to=[_cidr(c) for c in POD_IDENTITY_AGENT], ports=_tcp(80))
+
+    def _inference(self) -> None:
+        self._policy(
+            "inference-service", LABELS["inference"],
+            ingress=[k8s.NetworkPolicyIngressRule(from_=[_pods(LABELS["consumer"])], ports=_tcp(INFERENCE_PORT))],
+            egress=[self._https(), self._pod_identity()],
+        )
+
+    def _consumer(self) -> None:
+        self._policy(
+            "consumer-service", LABELS["consumer"],
+            egress=[
+                k8s.NetworkPolicyEgressRule(to=[_pods(LABELS["inference"])], ports=_tcp(INFERENCE_PORT)),
+                self._kafka(), self._https(), self._pod_identity(),
+            ],
+        )
+
+    def _publishers(self) -> None:
+        for stream in self.wiring.all_streams:
+            self._policy(
+                f"publisher-{stream.name}", publisher_labels(stream),
+                egress=[self._kafka(), self._pod_identity(), *self._source(stream)],
+            )
+
+    def _source(self, stream: StreamSpec) -> list[k8s.NetworkPolicyEgressRule]:
+        """Egress to the camera: the in-cluster test source by pod label, anything else by port."""
+        if stream.source == self.wiring.test_source_url:
+            return [k8s.NetworkPolicyEgressRule(to=[_pods(LABELS["test-source"])], ports=_tcp(RTSP_PORT))]
+        if stream.port is None:  # a token: the port is not known before deployment
+            return [k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)])]
+        return [k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)], ports=_tcp(stream.port))]
+
+    def _test_source(self) -> None:
+        publishers = k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels={"app.kubernetes.io/name": PUBLISHER_NAME}))
+        egress = [self._https()] if self.wiring.rtsp_test_source.video_url else []
+        self._policy(
+            "rtsp-test-source", LABELS["test-source"],
+            ingress=[k8s.NetworkPolicyIngressRule(from_=[publishers], ports=_tcp(RTSP_PORT))],
+            egress=egress or None,
+        )
+
+    def _metrics(self, namespace: str) -> None:
+        scraper = k8s.NetworkPolicyPeer(
+            namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": namespace})
+        )
+        self._policy(
+            "allow-metrics-scrape", {},  # every pod of the namespace
+            ingress=[k8s.NetworkPolicyIngressRule(
+                from_=[scraper], ports=_tcp(INFERENCE_PORT, CONSUMER_HEALTH_PORT, PUBLISHER_HEALTH_PORT),
+            )],
+        )

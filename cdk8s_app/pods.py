@@ -1,0 +1,239 @@
+"""Building blocks shared by every workload: labels, hardened pod/container specs, probes, Deployments.
+
+Typed L1 constructs (cdk8s-plus-33's generated `k8s` module) keep the output exactly what is written
+here, which is what the strict Kubernetes 1.33 schema check sees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cdk8s_plus_33 import k8s
+from constructs import Construct
+
+from .wiring import Resources
+
+PART_OF = "vidpipe"
+# The services' images run as this uid/gid (services/*/Dockerfile: USER 10001:10001).
+APP_UID = 10001
+TMP_VOLUME = "tmp"
+
+
+def app_labels(name: str, component: str, instance: str | None = None) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+    }
+    if instance:
+        labels["app.kubernetes.io/instance"] = instance
+    return labels
+
+
+def selector_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The immutable subset used in selectors (name + instance): component/part-of may change."""
+    return {k: v for k, v in labels.items() if k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+
+
+def quantity(value: str) -> k8s.Quantity:
+    return k8s.Quantity.from_string(value)
+
+
+def port(value: int | str) -> k8s.IntOrString:
+    return k8s.IntOrString.from_number(value) if isinstance(value, int) else k8s.IntOrString.from_string(value)
+
+
+def resources(spec: Resources) -> k8s.ResourceRequirements:
+    return k8s.ResourceRequirements(
+        requests={"cpu": quantity(spec.cpu_request), "memory": quantity(spec.memory_request)},
+        limits={"cpu": quantity(spec.cpu_limit), "memory": quantity(spec.memory_limit)},
+    )
+
+
+@dataclass(frozen=True)
+class HealthProbes:
+    """HTTP health endpoints a service serves on one port."""
+
+    port: int
+    liveness_path: str = "/healthz"
+    readiness_path: str = "/readyz"
+    # startup_seconds bounds how long start-up (e.g. a model download) may take before liveness applies.
+    startup_seconds: int = 60
+    period_seconds: int = 10
+
+    def startup(self) -> k8s.Probe:
+        return k8s.Probe(
+            http_get=k8s.HttpGetAction(path=self.liveness_path, port=port(self.port)),
+            period_seconds=5,
+            failure_threshold=max(1, self.startup_seconds // 5),
+            timeout_seconds=2,
+        )
+
+    def readiness(self) -> k8s.Probe:
+        return k8s.Probe(
+            http_get=k8s.HttpGetAction(path=self.readiness_path, port=port(self.port)),
+            period_seconds=self.period_seconds,
+            failure_threshold=3,
+            timeout_seconds=2,
+        )
+
+    def liveness(self) -> k8s.Probe:
+        return k8s.Probe(
+            http_get=k8s.HttpGetAction(path=self.liveness_path, port=port(self.port)),
+            period_seconds=self.period_seconds,
+            failure_threshold=3,
+            timeout_seconds=3,
+        )
+
+
+def container_security() -> k8s.SecurityContext:
+    return k8s.SecurityContext(
+        run_as_non_root=True,
+        run_as_user=APP_UID,
+        run_as_group=APP_UID,
+        read_only_root_filesystem=True,
+        allow_privilege_escalation=False,
+        privileged=False,
+        capabilities=k8s.Capabilities(drop=["ALL"]),
+        seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def pod_security() -> k8s.PodSecurityContext:
+    return k8s.PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=APP_UID,
+        run_as_group=APP_UID,
+        fs_group=APP_UID,
+        seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def tmp_volume(size_limit: str) -> k8s.Volume:
+    """The only writable path under a read-only root filesystem."""
+    return k8s.Volume(name=TMP_VOLUME, empty_dir=k8s.EmptyDirVolumeSource(size_limit=quantity(size_limit)))
+
+
+def tmp_mount() -> k8s.VolumeMount:
+    return k8s.VolumeMount(name=TMP_VOLUME, mount_path="/tmp")
+
+
+@dataclass
+class ContainerSpec:
+    name: str
+    image: str
+    resources: Resources
+    config_maps: list[str]
+    ports: dict[str, int]
+    probes: HealthProbes | None
+    env: dict[str, str] = field(default_factory=dict)
+    command: list[str] | None = None
+    args: list[str] | None = None
+    tcp_ready_port: int | None = None  # for servers without an HTTP health endpoint
+
+    def _readiness(self) -> k8s.Probe | None:
+        if self.probes:
+            return self.probes.readiness()
+        if self.tcp_ready_port:
+            return k8s.Probe(tcp_socket=k8s.TcpSocketAction(port=port(self.tcp_ready_port)), period_seconds=10)
+        return None
+
+    def build(self) -> k8s.Container:
+        return k8s.Container(
+            name=self.name,
+            image=self.image,
+            image_pull_policy="IfNotPresent",
+            command=self.command,
+            args=self.args,
+            env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=cm)) for cm in self.config_maps] or None,
+            env=[k8s.EnvVar(name=k, value=v) for k, v in self.env.items()] or None,
+            ports=[k8s.ContainerPort(name=n, container_port=p, protocol="TCP") for n, p in self.ports.items()] or None,
+            resources=resources(self.resources),
+            security_context=container_security(),
+            volume_mounts=[tmp_mount()],
+            startup_probe=self.probes.startup() if self.probes else None,
+            readiness_probe=self._readiness(),
+            liveness_probe=self.probes.liveness() if self.probes else None,
+            termination_message_policy="FallbackToLogsOnError",
+        )
+
+
+def zone_spread(labels: dict[str, str]) -> list[k8s.TopologySpreadConstraint]:
+    """Spread replicas across zones, then nodes; best effort so a zone outage never blocks scheduling."""
+    selector = k8s.LabelSelector(match_labels=selector_labels(labels))
+    return [
+        k8s.TopologySpreadConstraint(
+            max_skew=1,
+            topology_key=key,
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=selector,
+            match_label_keys=["pod-template-hash"],
+        )
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]
+
+
+def deployment(
+    scope: Construct,
+    name: str,
+    labels: dict[str, str],
+    containers: list[ContainerSpec],
+    service_account: str | None,
+    tmp_size: str,
+    grace_seconds: int,
+    node_selector: dict[str, str] | None = None,
+    automount_token: bool = False,
+    replicas: int | None = None,
+    recreate: bool = False,
+) -> k8s.KubeDeployment:
+    """A hardened Deployment. replicas=None leaves the count to KEDA's HPA (a fixed count would fight it)."""
+    strategy = (
+        k8s.DeploymentStrategy(type="Recreate")
+        if recreate
+        else k8s.DeploymentStrategy(
+            type="RollingUpdate",
+            rolling_update=k8s.RollingUpdateDeployment(max_surge=port(1), max_unavailable=port(0)),
+        )
+    )
+    return k8s.KubeDeployment(
+        scope,
+        name,
+        metadata=k8s.ObjectMeta(name=name, labels=labels),
+        spec=k8s.DeploymentSpec(
+            replicas=replicas,
+            revision_history_limit=5,
+            selector=k8s.LabelSelector(match_labels=selector_labels(labels)),
+            strategy=strategy,
+            template=k8s.PodTemplateSpec(
+                metadata=k8s.ObjectMeta(labels=labels),
+                spec=k8s.PodSpec(
+                    service_account_name=service_account,
+                    node_selector=node_selector or None,
+                    automount_service_account_token=automount_token,
+                    enable_service_links=False,
+                    security_context=pod_security(),
+                    termination_grace_period_seconds=grace_seconds,
+                    topology_spread_constraints=zone_spread(labels),
+                    containers=[c.build() for c in containers],
+                    volumes=[tmp_volume(tmp_size)],
+                ),
+            ),
+        ),
+    )
+
+
+def disruption_budget(scope: Construct, name: str, labels: dict[str, str]) -> k8s.KubePodDisruptionBudget:
+    """At most one pod down at a time from voluntary disruptions, yet node drains never block at 1 replica."""
+    return k8s.KubePodDisruptionBudget(
+        scope,
+        f"{name}-pdb",
+        metadata=k8s.ObjectMeta(name=name, labels=labels),
+        spec=k8s.PodDisruptionBudgetSpec(
+            max_unavailable=port(1),
+            selector=k8s.LabelSelector(match_labels=selector_labels(labels)),
+            unhealthy_pod_eviction_policy="AlwaysAllow",
+        ),
+    )
+
+
+def config_map(scope: Construct, name: str, data: dict[str, str], labels: dict[str, str]) -> k8s.KubeConfigMap:
+    return k8s.KubeConfigMap(scope, f"{name}-cm", metadata=k8s.ObjectMeta(name=name, labels=labels), data=data)

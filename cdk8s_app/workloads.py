@@ -1,0 +1,215 @@
+"""The three services (and the optional RTSP test source) as Deployments, ConfigMaps, Service, PDBs.
+
+Every variable set here is one the services read (env.example); ConfigMaps reach the containers
+through envFrom, so a setting is changed in one place.
+"""
+from __future__ import annotations
+
+from cdk8s_plus_33 import k8s
+from constructs import Construct
+
+from .pods import ContainerSpec, HealthProbes, app_labels, config_map, deployment, disruption_budget, port, selector_labels
+from .wiring import PUBLISHER_PREFIX, PlatformWiring, Resources, StreamSpec
+
+INFERENCE_NAME = "inference-service"
+CONSUMER_NAME = "consumer-service"
+PUBLISHER_NAME = "frame-publisher"
+TEST_SOURCE_NAME = "rtsp-test-source"
+
+INFERENCE_PORT = 8080
+CONSUMER_HEALTH_PORT = 8081
+PUBLISHER_HEALTH_PORT = 8082
+RTSP_PORT = 8554
+# The inference service is reached by the consumer through this Service name.
+INFERENCE_SERVICE = "inference"
+MODEL_CACHE_DIR = "/tmp/vidpipe-models"
+
+KAFKA_CONFIG = "vidpipe-kafka"
+
+LABELS = {
+    "inference": app_labels(INFERENCE_NAME, "inference"),
+    "consumer": app_labels(CONSUMER_NAME, "consumer"),
+    "test-source": app_labels(TEST_SOURCE_NAME, "test-source"),
+}
+
+
+def publisher_labels(stream: StreamSpec) -> dict[str, str]:
+    return app_labels(PUBLISHER_NAME, "publisher", instance=stream.name)
+
+
+def publisher_name(stream: StreamSpec) -> str:
+    return PUBLISHER_PREFIX + stream.name
+
+
+def inference_url(wiring: PlatformWiring) -> str:
+    return f"http://{INFERENCE_SERVICE}.{wiring.namespace}.svc:{INFERENCE_PORT}"
+
+
+def kafka_settings(wiring: PlatformWiring) -> dict[str, str]:
+    """KAFKA_* and TOPICS_* for all three services (env.example)."""
+    return {
+        "KAFKA_BOOTSTRAP": wiring.kafka_bootstrap,
+        "KAFKA_AUTH": wiring.kafka_auth,
+        "KAFKA_TLS": str(wiring.kafka_tls).lower(),
+        "KAFKA_AWS_REGION": wiring.region,
+        "AWS_REGION": wiring.region,
+        "TOPICS_FRAMES": wiring.topics.frames,
+        "TOPICS_RESULTS": wiring.topics.results,
+        "TOPICS_DEAD_LETTER": wiring.topics.dead_letter,
+        "TOPICS_PARTITIONS": str(wiring.topic_partitions),
+        "TOPICS_CREATE": str(wiring.topics_create).lower(),
+    }
+
+
+class Workloads(Construct):
+    """All Deployments of the platform in one namespace."""
+
+    def __init__(self, scope: Construct, id: str, wiring: PlatformWiring) -> None:
+        super().__init__(scope, id)
+        self.wiring = wiring
+        config_map(self, KAFKA_CONFIG, kafka_settings(wiring), app_labels("vidpipe", "config"))
+        self._inference()
+        self._consumer()
+        for stream in wiring.all_streams:
+            self._publisher(stream)
+        if wiring.rtsp_test_source.enabled:
+            self._test_source()
+
+    def _inference(self) -> None:
+        w, labels = self.wiring, LABELS["inference"]
+        config_map(self, INFERENCE_NAME, {
+            "INFERENCE_MODEL_URI": w.model_uri,
+            "INFERENCE_MODEL_CACHE_DIR": MODEL_CACHE_DIR,
+            "INFERENCE_HOST": "0.0.0.0",
+            "INFERENCE_PORT": str(INFERENCE_PORT),
+            "INFERENCE_INTRA_OP_THREADS": str(w.resources.inference_threads),
+            "INFERENCE_LOG_LEVEL": "info",
+            "AWS_REGION": w.region,
+        }, labels)
+        deployment(
+            self, INFERENCE_NAME, labels,
+            [ContainerSpec(
+                name="inference", image=w.images.inference, resources=w.resources.inference,
+                config_maps=[INFERENCE_NAME], ports={"http": INFERENCE_PORT},
+                # The model downloads from S3 before /readyz turns 200: allow minutes, not seconds.
+                probes=HealthProbes(port=INFERENCE_PORT, startup_seconds=300),
+            )],
+            service_account=w.service_accounts.inference,
+            tmp_size="1Gi",  # the model cache lives under /tmp
+            grace_seconds=40,  # uvicorn drains in-flight requests for up to 30 s
+            node_selector=w.node_selectors.inference,
+            automount_token=w.automount_service_account_token,
+        )
+        k8s.KubeService(
+            self, f"{INFERENCE_SERVICE}-svc",
+            metadata=k8s.ObjectMeta(name=INFERENCE_SERVICE, labels=labels),
+            spec=k8s.ServiceSpec(
+                type="ClusterIP",
+                selector=selector_labels(labels),
+                ports=[k8s.ServicePort(name="http", port=INFERENCE_PORT, target_port=port("http"), protocol="TCP")],
+            ),
+        )
+        disruption_budget(self, INFERENCE_NAME, labels)
+
+    def _consumer(self) -> None:
+        w, labels = self.wiring, LABELS["consumer"]
+        config_map(self, CONSUMER_NAME, {
+            "CONSUMER_INFERENCE_URL": inference_url(w),
+            "CONSUMER_ARCHIVE_URI": w.archive_uri,
+            "CONSUMER_GROUP_ID": w.consumer_group,
+            "CONSUMER_HEALTH_PORT": str(CONSUMER_HEALTH_PORT),
+            "CONSUMER_MAX_FRAME_AGE_MS": str(w.consumer_max_frame_age_ms),
+            "CONSUMER_LOG_LEVEL": "info",
+            "KAFKA_CLIENT_ID": CONSUMER_NAME,
+        }, labels)
+        deployment(
+            self, CONSUMER_NAME, labels,
+            [ContainerSpec(
+                name="consumer", image=w.images.consumer, resources=w.resources.consumer,
+                config_maps=[KAFKA_CONFIG, CONSUMER_NAME], ports={"health": CONSUMER_HEALTH_PORT},
+                probes=HealthProbes(port=CONSUMER_HEALTH_PORT, startup_seconds=120),
+            )],
+            service_account=w.service_accounts.consumer,
+            automount_token=w.automount_service_account_token,
+            tmp_size="256Mi",
+            grace_seconds=45,  # CONSUMER_SHUTDOWN_TIMEOUT_S (30 s) to finish and commit in-flight batches
+            node_selector=w.node_selectors.general,
+        )
+        disruption_budget(self, CONSUMER_NAME, labels)
+
+    def _publisher(self, stream: StreamSpec) -> None:
+        w, labels, name = self.wiring, publisher_labels(stream), publisher_name(stream)
+        settings = {
+            "PUBLISHER_SOURCE": stream.source,
+            "PUBLISHER_STREAM_ID": stream.name,
+            "PUBLISHER_TARGET_FPS": _number(stream.target_fps),
+            "PUBLISHER_HEALTH_PORT": str(PUBLISHER_HEALTH_PORT),
+            "PUBLISHER_PROGRESS": "false",
+            "PUBLISHER_LOG_LEVEL": "info",
+            "KAFKA_CLIENT_ID": name,
+        }
+        if stream.source.startswith(("rtsp://", "rtsps://")):
+            # RTP interleaved in the RTSP TCP connection: one known port for the NetworkPolicy, no UDP.
+            settings["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
+        config_map(self, name, settings, labels)
+        deployment(
+            self, name, labels,
+            [ContainerSpec(
+                name="publisher", image=w.images.publisher, resources=w.resources.publisher,
+                config_maps=[KAFKA_CONFIG, name], ports={"health": PUBLISHER_HEALTH_PORT},
+                probes=HealthProbes(port=PUBLISHER_HEALTH_PORT, startup_seconds=60),
+            )],
+            service_account=w.service_accounts.publisher,
+            automount_token=w.automount_service_account_token,
+            tmp_size="64Mi",
+            grace_seconds=40,  # PUBLISHER_FLUSH_TIMEOUT_S (30 s) to deliver pending frames
+            node_selector=w.node_selectors.general,
+            replicas=1,
+            recreate=True,  # two publishers of one stream would publish every frame twice
+        )
+
+    def _test_source(self) -> None:
+        w, labels, test = self.wiring, LABELS["test-source"], self.wiring.rtsp_test_source
+        if test.video_url:
+            source = ["-re", "-stream_loop", "-1", "-i", test.video_url]
+        else:
+            source = ["-re", "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate={test.fps}"]
+        ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "warning", *source,
+                  "-an", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", str(test.fps * 2),
+                  "-f", "rtsp", "-rtsp_transport", "tcp", f"rtsp://127.0.0.1:{RTSP_PORT}/{test.path}"]
+        small = Resources(cpu_request="100m", cpu_limit="500m", memory_request="64Mi", memory_limit="256Mi")
+        encoder = Resources(cpu_request="250m", cpu_limit="1", memory_request="128Mi", memory_limit="512Mi")
+        deployment(
+            self, TEST_SOURCE_NAME, labels,
+            [
+                ContainerSpec(
+                    name="mediamtx", image=test.image, resources=small, config_maps=[],
+                    ports={"rtsp": RTSP_PORT}, probes=None, tcp_ready_port=RTSP_PORT, command=["/mediamtx"],
+                    # Only RTSP over TCP; the other listeners are not needed in the cluster.
+                    env={"MTX_RTMP": "no", "MTX_HLS": "no", "MTX_WEBRTC": "no", "MTX_SRT": "no",
+                         "MTX_RTSPTRANSPORTS": "tcp", "MTX_API": "no", "MTX_METRICS": "no"},
+                ),
+                # ffmpeg retries by restarting the pod's container when mediamtx is not up yet.
+                ContainerSpec(name="loop", image=test.image, resources=encoder, config_maps=[], ports={},
+                              probes=None, command=ffmpeg[:1], args=ffmpeg[1:]),
+            ],
+            service_account=None,
+            tmp_size="64Mi",
+            grace_seconds=10,
+            node_selector=w.node_selectors.general,
+            replicas=1,
+            recreate=True,
+        )
+        k8s.KubeService(
+            self, f"{TEST_SOURCE_NAME}-svc",
+            metadata=k8s.ObjectMeta(name=w.test_source_service, labels=labels),
+            spec=k8s.ServiceSpec(
+                type="ClusterIP",
+                selector=selector_labels(labels),
+                ports=[k8s.ServicePort(name="rtsp", port=RTSP_PORT, target_port=port("rtsp"), protocol="TCP")],
+            ),
+        )
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,88 @@
+"""KEDA ScaledObjects scale on the consumer group's lag with MSK IAM auth, within safe bounds."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytestmark = pytest.mark.infra
+
+SCALED = ("consumer-service", "inference-service")
+
+
+def kafka_trigger(scaled_object: dict) -> dict:
+    (trigger,) = scaled_object["spec"]["triggers"]
+    # KEDA's Sarama-based `kafka` scaler implements MSK IAM as OAUTHBEARER + saslTokenProvider;
+    # `apache-kafka` rejects sasl=oauthbearer.
+    assert trigger["type"] == "kafka"
+    return trigger
+
+
+@pytest.mark.parametrize("name", SCALED)
+def test_trigger_watches_the_consumer_group_on_the_frames_topic_with_msk_iam(manifests, wiring, name):
+    trigger = kafka_trigger(manifests.get("ScaledObject", name))
+    meta = trigger["metadata"]
+    assert meta["consumerGroup"] == wiring.consumer_group == manifests.config_map("consumer-service")["CONSUMER_GROUP_ID"]
+    assert meta["topic"] == wiring.topics.frames
+    assert meta["bootstrapServers"] == wiring.kafka_bootstrap
+    assert {k: meta[k] for k in ("sasl", "saslTokenProvider", "tls", "awsRegion")} == {
+        "sasl": "oauthbearer", "saslTokenProvider": "aws_msk_iam", "tls": "enable", "awsRegion": wiring.region,
+    }
+    assert all(isinstance(v, str) for v in meta.values())
+    auth = manifests.get("TriggerAuthentication", trigger["authenticationRef"]["name"])
+    assert auth["spec"]["podIdentity"] == {"provider": "aws", "identityOwner": "keda"}
+
+
+@pytest.mark.parametrize("name", SCALED)
+def test_scaled_deployments_leave_replicas_to_keda(manifests, name):
+    scaled = manifests.get("ScaledObject", name)
+    assert scaled["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    assert "replicas" not in manifests.get("Deployment", name)["spec"], "a fixed count fights the HPA"
+    assert scaled["spec"]["minReplicaCount"] >= 1, "a group that never committed can stay at zero"
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 60
+
+
+def test_consumer_never_scales_past_the_partitions(manifests, wiring):
+    spec = manifests.get("ScaledObject", "consumer-service")["spec"]
+    assert spec["maxReplicaCount"] <= wiring.topic_partitions
+    meta = kafka_trigger({"spec": spec})["metadata"]
+    assert meta["limitToPartitionsWithLag"] == "true" and "allowIdleConsumers" not in meta, "KEDA: mutually exclusive"
+
+
+def test_lag_thresholds_derive_from_measured_throughput_and_latency_budget(manifests, wiring):
+    s = wiring.scaling
+    consumer = kafka_trigger(manifests.get("ScaledObject", "consumer-service"))["metadata"]
+    inference = kafka_trigger(manifests.get("ScaledObject", "inference-service"))["metadata"]
+    assert int(consumer["lagThreshold"]) == math.floor(s.pipeline_fps_per_replica * s.latency_budget_s) == 104
+    assert int(inference["lagThreshold"]) == math.floor(s.inference_fps_per_replica * s.latency_budget_s) == 116
+
+
+def test_consumer_max_replicas_above_partitions_is_refused(wiring):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="exceeds topic_partitions"):
+        wiring.model_validate({**wiring.model_dump(), "scaling": {"consumer_max_replicas": wiring.topic_partitions + 1}})
+
+
+def test_role_arn_replaces_identity_owner(wiring):
+    from tests.k8s.k8s_helpers import synthesize
+
+    role = "arn:aws:iam::123456789012:role/example-keda-scaler"
+    manifests = synthesize(wiring.model_copy(update={"keda": type(wiring.keda)(role_arn=role), "create_namespace": False}))
+    assert manifests.get("TriggerAuthentication", "vidpipe-kafka-msk-iam")["spec"]["podIdentity"] == {
+        "provider": "aws", "roleArn": role,
+    }
+    assert "vidpipe-namespace" not in manifests.charts
+
+
+def test_plain_kafka_has_no_sasl_and_no_trigger_authentication(wiring):
+    from tests.k8s.k8s_helpers import synthesize
+
+    plain = wiring.model_validate({**wiring.model_dump(), "kafka_auth": "none", "kafka_tls": False,
+                                   "kafka_bootstrap": "kafka.example.internal:9092"})
+    manifests = synthesize(plain)
+    assert not manifests.kind("TriggerAuthentication")
+    meta = kafka_trigger(manifests.get("ScaledObject", "consumer-service"))["metadata"]
+    assert "sasl" not in meta and meta["tls"] == "disable"
+    assert "authenticationRef" not in manifests.get("ScaledObject", "consumer-service")["spec"]["triggers"][0]

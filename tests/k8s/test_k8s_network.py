@@ -1,0 +1,86 @@
+"""NetworkPolicies: default deny; only the consumer reaches inference; egress limited to what is needed."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.infra
+
+AGENT = {"169.254.170.23/32", "fd00:ec2::23/128"}
+
+
+def policies_selecting(manifests, labels: dict[str, str]) -> list[dict]:
+    """Policies whose podSelector matches a pod with these labels."""
+    return [p for p in manifests.kind("NetworkPolicy")
+            if p["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()]
+
+
+def pod_labels(manifests, deployment: str) -> dict[str, str]:
+    return manifests.get("Deployment", deployment)["spec"]["template"]["metadata"]["labels"]
+
+
+def test_default_deny_for_every_pod(manifests):
+    deny = manifests.get("NetworkPolicy", "default-deny")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def test_only_the_consumer_reaches_inference_on_8080(manifests):
+    inference = pod_labels(manifests, "inference-service")
+    consumer = pod_labels(manifests, "consumer-service")
+    rules = [rule for p in policies_selecting(manifests, inference) for rule in p["spec"].get("ingress", [])]
+    assert len(rules) == 1
+    (rule,) = rules
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    (peer,) = rule["from"]
+    assert set(peer) == {"podSelector"} and peer["podSelector"]["matchLabels"].items() <= consumer.items()
+    # ...and the consumer's egress allows exactly that.
+    egress = [r for p in policies_selecting(manifests, consumer) for r in p["spec"].get("egress", [])]
+    assert any(r["ports"] == [{"port": 8080, "protocol": "TCP"}] and "podSelector" in r["to"][0] for r in egress)
+
+
+def test_no_other_workload_accepts_ingress(manifests, wiring):
+    for name in ["consumer-service", *[f"publisher-{s.name}" for s in wiring.all_streams]]:
+        labels = pod_labels(manifests, name)
+        assert not [r for p in policies_selecting(manifests, labels) for r in p["spec"].get("ingress", [])], name
+
+
+def egress_ports(manifests, deployment: str) -> dict[int, list[dict]]:
+    ports: dict[int, list[dict]] = {}
+    for policy in policies_selecting(manifests, pod_labels(manifests, deployment)):
+        for rule in policy["spec"].get("egress", []):
+            assert rule.get("ports"), f"{policy['metadata']['name']}: egress without a port restriction"
+            for p in rule["ports"]:
+                ports.setdefault(p["port"], []).extend(rule["to"])
+    return ports
+
+
+def test_egress_is_limited_per_service(manifests, wiring):
+    allowed = {
+        "inference-service": {53, 443, 80},
+        "consumer-service": {53, 8080, 9098, 443, 80},
+    }
+    for name, expected in allowed.items():
+        assert set(egress_ports(manifests, name)) == expected, name
+    for stream in wiring.all_streams:
+        ports = egress_ports(manifests, f"publisher-{stream.name}")
+        source_port = 8554 if stream.source == wiring.test_source_url else stream.port
+        assert set(ports) == {53, 9098, 80, source_port}, stream.name
+    for name in ["inference-service", "consumer-service"]:
+        # Port 80 is only for the EKS Pod Identity agent (credentials), not the internet.
+        assert {peer["ipBlock"]["cidr"] for peer in egress_ports(manifests, name)[80]} == AGENT
+        dns_peers = egress_ports(manifests, name)[53]
+        assert all(peer["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"} for peer in dns_peers)
+
+
+def test_kafka_egress_can_be_limited_to_the_vpc(wiring):
+    from tests.k8s.k8s_helpers import synthesize
+
+    manifests = synthesize(wiring.model_copy(update={"vpc_cidr": "10.40.0.0/16"}))
+    kafka = egress_ports(manifests, "consumer-service")[9098]
+    assert kafka == [{"ipBlock": {"cidr": "10.40.0.0/16"}}]
+
+
+def test_test_source_accepts_only_publishers(manifests):
+    policy = manifests.get("NetworkPolicy", "rtsp-test-source")["spec"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": 8554, "protocol": "TCP"}]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "frame-publisher"}}}]

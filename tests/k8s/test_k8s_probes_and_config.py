@@ -1,0 +1,128 @@
+"""Probes hit paths and ports the services really serve; ConfigMaps set only variables the services
+read, with values the services' own settings classes accept."""
+from __future__ import annotations
+
+import http.client
+import re
+
+import pytest
+
+from tests.k8s.k8s_helpers import ROOT, containers
+
+pytestmark = pytest.mark.infra
+
+# Variables that are not the services' own settings but are read by libraries they use.
+LIBRARY_VARIABLES = {"AWS_REGION", "OPENCV_FFMPEG_CAPTURE_OPTIONS"}
+
+
+def documented_variables() -> set[str]:
+    text = (ROOT / "env.example").read_text()
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.M))
+
+
+def env_of(manifests, deployment: dict, container: str = None) -> dict[str, str]:
+    spec = next(c for c in containers(deployment) if container in (None, c["name"]))
+    env: dict[str, str] = {}
+    for source in spec.get("envFrom", []):
+        env.update(manifests.config_map(source["configMapRef"]["name"]))
+    env.update({e["name"]: e["value"] for e in spec.get("env", [])})
+    return env
+
+
+def probe_targets(container: dict) -> dict[str, tuple[str, int]]:
+    return {kind: (container[kind]["httpGet"]["path"], container[kind]["httpGet"]["port"])
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+
+
+@pytest.fixture(scope="module")
+def health_server_paths():
+    """Ask the consumer/publisher health server itself which of the probe paths it answers."""
+    from prometheus_client import CollectorRegistry
+
+    from vidpipe.health import Heartbeat, serve_health
+
+    server = serve_health(0, Heartbeat(stale_after_s=60), CollectorRegistry(), host="127.0.0.1")
+    try:
+        port = server.server_address[1]
+        answered = set()
+        for path in ("/healthz", "/readyz", "/metrics", "/nonexistent"):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", path)
+            if conn.getresponse().status != 404:
+                answered.add(path)
+            conn.close()
+        return answered
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_inference_probes_hit_the_apps_routes(manifests):
+    from inference_service.app import create_app
+    from inference_service.settings import InferenceSettings
+
+    routes = {route.path for route in create_app(InferenceSettings(model_uri="unused.onnx")).routes}
+    deployment = manifests.get("Deployment", "inference-service")
+    container = containers(deployment)[0]
+    port = int(env_of(manifests, deployment)["INFERENCE_PORT"])
+    assert container["ports"] == [{"containerPort": port, "name": "http", "protocol": "TCP"}]
+    targets = probe_targets(container)
+    assert targets["readinessProbe"] == ("/readyz", port), "ready only once the model is loaded"
+    for path, probe_port in targets.values():
+        assert path in routes and probe_port == port
+
+
+@pytest.mark.parametrize("kind", ["consumer", "publisher"])
+def test_kafka_side_probes_hit_the_health_server(manifests, wiring, health_server_paths, kind):
+    assert health_server_paths == {"/healthz", "/readyz", "/metrics"}
+    if kind == "consumer":
+        deployments, variable = [manifests.get("Deployment", "consumer-service")], "CONSUMER_HEALTH_PORT"
+    else:
+        deployments = [manifests.get("Deployment", f"publisher-{s.name}") for s in wiring.all_streams]
+        variable = "PUBLISHER_HEALTH_PORT"
+    for deployment in deployments:
+        port = int(env_of(manifests, deployment)[variable])
+        assert port > 0, f"{variable}=0 would switch the health server off"
+        for path, probe_port in probe_targets(containers(deployment)[0]).values():
+            assert path in health_server_paths and probe_port == port
+
+
+def test_config_maps_set_only_variables_the_services_read(manifests):
+    known = documented_variables() | LIBRARY_VARIABLES
+    for config_map in manifests.kind("ConfigMap"):
+        unknown = set(config_map["data"]) - known
+        assert not unknown, f"{config_map['metadata']['name']}: {sorted(unknown)} not in env.example"
+
+
+def test_service_settings_accept_the_config_maps(manifests, wiring, monkeypatch):
+    """Each service's own settings classes parse its environment: a typo'd value fails here, not in a pod."""
+    from consumer_service.settings import ConsumerSettings
+    from frame_publisher.settings import PublisherSettings
+    from inference_service.settings import InferenceSettings
+    from vidpipe.kafka import KafkaSettings
+    from vidpipe.topics import TopicSettings
+
+    cases = [
+        ("inference-service", [InferenceSettings]),
+        ("consumer-service", [KafkaSettings, TopicSettings, ConsumerSettings]),
+        *[(f"publisher-{s.name}", [KafkaSettings, TopicSettings, PublisherSettings]) for s in wiring.all_streams],
+    ]
+    for name, classes in cases:
+        env = env_of(manifests, manifests.get("Deployment", name))
+        with monkeypatch.context() as patch:
+            for key in list(__import__("os").environ):
+                if key.split("_")[0] in {"KAFKA", "TOPICS", "CONSUMER", "PUBLISHER", "INFERENCE"}:
+                    patch.delenv(key)
+            for key, value in env.items():
+                patch.setenv(key, value)
+            for cls in classes:
+                cls()  # raises ValidationError naming the variable
+
+
+def test_consumer_reaches_inference_through_its_service(manifests, wiring):
+    service = manifests.get("Service", "inference")
+    url = manifests.config_map("consumer-service")["CONSUMER_INFERENCE_URL"]
+    assert url == f"http://inference.{wiring.namespace}.svc:{service['spec']['ports'][0]['port']}"
+    selector = service["spec"]["selector"]
+    labels = manifests.get("Deployment", "inference-service")["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= labels.items()
