@@ -1,0 +1,1 @@
+"""AWS CDK app for the video pipeline: network, data and compute stacks (see docs/DEPLOY.md)."""

@@ -1,0 +1,60 @@
+"""Builds the whole CDK app: the three stacks, the security gate (cdk-nag) and tags."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from .config import PlatformConfig, load_config
+from .constructs.archive_bucket import archive_bucket_name
+from .nag import acknowledge_findings
+from .stacks import ComputeStack, DataStack, NetworkStack
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Platform:
+    config: PlatformConfig
+    network: NetworkStack
+    data: DataStack
+    compute: ComputeStack
+
+
+def environment() -> cdk.Environment:
+    """Account and region of the deploying credentials (CLI); both None -> environment-agnostic."""
+    return cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
+
+
+def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT) -> Platform:
+    config = load_config(app.node.get_all_context())
+    env = environment()
+    network = NetworkStack(app, f"{config.prefix}-network", config=config, env=env,
+                           description="vidpipe: VPC, NAT, VPC endpoints, flow logs")
+    data = DataStack(app, f"{config.prefix}-data", config=config, env=env, vpc=network.vpc, project_root=project_root,
+                     description="vidpipe: archive bucket and MSK (retained)")
+    # The bucket is referenced by name (derived, not imported); the order still matters.
+    compute = ComputeStack(
+        app,
+        f"{config.prefix}-compute",
+        config=config,
+        env=env,
+        vpc=network.vpc,
+        bucket_name=archive_bucket_name(config.prefix),
+        kafka_bootstrap_brokers=data.kafka.bootstrap_brokers_sasl_iam,
+        kafka_security_group=data.kafka.security_group,
+        model_object_key=data.model.object_key,
+        services_dir=project_root / "services",
+        description="vidpipe: EKS, identities, KEDA, images and workloads",
+    )
+    compute.add_stack_dependency(data, "the archive bucket and MSK must exist before the workloads")
+    for key, value in {"project": "vidpipe", "environment": config.environment}.items():
+        cdk.Tags.of(app).add(key, value)
+    platform = Platform(config=config, network=network, data=data, compute=compute)
+    acknowledge_findings(platform)
+    # Every synth runs the AwsSolutions rules; an unacknowledged finding fails it.
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return platform

@@ -1,0 +1,253 @@
+"""Deployment configuration: CDK context (cdk.json, `-c key=value`) parsed once into a typed object.
+
+Every key lives under the `vidpipe:` prefix so `cdk deploy -c vidpipe:brokerInstanceType=...`
+overrides one value. Values given on the command line arrive as strings; pydantic coerces them
+("3" -> 3, "false" -> False, JSON for lists). A bad value stops synth with a message naming the key.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONTEXT_PREFIX = "vidpipe:"
+
+# The services' contract defaults (services/shared/vidpipe/contract.py); kept here as plain values
+# so the infrastructure does not import service code.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
+
+_NAME = r"^[a-z][a-z0-9-]{0,15}$"  # bucket names: vidpipe-<env>-archive-<account>-<region> <= 63
+_K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_TOPIC = r"^[a-zA-Z0-9._-]{1,249}$"
+
+
+class ConfigError(ValueError):
+    """The context holds a value that cannot be deployed; the message names the context key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class NodeGroupConfig(_Model):
+    """One managed node group (instance types, scaling bounds)."""
+
+    instance_types: list[str] = Field(alias="instanceTypes", min_length=1)
+    min_size: int = Field(alias="minSize", ge=0, le=100)
+    desired_size: int = Field(alias="desiredSize", ge=0, le=100)
+    max_size: int = Field(alias="maxSize", ge=1, le=100)
+    disk_size_gib: int = Field(default=40, alias="diskSizeGiB", ge=20, le=1000)
+
+    @field_validator("instance_types")
+    @classmethod
+    def _instance_types(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9-]*\.[a-z0-9]+", name):
+                raise ValueError(f"{name!r} is not an EC2 instance type such as 'm6i.large'")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "NodeGroupConfig":
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(
+                f"needs minSize <= desiredSize <= maxSize, got {self.min_size} / {self.desired_size} / {self.max_size}"
+            )
+        return self
+
+
+class StreamConfig(_Model):
+    """A network video source (rtsp://...) one publisher Deployment reads."""
+
+    id: Annotated[str, Field(pattern=_K8S_NAME)]
+    source: str = Field(min_length=1)
+    target_fps: float = Field(default=0, alias="targetFps", ge=0)
+
+
+class TopicsConfig(_Model):
+    frames: Annotated[str, Field(pattern=_TOPIC)] = "video.frames.v1"
+    results: Annotated[str, Field(pattern=_TOPIC)] = "video.results.v1"
+    dead_letter: Annotated[str, Field(pattern=_TOPIC, alias="deadLetter")] = "video.frames.dlq.v1"
+    consumer_group: Annotated[str, Field(pattern=_TOPIC, alias="consumerGroup")] = "video-inference"
+    partitions: int = Field(default=6, ge=1, le=1000)
+
+
+class PlatformConfig(_Model):
+    """Everything a deployment may vary; the defaults are a small production-shaped environment."""
+
+    environment: Annotated[str, Field(pattern=_NAME)] = "dev"
+    termination_protection: bool = Field(default=True, alias="terminationProtection")
+
+    # Network
+    max_azs: int = Field(default=3, alias="maxAzs", ge=2, le=3)
+    nat_gateways: int = Field(default=1, alias="natGateways", ge=1, le=3)
+    vpc_cidr: str = Field(default="10.40.0.0/16", alias="vpcCidr", pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])$")
+    flow_log_retention_days: int = Field(default=30, alias="flowLogRetentionDays", ge=1)
+
+    # EKS
+    # Tied to the kubectl layer (aws-cdk.lambda-layer-kubectl-v33): change both together.
+    kubernetes_version: Literal["1.33"] = Field(default="1.33", alias="kubernetesVersion")
+    admin_role_arn: str | None = Field(default=None, alias="adminRoleArn")
+    endpoint_public_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], alias="endpointPublicCidrs", min_length=1)
+    namespace: Annotated[str, Field(pattern=_K8S_NAME)] = "vidpipe"
+    general_nodes: NodeGroupConfig = Field(
+        default=NodeGroupConfig(instanceTypes=["m6i.large"], minSize=2, desiredSize=2, maxSize=4),
+        alias="generalNodes",
+    )
+    inference_nodes: NodeGroupConfig = Field(
+        default=NodeGroupConfig(instanceTypes=["c6i.xlarge"], minSize=1, desiredSize=2, maxSize=6),
+        alias="inferenceNodes",
+    )
+    keda_chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = Field(default="2.18.0", alias="kedaChartVersion")
+
+    # MSK
+    kafka_version: Literal["3.8.x", "3.9.x"] = Field(default="3.9.x", alias="kafkaVersion")
+    brokers_per_az: int = Field(default=1, alias="brokersPerAz", ge=1, le=10)
+    broker_instance_type: str = Field(default="kafka.m7g.large", alias="brokerInstanceType", pattern=r"^kafka\.[a-z0-9]+\.[a-z0-9]+$")
+    broker_volume_gib: int = Field(default=100, alias="brokerVolumeGiB", ge=1, le=16384)
+    replication_factor: int = Field(default=3, alias="replicationFactor", ge=1, le=3)
+    min_insync_replicas: int = Field(default=2, alias="minInsyncReplicas", ge=1, le=3)
+    broker_log_retention_days: int = Field(default=30, alias="brokerLogRetentionDays", ge=1)
+    topics: TopicsConfig = TopicsConfig()
+
+    # Archive bucket
+    frames_ia_after_days: int = Field(default=30, alias="framesInfrequentAccessAfterDays", ge=30)
+    frames_expire_after_days: int = Field(default=90, alias="framesExpireAfterDays", ge=1)
+    results_expire_after_days: int = Field(default=365, alias="resultsExpireAfterDays", ge=1)
+    noncurrent_expire_after_days: int = Field(default=30, alias="noncurrentVersionsExpireAfterDays", ge=1)
+    access_log_expire_after_days: int = Field(default=90, alias="accessLogExpireAfterDays", ge=1)
+
+    # Model shipped to s3://<bucket>/models/ (produced by `make model`)
+    model_dir: str = Field(default=".cache/models", alias="modelDir", min_length=1)
+    model_file: str = Field(default="yolov4-tiny.onnx", alias="modelFile", pattern=r"^[A-Za-z0-9._-]+\.onnx$")
+
+    # Workloads
+    streams: list[StreamConfig] = Field(default_factory=list)
+    rtsp_test_source: bool = Field(default=False, alias="rtspTestSource")  # pulls a public image
+
+    @field_validator("admin_role_arn")
+    @classmethod
+    def _admin_role(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", value):
+            raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        return value
+
+    @field_validator("flow_log_retention_days", "broker_log_retention_days")
+    @classmethod
+    def _log_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{value} is not a CloudWatch Logs retention; use one of {LOG_RETENTION_DAYS}")
+        return value
+
+    @field_validator("endpoint_public_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            if not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}", cidr):
+                raise ValueError(f"{cidr!r} is not an IPv4 CIDR")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PlatformConfig":
+        brokers = self.brokers_per_az * self.max_azs
+        if self.replication_factor > brokers:
+            raise ConfigError(
+                f"{CONTEXT_PREFIX}replicationFactor ({self.replication_factor}) exceeds the broker count "
+                f"({brokers} = {CONTEXT_PREFIX}brokersPerAz x {CONTEXT_PREFIX}maxAzs)"
+            )
+        if self.min_insync_replicas > self.replication_factor:
+            raise ConfigError(
+                f"{CONTEXT_PREFIX}minInsyncReplicas ({self.min_insync_replicas}) exceeds "
+                f"{CONTEXT_PREFIX}replicationFactor ({self.replication_factor})"
+            )
+        if self.nat_gateways > self.max_azs:
+            raise ConfigError(f"{CONTEXT_PREFIX}natGateways ({self.nat_gateways}) exceeds {CONTEXT_PREFIX}maxAzs ({self.max_azs})")
+        if self.frames_expire_after_days <= self.frames_ia_after_days:
+            raise ConfigError(
+                f"{CONTEXT_PREFIX}framesExpireAfterDays ({self.frames_expire_after_days}) must be later than "
+                f"{CONTEXT_PREFIX}framesInfrequentAccessAfterDays ({self.frames_ia_after_days})"
+            )
+        ids = [s.id for s in self.streams]
+        if len(ids) != len(set(ids)):
+            raise ConfigError(f"{CONTEXT_PREFIX}streams: stream ids must be unique, got {ids}")
+        return self
+
+    @property
+    def broker_count(self) -> int:
+        return self.brokers_per_az * self.max_azs
+
+    @property
+    def prefix(self) -> str:
+        """Resource-name prefix: unique per environment within an account and region."""
+        return f"vidpipe-{self.environment}"
+
+    @property
+    def kafka_cluster_name(self) -> str:
+        return self.prefix
+
+    def server_properties(self) -> str:
+        """The MSK cluster configuration: contract limits, no broker auto-create."""
+        lines = {
+            "auto.create.topics.enable": "false",
+            "default.replication.factor": str(self.replication_factor),
+            "min.insync.replicas": str(self.min_insync_replicas),
+            "num.partitions": str(self.topics.partitions),
+            # Frames are JPEGs up to 4 MiB; the topics accept up to 8 MiB (contract MAX_MESSAGE_BYTES).
+            "message.max.bytes": str(MAX_MESSAGE_BYTES),
+            "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
+            "unclean.leader.election.enable": "false",
+        }
+        return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
+def _field_key(loc: tuple[Any, ...]) -> str:
+    """pydantic's error location as the context key the user wrote (aliases), e.g. vidpipe:topics.partitions."""
+    fields = PlatformConfig.model_fields
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if i == 0 and isinstance(item, str) and item in fields:
+            item = fields[item].alias or item
+        parts.append(f"[{item}]" if isinstance(item, int) else str(item))
+    text = ".".join(parts).replace(".[", "[")
+    return CONTEXT_PREFIX + text
+
+
+def _decode(value: Any) -> Any:
+    """`-c key=value` gives strings: a JSON object/list/number is decoded, anything else kept."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def load_config(context: dict[str, Any]) -> PlatformConfig:
+    """Parse the `vidpipe:*` context keys; raises ConfigError naming the offending key."""
+    raw: dict[str, Any] = {}
+    for key, value in context.items():
+        if key.startswith(CONTEXT_PREFIX):
+            raw[key[len(CONTEXT_PREFIX):]] = _decode(value)
+    known = {f.alias or name for name, f in PlatformConfig.model_fields.items()}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown context key(s) {', '.join(CONTEXT_PREFIX + k for k in unknown)}; "
+            f"known keys: {', '.join(sorted(CONTEXT_PREFIX + k for k in known))}"
+        )
+    try:
+        return PlatformConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            if error["loc"]:
+                problems.append(f"context key {_field_key(error['loc'])}: {error['msg']} (got {error.get('input')!r})")
+            else:
+                problems.append(error["msg"].removeprefix("Value error, "))
+        raise ConfigError("invalid CDK context (cdk.json or -c):\n  " + "\n  ".join(problems)) from None

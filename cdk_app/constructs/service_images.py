@@ -1,0 +1,45 @@
+"""The three service images, built from services/ by `cdk deploy` and pushed to the bootstrap ECR repo."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import aws_ecr_assets as ecr_assets
+from constructs import Construct
+
+# Service folder under services/ -> construct id. Each Dockerfile uses services/ as its context.
+SERVICES = {"frame-publisher": "Publisher", "consumer-service": "Consumer", "inference-service": "Inference"}
+
+# Never part of an image: caches, tests, local outputs (the asset hash ignores them too).
+_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache", "**/.ruff_cache", "**/*.egg-info",
+            "**/.venv", "**/tests", "**/*.onnx", "**/*.mp4", "**/.DS_Store"]
+
+
+class ServiceImages(Construct):
+    def __init__(self, scope: Construct, id: str, *, services_dir: Path) -> None:
+        super().__init__(scope, id)
+        self.assets: dict[str, ecr_assets.DockerImageAsset] = {}
+        for folder, construct_id in SERVICES.items():
+            dockerfile = services_dir / folder / "Dockerfile"
+            if not dockerfile.is_file():
+                raise FileNotFoundError(f"{dockerfile} is missing: the {folder} image cannot be built")
+            self.assets[folder] = ecr_assets.DockerImageAsset(
+                self,
+                construct_id,
+                directory=str(services_dir),
+                file=f"{folder}/Dockerfile",
+                platform=ecr_assets.Platform.LINUX_AMD64,
+                exclude=_EXCLUDE,
+                display_name=f"vidpipe {folder}",
+            )
+
+    @property
+    def publisher(self) -> str:
+        return self.assets["frame-publisher"].image_uri
+
+    @property
+    def consumer(self) -> str:
+        return self.assets["consumer-service"].image_uri
+
+    @property
+    def inference(self) -> str:
+        return self.assets["inference-service"].image_uri

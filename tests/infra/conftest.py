@@ -1,0 +1,71 @@
+"""One synthesized CDK app per test session (jsii start-up and a first synth cost seconds).
+
+The app gets cdk.json's context (the CLI would add it; a bare cdk.App does not) plus
+`aws:cdk:disable-asset-staging`, so nothing large is copied, and writes into a temporary folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdk_support import session_context
+
+
+@dataclass
+class Synth:
+    platform: Any
+    assembly_dir: Path
+    templates: dict[str, dict]  # stack name -> template JSON
+
+    def template(self, stack: Any):
+        from aws_cdk.assertions import Template
+
+        return Template.from_json(self.templates[stack.stack_name])
+
+    def all_outputs(self) -> dict[str, dict]:
+        return {key: value for t in self.templates.values() for key, value in t.get("Outputs", {}).items()}
+
+
+@pytest.fixture(scope="session")
+def clean_env():
+    """No deploying account: the stacks synthesize environment-agnostic, as in `make synth`."""
+    saved = {k: os.environ.pop(k) for k in ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION") if k in os.environ}
+    yield
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory, clean_env) -> Synth:
+    import aws_cdk as cdk
+
+    from cdk_app.app import build_platform
+
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = cdk.App(context=session_context(tmp_path_factory), outdir=str(outdir))
+    platform = build_platform(app)
+    app.synth()  # raises when cdk-nag finds anything unacknowledged
+    templates = {
+        stack.stack_name: json.loads((outdir / f"{stack.artifact_id}.template.json").read_text())
+        for stack in (platform.network, platform.data, platform.compute)
+    }
+    return Synth(platform=platform, assembly_dir=outdir, templates=templates)
+
+
+@pytest.fixture(scope="session")
+def network(synth):
+    return synth.template(synth.platform.network)
+
+
+@pytest.fixture(scope="session")
+def data(synth):
+    return synth.template(synth.platform.data)
+
+
+@pytest.fixture(scope="session")
+def compute(synth):
+    return synth.template(synth.platform.compute)

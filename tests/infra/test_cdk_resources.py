@@ -1,0 +1,279 @@
+"""Fine-grained checks on the synthesized templates: what each stack must guarantee."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from aws_cdk.assertions import Match
+
+pytestmark = pytest.mark.infra
+
+
+def resources(template: dict, type_: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+# --- S3 ------------------------------------------------------------------------------------
+
+
+def test_buckets_are_private_encrypted_and_ssl_only(synth, data):
+    buckets = resources(synth.templates[synth.platform.data.stack_name], "AWS::S3::Bucket")
+    assert len(buckets) == 2  # archive + access logs
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+        }
+        rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+        assert bucket["DeletionPolicy"] == "Retain"
+    # enforce_ssl: a Deny on aws:SecureTransport=false in both bucket policies
+    data.resource_count_is("AWS::S3::BucketPolicy", 2)
+    data.all_resources_properties(
+        "AWS::S3::BucketPolicy",
+        {"PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny", "Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        })])}},
+    )
+
+
+def test_archive_bucket_versioning_lifecycle_and_access_logs(data):
+    data.has_resource_properties("AWS::S3::Bucket", {
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "archive-bucket/"},
+        "LifecycleConfiguration": {"Rules": Match.array_with([
+            Match.object_like({"Prefix": "archive/frames/", "ExpirationInDays": 90,
+                               "Transitions": [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}]}),
+            Match.object_like({"NoncurrentVersionExpiration": {"NoncurrentDays": 30}}),
+        ])},
+    })
+
+
+# --- MSK -----------------------------------------------------------------------------------
+
+
+def test_msk_iam_auth_tls_and_encryption_at_rest(data):
+    data.has_resource_properties("AWS::MSK::Cluster", {
+        "ClientAuthentication": {"Sasl": {"Iam": {"Enabled": True}}},
+        "EncryptionInfo": {
+            "EncryptionInTransit": {"ClientBroker": "TLS", "InCluster": True},
+            "EncryptionAtRest": {"DataVolumeKMSKeyId": Match.any_value()},
+        },
+        "LoggingInfo": {"BrokerLogs": {"CloudWatchLogs": {"Enabled": True, "LogGroup": Match.any_value()}}},
+        "NumberOfBrokerNodes": 3,  # 1 per AZ x 3 AZs
+        "BrokerNodeGroupInfo": Match.object_like({"InstanceType": "kafka.m7g.large"}),
+    })
+    data.has_resource("AWS::MSK::Cluster", {"DeletionPolicy": "Retain"})
+
+
+def test_msk_configuration_matches_the_contract(synth):
+    config = resources(synth.templates[synth.platform.data.stack_name], "AWS::MSK::Configuration")
+    (props,) = [c["Properties"] for c in config.values()]
+    server = dict(line.split("=", 1) for line in props["ServerProperties"].splitlines() if line)
+    assert server["message.max.bytes"] == str(8 * 1024 * 1024)
+    assert server["auto.create.topics.enable"] == "false"
+    assert server["default.replication.factor"] == "3"
+    assert server["num.partitions"] == "6"
+    assert props["KafkaVersionsList"] == ["3.9.x"]
+
+
+def test_kafka_port_opened_from_the_eks_cluster_security_group_only(compute):
+    compute.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
+        "IpProtocol": "tcp", "FromPort": 9098, "ToPort": 9098,
+        "SourceSecurityGroupId": {"Fn::GetAtt": [Match.string_like_regexp("^Cluster"), "ClusterSecurityGroupId"]},
+    })
+
+
+# --- EKS -----------------------------------------------------------------------------------
+
+
+def test_eks_version_logging_and_secrets_encryption(compute):
+    compute.has_resource_properties("AWS::EKS::Cluster", {
+        "Version": "1.33",
+        "EncryptionConfig": [Match.object_like({"Resources": ["secrets"]})],
+        "Logging": {"ClusterLogging": {"EnabledTypes": Match.array_with([{"Type": "audit"}])}},
+    })
+
+
+def test_managed_node_groups_and_vpc_cni_network_policy(compute):
+    compute.resource_count_is("AWS::EKS::Nodegroup", 2)
+    compute.has_resource_properties("AWS::EKS::Nodegroup", {
+        "InstanceTypes": ["c6i.xlarge"], "Labels": {"vidpipe.io/pool": "inference"},
+        "ScalingConfig": {"MinSize": 1, "DesiredSize": 2, "MaxSize": 6},
+    })
+    compute.has_resource_properties("AWS::EKS::Addon", {
+        "AddonName": "vpc-cni", "ConfigurationValues": json.dumps({"enableNetworkPolicy": "true"}).replace(" ", ""),
+    })
+    compute.has_resource_properties("AWS::EKS::Addon", {"AddonName": "eks-pod-identity-agent"})
+
+
+def test_one_pod_identity_per_service_and_no_irsa_annotation(synth, compute):
+    associations = resources(synth.templates[synth.platform.compute.stack_name], "AWS::EKS::PodIdentityAssociation")
+    accounts = sorted((a["Properties"]["Namespace"], a["Properties"]["ServiceAccount"]) for a in associations.values())
+    assert accounts == [("keda", "keda-operator"), ("vidpipe", "consumer-service"),
+                        ("vidpipe", "frame-publisher"), ("vidpipe", "inference-service")]
+    compute.resource_count_is("AWS::IAM::OIDCProvider", 0)
+    assert "eks.amazonaws.com/role-arn" not in json.dumps(synth.templates[synth.platform.compute.stack_name])
+
+
+def test_keda_helm_chart_is_pinned_and_uses_our_service_account(compute):
+    compute.has_resource_properties("Custom::AWSCDK-EKS-HelmChart", {
+        "Chart": "keda", "Repository": "https://kedacore.github.io/charts", "Namespace": "keda",
+        "Version": Match.string_like_regexp(r"^\d+\.\d+\.\d+$"),
+        "Values": json.dumps({"serviceAccount": {"operator": {"create": False, "name": "keda-operator"}}}, separators=(",", ":")),
+    })
+
+
+# --- IAM -----------------------------------------------------------------------------------
+
+
+def _policy_documents(template: dict):
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Policy":
+            yield logical_id, resource["Properties"]["PolicyDocument"]
+        elif resource["Type"] == "AWS::IAM::Role":
+            for policy in resource["Properties"].get("Policies", []):
+                yield logical_id, policy["PolicyDocument"]
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_s3_or_kafka_actions_on_every_resource(synth):
+    checked = 0
+    for stack, template in synth.templates.items():
+        for logical_id, document in _policy_documents(template):
+            for statement in document["Statement"]:
+                if statement.get("Effect") != "Allow":
+                    continue
+                actions = _as_list(statement.get("Action", []))
+                scoped = [a for a in actions if isinstance(a, str) and a.split(":")[0] in ("s3", "kafka-cluster")]
+                if scoped:
+                    checked += 1
+                    assert "*" not in _as_list(statement.get("Resource", [])), f"{stack}/{logical_id}: {scoped} on *"
+                    assert not {"s3:*", "kafka-cluster:*"} & set(scoped), f"{stack}/{logical_id}: service-wide action"
+    assert checked >= 8
+
+
+def _identity_statements(synth, name: str) -> list[dict]:
+    identity = synth.platform.compute.identities[name]
+    logical_id = synth.platform.compute.get_logical_id(identity.policy.node.default_child)
+    return synth.templates[synth.platform.compute.stack_name]["Resources"][logical_id]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _grants(statements: list[dict]) -> set[tuple[str, str]]:
+    def text(resource) -> str:
+        return json.dumps(resource) if not isinstance(resource, str) else resource
+
+    return {(a, text(r)) for s in statements for a in _as_list(s["Action"]) for r in _as_list(s["Resource"])}
+
+
+def test_publisher_writes_only_the_frames_topic(synth):
+    grants = _grants(_identity_statements(synth, "frame-publisher"))
+    writes = {r for a, r in grants if a == "kafka-cluster:WriteData"}
+    assert len(writes) == 1 and re.search(r"topic/vidpipe-dev/\*/video\.frames\.v1", next(iter(writes)))
+    assert any(a == "kafka-cluster:WriteDataIdempotently" and "cluster/vidpipe-dev/*" in r for a, r in grants)
+    assert not any(a.startswith("s3:") or a == "kafka-cluster:ReadData" for a, _ in grants)
+
+
+def test_consumer_reads_frames_writes_results_dlq_and_archive_prefix(synth):
+    grants = _grants(_identity_statements(synth, "consumer-service"))
+    reads = {r for a, r in grants if a == "kafka-cluster:ReadData"}
+    writes = {r for a, r in grants if a == "kafka-cluster:WriteData"}
+    assert len(reads) == 1 and "video.frames.v1" in next(iter(reads))
+    assert sorted(w.rsplit("/", 1)[-1].rstrip('"]}') for w in writes) == ["video.frames.dlq.v1", "video.results.v1"]
+    assert {a for a, r in grants if "group/vidpipe-dev/*/video-inference" in r} == {
+        "kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}
+    s3 = {(a, r) for a, r in grants if a.startswith("s3:")}
+    assert len(s3) == 1 and next(iter(s3))[0] == "s3:PutObject" and "/archive/*" in next(iter(s3))[1]
+
+
+def test_inference_reads_only_the_models_prefix(synth):
+    grants = _grants(_identity_statements(synth, "inference-service"))
+    assert len(grants) == 1
+    action, resource = next(iter(grants))
+    assert action == "s3:GetObject" and "/models/*" in resource
+
+
+def test_keda_operator_only_describes(synth):
+    actions = {a for a, _ in _grants(_identity_statements(synth, "keda-operator"))}
+    assert actions == {"kafka-cluster:Connect", "kafka-cluster:DescribeCluster",
+                       "kafka-cluster:DescribeGroup", "kafka-cluster:DescribeTopic"}
+
+
+# --- network -------------------------------------------------------------------------------
+
+
+def test_vpc_endpoints_nat_and_flow_logs(synth, network):
+    template = synth.templates[synth.platform.network.stack_name]
+    services = json.dumps([r["Properties"]["ServiceName"] for r in resources(template, "AWS::EC2::VPCEndpoint").values()])
+    for service in (".s3", ".ecr.api", ".ecr.dkr", ".sts", ".logs"):
+        assert service in services, service
+    network.resource_count_is("AWS::EC2::NatGateway", 1)
+    network.resource_count_is("AWS::EC2::FlowLog", 1)
+    assert len(resources(template, "AWS::EC2::Subnet")) == 6  # public + private in each of 3 AZs
+
+
+# --- images, outputs, stacks ---------------------------------------------------------------
+
+
+def test_three_docker_images_built_from_services(synth):
+    assets = json.loads((synth.assembly_dir / f"{synth.platform.compute.artifact_id}.assets.json").read_text())
+    images = sorted((v["source"]["dockerFile"], v["source"]["platform"], v["source"]["directory"])
+                    for v in assets["dockerImages"].values())
+    assert [i[0] for i in images] == ["consumer-service/Dockerfile", "frame-publisher/Dockerfile",
+                                     "inference-service/Dockerfile"]
+    assert all(i[1] == "linux/amd64" and i[2].endswith("/services") for i in images)
+
+
+def test_model_uploaded_under_models_prefix(data):
+    data.has_resource_properties("Custom::CDKBucketDeployment", {"DestinationBucketKeyPrefix": "models/", "Prune": False})
+
+
+EXPECTED_OUTPUTS = {
+    "data": {"ArchiveBucketName", "AccessLogBucketName", "KafkaClusterArn", "KafkaBootstrapBrokersSaslIam"},
+    "compute": {
+        "Region", "ClusterName", "KubeconfigCommand", "ArchiveBucketName", "ArchiveUri", "ModelUri",
+        "PublisherImageUri", "ConsumerImageUri", "InferenceImageUri", "Namespace", "KedaNamespace",
+        "FramePublisherServiceAccount", "FramePublisherRoleArn", "ConsumerServiceServiceAccount",
+        "ConsumerServiceRoleArn", "InferenceServiceServiceAccount", "InferenceServiceRoleArn",
+        "KedaOperatorServiceAccount", "KedaOperatorRoleArn",
+    },
+}
+
+
+def test_outputs_have_stable_names_and_no_exports(synth):
+    for stack in ("data", "compute"):
+        name = getattr(synth.platform, stack).stack_name
+        outputs = synth.templates[name]["Outputs"]
+        assert EXPECTED_OUTPUTS[stack] <= set(outputs), f"{stack}: missing {EXPECTED_OUTPUTS[stack] - set(outputs)}"
+        ours = {k: v for k, v in outputs.items() if not k.startswith("ExportsOutput")}
+        assert not any("Export" in v for v in ours.values()), "outputs are read from the outputs file, never imported"
+    command = synth.templates[synth.platform.compute.stack_name]["Outputs"]["KubeconfigCommand"]["Value"]
+    assert "aws eks update-kubeconfig --name " in json.dumps(command)
+
+
+def test_outputs_cover_what_the_kubernetes_side_reads(synth):
+    wiring = pytest.importorskip("cdk8s_app.wiring")
+    keys = wiring.OutputKeys
+    required = set(keys.REQUIRED)
+    optional = {getattr(keys, n) for n in ("NAMESPACE", "PUBLISHER_SERVICE_ACCOUNT", "CONSUMER_SERVICE_ACCOUNT",
+                                           "INFERENCE_SERVICE_ACCOUNT") if hasattr(keys, n)}
+    assert required | optional <= set(synth.all_outputs())
+
+
+def test_data_stack_is_protected_and_independent_of_compute(synth):
+    platform = synth.platform
+    assert platform.data.termination_protection is True
+    assert platform.compute.termination_protection is False
+    data = json.dumps(synth.templates[platform.data.stack_name])
+    assert "vidpipe-dev-compute" not in data
+
+
+def test_environment_agnostic_no_account_or_region_literals(synth):
+    for name, template in synth.templates.items():
+        text = json.dumps(template)
+        assert not re.search(r"(?<![0-9A-Za-z.])\d{12}(?![0-9A-Za-z.])", text), f"{name}: a 12-digit account id"
+        assert not re.search(r"\b(us|eu|ap|sa|ca|me|af)-(east|west|north|south|central|northeast|southeast)-\d\b", text), name
