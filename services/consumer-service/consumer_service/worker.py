@@ -112,7 +112,8 @@ class ConsumerWorker:
         self._assigned: set[TopicPartitionKey] = set()
         self._paused = False
         self._full_since: float | None = None
-        self._round_trip_ms = 0.0
+        # Recent send-to-publish times: the slowest of them is what a frame still needs once sent.
+        self._round_trips_ms: deque[float] = deque(maxlen=32)
         self._pool = ThreadPoolExecutor(max_workers=settings.max_inflight_batches, thread_name_prefix="batch")
         self.consumer = Consumer(consumer_config(kafka, settings.group_id, **{
             "client.id": "vidpipe-consumer",
@@ -261,7 +262,9 @@ class ConsumerWorker:
         if not limit_ms:
             return
         now_us = time.time_ns() // 1000
-        budget_us = (limit_ms - self._round_trip_ms) * 1000
+        # The slowest recent round trip, not the average: under overload the spread is wide, and
+        # the average lets the slower half of the frames outlive their max age.
+        budget_us = (limit_ms - max(self._round_trips_ms, default=0.0)) * 1000
         fresh = [(r, f) for r, f in batch.accepted if now_us - f.meta.capture_ts_us <= budget_us]
         skipped = len(batch.accepted) - len(fresh)
         if skipped:
@@ -339,8 +342,7 @@ class ConsumerWorker:
                         self._produce(batch, self.topics.results, doc["stream_id"].encode(), encode_result(doc))
                     batch.results_count = len(results)
                     if batch.sent:
-                        # Moving average of send-to-publish: what a frame still needs once sent.
-                        self._round_trip_ms = 0.8 * self._round_trip_ms + 0.2 * (time.perf_counter() - batch.sent) * 1000
+                        self._round_trips_ms.append((time.perf_counter() - batch.sent) * 1000)
                 batch.published = True
                 moved = True
         self.producer.poll(0)
