@@ -73,6 +73,7 @@ class Batch:
     delivery_failed: str | None = None
     results_count: int = 0
     sent: float = 0.0  # when its frames went to inference
+    load: int = 0  # frames in inference when it was sent, its own included
 
     def ready(self) -> bool:
         return self.future is None or self.future.done()
@@ -112,8 +113,11 @@ class ConsumerWorker:
         self._assigned: set[TopicPartitionKey] = set()
         self._paused = False
         self._full_since: float | None = None
-        # Recent send-to-publish times: the slowest of them is what a frame still needs once sent.
-        self._round_trips_ms: deque[float] = deque(maxlen=32)
+        # Max frame age: a frame sent now waits for every frame already in inference, then its own
+        # batch, so its round trip is about (frames in inference) x (ms per frame), learnt as we go.
+        self._ms_per_frame = 0.0
+        self._frames_in_inference = 0
+        self._load_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=settings.max_inflight_batches, thread_name_prefix="batch")
         self.consumer = Consumer(consumer_config(kafka, settings.group_id, **{
             "client.id": "vidpipe-consumer",
@@ -262,9 +266,9 @@ class ConsumerWorker:
         if not limit_ms:
             return
         now_us = time.time_ns() // 1000
-        # The slowest recent round trip, not the average: under overload the spread is wide, and
-        # the average lets the slower half of the frames outlive their max age.
-        budget_us = (limit_ms - max(self._round_trips_ms, default=0.0)) * 1000
+        with self._load_lock:
+            expected_ms = self._ms_per_frame * (self._frames_in_inference + len(batch.accepted))
+        budget_us = (limit_ms - expected_ms) * 1000
         fresh = [(r, f) for r, f in batch.accepted if now_us - f.meta.capture_ts_us <= budget_us]
         skipped = len(batch.accepted) - len(fresh)
         if skipped:
@@ -276,8 +280,15 @@ class ConsumerWorker:
         self._drop_stale(batch)
         if not batch.accepted:
             return [], []
+        with self._load_lock:
+            self._frames_in_inference += len(batch.accepted)
+            batch.load = self._frames_in_inference
         batch.sent = time.perf_counter()
-        answer = self._infer_with_retry([frame.value for _, frame in batch.accepted])
+        try:
+            answer = self._infer_with_retry([frame.value for _, frame in batch.accepted])
+        finally:
+            with self._load_lock:
+                self._frames_in_inference -= len(batch.accepted)
         processed_us = time.time_ns() // 1000
         results: list[dict] = []
         refused: list[tuple[Message, str]] = []
@@ -341,8 +352,10 @@ class ConsumerWorker:
                     for doc in results:
                         self._produce(batch, self.topics.results, doc["stream_id"].encode(), encode_result(doc))
                     batch.results_count = len(results)
-                    if batch.sent:
-                        self._round_trips_ms.append((time.perf_counter() - batch.sent) * 1000)
+                    if batch.load:
+                        # A slow sample (an outage, a retry) raises the estimate at once; it decays.
+                        sample = (time.perf_counter() - batch.sent) * 1000 / batch.load
+                        self._ms_per_frame = max(sample, 0.8 * self._ms_per_frame + 0.2 * sample)
                 batch.published = True
                 moved = True
         self.producer.poll(0)
