@@ -27,6 +27,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vidpipe.contract import CONSUMER_GROUP, DEAD_LETTER_TOPIC, FRAMES_TOPIC, RESULTS_TOPIC
+from vidpipe.kafka import normalize_bootstrap
 
 # CDK encodes unresolved string values as "${Token[...]}" (possibly inside a longer string).
 _TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
@@ -306,16 +307,7 @@ class PlatformWiring(_Model):
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap(cls, value: str) -> str:
-        if is_token(value):
-            return value
-        hosts = [h.strip() for h in value.split(",") if h.strip()]
-        if not hosts:
-            raise ValueError("must list at least one host:port")
-        for host in hosts:
-            name, sep, port = host.rpartition(":")
-            if not sep or not name or not port.isdigit():
-                raise ValueError(f"{host!r} is not host:port")
-        return ",".join(hosts)
+        return value if is_token(value) else normalize_bootstrap(value)
 
     @field_validator("archive_uri", "model_uri")
     @classmethod

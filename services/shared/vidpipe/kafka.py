@@ -37,14 +37,19 @@ class KafkaSettings(BaseSettings):
     @field_validator("bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str) -> str:
-        hosts = [h.strip() for h in value.split(",") if h.strip()]
-        if not hosts:
-            raise ValueError("must list at least one host:port")
-        for host in hosts:
-            name, sep, port = host.rpartition(":")
-            if not sep or not name or not port.isdigit():
-                raise ValueError(f"{host!r} is not host:port")
-        return ",".join(hosts)
+        return normalize_bootstrap(value)
+
+
+def normalize_bootstrap(value: str) -> str:
+    """A comma-separated host:port list, blanks removed; ValueError names the entry at fault."""
+    hosts = [h.strip() for h in value.split(",") if h.strip()]
+    if not hosts:
+        raise ValueError("must list at least one host:port")
+    for host in hosts:
+        name, sep, port = host.rpartition(":")
+        if not sep or not name or not port.isdigit():
+            raise ValueError(f"{host!r} is not host:port")
+    return ",".join(hosts)
 
 
 def msk_iam_token_callback(region: str):
