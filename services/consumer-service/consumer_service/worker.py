@@ -28,6 +28,7 @@ from vidpipe.kafka import KafkaSettings, consumer_config, producer_config
 from vidpipe.topics import TopicSettings
 
 from .archive import Archiver
+from .deadline import SendDeadline
 from .inference_client import BatchAnswer, BatchRefused, InferenceClient, InferenceUnavailable
 from .settings import ConsumerSettings
 from .triage import Accepted, Rejected, Stale, result_document, triage
@@ -113,9 +114,7 @@ class ConsumerWorker:
         self._assigned: set[TopicPartitionKey] = set()
         self._paused = False
         self._full_since: float | None = None
-        # Max frame age: a frame sent now waits for every frame already in inference, then its own
-        # batch, so its round trip is about (frames in inference) x (ms per frame), learnt as we go.
-        self._ms_per_frame = 0.0
+        self._deadline = SendDeadline(settings.max_frame_age_ms)
         self._frames_in_inference = 0
         self._load_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=settings.max_inflight_batches, thread_name_prefix="batch")
@@ -259,17 +258,15 @@ class ConsumerWorker:
     # --- workers: inference and archive -------------------------------------------------------
 
     def _drop_stale(self, batch: Batch) -> None:
-        """Frames that would reach their max age before their result exists are skipped now,
-        so a live stream's result latency stays within CONSUMER_MAX_FRAME_AGE_MS under overload
-        (triage checked their age when polled; they may have waited in the pipeline since)."""
-        limit_ms = self.settings.max_frame_age_ms
-        if not limit_ms:
+        """Skip (and count) frames that would outlive CONSUMER_MAX_FRAME_AGE_MS before their result
+        exists (see deadline.py); triage checked their age when polled, they may have waited since."""
+        if not self.settings.max_frame_age_ms:
             return
         now_us = time.time_ns() // 1000
+        ages_ms = [(now_us - frame.meta.capture_ts_us) / 1000 for _, frame in batch.accepted]
         with self._load_lock:
-            expected_ms = self._ms_per_frame * (self._frames_in_inference + len(batch.accepted))
-        budget_us = (limit_ms - expected_ms) * 1000
-        fresh = [(r, f) for r, f in batch.accepted if now_us - f.meta.capture_ts_us <= budget_us]
+            in_time = self._deadline.in_time(ages_ms, self._frames_in_inference)
+        fresh = [item for item, ok in zip(batch.accepted, in_time) if ok]
         skipped = len(batch.accepted) - len(fresh)
         if skipped:
             batch.accepted = fresh
@@ -353,9 +350,7 @@ class ConsumerWorker:
                         self._produce(batch, self.topics.results, doc["stream_id"].encode(), encode_result(doc))
                     batch.results_count = len(results)
                     if batch.load:
-                        # A slow sample (an outage, a retry) raises the estimate at once; it decays.
-                        sample = (time.perf_counter() - batch.sent) * 1000 / batch.load
-                        self._ms_per_frame = max(sample, 0.8 * self._ms_per_frame + 0.2 * sample)
+                        self._deadline.observe((time.perf_counter() - batch.sent) * 1000, batch.load)
                 batch.published = True
                 moved = True
         self.producer.poll(0)
