@@ -208,7 +208,23 @@ def _produce_frames(bootstrap: str, topic: str, count: int) -> None:
     producer.flush(60)
 
 
-def transport(bootstrap: str, count: int) -> dict:
+def transport(bootstrap: str, count: int, passes: int = 3) -> dict:
+    """The best of a few passes, as timeit does: on a shared 2-core VM interference only ever slows
+    a pass down, so the fastest is the closest to what the transport itself can do."""
+    runs = []
+    for _ in range(passes):
+        runs.append(_transport_once(bootstrap, count))
+        log(f"transport pass: {runs[-1]}")
+    result = {**max(runs, key=lambda r: r["fps"]), "fps_by_pass": [r["fps"] for r in runs]}
+    encode_started = time.perf_counter()
+    decoded = video_frames(HD_VIDEO, 30)
+    jpegs(decoded)
+    result["publisher_encode_fps"] = round(len(decoded) / (time.perf_counter() - encode_started), 1)
+    log(f"transport: {result}")
+    return result
+
+
+def _transport_once(bootstrap: str, count: int) -> dict:
     import multiprocessing
 
     from confluent_kafka import Consumer
@@ -236,14 +252,8 @@ def transport(bootstrap: str, count: int) -> dict:
     producer.join(60)
     consumer.close()
     elapsed = last - first
-    result = {"frames": received, "frame_bytes_avg": int(size / max(1, received)),
-              "fps": round(received / elapsed, 1), "mb_per_s": round(size / elapsed / 1e6, 1)}
-    encode_started = time.perf_counter()
-    decoded = video_frames(HD_VIDEO, 30)
-    jpegs(decoded)
-    result["publisher_encode_fps"] = round(len(decoded) / (time.perf_counter() - encode_started), 1)
-    log(f"transport: {result}")
-    return result
+    return {"frames": received, "frame_bytes_avg": int(size / max(1, received)),
+            "fps": round(received / elapsed, 1), "mb_per_s": round(size / elapsed / 1e6, 1)}
 
 
 # --- (d) end-to-end ----------------------------------------------------------------------------
@@ -453,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overload-seconds", type=float, default=60.0)
     parser.add_argument("--max-frame-age-ms", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3, help="back-to-back pairs for service_vs_bare")
+    parser.add_argument("--transport-only", action="store_true", help="only (c), printed, no report written")
     args = parser.parse_args(argv)
     for path in (DEFAULT_MODEL, SAMPLE_VIDEO, HD_VIDEO):
         if not path.exists():
@@ -460,6 +471,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     RESULTS.mkdir(parents=True, exist_ok=True)
     workdir = ROOT / "out" / "bench"
+    if args.transport_only:
+        from tools.kafka.broker import LocalBroker
+
+        with LocalBroker(workdir / "kafka-transport", port=0, controller_port=0, die_with_parent=True) as broker:
+            print(json.dumps(transport(os.environ.get("KAFKA_BOOTSTRAP") or broker.bootstrap, 5000)))
+        return 0
     sd_frames = video_frames(SAMPLE_VIDEO, 64)
     report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                     "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
