@@ -51,8 +51,8 @@ rtsp-deps:
 demo: setup
 	$(PY) -m tools.demo
 
-# node_modules (the pinned CDK and cdk8s CLIs) comes from mk/infra.mk once package.json exists.
-test: setup rtsp-deps $(if $(wildcard package.json),node_modules)
+# node_modules: the pinned CDK and cdk8s CLIs (mk/node.mk).
+test: setup rtsp-deps node_modules
 	$(PY) -m pytest
 
 # The fault-injection suite alone (make test runs it too), then its table for the README.

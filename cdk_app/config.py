@@ -12,11 +12,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# One contract: topic names, group and size limits come from the services' own module
+# (services/shared, on the path through app.py and pytest.ini), never a copy.
+from vidpipe.contract import (
+    CONSUMER_GROUP,
+    DEAD_LETTER_TOPIC,
+    FRAMES_TOPIC,
+    MAX_MESSAGE_BYTES,
+    RESULTS_TOPIC,
+)
+
 CONTEXT_PREFIX = "vidpipe:"
 
-# The services' contract defaults (services/shared/vidpipe/contract.py); kept here as plain values
-# so the infrastructure does not import service code.
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
@@ -69,10 +76,10 @@ class StreamConfig(_Model):
 
 
 class TopicsConfig(_Model):
-    frames: Annotated[str, Field(pattern=_TOPIC)] = "video.frames.v1"
-    results: Annotated[str, Field(pattern=_TOPIC)] = "video.results.v1"
-    dead_letter: Annotated[str, Field(pattern=_TOPIC, alias="deadLetter")] = "video.frames.dlq.v1"
-    consumer_group: Annotated[str, Field(pattern=_TOPIC, alias="consumerGroup")] = "video-inference"
+    frames: Annotated[str, Field(pattern=_TOPIC)] = FRAMES_TOPIC
+    results: Annotated[str, Field(pattern=_TOPIC)] = RESULTS_TOPIC
+    dead_letter: Annotated[str, Field(pattern=_TOPIC, alias="deadLetter")] = DEAD_LETTER_TOPIC
+    consumer_group: Annotated[str, Field(pattern=_TOPIC, alias="consumerGroup")] = CONSUMER_GROUP
     partitions: int = Field(default=6, ge=1, le=1000)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 
-from tests.conftest import ROOT, topic_env
+from tests.conftest import topic_env
+from tools.faults_report import REPORT_DIR
 from tools.local_pipeline import (
     ServiceProcess,
     consumer_health_url,
@@ -20,7 +21,6 @@ from tools.local_pipeline import (
 )
 from vidpipe.kafka import KafkaSettings, consumer_config
 
-REPORT_DIR = ROOT / "out" / "faults"
 
 
 @dataclass

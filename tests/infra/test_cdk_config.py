@@ -115,7 +115,7 @@ def test_configured_streams_reach_the_publisher_deployments(tmp_path_factory, cl
 
 
 def test_defaults_match_the_services_contract():
-    # cdk_app does not import service code; this keeps its copies of the contract honest.
+    # The infrastructure takes its topic names and limits from the services' contract module.
     from vidpipe import contract
 
     from cdk_app.config import MAX_MESSAGE_BYTES
