@@ -8,8 +8,6 @@ PY := $(VENV)/bin/python
 CACHE := .cache
 MODEL := $(CACHE)/models/yolov4-tiny.onnx
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-# The services' packages, importable by the tools that drive and measure them.
-export PYTHONPATH := $(CURDIR)/services/shared:$(CURDIR)/services/frame-publisher:$(CURDIR)/services/consumer-service:$(CURDIR)/services/inference-service:$(CURDIR)
 
 .PHONY: help setup venv model sample broker rtsp-deps demo test test-fast faults bench topics clean
 
@@ -22,7 +20,8 @@ help:
 	@echo "make k8s     synthesize the Kubernetes manifests with cdk8s (dist/)"
 	@echo "make setup   only install and fetch (venv, model, sample video, Kafka broker)"
 
-$(VENV)/.installed: requirements.txt $(wildcard services/*/requirements.txt)
+# The packages (pyproject.toml) are installed editable: the venv imports them as the images do.
+$(VENV)/.installed: requirements.txt pyproject.toml $(wildcard services/*/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
 	@touch $@

@@ -1,16 +1,12 @@
 #!/usr/bin/env python3
 """CDK entry point (`npx cdk synth|deploy`): configuration comes from cdk.json's context (vidpipe:*)."""
 import sys
-from pathlib import Path
 
-# The Kubernetes charts (cdk8s_app/) use the services' contract package for topic defaults.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "services" / "shared"))
+import aws_cdk as cdk
 
-import aws_cdk as cdk  # noqa: E402
-
-from cdk_app.app import build_platform  # noqa: E402
-from cdk_app.config import ConfigError  # noqa: E402
-from cdk_app.constructs.model_artifact import ModelMissingError  # noqa: E402
+from cdk_app.app import build_platform
+from cdk_app.config import ConfigError
+from cdk_app.constructs.model_artifact import ModelMissingError
 
 app = cdk.App()
 try:

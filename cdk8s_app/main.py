@@ -9,15 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+import cdk8s
+
+from cdk8s_app.charts import build_platform_charts
+from cdk8s_app.wiring import PlatformWiring, WiringError, load_settings
+
 ROOT = Path(__file__).resolve().parent.parent
-# vidpipe.contract (topic defaults) lives in services/shared; make runs export it, cdk8s CLI may not.
-if str(ROOT / "services" / "shared") not in sys.path:
-    sys.path.insert(0, str(ROOT / "services" / "shared"))
-
-import cdk8s  # noqa: E402
-
-from cdk8s_app.charts import build_platform_charts  # noqa: E402
-from cdk8s_app.wiring import PlatformWiring, WiringError, load_settings  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUTS = HERE / "sample-outputs.json"

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICE_PATHS = [ROOT / "services" / d for d in ("shared", "frame-publisher", "consumer-service", "inference-service")]
 CACHE = ROOT / ".cache"
 DEFAULT_MODEL = CACHE / "models" / "yolov4-tiny.onnx"
 SAMPLE_VIDEO = CACHE / "media" / "bikes.mp4"
@@ -27,9 +26,8 @@ def free_port() -> int:
 
 
 def service_env(**variables: str) -> dict[str, str]:
-    """The current environment plus the services' import path and the given variables."""
+    """The current environment plus the given variables (the services are installed packages)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(p) for p in SERVICE_PATHS] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: str(v) for k, v in variables.items()})
     return env

@@ -221,11 +221,11 @@ def test_vpc_endpoints_nat_and_flow_logs(synth, network):
 
 def test_three_docker_images_built_from_services(synth):
     assets = json.loads((synth.assembly_dir / f"{synth.platform.compute.artifact_id}.assets.json").read_text())
-    images = sorted((v["source"]["dockerFile"], v["source"]["platform"], v["source"]["directory"])
-                    for v in assets["dockerImages"].values())
-    assert [i[0] for i in images] == ["consumer-service/Dockerfile", "frame-publisher/Dockerfile",
-                                     "inference-service/Dockerfile"]
-    assert all(i[1] == "linux/amd64" and i[2].endswith("/services") for i in images)
+    images = sorted((v["source"]["dockerBuildArgs"]["SERVICE"], v["source"]["dockerFile"], v["source"]["platform"],
+                     v["source"]["directory"]) for v in assets["dockerImages"].values())
+    # One Dockerfile, the service chosen by build argument, services/ as the context.
+    assert [i[0] for i in images] == ["consumer-service", "frame-publisher", "inference-service"]
+    assert all(i[1:3] == ("Dockerfile", "linux/amd64") and i[3].endswith("/services") for i in images)
 
 
 def test_model_uploaded_under_models_prefix(data):
