@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cdk8s
-from cdk8s_plus_33 import k8s
+from cdk8s_plus_36 import k8s
 
+from . import KUBERNETES_VERSION
 from .autoscaling import Autoscaling
 from .network import NetworkPolicies
 from .pods import PART_OF, app_labels
@@ -48,7 +49,7 @@ def build_platform_charts(app: cdk8s.App, wiring: PlatformWiring) -> PlatformCha
                     **app_labels("vidpipe", "namespace"),
                     # Pods here already meet the restricted profile: make the API server enforce it.
                     "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "v1.33",
+                    "pod-security.kubernetes.io/enforce-version": f"v{KUBERNETES_VERSION}",
                 },
             ),
         )

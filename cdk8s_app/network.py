@@ -7,10 +7,15 @@
 - test source: ingress 8554 from publishers; HTTPS egress only when it loops a remote video.
 S3 and STS are reached over HTTPS (VPC endpoints or NAT); S3 gateway endpoints use public prefix
 lists, so 443 is open to any address rather than to the VPC CIDR.
+
+Every ipBlock that contains the EC2 instance metadata address excepts it: no rule lets a pod ask IMDS
+for the node role's credentials (the nodes also answer IMDSv2 only, hop limit 1: cdk_app compute stack).
 """
 from __future__ import annotations
 
-from cdk8s_plus_33 import k8s
+import ipaddress
+
+from cdk8s_plus_36 import k8s
 from constructs import Construct
 
 from .pods import app_labels, port, selector_labels
@@ -24,6 +29,8 @@ ANYWHERE = "0.0.0.0/0"
 # EKS Pod Identity agent (a host-network DaemonSet) serves credentials on these link-local addresses.
 POD_IDENTITY_AGENT = ("169.254.170.23/32", "fd00:ec2::23/128")
 HTTPS = 443
+# EC2 instance metadata (IPv4; the IPv6 address fd00:ec2::254 is outside every block below).
+INSTANCE_METADATA = "169.254.169.254/32"
 
 
 def _tcp(*numbers: int) -> list[k8s.NetworkPolicyPort]:
@@ -35,7 +42,24 @@ def _pods(labels: dict[str, str]) -> k8s.NetworkPolicyPeer:
 
 
 def _cidr(cidr: str) -> k8s.NetworkPolicyPeer:
-    return k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=cidr))
+    """An ipBlock peer; a block that contains the instance metadata address excepts it.
+
+    The API server accepts `except` only inside the block, so a block without the address (the VPC
+    CIDR, the Pod Identity agent) has none; a CDK token (the VPC CIDR before deployment) is a VPC range,
+    which AWS never allocates from 169.254.0.0/16.
+    """
+    return k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=cidr, except_=_metadata_excluded(cidr)))
+
+
+def _metadata_excluded(cidr: str) -> list[str] | None:
+    try:
+        block = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:  # an unresolved token
+        return None
+    metadata = ipaddress.ip_network(INSTANCE_METADATA)
+    if block.version == metadata.version and metadata.subnet_of(block) and block != metadata:  # type: ignore[arg-type]
+        return [INSTANCE_METADATA]
+    return None
 
 
 class NetworkPolicies(Construct):

@@ -1,13 +1,13 @@
 """Building blocks shared by every workload: labels, hardened pod/container specs, probes, Deployments.
 
-Typed L1 constructs (cdk8s-plus-33's generated `k8s` module) keep the output exactly what is written
-here, which is what the strict Kubernetes 1.33 schema check sees.
+Typed L1 constructs (cdk8s-plus-36's generated `k8s` module) keep the output exactly what is written
+here, which is what the strict Kubernetes 1.36 schema check sees.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cdk8s_plus_33 import k8s
+from cdk8s_plus_36 import k8s
 from constructs import Construct
 
 from .wiring import Resources

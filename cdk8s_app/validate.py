@@ -1,4 +1,4 @@
-"""Validate synthesized manifests: built-in kinds against Kubernetes 1.33 (kubernetes-validate, strict),
+"""Validate synthesized manifests: built-in kinds against Kubernetes 1.36 (kubernetes-validate, strict),
 KEDA kinds against the vendored CRD schema with unknown fields rejected.
 
     python -m cdk8s_app.validate dist/            # every *.k8s.yaml in the folder
@@ -20,7 +20,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-KUBERNETES_VERSION = "1.33"
+from . import KUBERNETES_VERSION  # the cluster's minor: one number for charts and cluster
+
 CRD_FILE = Path(__file__).resolve().parent / "crds" / "keda-v2.16-minimal.yaml"
 
 # The CRD leaves metadata as a bare object (the API server checks it); check what charts write to it.

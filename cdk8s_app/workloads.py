@@ -5,7 +5,7 @@ through envFrom, so a setting is changed in one place.
 """
 from __future__ import annotations
 
-from cdk8s_plus_33 import k8s
+from cdk8s_plus_36 import k8s
 from constructs import Construct
 
 from .pods import ContainerSpec, HealthProbes, app_labels, config_map, deployment, disruption_budget, port, selector_labels

@@ -11,7 +11,7 @@ from cdk_nag import AwsSolutionsChecks
 from .config import PlatformConfig, load_config
 from .constructs.archive_bucket import archive_bucket_name
 from .nag import acknowledge_findings
-from .stacks import ComputeStack, DataStack, NetworkStack
+from .stacks import ComputeStack, DataStack, DeployAccessStack, NetworkStack
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +22,11 @@ class Platform:
     network: NetworkStack
     data: DataStack
     compute: ComputeStack
+    deploy_access: DeployAccessStack | None  # only with vidpipe:githubRepository
+
+    @property
+    def stacks(self) -> list[cdk.Stack]:
+        return [s for s in (self.network, self.data, self.compute, self.deploy_access) if s is not None]
 
 
 def environment() -> cdk.Environment:
@@ -51,9 +56,15 @@ def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT) -> Platform:
         description="vidpipe: EKS, identities, KEDA, images and workloads",
     )
     compute.add_stack_dependency(data, "the archive bucket and MSK must exist before the workloads")
+    # The CI deploy role: independent of the platform (no references either way).
+    deploy_access = None
+    if config.github_repository:
+        deploy_access = DeployAccessStack(
+            app, f"{config.prefix}-deploy-access", env=env, config=config,
+            description="vidpipe: GitHub Actions OIDC deploy role (bound to one repository and environment)")
     for key, value in {"project": "vidpipe", "environment": config.environment}.items():
         cdk.Tags.of(app).add(key, value)
-    platform = Platform(config=config, network=network, data=data, compute=compute)
+    platform = Platform(config=config, network=network, data=data, compute=compute, deploy_access=deploy_access)
     acknowledge_findings(platform)
     # Every synth runs the AwsSolutions rules; an unacknowledged finding fails it.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

@@ -6,6 +6,7 @@ overrides one value. Values given on the command line arrive as strings; pydanti
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Annotated, Any, Literal
@@ -13,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # One contract: topic names, group and size limits come from the services' own module
-# (services/shared, on the path through app.py and pytest.ini), never a copy.
+# (the vidpipe package, services/shared), never a copy.
 from vidpipe.contract import (
     CONSUMER_GROUP,
     DEAD_LETTER_TOPIC,
@@ -23,6 +24,20 @@ from vidpipe.contract import (
 )
 
 CONTEXT_PREFIX = "vidpipe:"
+
+# The Kubernetes minor the cluster runs, in EKS standard support (14 months from its EKS release; 1.33 left
+# it in mid-2026). One number, kept equal by tests/infra: the kubectl layer (aws-cdk.lambda-layer-kubectl-v36),
+# cdk8s-plus-36 and the manifests' schema check (cdk8s_app/validate.py). An upgrade changes all four.
+KUBERNETES_VERSION = "1.36"
+
+# Context keys that were renamed: a clear message instead of "unknown key".
+RENAMED_KEYS = {"adminRoleArn": "adminPrincipalArn"}
+
+ADMIN_PRINCIPAL_KEY = CONTEXT_PREFIX + "adminPrincipalArn"
+# An IAM role (a path is allowed) or user; never an STS assumed-role session (EKS refuses those).
+_IAM_PRINCIPAL_ARN = r"arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}"
+_GITHUB_REPOSITORY = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
+_GITHUB_OIDC_PROVIDER_ARN = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$"
 
 
 # The retention periods CloudWatch Logs accepts.
@@ -96,10 +111,13 @@ class PlatformConfig(_Model):
     flow_log_retention_days: int = Field(default=30, alias="flowLogRetentionDays", ge=1)
 
     # EKS
-    # Tied to the kubectl layer (aws-cdk.lambda-layer-kubectl-v33): change both together.
-    kubernetes_version: Literal["1.33"] = Field(default="1.33", alias="kubernetesVersion")
-    admin_role_arn: str | None = Field(default=None, alias="adminRoleArn")
-    endpoint_public_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], alias="endpointPublicCidrs", min_length=1)
+    # Only the version the kubectl layer, cdk8s-plus and the schema check are for (KUBERNETES_VERSION).
+    kubernetes_version: Literal["1.36"] = Field(default=KUBERNETES_VERSION, alias="kubernetesVersion")
+    # Required: the IAM role or user that gets cluster admin (kubectl). No default: see load_config.
+    admin_principal_arn: str | None = Field(default=None, alias="adminPrincipalArn")
+    # [] (default): the API server endpoint is private (reachable from the VPC only); otherwise public
+    # from exactly these IPv4 CIDRs, and private.
+    endpoint_public_cidrs: list[str] = Field(default_factory=list, alias="endpointPublicCidrs")
     namespace: Annotated[str, Field(pattern=_K8S_NAME)] = "vidpipe"
     general_nodes: NodeGroupConfig = Field(
         default=NodeGroupConfig(instanceTypes=["m6i.large"], minSize=2, desiredSize=2, maxSize=4),
@@ -136,13 +154,46 @@ class PlatformConfig(_Model):
     streams: list[StreamConfig] = Field(default_factory=list)
     rtsp_test_source: bool = Field(default=False, alias="rtspTestSource")  # pulls a public image
 
-    @field_validator("admin_role_arn")
+    # CI/CD: the GitHub OIDC deploy role (stack <prefix>-deploy-access), only when githubRepository is set.
+    github_repository: str | None = Field(default=None, alias="githubRepository")  # "owner/name"
+    github_environment: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,255}$")] = Field(
+        default="production", alias="githubEnvironment")
+    # An account has one provider per URL: import an existing one instead of creating it.
+    github_oidc_provider_arn: str | None = Field(default=None, alias="githubOidcProviderArn")
+
+    @field_validator("admin_principal_arn")
     @classmethod
-    def _admin_role(cls, value: str | None) -> str | None:
+    def _admin_principal(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", value):
-            raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        if re.fullmatch(r"arn:aws[a-z-]*:sts::\d{12}:assumed-role/.+", value):
+            raise ValueError(
+                f"{value!r} is a temporary session, which EKS access entries refuse: give the role itself, "
+                "arn:aws:iam::<account>:role/<name> (the name is the part after assumed-role/)")
+        if not re.fullmatch(_IAM_PRINCIPAL_ARN, value):
+            raise ValueError(
+                f"{value!r} is not an IAM role or user ARN "
+                "(arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>)")
+        return value
+
+    @field_validator("github_repository")
+    @classmethod
+    def _github_repository(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.fullmatch(_GITHUB_REPOSITORY, value):
+            raise ValueError(f"{value!r} is not a GitHub repository 'owner/name'")
+        return value
+
+    @field_validator("github_oidc_provider_arn")
+    @classmethod
+    def _github_oidc_provider(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.fullmatch(_GITHUB_OIDC_PROVIDER_ARN, value):
+            raise ValueError(
+                f"{value!r} is not the ARN of GitHub's OIDC provider "
+                "(arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com)")
         return value
 
     @field_validator("flow_log_retention_days", "broker_log_retention_days")
@@ -156,12 +207,26 @@ class PlatformConfig(_Model):
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
-            if not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}", cidr):
-                raise ValueError(f"{cidr!r} is not an IPv4 CIDR")
+            try:
+                network = ipaddress.ip_network(cidr, strict=True) if "/" in cidr else None
+            except ValueError:
+                network = None
+            if not isinstance(network, ipaddress.IPv4Network):
+                raise ValueError(f"{cidr!r} is not an IPv4 CIDR such as '203.0.113.7/32' (host bits zero)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicate CIDRs in {value}")
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "PlatformConfig":
+        if self.admin_principal_arn is None:
+            # Access entries (authentication mode API) are the only way into the cluster: without one
+            # for you, only CloudFormation's role could use kubectl.
+            raise ConfigError(
+                f"context key {ADMIN_PRINCIPAL_KEY} is required: the IAM role or user that gets cluster admin "
+                f"(kubectl), e.g. `npx cdk deploy --all -c {ADMIN_PRINCIPAL_KEY}=arn:aws:iam::<account>:role/<name>` "
+                f"or `make deploy ADMIN_PRINCIPAL_ARN=...` (see docs/DEPLOY.md)"
+            )
         brokers = self.brokers_per_az * self.max_azs
         if self.replication_factor > brokers:
             raise ConfigError(
@@ -241,6 +306,10 @@ def load_config(context: dict[str, Any]) -> PlatformConfig:
     for key, value in context.items():
         if key.startswith(CONTEXT_PREFIX):
             raw[key[len(CONTEXT_PREFIX):]] = _decode(value)
+    renamed = sorted(k for k in raw if k in RENAMED_KEYS)
+    if renamed:
+        raise ConfigError("; ".join(
+            f"context key {CONTEXT_PREFIX}{k} was renamed {CONTEXT_PREFIX}{RENAMED_KEYS[k]}" for k in renamed))
     known = {f.alias or name for name, f in PlatformConfig.model_fields.items()}
     unknown = sorted(set(raw) - known)
     if unknown:

@@ -12,26 +12,50 @@ endif
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
 
-.PHONY: synth infra-test deploy destroy
+# What only the deploying user knows is never in cdk.json; pass it on the command line:
+#   ADMIN_PRINCIPAL_ARN    IAM role or user that gets cluster admin (vidpipe:adminPrincipalArn; required to deploy)
+#   ENDPOINT_PUBLIC_CIDRS  JSON list of CIDRs that may reach the public API endpoint, e.g. '["203.0.113.7/32"]'
+#                          (vidpipe:endpointPublicCidrs; default [] = private endpoint, reachable from the VPC only)
+#   DEPLOY_ROLE_REPOSITORY owner/name: adds the GitHub Actions deploy-role stack (vidpipe:githubRepository)
+ADMIN_PRINCIPAL_ARN ?=
+ENDPOINT_PUBLIC_CIDRS ?=
+DEPLOY_ROLE_REPOSITORY ?=
+USER_CONTEXT = $(if $(ADMIN_PRINCIPAL_ARN),-c vidpipe:adminPrincipalArn=$(ADMIN_PRINCIPAL_ARN)) \
+  $(if $(ENDPOINT_PUBLIC_CIDRS),-c 'vidpipe:endpointPublicCidrs=$(ENDPOINT_PUBLIC_CIDRS)') \
+  $(if $(DEPLOY_ROLE_REPOSITORY),-c vidpipe:githubRepository=$(DEPLOY_ROLE_REPOSITORY))
+# Offline synth has no user: unless ADMIN_PRINCIPAL_ARN is given, a placeholder in account 000000000000
+# (which no one owns) lets the gates run. Never deploy that assembly: `make deploy` synthesizes its own.
+SYNTH_ADMIN_PLACEHOLDER := arn:aws:iam::000000000000:role/vidpipe-synth-placeholder
+SYNTH_CONTEXT = $(if $(ADMIN_PRINCIPAL_ARN),,-c vidpipe:adminPrincipalArn=$(SYNTH_ADMIN_PLACEHOLDER)) $(USER_CONTEXT)
+
+.PHONY: synth infra-test deploy deploy-access destroy
 
 # synth: CDK app -> cdk.out/ (cdk-nag runs inside synth and fails it on any unacknowledged finding),
 # then cfn-lint on every template, then the nag summary (acknowledged findings by rule).
 synth: node_modules $(VENV)/.installed model
 	@rm -rf $(CDK_OUT)
 	env -u AWS_PROFILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
-	  -u CDK_DEFAULT_ACCOUNT -u CDK_DEFAULT_REGION $(CDK_ENV) $(CDK) synth --quiet --no-notices --output $(CDK_OUT)
+	  -u CDK_DEFAULT_ACCOUNT -u CDK_DEFAULT_REGION $(CDK_ENV) $(CDK) synth --quiet --no-notices --output $(CDK_OUT) \
+	  $(SYNTH_CONTEXT)
 	$(VENV)/bin/cfn-lint -i W3005 -- $(CDK_OUT)/*.template.json
 	$(PY) -m cdk_app.nag_report $(CDK_OUT)
 
-# The infrastructure tests alone (one synth per session, ~10 s).
+# The infrastructure tests alone: CDK (one synth per session) and the cdk8s charts.
 infra-test: $(VENV)/.installed
-	$(PY) -m pytest tests/infra -q
+	$(PY) -m pytest tests/infra tests/k8s -q
 
 # deploy/destroy use your AWS credentials and a Docker-compatible CLI (CDK_DOCKER) for the images.
 # cdk-outputs.json feeds the standalone cdk8s synth (make k8s); see docs/DEPLOY.md.
+# Without ADMIN_PRINCIPAL_ARN synth stops, naming vidpipe:adminPrincipalArn.
 deploy: node_modules $(VENV)/.installed model
-	$(CDK_ENV) $(CDK) deploy --all --require-approval never --outputs-file cdk-outputs.json
+	$(CDK_ENV) $(CDK) deploy --all --require-approval never --outputs-file cdk-outputs.json $(USER_CONTEXT)
+
+# Once, with admin credentials: the role GitHub Actions assumes (docs/DEPLOY.md "CI/CD").
+#   make deploy-access ADMIN_PRINCIPAL_ARN=... DEPLOY_ROLE_REPOSITORY=owner/name
+deploy-access: node_modules $(VENV)/.installed model
+	@test -n "$(DEPLOY_ROLE_REPOSITORY)" || { echo "set DEPLOY_ROLE_REPOSITORY=owner/name (vidpipe:githubRepository)" >&2; exit 2; }
+	$(CDK_ENV) $(CDK) deploy '*-deploy-access' --require-approval broadening $(USER_CONTEXT)
 
 # The data stack (bucket, MSK) is retained and termination-protected: see docs/DEPLOY.md "Tear down".
 destroy: node_modules $(VENV)/.installed model
-	$(CDK_ENV) $(CDK) destroy --all
+	$(CDK_ENV) $(CDK) destroy --all $(USER_CONTEXT)

@@ -10,7 +10,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 from constructs import Construct
 
 from ..config import PlatformConfig
@@ -96,14 +96,17 @@ class ComputeStack(PlatformStack):
             self,
             "Cluster",
             cluster_name=config.prefix,
-            version=eks.KubernetesVersion.of(config.kubernetes_version),
+            version=eks.KubernetesVersion.of(config.kubernetes_version),  # config.KUBERNETES_VERSION
             vpc=vpc,
             vpc_subnets=[ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)],
             # Managed node groups, not Auto Mode: see docs/DEPLOY.md ("Choices").
             default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
             default_capacity=0,
-            endpoint_access=eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*config.endpoint_public_cidrs),
-            kubectl_provider_options=eks.KubectlProviderOptions(kubectl_layer=KubectlV33Layer(self, "KubectlLayer")),
+            endpoint_access=self._endpoint_access(config),
+            # With private access on, aws_eks_v2 runs the kubectl handler in the cluster's private subnets
+            # (cluster security group), so it reaches a private-only endpoint; AWS APIs and the Helm
+            # repository go through the NAT gateway and the VPC endpoints.
+            kubectl_provider_options=eks.KubectlProviderOptions(kubectl_layer=KubectlV36Layer(self, "KubectlLayer")),
             cluster_logging=[
                 eks.ClusterLoggingTypes.API,
                 eks.ClusterLoggingTypes.AUDIT,
@@ -112,21 +115,54 @@ class ComputeStack(PlatformStack):
             secrets_encryption_key=secrets_key,
             output_config_command=False,  # our own, stably named output below
         )
-        if config.admin_role_arn:
-            cluster.grant_access(
-                "Admin",
-                config.admin_role_arn,
-                [eks.AccessPolicy.from_access_policy_name("AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER)],
-            )
+        # Standard support only: at its end EKS upgrades the control plane instead of moving the cluster
+        # into extended support, which costs six times as much per hour (aws_eks_v2.Cluster has no prop).
+        cfn_cluster: eks.CfnCluster = cluster.node.default_child  # type: ignore[assignment]
+        cfn_cluster.upgrade_policy = eks.CfnCluster.UpgradePolicyProperty(support_type="STANDARD")
+        # The person who deploys: authentication mode API admits only principals with an access entry.
+        cluster.grant_access(
+            "Admin",
+            config.admin_principal_arn,  # type: ignore[arg-type]  # required by the config
+            [eks.AccessPolicy.from_access_policy_name("AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER)],
+        )
         # The charts ship NetworkPolicies: the VPC CNI enforces them only with this switch on.
         vpc_cni = eks.Addon(self, "VpcCni", cluster=cluster, addon_name="vpc-cni",
                             configuration_values={"enableNetworkPolicy": "true"})
         vpc_cni.node.default_child.add_property_override("ResolveConflicts", "OVERWRITE")  # type: ignore[union-attr]
         return cluster
 
+    @staticmethod
+    def _endpoint_access(config: PlatformConfig) -> eks.EndpointAccess:
+        """Private unless vidpipe:endpointPublicCidrs names who may reach the public endpoint."""
+        if not config.endpoint_public_cidrs:
+            return eks.EndpointAccess.PRIVATE
+        return eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*config.endpoint_public_cidrs)
+
+    def _node_launch_template(self, name: str, disk_size_gib: int) -> ec2.LaunchTemplate:
+        """IMDSv2 only, hop limit 1: a pod (one network hop past the node) cannot reach the instance
+        metadata service and the node role's credentials; host-network agents (VPC CNI, Pod Identity
+        agent, kube-proxy) still can. The root volume moves here: EKS refuses diskSize with a template."""
+        return ec2.LaunchTemplate(
+            self,
+            f"{name.capitalize()}NodeLaunchTemplate",
+            require_imdsv2=True,
+            http_endpoint=True,
+            http_put_response_hop_limit=1,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",  # the AL2023 EKS AMI's root device
+                    volume=ec2.BlockDeviceVolume.ebs(disk_size_gib, volume_type=ec2.EbsDeviceVolumeType.GP3,
+                                                     encrypted=True, delete_on_termination=True),
+                )
+            ],
+        )
+
     def _node_groups(self, config: PlatformConfig) -> None:
         self.node_groups = []
+        self.node_launch_templates = []
         for name, group in (("general", config.general_nodes), ("inference", config.inference_nodes)):
+            template = self._node_launch_template(name, group.disk_size_gib)
+            self.node_launch_templates.append(template)
             self.node_groups.append(
                 self.cluster.add_nodegroup_capacity(
                     name.capitalize(),
@@ -134,7 +170,10 @@ class ComputeStack(PlatformStack):
                     min_size=group.min_size,
                     desired_size=group.desired_size,
                     max_size=group.max_size,
-                    disk_size=group.disk_size_gib,
+                    launch_template_spec=eks.LaunchTemplateSpec(
+                        id=template.launch_template_id,  # type: ignore[arg-type]
+                        version=template.latest_version_number,
+                    ),
                     ami_type=eks.NodegroupAmiType.AL2023_X86_64_STANDARD,
                     capacity_type=eks.CapacityType.ON_DEMAND,
                     subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),

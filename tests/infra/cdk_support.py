@@ -18,13 +18,28 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20,22")
 
 
+# What a deploying user passes with -c (cdk.json holds no such values). Account 000000000000 is no one's.
+TEST_ADMIN_PRINCIPAL = "arn:aws:iam::000000000000:role/vidpipe-test-admin"
+TEST_GITHUB_REPOSITORY = "example-org/vidpipe"
+USER_CONTEXT = {
+    "vidpipe:adminPrincipalArn": TEST_ADMIN_PRINCIPAL,
+    "vidpipe:githubRepository": TEST_GITHUB_REPOSITORY,
+}
+
+
 def cdk_json_context() -> dict[str, Any]:
+    """cdk.json's context alone, as committed."""
     return dict(json.loads((ROOT / "cdk.json").read_text())["context"])
 
 
+def user_context(**overrides: Any) -> dict[str, Any]:
+    """cdk.json's context plus the user's -c values (admin principal, GitHub repository)."""
+    return {**cdk_json_context(), **USER_CONTEXT, **overrides}
+
+
 def session_context(tmp_path_factory, **overrides: Any) -> dict[str, Any]:
-    """cdk.json's context for tests; a stand-in model when `make model` has not run."""
-    context = cdk_json_context()
+    """cdk.json's context and the user's -c values for tests; a stand-in model when `make model` has not run."""
+    context = user_context()
     context["aws:cdk:disable-asset-staging"] = True
     if not MODEL.exists():
         stand_in = tmp_path_factory.mktemp("models")

@@ -1,7 +1,9 @@
 """One synthesized CDK app per test session (jsii start-up and a first synth cost seconds).
 
-The app gets cdk.json's context (the CLI would add it; a bare cdk.App does not) plus
-`aws:cdk:disable-asset-staging`, so nothing large is copied, and writes into a temporary folder.
+The app gets cdk.json's context (the CLI would add it; a bare cdk.App does not), the values a deploying
+user passes with -c (a test admin principal and GitHub repository, so the deploy-access stack is
+synthesized too) and `aws:cdk:disable-asset-staging`, so nothing large is copied; it writes into a
+temporary folder.
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def synth(tmp_path_factory, clean_env) -> Synth:
     app.synth()  # raises when cdk-nag finds anything unacknowledged
     templates = {
         stack.stack_name: json.loads((outdir / f"{stack.artifact_id}.template.json").read_text())
-        for stack in (platform.network, platform.data, platform.compute)
+        for stack in platform.stacks
     }
     return Synth(platform=platform, assembly_dir=outdir, templates=templates)
 
@@ -69,3 +71,8 @@ def data(synth):
 @pytest.fixture(scope="session")
 def compute(synth):
     return synth.template(synth.platform.compute)
+
+
+@pytest.fixture(scope="session")
+def deploy_access(synth):
+    return synth.template(synth.platform.deploy_access)

@@ -5,35 +5,81 @@ import pytest
 
 from cdk_app.config import ConfigError, PlatformConfig, load_config
 
-from cdk_support import cdk_json_context, session_context
+from cdk_support import TEST_ADMIN_PRINCIPAL, cdk_json_context, session_context, user_context
 
 pytestmark = pytest.mark.infra
 
 
 def test_cdk_json_context_is_valid_and_typed():
-    config = load_config(cdk_json_context())
+    config = load_config(user_context())
     assert isinstance(config, PlatformConfig)
-    assert config.kubernetes_version == "1.33"
+    assert config.kubernetes_version == "1.36"
     assert config.broker_count == 3
     assert config.inference_nodes.instance_types == ["c6i.xlarge"]
-    assert config.admin_role_arn is None  # "" in cdk.json means: no admin access entry
+    assert config.admin_principal_arn == TEST_ADMIN_PRINCIPAL
+    assert config.endpoint_public_cidrs == []  # private endpoint unless the user opens it
+    assert config.github_environment == "production"
+
+
+def test_cdk_json_holds_no_user_values():
+    # Who administers the cluster and which repository deploys are the user's: -c, never committed.
+    context = cdk_json_context()
+    assert not {"vidpipe:adminPrincipalArn", "vidpipe:adminRoleArn", "vidpipe:githubRepository",
+                "vidpipe:githubOidcProviderArn"} & set(context)
 
 
 def test_command_line_strings_are_coerced():
     # `cdk synth -c vidpipe:brokersPerAz=2 -c vidpipe:streams='[...]'` passes strings.
-    config = load_config({**cdk_json_context(), "vidpipe:brokersPerAz": "2",
-                          "vidpipe:streams": '[{"id": "lobby", "source": "rtsp://cam.local:554/s"}]'})
+    config = load_config(user_context(**{"vidpipe:brokersPerAz": "2",
+                                         "vidpipe:streams": '[{"id": "lobby", "source": "rtsp://cam.local:554/s"}]',
+                                         "vidpipe:endpointPublicCidrs": '["203.0.113.0/24", "198.51.100.7/32"]'}))
     assert config.brokers_per_az == 2
     assert config.streams[0].id == "lobby"
+    assert config.endpoint_public_cidrs == ["203.0.113.0/24", "198.51.100.7/32"]
+
+
+@pytest.mark.parametrize("principal", [
+    "arn:aws:iam::111122223333:role/admin",
+    "arn:aws:iam::111122223333:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Admin_0123abcd",
+    "arn:aws:iam::111122223333:user/alice",
+    "arn:aws-cn:iam::111122223333:role/admin",
+])
+def test_admin_principal_is_a_role_or_user(principal):
+    assert load_config(user_context(**{"vidpipe:adminPrincipalArn": principal})).admin_principal_arn == principal
+
+
+@pytest.mark.parametrize("context", [
+    {},  # nothing in cdk.json, nothing on the command line
+    {"vidpipe:adminPrincipalArn": ""},
+])
+def test_missing_admin_principal_names_the_key(context):
+    with pytest.raises(ConfigError, match=r"vidpipe:adminPrincipalArn is required") as error:
+        load_config({**cdk_json_context(), **context})
+    assert "-c vidpipe:adminPrincipalArn=arn:aws:iam::" in str(error.value)  # says how to set it
+
+
+def test_renamed_admin_key_says_so():
+    with pytest.raises(ConfigError, match=r"vidpipe:adminRoleArn was renamed vidpipe:adminPrincipalArn"):
+        load_config(user_context(**{"vidpipe:adminRoleArn": "arn:aws:iam::111122223333:role/admin"}))
 
 
 @pytest.mark.parametrize(
     ("key", "value", "named"),
     [
         ("vidpipe:brokersPerAz", "many", "vidpipe:brokersPerAz"),
-        ("vidpipe:kubernetesVersion", "1.29", "vidpipe:kubernetesVersion"),
+        ("vidpipe:kubernetesVersion", "1.33", "vidpipe:kubernetesVersion"),  # out of standard support
         ("vidpipe:brokerInstanceType", "m7g.large", "vidpipe:brokerInstanceType"),
-        ("vidpipe:adminRoleArn", "arn:aws:iam::123:user/me", "vidpipe:adminRoleArn"),
+        ("vidpipe:adminPrincipalArn", "arn:aws:iam::123:user/me", "vidpipe:adminPrincipalArn"),
+        ("vidpipe:adminPrincipalArn", "arn:aws:iam::111122223333:group/admins", "vidpipe:adminPrincipalArn"),
+        ("vidpipe:adminPrincipalArn", "arn:aws:sts::111122223333:assumed-role/admin/alice", "vidpipe:adminPrincipalArn"),
+        ("vidpipe:endpointPublicCidrs", ["203.0.113.7"], "vidpipe:endpointPublicCidrs"),
+        ("vidpipe:endpointPublicCidrs", ["203.0.113.7/24"], "vidpipe:endpointPublicCidrs"),  # host bits set
+        ("vidpipe:endpointPublicCidrs", ["2001:db8::/32"], "vidpipe:endpointPublicCidrs"),
+        ("vidpipe:githubRepository", "https://github.com/o/r", "vidpipe:githubRepository"),
+        ("vidpipe:githubRepository", "owner-only", "vidpipe:githubRepository"),
+        ("vidpipe:githubEnvironment", "prod env", "vidpipe:githubEnvironment"),
+        ("vidpipe:githubOidcProviderArn", "arn:aws:iam::111122223333:oidc-provider/example.com",
+         "vidpipe:githubOidcProviderArn"),
         ("vidpipe:inferenceNodes", {"instanceTypes": ["c6i.xlarge"], "minSize": 3, "desiredSize": 2, "maxSize": 6},
          "vidpipe:inferenceNodes"),
         ("vidpipe:topics", {"partitions": 0}, "vidpipe:topics.partitions"),
@@ -43,7 +89,7 @@ def test_command_line_strings_are_coerced():
     ],
 )
 def test_bad_value_names_the_context_key(key, value, named):
-    context = {**cdk_json_context(), key: value}
+    context = user_context(**{key: value})
     if named is None:
         load_config(context)
         return
@@ -54,12 +100,12 @@ def test_bad_value_names_the_context_key(key, value, named):
 
 def test_cross_field_rule_names_both_keys():
     with pytest.raises(ConfigError, match=r"vidpipe:replicationFactor .*vidpipe:brokersPerAz"):
-        load_config({**cdk_json_context(), "vidpipe:maxAzs": 2, "vidpipe:replicationFactor": 3})
+        load_config(user_context(**{"vidpipe:maxAzs": 2, "vidpipe:replicationFactor": 3}))
 
 
 def test_unknown_key_is_refused():
     with pytest.raises(ConfigError, match="vidpipe:brokerCount"):
-        load_config({**cdk_json_context(), "vidpipe:brokerCount": 3})
+        load_config(user_context(**{"vidpipe:brokerCount": 3}))
 
 
 def test_synth_fails_with_the_key_in_the_message(tmp_path_factory, clean_env):
@@ -70,6 +116,18 @@ def test_synth_fails_with_the_key_in_the_message(tmp_path_factory, clean_env):
     app = cdk.App(context=session_context(tmp_path_factory, **{"vidpipe:brokerVolumeGiB": -5}),
                   outdir=str(tmp_path_factory.mktemp("bad")))
     with pytest.raises(ConfigError, match="vidpipe:brokerVolumeGiB"):
+        build_platform(app)
+
+
+def test_synth_without_admin_principal_fails_naming_the_key(tmp_path_factory, clean_env):
+    import aws_cdk as cdk
+
+    from cdk_app.app import build_platform
+
+    context = session_context(tmp_path_factory)
+    del context["vidpipe:adminPrincipalArn"]
+    app = cdk.App(context=context, outdir=str(tmp_path_factory.mktemp("no-admin")))
+    with pytest.raises(ConfigError, match=r"vidpipe:adminPrincipalArn is required"):
         build_platform(app)
 
 
@@ -120,7 +178,24 @@ def test_defaults_match_the_services_contract():
 
     from cdk_app.config import MAX_MESSAGE_BYTES
 
-    config = load_config(cdk_json_context())
+    config = load_config(user_context())
     assert MAX_MESSAGE_BYTES == contract.MAX_MESSAGE_BYTES
     assert (config.topics.frames, config.topics.results, config.topics.dead_letter, config.topics.consumer_group) == (
         contract.FRAMES_TOPIC, contract.RESULTS_TOPIC, contract.DEAD_LETTER_TOPIC, contract.CONSUMER_GROUP)
+
+
+def test_cdk_app_without_admin_principal_exits_naming_the_key(tmp_path):
+    """What `npx cdk synth|deploy` prints without -c vidpipe:adminPrincipalArn: one line, no traceback."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from cdk_support import ROOT
+
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(cdk_json_context()), "CDK_OUTDIR": str(tmp_path)}
+    env.pop("CDK_DEFAULT_ACCOUNT", None)
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "error: " in result.stderr and "vidpipe:adminPrincipalArn is required" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,6 +1,8 @@
 """NetworkPolicies: default deny; only the consumer reaches inference; egress limited to what is needed."""
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 pytestmark = pytest.mark.infra
@@ -84,3 +86,38 @@ def test_test_source_accepts_only_publishers(manifests):
     (rule,) = policy["ingress"]
     assert rule["ports"] == [{"port": 8554, "protocol": "TCP"}]
     assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "frame-publisher"}}}]
+
+
+IMDS = ipaddress.ip_network("169.254.169.254/32")
+
+
+def ip_blocks(manifests) -> list[tuple[str, dict]]:
+    return [(policy["metadata"]["name"], peer["ipBlock"])
+            for policy in manifests.kind("NetworkPolicy")
+            for rule in policy["spec"].get("egress", [])
+            for peer in rule.get("to", []) if "ipBlock" in peer]
+
+
+def _contains_imds(cidr: str) -> bool:
+    block = ipaddress.ip_network(cidr)
+    return block.version == 4 and IMDS.subnet_of(block)
+
+
+def test_no_egress_rule_reaches_instance_metadata(manifests, wiring):
+    """Pods never reach IMDS (the node role's credentials): every ipBlock holding 169.254.169.254 excepts it."""
+    blocks = ip_blocks(manifests)
+    wide = [(name, b) for name, b in blocks if _contains_imds(b["cidr"])]
+    assert len(wide) >= 3, "HTTPS and the publishers' camera egress use 0.0.0.0/0: the check must see them"
+    for name, block in wide:
+        assert block.get("except") == [str(IMDS)], f"{name}: {block}"
+        assert block["cidr"] != str(IMDS), f"{name} allows the metadata address itself"
+    # Blocks that do not hold it carry no `except` (the API server refuses an except outside the cidr).
+    assert all("except" not in b for _, b in blocks if not _contains_imds(b["cidr"]))
+
+
+def test_kafka_egress_without_a_vpc_cidr_also_excludes_metadata(wiring):
+    from tests.k8s.k8s_helpers import synthesize
+
+    manifests = synthesize(wiring.model_copy(update={"vpc_cidr": None}))
+    kafka = egress_ports(manifests, "consumer-service")[9098]
+    assert kafka == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]
