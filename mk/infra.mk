@@ -17,12 +17,15 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
 #   ENDPOINT_PUBLIC_CIDRS  JSON list of CIDRs that may reach the public API endpoint, e.g. '["203.0.113.7/32"]'
 #                          (vidpipe:endpointPublicCidrs; default [] = private endpoint, reachable from the VPC only)
 #   DEPLOY_ROLE_REPOSITORY owner/name: adds the GitHub Actions deploy-role stack (vidpipe:githubRepository)
+#   GITHUB_OIDC_PROVIDER_ARN  the account's existing GitHub OIDC provider, if any (vidpipe:githubOidcProviderArn)
 ADMIN_PRINCIPAL_ARN ?=
 ENDPOINT_PUBLIC_CIDRS ?=
 DEPLOY_ROLE_REPOSITORY ?=
+GITHUB_OIDC_PROVIDER_ARN ?=
 USER_CONTEXT = $(if $(ADMIN_PRINCIPAL_ARN),-c vidpipe:adminPrincipalArn=$(ADMIN_PRINCIPAL_ARN)) \
   $(if $(ENDPOINT_PUBLIC_CIDRS),-c 'vidpipe:endpointPublicCidrs=$(ENDPOINT_PUBLIC_CIDRS)') \
-  $(if $(DEPLOY_ROLE_REPOSITORY),-c vidpipe:githubRepository=$(DEPLOY_ROLE_REPOSITORY))
+  $(if $(DEPLOY_ROLE_REPOSITORY),-c vidpipe:githubRepository=$(DEPLOY_ROLE_REPOSITORY)) \
+  $(if $(GITHUB_OIDC_PROVIDER_ARN),-c vidpipe:githubOidcProviderArn=$(GITHUB_OIDC_PROVIDER_ARN))
 # Offline synth has no user: unless ADMIN_PRINCIPAL_ARN is given, a placeholder in account 000000000000
 # (which no one owns) lets the gates run. Never deploy that assembly: `make deploy` synthesizes its own.
 SYNTH_ADMIN_PLACEHOLDER := arn:aws:iam::000000000000:role/vidpipe-synth-placeholder
