@@ -18,6 +18,7 @@ help:
 	@echo "make bench   measure throughput and latency; writes bench/results/latest.json"
 	@echo "make synth   synthesize the CDK app offline (cdk.out/), with cdk-nag and cfn-lint"
 	@echo "make k8s     synthesize the Kubernetes manifests with cdk8s (dist/)"
+	@echo "make images  build the three service images from the CDK assets with podman (no Docker engine)"
 	@echo "make setup   only install and fetch (venv, model, sample video, Kafka broker)"
 
 # The packages (pyproject.toml) are installed editable: the venv imports them as the images do.
@@ -50,8 +51,8 @@ rtsp-deps:
 demo: setup
 	$(PY) -m tools.demo
 
-# node_modules: the pinned CDK and cdk8s CLIs (mk/node.mk).
-test: setup rtsp-deps node_modules
+# node_modules: the pinned CDK and cdk8s CLIs (mk/node.mk); images: the three service images (mk/images.mk).
+test: setup rtsp-deps node_modules images
 	$(PY) -m pytest
 
 # The fault-injection suite alone (make test runs it too), then its table for the README.

@@ -1,0 +1,191 @@
+"""Run a Deployment's container with podman as the kubelet would: its image, environment (ConfigMaps,
+then env), user, read-only root filesystem, dropped capabilities, no-new-privileges, emptyDir mounts
+as size-limited tmpfs, CPU and memory limits, and the grace period on SIGTERM.
+
+Only what cannot exist off-cluster is replaced: endpoints (given as overrides) and the ports, each moved
+to a free one since every container here shares the host's network; probes follow the move.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.images.engine import Podman
+from tools.local_pipeline import free_port
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
+
+
+def bytes_of(quantity: str) -> int:
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(quantity)).groups()
+    return int(float(number) * _BINARY.get(unit, 1))
+
+
+def cpus_of(quantity: str) -> float:
+    text = str(quantity)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def load_manifests(folder: Path) -> list[dict[str, Any]]:
+    return [doc for path in sorted(folder.glob("*.k8s.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@dataclass
+class PodContainer:
+    """The first container of a Deployment, resolved against the manifests' ConfigMaps."""
+
+    deployment: str
+    container: dict[str, Any]
+    pod: dict[str, Any]
+    env: dict[str, str]
+
+    @classmethod
+    def from_manifests(cls, manifests: list[dict[str, Any]], deployment: str) -> "PodContainer":
+        objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in manifests}
+        pod = objects[("Deployment", deployment)]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env: dict[str, str] = {}
+        for source in container.get("envFrom", []):
+            env.update(objects[("ConfigMap", source["configMapRef"]["name"])]["data"])
+        env.update({item["name"]: item["value"] for item in container.get("env", [])})
+        return cls(deployment, container, pod, env)
+
+    @property
+    def ports(self) -> list[int]:
+        return [p["containerPort"] for p in self.container.get("ports", [])]
+
+    def probes(self) -> dict[str, tuple[str, int]]:
+        found = {}
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            http = (self.container.get(kind) or {}).get("httpGet")
+            if http:
+                found[kind] = (http["path"], int(http["port"]))
+        return found
+
+
+@dataclass
+class RunningContainer:
+    """`podman run` in the foreground: its exit status is the container's, its output a log file."""
+
+    podman: Podman
+    spec: PodContainer
+    image: str
+    name: str
+    log_path: Path
+    overrides: dict[str, str] = field(default_factory=dict)
+    volumes: list[str] = field(default_factory=list)
+    entrypoint: list[str] | None = None
+    port_map: dict[int, int] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        # Each container port moves to a free host port; env values naming it (INFERENCE_PORT=8080...) follow.
+        self.port_map = {port: free_port() for port in self.spec.ports}
+
+    @property
+    def environment(self) -> dict[str, str]:
+        moved = {str(old): str(new) for old, new in self.port_map.items()}
+        env = {key: moved.get(value, value) for key, value in self.spec.env.items()}
+        return {**env, **self.overrides}
+
+    def run_args(self) -> list[str]:
+        container, pod = self.spec.container, self.spec.pod
+        security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+        args = ["run", "--rm", "--name", self.name, "--network", "host", "--passwd=false", "--pull=never"]
+        if "runAsUser" in security:
+            args += ["--user", f"{security['runAsUser']}:{security.get('runAsGroup', security['runAsUser'])}"]
+        if security.get("readOnlyRootFilesystem"):
+            args += ["--read-only", "--read-only-tmpfs=false"]  # writable only where the pod mounts volumes
+        if "ALL" in security.get("capabilities", {}).get("drop", []):
+            args += ["--cap-drop", "ALL"]
+        if security.get("allowPrivilegeEscalation") is False:
+            args += ["--security-opt", "no-new-privileges"]
+        if security.get("privileged"):
+            raise ValueError(f"{self.spec.deployment}: privileged containers are not run here")
+        limits = container.get("resources", {}).get("limits", {})
+        if "memory" in limits:
+            args += ["--memory", str(bytes_of(limits["memory"]))]
+        if "cpu" in limits:
+            args += ["--cpus", str(cpus_of(limits["cpu"]))]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            if "emptyDir" not in volume:
+                raise ValueError(f"{self.spec.deployment}: volume {mount['name']} is not an emptyDir")
+            size = volume["emptyDir"].get("sizeLimit")
+            options = "rw,mode=1777" + (f",size={bytes_of(size)}" if size else "")
+            args += ["--tmpfs", f"{mount['mountPath']}:{options}"]
+        grace = pod.get("terminationGracePeriodSeconds")
+        if grace is not None:
+            args += ["--stop-timeout", str(grace)]
+        for key, value in sorted(self.environment.items()):
+            args += ["--env", f"{key}={value}"]
+        for volume in self.volumes:
+            args += ["--volume", volume]
+        if self.entrypoint:
+            args += ["--entrypoint", self.entrypoint[0]]
+        args.append(self.image)
+        if self.entrypoint:
+            args += self.entrypoint[1:]
+        else:
+            args += container.get("command", []) + container.get("args", [])
+        return args
+
+    def start(self) -> "RunningContainer":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.podman.command(*self.run_args()), env=self.podman.env,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def probe_urls(self) -> dict[str, str]:
+        return {kind: f"http://127.0.0.1:{self.port_map.get(port, port)}{path}"
+                for kind, (path, port) in self.spec.probes().items()}
+
+    def probe(self, kind: str) -> int:
+        try:
+            with urllib.request.urlopen(self.probe_urls()[kind], timeout=3) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.probe("readinessProbe") == 200:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.name} not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
+
+    def terminate(self, timeout_s: float | None = None) -> int:
+        """SIGTERM, as the kubelet sends it; the container's exit status (SIGKILL after the grace period)."""
+        if self.running:
+            grace = self.spec.pod.get("terminationGracePeriodSeconds", 30)
+            self.podman.run("kill", "--signal", "TERM", self.name, check=False)
+            try:
+                self.process.wait(timeout_s or grace + 10)
+            except subprocess.TimeoutExpired:
+                self.podman.run("kill", "--signal", "KILL", self.name, check=False)
+                self.process.wait(30)
+        return self.process.returncode
