@@ -12,7 +12,7 @@ from tests.conftest import topic_env
 from tests.helpers import read_all
 from tools.local_pipeline import publisher_process, service_env
 from vidpipe.contract import parse_frame_headers
-from vidpipe.jpeg import jpeg_size
+from vidpipe.image_header import jpeg_size
 
 pytestmark = pytest.mark.broker
 

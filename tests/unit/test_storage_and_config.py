@@ -5,13 +5,34 @@ from moto import mock_aws
 
 from vidpipe.config import ConfigurationError, load_settings
 from vidpipe.kafka import KafkaAuth, KafkaSettings, common_config, consumer_config, producer_config
-from vidpipe.storage import LocalStorage, S3Storage, frame_key, open_storage, results_key
+from vidpipe.storage import LocalStorage, S3Storage, frame_key, is_outage, open_storage, results_key
 
 
 def test_key_layout_is_by_stream_and_capture_date():
     ts = 1_700_000_000_000_000  # 2023-11-14 UTC
-    assert frame_key("cam/1", ts, 42) == "frames/cam_1/2023-11-14/000000000042.jpg"
+    assert frame_key("cam_1", ts, 42) == "frames/cam_1/2023-11-14/000000000042.jpg"
     assert results_key("cam", ts, 1, 9) == "results/cam/2023-11-14/000000000001-000000000009.jsonl"
+
+
+def test_distinct_streams_never_share_keys_and_invalid_ids_are_refused():
+    ts = 1_700_000_000_000_000
+    assert frame_key("cam_1", ts, 1) != frame_key("cam-1", ts, 1) != frame_key("cam.1", ts, 1)
+    for bad in ("cam/1", "..", ".hidden", "", "c" * 129, "cam 1"):
+        with pytest.raises(ValueError, match="not a valid stream id"):
+            frame_key(bad, ts, 1)
+
+
+def test_storage_outages_are_told_from_refused_writes():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    def client_error(code: str, status: int) -> ClientError:
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+    assert is_outage(EndpointConnectionError(endpoint_url="http://s3"))
+    assert is_outage(client_error("SlowDown", 503)) and is_outage(client_error("AccessDenied", 403))
+    assert is_outage(OSError(28, "No space left on device"))
+    assert not is_outage(client_error("KeyTooLongError", 400)) and not is_outage(client_error("EntityTooLarge", 400))
+    assert not is_outage(OSError(36, "File name too long")) and not is_outage(ValueError("year 9999999 is out of range"))
 
 
 def test_local_storage_round_trip_and_refuses_escape(tmp_path):

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import orjson
 
 from vidpipe.contract import JPEG_CONTENT_TYPE, FrameMeta
-from vidpipe.storage import Storage, frame_key, results_key
+from vidpipe.storage import Storage, frame_key, is_outage, results_key
+
+
+class StorageUnavailable(RuntimeError):
+    """The store is unreachable or refusing us: the whole batch is retried, nothing is dead-lettered."""
 
 
 class Archiver:
@@ -19,20 +23,41 @@ class Archiver:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def store(self, frames: list[tuple[FrameMeta, bytes]], results: list[dict]) -> None:
-        """Write every frame and one JSON-lines object per stream; raises if any write fails."""
-        jobs = []
+    def store(self, items: list[tuple[FrameMeta, bytes, dict]]) -> dict[int, str]:
+        """Write each frame and one JSON-lines object of results per stream.
+
+        Returns, by item index, why a write failed because of what was written (that record's failure);
+        raises StorageUnavailable when any write failed because of the store (retry the batch: keys are
+        deterministic, so a retry rewrites the same objects)."""
+        jobs: list[tuple[list[int], Future]] = []
         if self.archive_frames:
-            for meta, value in frames:
-                key = frame_key(meta.stream_id, meta.capture_ts_us, meta.seq)
-                jobs.append(self._pool.submit(self.storage.put, key, value, JPEG_CONTENT_TYPE))
-        by_stream: dict[str, list[dict]] = defaultdict(list)
-        for doc in results:
-            by_stream[doc["stream_id"]].append(doc)
-        for stream_id, docs in by_stream.items():
-            docs.sort(key=lambda d: d["seq"])
-            key = results_key(stream_id, docs[0]["capture_ts_us"], docs[0]["seq"], docs[-1]["seq"])
-            body = b"".join(orjson.dumps(d) + b"\n" for d in docs)
-            jobs.append(self._pool.submit(self.storage.put, key, body, "application/x-ndjson"))
-        for job in jobs:
-            job.result()
+            for index, (meta, value, _) in enumerate(items):
+                jobs.append(([index], self._pool.submit(self._put_frame, meta, value)))
+        by_stream: dict[str, list[int]] = defaultdict(list)
+        for index, (meta, _, _) in enumerate(items):
+            by_stream[meta.stream_id].append(index)
+        for indices in by_stream.values():
+            indices.sort(key=lambda i: items[i][0].seq)
+            jobs.append((indices, self._pool.submit(self._put_results, [items[i] for i in indices])))
+        failed: dict[int, str] = {}
+        outage: BaseException | None = None
+        for indices, job in jobs:
+            exc = job.exception()
+            if exc is None:
+                continue
+            if is_outage(exc):
+                outage = outage or exc
+            else:
+                for index in indices:
+                    failed.setdefault(index, f"archive refused the record: {type(exc).__name__}: {str(exc)[:300]}")
+        if outage is not None:
+            raise StorageUnavailable(f"{type(outage).__name__}: {outage}") from outage
+        return failed
+
+    def _put_frame(self, meta: FrameMeta, value: bytes) -> None:
+        self.storage.put(frame_key(meta.stream_id, meta.capture_ts_us, meta.seq), value, JPEG_CONTENT_TYPE)
+
+    def _put_results(self, items: list[tuple[FrameMeta, bytes, dict]]) -> None:
+        first, last = items[0][0], items[-1][0]
+        key = results_key(first.stream_id, first.capture_ts_us, first.seq, last.seq)
+        self.storage.put(key, b"".join(orjson.dumps(doc) + b"\n" for _, _, doc in items), "application/x-ndjson")

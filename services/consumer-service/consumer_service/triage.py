@@ -4,8 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from vidpipe.contract import ContractError, FrameMeta, parse_frame_headers
-from vidpipe.jpeg import NotAJpeg, jpeg_size
+from pydantic import ValidationError
+
+from vidpipe.contract import MAX_RESULT_BYTES, ContractError, FrameMeta, FrameResult, encode_result, parse_frame_headers
+from vidpipe.image_header import MAX_PIXELS, ImageHeaderError, TooLarge, check_pixel_budget, jpeg_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +19,9 @@ class Accepted:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     reason: str
-    stage: str  # "validate" here, "inference" when the service refuses the image
+    stage: str  # "validate" here; "inference", "result" or "archive" when a later step fails for this record
+    code: str = "invalid_record"  # the dead-letter topic's error-code header
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,21 +36,29 @@ def triage(
     max_frame_bytes: int,
     max_frame_age_ms: int = 0,
     now_us: int = 0,
+    max_pixels: int = MAX_PIXELS,
 ) -> Accepted | Rejected | Stale:
+    """Every check that needs no decoding: size, headers (against the contract and the clock), the
+    JPEG's structure and declared dimensions, the pixel budget. Costs microseconds per record."""
     if not value:
-        return Rejected("record value is empty (expected JPEG bytes)", "validate")
+        return Rejected("record value is empty (expected JPEG bytes)", "validate", "empty")
     if len(value) > max_frame_bytes:
-        return Rejected(f"record value is {len(value)} bytes, over the {max_frame_bytes}-byte frame limit", "validate")
+        return Rejected(f"record value is {len(value)} bytes, over the {max_frame_bytes}-byte frame limit",
+                        "validate", "too_large")
     try:
-        meta = parse_frame_headers(headers)
+        meta = parse_frame_headers(headers, now_us or None)
     except ContractError as exc:
-        return Rejected(str(exc), "validate")
+        return Rejected(str(exc), "validate", exc.code)
     try:
         width, height = jpeg_size(value)
-    except NotAJpeg as exc:
-        return Rejected(str(exc), "validate")
+        check_pixel_budget(width, height, max_pixels)
+    except TooLarge as exc:
+        return Rejected(str(exc), "validate", "too_large")
+    except ImageHeaderError as exc:
+        return Rejected(str(exc), "validate", "not_a_jpeg")
     if (width, height) != (meta.width, meta.height):
-        return Rejected(f"headers say {meta.width}x{meta.height} but the JPEG is {width}x{height}", "validate")
+        return Rejected(f"headers say {meta.width}x{meta.height} but the JPEG is {width}x{height}", "validate",
+                        "size_mismatch")
     if max_frame_age_ms and now_us:
         age_ms = (now_us - meta.capture_ts_us) / 1000.0
         if age_ms > max_frame_age_ms:
@@ -54,19 +66,38 @@ def triage(
     return Accepted(meta, value)
 
 
+class ResultRefused(ValueError):
+    """What inference answered for this frame cannot be a result document (reason code in `code`)."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
 def result_document(meta: FrameMeta, inferred: dict, model_name: str, model_version: str, processed_ts_us: int) -> dict:
-    """The results-topic document for one frame (fields of vidpipe.contract.FrameResult)."""
-    return {
-        "schema_version": meta.schema_version,
-        "stream_id": meta.stream_id,
-        "seq": meta.seq,
-        "capture_ts_us": meta.capture_ts_us,
-        "processed_ts_us": processed_ts_us,
-        "width": meta.width,
-        "height": meta.height,
-        "model_name": model_name,
-        "model_version": model_version,
-        "inference_ms": float(inferred.get("inference_ms", 0.0)),
-        "detections": inferred.get("detections", []),
-        "traceparent": meta.traceparent,
-    }
+    """The results-topic document for one frame, validated by the contract's FrameResult: detections from
+    a detector, `outputs` from a raw-mode model. Raises ResultRefused when the answer does not fit the
+    contract or the encoded document would exceed MAX_RESULT_BYTES."""
+    try:
+        result = FrameResult(
+            schema_version=meta.schema_version,
+            stream_id=meta.stream_id,
+            seq=meta.seq,
+            capture_ts_us=meta.capture_ts_us,
+            processed_ts_us=processed_ts_us,
+            width=meta.width,
+            height=meta.height,
+            model_name=model_name,
+            model_version=model_version,
+            inference_ms=float(inferred.get("inference_ms", 0.0)),
+            detections=inferred.get("detections", []),
+            outputs=inferred.get("outputs"),
+            traceparent=meta.traceparent,
+        )
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise ResultRefused(f"inference answer does not fit the result contract: {str(exc)[:300]}", "invalid_result") from None
+    doc = result.model_dump(mode="json", exclude_none=True)
+    size = len(encode_result(doc))
+    if size > MAX_RESULT_BYTES:
+        raise ResultRefused(f"result document is {size} bytes, over the {MAX_RESULT_BYTES}-byte limit", "result_too_large")
+    return doc

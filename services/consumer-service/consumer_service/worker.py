@@ -3,7 +3,10 @@
 - The polling thread (the caller of run) consumes, triages, dead-letters bad records, hands each
   batch to a bounded pool of workers, publishes finished batches' results in batch order, and
   commits a batch's offsets only once its results and dead letters are acknowledged by the broker.
-- Workers run inference (retrying while it is unavailable) and archive frames and results.
+- Workers run inference and archive frames and results. Only outages are retried (inference or
+  storage unreachable, overloaded): a record whose content makes a step fail costs one dead letter,
+  never a stall (see isolation.py for inference, archive.py for storage, _on_result_delivery for the
+  results topic). An outage longer than CONSUMER_UNHEALTHY_AFTER_S makes /healthz answer 503.
 - At most `max_inflight_batches` batches are held, so memory stays bounded when inference is
   slower than the incoming stream; new records stay in Kafka. If the pipeline stays full (an
   outage), the partitions are paused and the polling thread keeps polling, so the group never
@@ -22,20 +25,27 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from vidpipe.contract import dead_letter_headers, encode_result
+from vidpipe.contract import MAX_MESSAGE_BYTES, Header, dead_letter_headers, encode_result
 from vidpipe.health import Heartbeat
 from vidpipe.kafka import KafkaSettings, consumer_config, producer_config
 from vidpipe.topics import TopicSettings
 
-from .archive import Archiver
+from .archive import Archiver, StorageUnavailable
 from .deadline import SendDeadline
-from .inference_client import BatchAnswer, BatchRefused, InferenceClient, InferenceUnavailable
+from .inference_client import InferenceClient, InferenceUnavailable
+from .isolation import BatchIsolator
 from .settings import ConsumerSettings
-from .triage import Accepted, Rejected, Stale, result_document, triage
+from .triage import Accepted, Rejected, ResultRefused, Stale, result_document, triage
 
 log = logging.getLogger(__name__)
 
 TopicPartitionKey = tuple[str, int]
+
+# Delivery errors that are about the record, not the cluster: retrying the same bytes cannot succeed.
+_CONTENT_DELIVERY_ERRORS = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
+                            KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG, KafkaError.INVALID_MSG_SIZE}
+# Room kept for the dead-letter headers and Kafka's record overhead.
+_DEAD_LETTER_MARGIN = 64 * 1024
 
 
 class Stopped(Exception):
@@ -45,7 +55,8 @@ class Stopped(Exception):
 class ConsumerMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.processed = Counter("consumer_frames_processed", "Frames with a stored result", registry=registry)
-        self.dead_lettered = Counter("consumer_frames_dead_lettered", "Records sent to the dead-letter topic", ["stage"], registry=registry)
+        self.dead_lettered = Counter("consumer_frames_dead_lettered", "Records sent to the dead-letter topic",
+                                     ["stage", "code"], registry=registry)
         self.stale = Counter("consumer_frames_stale", "Frames skipped for exceeding the max frame age", registry=registry)
         self.retries = Counter("consumer_retries", "Waits on an unavailable dependency", ["dependency"], registry=registry)
         self.inflight = Gauge("consumer_inflight_batches", "Batches polled but not yet committed", registry=registry)
@@ -118,6 +129,16 @@ class ConsumerWorker:
         self._frames_in_inference = 0
         self._load_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=settings.max_inflight_batches, thread_name_prefix="batch")
+        self._outages: dict[str, float] = {}  # dependency -> when its current outage began
+        self._outage_lock = threading.Lock()
+        self._known_good: bytes | None = None  # a frame inference processed recently (see isolation.py)
+        self._isolator = BatchIsolator(
+            infer=lambda images: self._retry_outage("inference", lambda: self.client.infer_batch(images),
+                                                    (InferenceUnavailable,)),
+            backoff=self._backoff,
+            service_works=self._inference_works,
+            attempts=settings.inference_attempts,
+        )
         self.consumer = Consumer(consumer_config(kafka, settings.group_id, **{
             "client.id": "vidpipe-consumer",
             "queued.max.messages.kbytes": settings.prefetch_max_kbytes,
@@ -243,11 +264,11 @@ class ConsumerWorker:
         batch = Batch(records, [], nexts, firsts)
         for record in records:
             verdict = triage(record.value(), record.headers(), self.settings.max_frame_bytes,
-                             self.settings.max_frame_age_ms, now_us)
+                             self.settings.max_frame_age_ms, now_us, self.settings.max_pixels)
             if isinstance(verdict, Accepted):
                 batch.accepted.append((record, verdict))
             elif isinstance(verdict, Rejected):
-                self._dead_letter(batch, record, verdict.reason, verdict.stage)
+                self._dead_letter(batch, record, verdict)
             elif isinstance(verdict, Stale):
                 self.counts.stale += 1
                 self.metrics.stale.inc()
@@ -273,7 +294,8 @@ class ConsumerWorker:
             self.counts.stale += skipped
             self.metrics.stale.inc(skipped)
 
-    def _infer_and_archive(self, batch: Batch) -> tuple[list[dict], list[tuple[Message, str]]]:
+    def _infer_and_archive(self, batch: Batch) -> tuple[list[tuple[Message, dict]], list[tuple[Message, Rejected]]]:
+        """Results to publish and records to dead-letter; raises only Stopped (or a bug)."""
         self._drop_stale(batch)
         if not batch.accepted:
             return [], []
@@ -282,52 +304,79 @@ class ConsumerWorker:
             batch.load = self._frames_in_inference
         batch.sent = time.perf_counter()
         try:
-            answer = self._infer_with_retry([frame.value for _, frame in batch.accepted])
+            isolated = self._retry_outage("inference", lambda: self._isolator.run([f.value for _, f in batch.accepted]),
+                                          (InferenceUnavailable,))
         finally:
             with self._load_lock:
                 self._frames_in_inference -= len(batch.accepted)
         processed_us = time.time_ns() // 1000
-        results: list[dict] = []
-        refused: list[tuple[Message, str]] = []
-        archived = []
-        for (record, frame), item in zip(batch.accepted, answer.items):
-            if "error" in item:
-                refused.append((record, f"inference refused the image: {item['error'].get('message')}"))
+        done: list[tuple[Message, Accepted, dict]] = []
+        refused: list[tuple[Message, Rejected]] = []
+        for (record, frame), outcome in zip(batch.accepted, isolated.outcomes):
+            if outcome.result is None:
+                refused.append((record, Rejected(outcome.reason, "inference", outcome.code, outcome.attempts)))
                 continue
-            results.append(result_document(frame.meta, item, answer.model_name, answer.model_version, processed_us))
-            archived.append((frame.meta, frame.value))
-        self._retry_until_done("storage", lambda: self.archiver.store(archived, results))
-        return results, refused
-
-    def _infer_with_retry(self, images: list[bytes]) -> BatchAnswer:
-        def attempt() -> BatchAnswer:
             try:
-                return self.client.infer_batch(images)
-            except BatchRefused as exc:
-                if len(images) == 1:
-                    return BatchAnswer("", "", [{"error": {"message": str(exc)}}])
-                # Find the item the service refuses by asking one at a time.
-                log.warning("batch refused (%s); retrying item by item", exc)
-                answers = [self._infer_with_retry([image]) for image in images]
-                named = next((a for a in answers if a.model_name), answers[0])
-                return BatchAnswer(named.model_name, named.model_version, [a.items[0] for a in answers])
+                doc = result_document(frame.meta, outcome.result, isolated.model_name, isolated.model_version, processed_us)
+            except ResultRefused as exc:
+                refused.append((record, Rejected(str(exc), "result", exc.code, outcome.attempts)))
+                continue
+            done.append((record, frame, doc))
+        if not done:
+            return [], refused
+        self._known_good = done[-1][1].value
+        failed = self._retry_outage("storage", lambda: self.archiver.store([(f.meta, f.value, d) for _, f, d in done]),
+                                    (StorageUnavailable,))
+        for index, reason in failed.items():
+            refused.append((done[index][0], Rejected(reason, "archive", "archive_refused")))
+        return [(record, doc) for index, (record, _, doc) in enumerate(done) if index not in failed], refused
 
-        return self._retry_until_done("inference", attempt, retry_on=(InferenceUnavailable,))
+    def _inference_works(self) -> bool:
+        """Does the service still process a frame it processed before? (No known frame yet: assume so.)"""
+        if self._known_good is None:
+            return True
+        try:
+            self.client.infer_batch([self._known_good])
+            return True
+        except Exception:
+            return False
 
-    def _retry_until_done(self, dependency: str, action, retry_on: tuple[type[BaseException], ...] = (Exception,)):
-        """Retry with jittered exponential backoff until done or stopping (then Stopped)."""
+    def _backoff(self, attempt: int) -> None:
+        delay = min(self.settings.retry_initial_s * 2 ** (attempt - 1), self.settings.retry_max_s)
+        if self._stop.wait(delay * random.uniform(0.8, 1.2)):
+            raise Stopped()
+
+    def _retry_outage(self, dependency: str, action, retry_on: tuple[type[BaseException], ...]):
+        """Retry with jittered exponential backoff while `dependency` is out (retry_on), until done or
+        stopping (then Stopped). Past CONSUMER_UNHEALTHY_AFTER_S of outage, /healthz says so."""
         delay = self.settings.retry_initial_s
         while True:
             try:
-                return action()  # work that can finish does, even while stopping
+                result = action()  # work that can finish does, even while stopping
             except retry_on as exc:
                 if self._stop.is_set():
                     raise Stopped() from exc
                 self.metrics.retries.labels(dependency).inc()
+                self._outage_continues(dependency, exc)
                 log.warning("%s unavailable (%s); retrying in %.1fs, nothing committed", dependency, exc, delay)
                 if self._stop.wait(delay * random.uniform(0.8, 1.2)):
                     raise Stopped() from None
                 delay = min(delay * 2, self.settings.retry_max_s)
+            else:
+                self._outage_over(dependency)
+                return result
+
+    def _outage_continues(self, dependency: str, exc: BaseException) -> None:
+        with self._outage_lock:
+            since = self._outages.setdefault(dependency, time.monotonic())
+            lasted = time.monotonic() - since
+            if lasted >= self.settings.unhealthy_after_s:
+                self.heartbeat.unhealthy_reason = f"{dependency} unavailable for {lasted:.0f}s: {str(exc)[:200]}"
+
+    def _outage_over(self, dependency: str) -> None:
+        with self._outage_lock:
+            if self._outages.pop(dependency, None) is not None and not self._outages:
+                self.heartbeat.unhealthy_reason = None
 
     # --- polling thread: publish in order, commit what is acknowledged -------------------------
 
@@ -339,15 +388,18 @@ class ConsumerWorker:
                 break
             if not batch.published:
                 if batch.future is not None:
-                    if batch.future.exception() is not None:
-                        if not isinstance(batch.future.exception(), Stopped):
-                            log.error("batch failed: %r", batch.future.exception())
+                    error = batch.future.exception()
+                    if error is not None:
+                        if not isinstance(error, Stopped):
+                            # A bug, not a record or an outage: say so rather than stall silently.
+                            log.error("batch failed: %r", error, exc_info=error)
+                            self.heartbeat.unhealthy_reason = f"a batch failed unexpectedly: {error!r}"[:300]
                         break  # abandoned: stays uncommitted
                     results, refused = batch.future.result()
-                    for record, reason in refused:
-                        self._dead_letter(batch, record, reason, "inference")
-                    for doc in results:
-                        self._produce(batch, self.topics.results, doc["stream_id"].encode(), encode_result(doc))
+                    for record, rejected in refused:
+                        self._dead_letter(batch, record, rejected)
+                    for record, doc in results:
+                        self._publish_result(batch, record, doc)
                     batch.results_count = len(results)
                     if batch.load:
                         self._deadline.observe((time.perf_counter() - batch.sent) * 1000, batch.load)
@@ -366,26 +418,62 @@ class ConsumerWorker:
             moved = True
         return moved
 
-    def _produce(self, batch: Batch, topic: str, key: bytes | None, value: bytes, headers=None) -> None:
+    def _produce(self, batch: Batch, topic: str, key: bytes | None, value: bytes, headers=None, on_content_error=None) -> None:
+        """Produce, counting the delivery against the batch. A delivery the broker refuses for the
+        record's content goes to on_content_error(reason) when given; any other failure replays."""
         def on_delivery(error, _message) -> None:
             batch.pending_deliveries -= 1
-            if error is not None:
+            if error is None:
+                return
+            if on_content_error is not None and error.code() in _CONTENT_DELIVERY_ERRORS:
+                on_content_error(str(error))
+            else:
                 batch.delivery_failed = str(error)
 
-        batch.pending_deliveries += 1
         while True:
             try:
                 self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+                batch.pending_deliveries += 1
                 return
             except BufferError:  # local queue full: serve callbacks, then try again
                 self.producer.poll(0.1)
+            except KafkaException as exc:  # refused before sending (size, invalid arguments)
+                if on_content_error is None:
+                    raise
+                on_content_error(str(exc.args[0] if exc.args else exc))
+                return
 
-    def _dead_letter(self, batch: Batch, record: Message, reason: str, stage: str) -> None:
-        headers = dead_letter_headers(record.headers(), reason, stage, record.topic(), record.partition(), record.offset())
-        self._produce(batch, self.topics.dead_letter, record.key(), record.value() or b"", headers)
+    def _publish_result(self, batch: Batch, record: Message, doc: dict) -> None:
+        def refused(reason: str) -> None:
+            batch.results_count -= 1
+            self._dead_letter(batch, record, Rejected(f"the results topic refused the result: {reason}", "publish",
+                                                      "result_refused"))
+
+        self._produce(batch, self.topics.results, doc["stream_id"].encode(), encode_result(doc), on_content_error=refused)
+
+    def _dead_letter(self, batch: Batch, record: Message, rejected: Rejected) -> None:
+        """The original record with why it failed. A value too large to fit beside the error headers
+        is left out (its length noted) rather than blocking the partition."""
+        value = record.value() or b""
+        headers = dead_letter_headers(record.headers(), rejected.reason, rejected.stage, record.topic(),
+                                      record.partition(), record.offset(), rejected.code, rejected.attempts)
+        size = len(value) + len(record.key() or b"") + sum(len(k) + len(v) for k, v in headers)
+        if size > MAX_MESSAGE_BYTES - _DEAD_LETTER_MARGIN:
+            headers.append((Header.ERROR_VALUE_DROPPED, str(len(value)).encode()))
+            value = b""
+
+        def without_original(reason: str) -> None:
+            # Even the headers do not fit: keep only why, where, and the key.
+            minimal = dead_letter_headers([], rejected.reason, rejected.stage, record.topic(), record.partition(),
+                                          record.offset(), rejected.code, rejected.attempts)
+            minimal.append((Header.ERROR_VALUE_DROPPED, str(len(record.value() or b"")).encode()))
+            self._produce(batch, self.topics.dead_letter, (record.key() or b"")[:1024], b"", minimal)
+
+        self._produce(batch, self.topics.dead_letter, record.key(), value, headers, on_content_error=without_original)
         self.counts.dead_lettered += 1
-        self.metrics.dead_lettered.labels(stage).inc()
-        log.warning("dead-lettered %s[%d]@%d: %s", record.topic(), record.partition(), record.offset(), reason)
+        self.metrics.dead_lettered.labels(rejected.stage, rejected.code).inc()
+        log.warning("dead-lettered %s[%d]@%d (%s, %s): %s", record.topic(), record.partition(), record.offset(),
+                    rejected.stage, rejected.code, rejected.reason)
 
     def _commit(self, batches: list[Batch]) -> None:
         offsets: dict[TopicPartitionKey, int] = {}

@@ -7,9 +7,11 @@ Dead-letter topic: the original key, value and headers plus error headers.
 from __future__ import annotations
 
 import os
+import re
 import struct
+import time
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +30,26 @@ CONSUMER_GROUP = "video-inference"
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
+# A result document may not exceed this (the results topic's default record limit is 1 MB): raw-mode
+# outputs larger than MAX_RAW_OUTPUT_VALUES per tensor are summarized, never sent whole.
+MAX_RESULT_BYTES = 1_000_000
+MAX_RAW_OUTPUT_VALUES = 4096
+
+# Stream ids name Kafka keys, archive folders and metric labels: one rule, applied by the publisher
+# (exit 2) and the consumer (dead letter). It starts with a letter or digit, so '.' and '..' never
+# become path segments; nothing is mapped or escaped, so two streams never share archive keys.
+STREAM_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_STREAM_ID_RE = re.compile(STREAM_ID_PATTERN)
+
+# Header bounds checked at triage: integers fit in 64 bits, capture times are after 2000-01-01 and
+# at most a day ahead of the consumer's clock (a far-future timestamp would land in a far-future
+# archive partition, or overflow date arithmetic), and no header value is longer than this.
+MAX_INT_HEADER = 2**63 - 1
+MIN_CAPTURE_TS_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z
+MAX_CLOCK_AHEAD_US = 24 * 3600 * 1_000_000
+MAX_HEADER_VALUE_BYTES = 256
+_TRACEPARENT_RE = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
 JPEG_CONTENT_TYPE = "image/jpeg"
 BATCH_CONTENT_TYPE = "application/vnd.vidpipe.jpeg-batch"
 
@@ -45,7 +67,11 @@ class Header:
     TRACEPARENT = "traceparent"
     # Added on the dead-letter topic.
     ERROR_REASON = "error-reason"
+    ERROR_CODE = "error-code"
     ERROR_STAGE = "error-stage"
+    ERROR_ATTEMPTS = "error-attempts"
+    # The original value's length, when it was left out because it would not fit the dead-letter topic.
+    ERROR_VALUE_DROPPED = "error-value-dropped"
     SOURCE_TOPIC = "source-topic"
     SOURCE_PARTITION = "source-partition"
     SOURCE_OFFSET = "source-offset"
@@ -76,7 +102,25 @@ def topic_specs(
 
 
 class ContractError(ValueError):
-    """A record does not follow the contract; the message names the field at fault."""
+    """A record does not follow the contract; the message names the field at fault, `code` classifies it
+    (the dead-letter topic's error-code header)."""
+
+    def __init__(self, message: str, code: str = "invalid_header", field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+def is_valid_stream_id(value: str) -> bool:
+    return _STREAM_ID_RE.fullmatch(value) is not None
+
+
+def check_stream_id(value: str) -> str:
+    """The stream id, or ValueError saying what is allowed."""
+    if not is_valid_stream_id(value):
+        raise ValueError(f"{value[:140]!r} is not a valid stream id: use 1-128 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit")
+    return value
 
 
 def new_traceparent() -> str:
@@ -115,16 +159,22 @@ class FrameMeta:
 _REQUIRED_INT_HEADERS = (Header.SEQ, Header.CAPTURE_TS_US, Header.WIDTH, Header.HEIGHT)
 
 
-def parse_frame_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> FrameMeta:
-    """Parse and validate frame headers; raises ContractError naming the header at fault."""
+def parse_frame_headers(headers: Sequence[tuple[str, bytes | None]] | None, now_us: int | None = None) -> FrameMeta:
+    """Parse and validate frame headers; raises ContractError naming the header at fault.
+
+    now_us: the reader's clock, against which capture-ts-us may be at most a day ahead.
+    """
     values: dict[str, str] = {}
     for name, raw in headers or ():
         if raw is None:
             continue
+        if len(raw) > MAX_HEADER_VALUE_BYTES:
+            raise ContractError(f"header {name[:64]!r} is {len(raw)} bytes, over the limit of {MAX_HEADER_VALUE_BYTES}",
+                                field=name)
         try:
             values[name] = raw.decode("ascii")
         except UnicodeDecodeError:
-            raise ContractError(f"header {name!r} is not ASCII") from None
+            raise ContractError(f"header {name[:64]!r} is not ASCII", field=name) from None
     version = values.get(Header.SCHEMA_VERSION)
     if version is None:
         raise ContractError(f"header {Header.SCHEMA_VERSION!r} is missing")
@@ -134,18 +184,29 @@ def parse_frame_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> F
         )
     stream_id = values.get(Header.STREAM_ID, "")
     if not stream_id:
-        raise ContractError(f"header {Header.STREAM_ID!r} is missing or empty")
+        raise ContractError(f"header {Header.STREAM_ID!r} is missing or empty", field=Header.STREAM_ID)
+    if not is_valid_stream_id(stream_id):
+        raise ContractError(f"header {Header.STREAM_ID!r} is {stream_id[:140]!r}: use 1-128 letters, digits, '.', '_' "
+                            "or '-', starting with a letter or digit", code="invalid_stream_id", field=Header.STREAM_ID)
     ints: dict[str, int] = {}
     for name in _REQUIRED_INT_HEADERS:
         text = values.get(name)
         if text is None:
-            raise ContractError(f"header {name!r} is missing")
-        try:
-            ints[name] = int(text)
-        except ValueError:
-            raise ContractError(f"header {name!r} is not an integer: {text[:40]!r}") from None
-        if ints[name] < 0:
-            raise ContractError(f"header {name!r} is negative: {ints[name]}")
+            raise ContractError(f"header {name!r} is missing", field=name)
+        if not text.isdigit() or len(text) > 19:  # plain decimal digits: no sign, spaces, '_' or exponent
+            raise ContractError(f"header {name!r} is not a non-negative 64-bit integer: {text[:40]!r}", field=name)
+        ints[name] = int(text)
+        if ints[name] > MAX_INT_HEADER:
+            raise ContractError(f"header {name!r} is {ints[name]}, over the 64-bit limit", field=name)
+    for name in (Header.WIDTH, Header.HEIGHT):
+        if not 1 <= ints[name] <= 65535:
+            raise ContractError(f"header {name!r} is {ints[name]}: an image side is 1-65535 pixels", field=name)
+    now_us = time.time_ns() // 1000 if now_us is None else now_us
+    capture = ints[Header.CAPTURE_TS_US]
+    if capture < MIN_CAPTURE_TS_US or capture > now_us + MAX_CLOCK_AHEAD_US:
+        raise ContractError(f"header {Header.CAPTURE_TS_US!r} is {capture}: expected microseconds since the epoch, "
+                            "after 2000-01-01 and at most a day ahead of this consumer's clock",
+                            code="invalid_timestamp", field=Header.CAPTURE_TS_US)
     content_type = values.get(Header.CONTENT_TYPE, JPEG_CONTENT_TYPE)
     if content_type != JPEG_CONTENT_TYPE:
         raise ContractError(f"header {Header.CONTENT_TYPE!r} is {content_type!r}; expected {JPEG_CONTENT_TYPE!r}")
@@ -156,7 +217,8 @@ def parse_frame_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> F
         width=ints[Header.WIDTH],
         height=ints[Header.HEIGHT],
         content_type=content_type,
-        traceparent=values.get(Header.TRACEPARENT, ""),
+        # An invalid trace context is ignored, as W3C Trace Context asks: the frame is still good.
+        traceparent=tp if _TRACEPARENT_RE.fullmatch(tp := values.get(Header.TRACEPARENT, "")) else "",
         schema_version=version,
     )
 
@@ -168,11 +230,16 @@ def dead_letter_headers(
     topic: str,
     partition: int,
     offset: int,
+    code: str = "invalid_record",
+    attempts: int = 1,
 ) -> list[tuple[str, bytes]]:
-    """The original headers, untouched, plus why and where the record failed."""
+    """The original headers, untouched, plus why (text and code), where and after how many attempts the
+    record failed."""
     kept = [(k, v if v is not None else b"") for k, v in (original or ())]
     return kept + [
         (Header.ERROR_REASON, reason.encode("utf-8", "replace")[:1024]),
+        (Header.ERROR_CODE, code.encode("ascii", "replace")[:64]),
+        (Header.ERROR_ATTEMPTS, str(attempts).encode()),
         (Header.ERROR_STAGE, stage.encode()),
         (Header.SOURCE_TOPIC, topic.encode()),
         (Header.SOURCE_PARTITION, str(partition).encode()),
@@ -196,8 +263,24 @@ class Detection(BaseModel):
     box: list[float] = Field(min_length=4, max_length=4, description="[x1, y1, x2, y2] in source-frame pixels")
 
 
+class RawOutput(BaseModel):
+    """One output tensor of a model served in raw mode, for one frame. `data` holds the values as nested
+    lists when the tensor has at most MAX_RAW_OUTPUT_VALUES of them; larger tensors carry only their
+    summary (min, max, mean), so a heatmap model never writes megabytes per frame."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: list[int]
+    dtype: str
+    data: Any = None
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+
+
 class FrameResult(BaseModel):
-    """One document on the results topic (JSON), one per processed frame."""
+    """One document on the results topic (JSON), one per processed frame: `detections` from a detector,
+    `outputs` (output name -> tensor) from a model served in raw mode."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -212,6 +295,7 @@ class FrameResult(BaseModel):
     model_version: str
     inference_ms: float = Field(ge=0.0)
     detections: list[Detection]
+    outputs: dict[str, RawOutput] | None = None
     traceparent: str = ""
 
 

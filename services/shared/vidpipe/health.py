@@ -1,6 +1,7 @@
 """A small HTTP server for the Kafka-side services: /healthz, /readyz and /metrics.
 
-Liveness means the main loop made progress recently (a stuck loop gets restarted); readiness
+Liveness means the main loop made progress recently (a stuck loop gets restarted) and the service has
+not declared itself unhealthy (e.g. a dependency down for longer than it will wait quietly); readiness
 is whatever the service says it is (e.g. joined its group).
 """
 from __future__ import annotations
@@ -18,13 +19,14 @@ class Heartbeat:
         self.stale_after_s = stale_after_s
         self._last = time.monotonic()
         self.ready = False
+        self.unhealthy_reason: str | None = None  # set by the service; /healthz answers 503 with it
 
     def beat(self) -> None:
         self._last = time.monotonic()
 
     @property
     def alive(self) -> bool:
-        return time.monotonic() - self._last < self.stale_after_s
+        return time.monotonic() - self._last < self.stale_after_s and self.unhealthy_reason is None
 
 
 def serve_health(port: int, heartbeat: Heartbeat, registry: CollectorRegistry, host: str = "0.0.0.0",
@@ -43,7 +45,9 @@ def serve_health(port: int, heartbeat: Heartbeat, registry: CollectorRegistry, h
             path = self.path.split("?")[0]
             if path == "/healthz":
                 ok = heartbeat.alive
-                self._send(200 if ok else 503, json.dumps({"status": "ok" if ok else "stalled"}).encode())
+                status = "ok" if ok else "unhealthy" if heartbeat.unhealthy_reason else "stalled"
+                body = {"status": status, **({"reason": heartbeat.unhealthy_reason} if heartbeat.unhealthy_reason else {})}
+                self._send(200 if ok else 503, json.dumps(body).encode())
             elif path == "/readyz":
                 ok = heartbeat.ready and heartbeat.alive
                 extra = details() if details else {}

@@ -4,25 +4,52 @@ Key layout (relative to the storage root or s3://bucket/prefix):
     frames/{stream_id}/{YYYY-MM-DD}/{seq:012d}.jpg                 one JPEG per frame
     results/{stream_id}/{YYYY-MM-DD}/{first_seq:012d}-{last_seq:012d}.jsonl
                                                                   one JSON line per frame result
-The date is the frame's capture date (UTC), so a retried batch rewrites the same keys.
+The date is the frame's capture date (UTC), so a retried batch rewrites the same keys. The stream
+id is used verbatim: the contract's rule (vidpipe.contract.STREAM_ID_PATTERN) makes it one safe path
+segment, and nothing is mapped, so two streams never share keys.
 """
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
-_SAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._=-]")
+from .contract import check_stream_id
+
+# What an outage looks like, as opposed to a write this object's content makes fail: retried, never
+# dead-lettered. Everything else (a key or body the store refuses) is that record's failure.
+_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EAGAIN, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.ESTALE,
+                     errno.ETIMEDOUT, errno.ENFILE, errno.EMFILE}
+_TRANSIENT_S3_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+                       "InternalError", "ServiceUnavailable", "AccessDenied", "NoSuchBucket", "ExpiredToken",
+                       "InvalidAccessKeyId", "SignatureDoesNotMatch", "KMS.ThrottlingException"}
 
 
-def safe_segment(value: str) -> str:
-    """A stream id made safe as one key segment (no slashes, no dot-dot)."""
-    cleaned = _SAFE_SEGMENT.sub("_", value).strip(".") or "_"
-    return cleaned[:128]
+def is_outage(exc: BaseException) -> bool:
+    """True when a storage error says the store is unreachable, refusing us or overloaded (retry it);
+    False when it is about what was written (the record's failure)."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is a dependency of this package
+        BotoCoreError = ClientError = ()  # type: ignore[assignment,misc]
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return error.get("Code") in _TRANSIENT_S3_CODES or status >= 500 or status in (403, 429)
+    if isinstance(exc, BotoCoreError):  # connection, timeout, credentials, endpoint errors
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in _TRANSIENT_ERRNOS or isinstance(exc, (ConnectionError, TimeoutError))
+    return False
+
+
+def stream_segment(stream_id: str) -> str:
+    """The stream id as one key segment, verbatim; ValueError for an id the contract does not allow."""
+    return check_stream_id(stream_id)
 
 
 def capture_date(capture_ts_us: int) -> str:
@@ -30,11 +57,11 @@ def capture_date(capture_ts_us: int) -> str:
 
 
 def frame_key(stream_id: str, capture_ts_us: int, seq: int) -> str:
-    return f"frames/{safe_segment(stream_id)}/{capture_date(capture_ts_us)}/{seq:012d}.jpg"
+    return f"frames/{stream_segment(stream_id)}/{capture_date(capture_ts_us)}/{seq:012d}.jpg"
 
 
 def results_key(stream_id: str, capture_ts_us: int, first_seq: int, last_seq: int) -> str:
-    return f"results/{safe_segment(stream_id)}/{capture_date(capture_ts_us)}/{first_seq:012d}-{last_seq:012d}.jsonl"
+    return f"results/{stream_segment(stream_id)}/{capture_date(capture_ts_us)}/{first_seq:012d}-{last_seq:012d}.jsonl"
 
 
 class Storage(Protocol):

@@ -1,0 +1,92 @@
+"""The consumer's batch isolation, without a service: which frames get results, which get dead letters
+(with which code and how many attempts), and when the service itself is to blame."""
+from __future__ import annotations
+
+import pytest
+
+from consumer_service.inference_client import BatchAnswer, BatchRefused, InferenceFailed, InferenceUnavailable
+from consumer_service.isolation import BatchIsolator
+
+
+class FakeService:
+    """Answers detections for good frames; `poison` frames make the whole request fail (5xx),
+    `refused` ones make it a 4xx, `item_errors` get a per-item error."""
+
+    def __init__(self, poison=(), refused=(), item_errors=(), broken=False, flaky=0):
+        self.poison, self.refused, self.item_errors = set(poison), set(refused), set(item_errors)
+        self.broken, self.flaky = broken, flaky
+        self.requests: list[list[bytes]] = []
+
+    def infer(self, images: list[bytes]) -> BatchAnswer:
+        self.requests.append(images)
+        if self.flaky:
+            self.flaky -= 1
+            raise InferenceFailed("HTTP 500: transient")
+        if self.broken or self.poison & set(images):
+            raise InferenceFailed("HTTP 500: model run failed")
+        if self.refused & set(images):
+            raise BatchRefused("HTTP 413: too large", "too_large")
+        items = [{"index": i, "error": {"code": "too_large", "message": "declares 40000x40000"}} if image in self.item_errors
+                 else {"index": i, "detections": [], "label": image.decode()} for i, image in enumerate(images)]
+        return BatchAnswer("yolo", "v1", items)
+
+
+def isolator(service: FakeService, attempts: int = 2, works=lambda: True) -> tuple[BatchIsolator, list[int]]:
+    waits: list[int] = []
+    return BatchIsolator(service.infer, waits.append, works, attempts), waits
+
+
+FRAMES = [f"f{i}".encode() for i in range(8)]
+
+
+def test_a_good_batch_is_one_request():
+    service = FakeService()
+    result = isolator(service)[0].run(FRAMES)
+    assert [o.result["label"] for o in result.outcomes] == [f.decode() for f in FRAMES]
+    assert (result.model_name, result.model_version, len(service.requests)) == ("yolo", "v1", 1)
+
+
+def test_a_poison_frame_is_found_by_bisection_and_only_it_fails():
+    service = FakeService(poison={b"f5"})
+    run, waits = isolator(service, attempts=2)
+    outcomes = run.run(FRAMES).outcomes
+    failed = [i for i, o in enumerate(outcomes) if o.result is None]
+    assert failed == [5]
+    assert outcomes[5].code == "inference_failed" and "model run failed" in outcomes[5].reason
+    # 2 tries of 8, then 2 of each half/quarter holding it, then 2 alone: attempts count every request it was in
+    assert outcomes[5].attempts == 8
+    assert all(o.result is not None for i, o in enumerate(outcomes) if i != 5)
+    assert len(service.requests) <= 2 * 4 + 3  # logarithmic, not one request per frame
+    assert waits  # failed tries back off before trying again
+
+
+def test_two_poison_frames_in_different_halves():
+    outcomes = isolator(FakeService(poison={b"f1", b"f6"}))[0].run(FRAMES).outcomes
+    assert [i for i, o in enumerate(outcomes) if o.result is None] == [1, 6]
+
+
+def test_a_refused_batch_is_split_at_once_and_the_code_kept():
+    service = FakeService(refused={b"f2"})
+    outcomes = isolator(service, attempts=3)[0].run(FRAMES).outcomes
+    assert [(i, o.code) for i, o in enumerate(outcomes) if o.result is None] == [(2, "too_large")]
+    assert service.requests[1] == FRAMES[:4]  # no second try of the refused batch
+
+
+def test_per_item_errors_need_no_isolation():
+    service = FakeService(item_errors={b"f3"})
+    outcomes = isolator(service)[0].run(FRAMES).outcomes
+    assert outcomes[3].result is None and outcomes[3].code == "too_large" and "40000x40000" in outcomes[3].reason
+    assert len(service.requests) == 1
+
+
+def test_a_transient_failure_is_retried_not_split():
+    service = FakeService(flaky=1)
+    outcomes = isolator(service, attempts=2)[0].run(FRAMES).outcomes
+    assert all(o.result is not None for o in outcomes) and len(service.requests) == 2
+
+
+def test_a_service_that_fails_on_a_known_good_frame_is_an_outage_not_the_frames_fault():
+    service = FakeService(broken=True)
+    run, _ = isolator(service, works=lambda: False)
+    with pytest.raises(InferenceUnavailable, match="processed before"):
+        run.run(FRAMES[:2])
