@@ -23,7 +23,7 @@ def test_decode_and_resize_keeps_source_size_and_rgb():
     assert tensor.shape == (2, 3, 32, 32) and np.isclose(tensor[1, 0, 0, 0], 1.0)
 
 
-@pytest.mark.parametrize("data, message", [(b"", "empty"), (b"\xff\xd8garbage", "could not be decoded")])
+@pytest.mark.parametrize("data, message", [(b"", "empty"), (b"\xff\xd8garbage", "corrupt JPEG"), (b"GIF89a....", "not a JPEG or PNG")])
 def test_undecodable_images_raise(data, message):
     with pytest.raises(ImageError, match=message):
         decode_and_resize(data, SPEC)
@@ -47,7 +47,7 @@ def test_yolo_decoder_maps_to_source_pixels_per_class():
 
 def test_raw_decoder_returns_tensors():
     out = RawDecoder().decode({"logits": np.arange(6, dtype=np.float32).reshape(2, 3)}, 1, 1, 1)
-    assert out["outputs"]["logits"] == {"shape": [3], "dtype": "float32", "data": [3.0, 4.0, 5.0]}
+    assert out["outputs"]["logits"] == {"shape": [3], "dtype": "float32", "data": [3.0, 4.0, 5.0], "min": 3.0, "max": 5.0, "mean": 4.0}
 
 
 def test_batcher_groups_concurrent_items_and_bounds_queue():

@@ -19,10 +19,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vidpipe.contract import BATCH_CONTENT_TYPE, JPEG_CONTENT_TYPE, ContractError, decode_batch
 
 from .batcher import BatcherClosed, DynamicBatcher, QueueFull
+from .budget import AsyncBudget, Budget, BudgetExhausted
 from .errors import ApiError, JSONResponse, error_response
 from .metrics import ServiceMetrics
 from .model import LoadedModel, load_model
-from .preprocess import ImageError, InputBuffer, PreparedImage, decode_and_resize
+from .preprocess import ImageError, ImageTooLarge, InputBuffer, PreparedImage, decode_and_resize, read_header
 from .settings import InferenceSettings
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,25 @@ log = logging.getLogger(__name__)
 IMAGE_TYPES = (JPEG_CONTENT_TYPE, "image/png")
 
 
+class InferenceFailure:
+    """An image the model failed on when run alone: that image's error, not its batch's."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    return (" ".join(str(exc).split()) or type(exc).__name__)[:limit]
+
+
 class ModelRunner:
     """Fills the reusable input tensor and runs the model (on the batcher's worker thread);
-    decoding the outputs happens in finish(), on the batcher's second thread."""
+    decoding the outputs happens in finish(), on the batcher's second thread.
+
+    A model run that raises is retried image by image, so one input the model cannot take fails
+    alone (InferenceFailure) and the others in its batch still get their results."""
 
     def __init__(self, model: LoadedModel, max_batch: int):
         self.model = model
@@ -41,22 +58,60 @@ class ModelRunner:
 
     def warm_up(self) -> None:
         """One run at the largest batch, so onnxruntime allocates its memory at start-up, not
-        under the first full batch (memory stays flat afterwards) and no request pays for it."""
-        self.model.run(self.buffer.blank())
+        under the first full batch (memory stays flat afterwards) and no request pays for it.
+        A model whose batch axis is declared dynamic but only runs one image at a time (a reshape
+        inside, say) is served one image per run rather than failing every batch."""
+        try:
+            self.model.run(self.buffer.blank())
+        except Exception as exc:
+            if self.model.input.fixed_batch is not None or self.capacity == 1:
+                raise
+            log.warning("model failed a run of %d blank images (%s); trying one image per run",
+                        self.capacity, _one_line(exc))
+            self.capacity = 1
+            self.buffer = InputBuffer(self.model.input, 1)
+            self.model.run(self.buffer.blank())
+            log.warning("model runs one image at a time: serving with batches of 1")
 
-    def run(self, images: list[PreparedImage]) -> list[dict[str, np.ndarray]]:
-        chunks = []
+    def run(self, images: list[PreparedImage]) -> list[tuple[dict[str, np.ndarray], int] | InferenceFailure]:
+        """Per image: (the outputs of its run, its index in them), or InferenceFailure."""
+        slots: list[tuple[dict[str, np.ndarray], int] | InferenceFailure] = []
         for start in range(0, len(images), self.capacity):
-            chunks.append(self.model.run(self.buffer.fill(images[start : start + self.capacity])))
-        return chunks
+            chunk = images[start : start + self.capacity]
+            try:
+                outputs = self.model.run(self.buffer.fill(chunk))
+            except Exception as exc:  # onnxruntime raises for inputs it cannot run: find which
+                if len(chunk) > 1:
+                    log.warning("model failed on a batch of %d images (%s); running them one by one",
+                                len(chunk), _one_line(exc))
+                slots.extend(self._run_alone(image, exc if len(chunk) == 1 else None) for image in chunk)
+                continue
+            slots.extend((outputs, index) for index in range(len(chunk)))
+        return slots
 
-    def finish(self, images: list[PreparedImage], chunks: list[dict[str, np.ndarray]]) -> list[dict]:
-        results: list[dict] = []
-        for chunk_index, outputs in enumerate(chunks):
-            chunk = images[chunk_index * self.capacity : (chunk_index + 1) * self.capacity]
-            for index, image in enumerate(chunk):
+    def _run_alone(self, image: PreparedImage, failed: Exception | None):
+        if failed is None:
+            try:
+                return self.model.run(self.buffer.fill([image])), 0
+            except Exception as exc:
+                failed = exc
+        log.warning("model failed on an image of %dx%d: %s", image.width, image.height, _one_line(failed))
+        return InferenceFailure(f"the model failed on this image: {_one_line(failed)}")
+
+    def finish(self, images: list[PreparedImage], slots: list) -> list[dict | InferenceFailure]:
+        results: list[dict | InferenceFailure] = []
+        for image, slot in zip(images, slots):
+            if isinstance(slot, InferenceFailure):
+                results.append(slot)
+                continue
+            outputs, index = slot
+            try:
                 decoded = self.model.decoder.decode(outputs, index, image.width, image.height)
-                results.append({"width": image.width, "height": image.height, **decoded})
+            except Exception as exc:
+                log.warning("model outputs could not be decoded: %s", _one_line(exc))
+                results.append(InferenceFailure(f"the model's outputs for this image could not be decoded: {_one_line(exc)}"))
+                continue
+            results.append({"width": image.width, "height": image.height, **decoded})
         return results
 
 
@@ -67,6 +122,11 @@ class ServiceState:
         self.model: LoadedModel | None = None
         self.load_error: str | None = None
         self.batcher: DynamicBatcher | None = None
+        # What all requests together may hold at once (see budget.py); waits end in 503 + Retry-After.
+        self.wait_s = settings.busy_wait_ms / 1000.0
+        self.body_bytes = AsyncBudget(settings.max_inflight_body_bytes, "request body bytes in flight")
+        self.frames_in_flight = AsyncBudget(settings.max_queue, "frames in flight")
+        self.decode_pixels = Budget(settings.max_inflight_decode_pixels, "pixels being decoded")
 
     def load(self) -> None:
         try:
@@ -101,23 +161,56 @@ class ServiceState:
         return self.model, self.batcher
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+def _overloaded(state: "ServiceState", why: str) -> ApiError:
+    state.metrics.rejected.inc()
+    return ApiError(503, "overloaded", f"{why}; retry later", headers={"Retry-After": "1"})
+
+
+async def read_body(request: Request, limit: int, state: ServiceState) -> tuple[bytes | bytearray, int]:
+    """The body, within `limit` bytes, and the bytes it holds of the service's body budget (the caller
+    releases them). Waits while other requests' bodies fill the budget; 503 if that lasts."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise ApiError(400, "bad_content_length", f"Content-Length {declared[:20]!r} is not a number", "Content-Length")
         if int(declared) > limit:
             raise ApiError(413, "body_too_large", f"body of {declared} bytes exceeds the limit of {limit}", "body")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"body exceeds the limit of {limit} bytes", "body")
-        chunks.append(chunk)
+    budget = state.body_bytes
+    held = 0
+    try:
+        if declared is not None:
+            await budget.acquire(int(declared), state.wait_s)
+            held = int(declared)
+            body = bytearray(held)  # filled in place: no second copy when the chunks are joined
+            size = 0
+            async for chunk in request.stream():
+                if size + len(chunk) > held:
+                    raise ApiError(400, "bad_content_length", f"body is longer than its Content-Length {held}", "Content-Length")
+                body[size : size + len(chunk)] = chunk
+                size += len(chunk)
+            if size != held:
+                raise ApiError(400, "bad_content_length", f"body ended after {size} of {held} bytes", "Content-Length")
+        else:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, "body_too_large", f"body exceeds the limit of {limit} bytes", "body")
+                await budget.acquire(len(chunk), state.wait_s)
+                held += len(chunk)
+                chunks.append(chunk)
+            body = b"".join(chunks)
+            del chunks
+    except BaseException as exc:
+        budget.release(held)
+        if isinstance(exc, BudgetExhausted):
+            raise _overloaded(state, "request bodies in flight fill the service's memory budget") from None
+        raise
     if size == 0:
+        budget.release(held)
         raise ApiError(400, "empty_body", "request body is empty; send the image bytes", "body")
-    return b"".join(chunks)
+    return body, held
 
 
 def require_content_type(request: Request, allowed: tuple[str, ...]) -> None:
@@ -127,27 +220,47 @@ def require_content_type(request: Request, allowed: tuple[str, ...]) -> None:
         raise ApiError(415, "unsupported_media_type", f"Content-Type is {shown}; expected one of {', '.join(allowed)}", "Content-Type")
 
 
-def _prepare_all(items, model: LoadedModel) -> list[PreparedImage | ImageError]:
+def _prepare_all(items, model: LoadedModel, state: ServiceState) -> list[PreparedImage | ImageError]:
+    """Per image: checked against the pixel budget from its header, then decoded while holding its
+    pixels of the service-wide decode budget. BudgetExhausted (overload) escapes; image faults do not."""
+    max_pixels = state.settings.max_pixels
     prepared: list[PreparedImage | ImageError] = []
     for item in items:
         try:
-            prepared.append(decode_and_resize(item, model.input))
+            width, height = read_header(item, max_pixels)
+            with state.decode_pixels.hold(width * height, state.wait_s):
+                prepared.append(decode_and_resize(item, model.input, (width, height)))
         except ImageError as exc:
             prepared.append(exc)
     return prepared
 
 
-async def _infer(state: ServiceState, images: list[PreparedImage], batcher: DynamicBatcher) -> list[dict]:
+async def _prepare(state: ServiceState, items, model: LoadedModel) -> list[PreparedImage | ImageError]:
+    try:
+        return await run_in_threadpool(_prepare_all, items, model, state)
+    except BudgetExhausted:
+        raise _overloaded(state, "images being decoded fill the service's memory budget") from None
+
+
+async def _infer(state: ServiceState, images: list[PreparedImage], batcher: DynamicBatcher) -> list[dict | InferenceFailure]:
     try:
         futures = batcher.submit(images)
     except QueueFull as exc:
-        state.metrics.rejected.inc()
-        raise ApiError(503, "overloaded", f"inference queue is full ({exc}); retry later", headers={"Retry-After": "1"}) from None
+        raise _overloaded(state, f"inference queue is full ({exc})") from None
     except BatcherClosed:
         raise ApiError(503, "shutting_down", "service is shutting down", headers={"Retry-After": "1"}) from None
     finally:
         state.metrics.queue_depth.set(batcher.depth)
     return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+
+
+def _admit(state: ServiceState, count: int) -> None:
+    """Frames are admitted before they are decoded, so decoded frames waiting anywhere are bounded."""
+    if not state.frames_in_flight.try_acquire(count):
+        raise _overloaded(state, f"{state.frames_in_flight.in_use} frames in flight, limit {state.frames_in_flight.capacity}")
+
+
+_ERROR_METRIC = {"undecodable_image": "undecodable", "too_large": "too_large", "inference_failed": "inference_failed"}
 
 
 def create_app(settings: InferenceSettings) -> FastAPI:
@@ -172,6 +285,12 @@ def create_app(settings: InferenceSettings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         return error_response(exc.status_code, "http_error", str(exc.detail), None, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception):
+        # A bug, never an input's fault (inputs get 4xx above): still a JSON error, and logged.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", f"{type(exc).__name__}: {_one_line(exc)}")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -215,13 +334,28 @@ def create_app(settings: InferenceSettings) -> FastAPI:
     async def infer_one(request: Request):
         model, batcher = state.require_ready()
         require_content_type(request, IMAGE_TYPES)
-        body = await read_body(request, settings.max_image_bytes)
-        started = time.perf_counter()
-        prepared = (await run_in_threadpool(_prepare_all, [body], model))[0]
-        if isinstance(prepared, ImageError):
-            state.metrics.frame_errors.labels("undecodable").inc()
-            raise ApiError(422, "undecodable_image", str(prepared), "body")
-        result = (await _infer(state, [prepared], batcher))[0]
+        body, held = await read_body(request, settings.max_image_bytes, state)
+        try:
+            _admit(state, 1)
+        except ApiError:
+            state.body_bytes.release(held)
+            raise
+        try:
+            started = time.perf_counter()
+            try:
+                prepared = (await _prepare(state, [body], model))[0]
+            finally:
+                del body
+                state.body_bytes.release(held)
+            if isinstance(prepared, ImageError):
+                state.metrics.frame_errors.labels(_ERROR_METRIC[prepared.code]).inc()
+                raise ApiError(413 if isinstance(prepared, ImageTooLarge) else 422, prepared.code, str(prepared), "body")
+            result = (await _infer(state, [prepared], batcher))[0]
+        finally:
+            state.frames_in_flight.release(1)
+        if isinstance(result, InferenceFailure):
+            state.metrics.frame_errors.labels("inference_failed").inc()
+            raise ApiError(422, "inference_failed", result.message, "body")
         return {"model_name": model.name, "model_version": model.version,
                 "inference_ms": round((time.perf_counter() - started) * 1000, 2), **result}
 
@@ -233,24 +367,42 @@ def create_app(settings: InferenceSettings) -> FastAPI:
     async def infer_batch(request: Request):
         model, batcher = state.require_ready()
         require_content_type(request, (BATCH_CONTENT_TYPE,))
-        limit = settings.max_request_items * (settings.max_image_bytes + 4)
-        body = await read_body(request, limit)
+        body, held = await read_body(request, settings.batch_body_limit, state)
         try:
-            items = decode_batch(body, settings.max_request_items, settings.max_image_bytes)
-        except ContractError as exc:
-            raise ApiError(400, "malformed_batch", str(exc), "body") from None
-        started = time.perf_counter()
-        prepared = await run_in_threadpool(_prepare_all, items, model)
-        good = [p for p in prepared if not isinstance(p, ImageError)]
-        inferred = iter(await _infer(state, good, batcher)) if good else iter(())
+            try:
+                items = decode_batch(body, settings.max_request_items, settings.max_image_bytes)
+            except ContractError as exc:
+                raise ApiError(400, "malformed_batch", str(exc), "body") from None
+            count = len(items)
+            _admit(state, count)
+        except BaseException:
+            state.body_bytes.release(held)
+            raise
+        try:
+            started = time.perf_counter()
+            try:
+                prepared = await _prepare(state, items, model)
+            finally:
+                del items, body  # the body's memory goes back to the budget before inference
+                state.body_bytes.release(held)
+            good = [p for p in prepared if not isinstance(p, ImageError)]
+            inferred = iter(await _infer(state, good, batcher)) if good else iter(())
+        finally:
+            state.frames_in_flight.release(count)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
         results = []
         for index, item in enumerate(prepared):
+            if not isinstance(item, ImageError):
+                item = next(inferred)
             if isinstance(item, ImageError):
-                state.metrics.frame_errors.labels("undecodable").inc()
-                results.append({"index": index, "error": {"code": "undecodable_image", "message": str(item), "field": f"items[{index}]"}})
+                code, message = item.code, str(item)
+            elif isinstance(item, InferenceFailure):
+                code, message = "inference_failed", item.message
             else:
-                results.append({"index": index, "inference_ms": elapsed_ms, **next(inferred)})
+                results.append({"index": index, "inference_ms": elapsed_ms, **item})
+                continue
+            state.metrics.frame_errors.labels(_ERROR_METRIC[code]).inc()
+            results.append({"index": index, "error": {"code": code, "message": message, "field": f"items[{index}]"}})
         return {"model_name": model.name, "model_version": model.version, "results": results}
 
     return app

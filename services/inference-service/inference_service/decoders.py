@@ -1,9 +1,12 @@
 """Turn model outputs into API results (pure numpy)."""
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import numpy as np
+
+from vidpipe.contract import MAX_RAW_OUTPUT_VALUES
 
 
 class Decoder(Protocol):
@@ -76,13 +79,54 @@ class YoloDecoder:
 
 
 class RawDecoder:
-    """Any model: every output tensor's slice for this image, as nested lists."""
+    """Any model: per output tensor, this image's slice as a vidpipe.contract.RawOutput: shape and dtype
+    always, min/max/mean for numeric tensors, and the values (nested lists) only for small tensors, so a
+    heatmap model answers in bytes, not megabytes, per frame. JSON has no NaN or infinity: such values
+    are null in `data`, and min/max/mean are over the finite values (null when there are none)."""
 
     kind = "raw"
 
+    def __init__(self, max_values: int = MAX_RAW_OUTPUT_VALUES, max_frame_values: int = 4 * MAX_RAW_OUTPUT_VALUES):
+        self.max_values = max_values  # per tensor
+        self.max_frame_values = max_frame_values  # all tensors of one frame, so the result stays under MAX_RESULT_BYTES
+
     def decode(self, outputs: dict[str, np.ndarray], index: int, width: int, height: int) -> dict:
         tensors = {}
+        budget = self.max_frame_values
         for name, value in outputs.items():
+            if not isinstance(value, np.ndarray):  # sequence or map outputs (e.g. ZipMap): described, not sent
+                tensors[name] = {"shape": [], "dtype": type(value).__name__}
+                continue
             item = value[index] if value.ndim > 0 and value.shape[0] > index else value
-            tensors[name] = {"shape": list(item.shape), "dtype": str(item.dtype), "data": item.tolist()}
+            tensors[name] = summarize(item, include_data=item.size <= min(self.max_values, budget))
+            if "data" in tensors[name]:
+                budget -= item.size
         return {"outputs": tensors}
+
+
+def summarize(item: np.ndarray, include_data: bool) -> dict:
+    """One tensor as a RawOutput dict (see RawDecoder)."""
+    out: dict = {"shape": [int(n) for n in item.shape], "dtype": str(item.dtype)}
+    numeric = item.dtype.kind in "biuf"
+    if include_data:
+        if item.dtype.kind == "f" and not np.isfinite(item).all():
+            out["data"] = np.where(np.isfinite(item), item, None).tolist()
+        elif numeric:
+            out["data"] = item.tolist()
+        elif item.dtype.kind in "OUS" and sum(len(str(v)) for v in item.flat) <= 16 * 1024:
+            out["data"] = item.astype(str).tolist()  # strings, bounded in total length
+    if numeric and item.size:
+        values = item.astype(np.float64, copy=False).ravel()
+        if item.dtype.kind == "f":
+            values = values[np.isfinite(values)]
+        if values.size:
+            with np.errstate(over="ignore", invalid="ignore"):
+                    out.update(min=_finite(values.min()), max=_finite(values.max()), mean=_finite(values.mean()))
+        else:
+            out.update(min=None, max=None, mean=None)
+    return out
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None  # a mean can overflow to inf

@@ -19,7 +19,8 @@ from .settings import DecoderMode, InferenceSettings
 
 log = logging.getLogger(__name__)
 
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+              "tensor(uint8)": np.uint8}
 
 
 class ModelError(RuntimeError):
@@ -59,22 +60,39 @@ class LoadedModel:
         }
 
 
+MAX_FIXED_BATCH = 256  # as INFERENCE_MAX_BATCH_SIZE: a larger fixed batch would be one huge input tensor
+
+
+def _describe_input(node) -> str:
+    return f"{node.name!r} ({node.type}, shape {list(node.shape)})"
+
+
 def _input_spec(session: ort.InferenceSession, settings: InferenceSettings) -> InputSpec:
+    """How to feed the model's one image input; ModelError naming the input and its shape for a model this
+    service cannot feed (refused at start-up: /healthz reports model_unavailable with the message)."""
     inputs = session.get_inputs()
     if len(inputs) != 1:
-        raise ModelError(f"model has {len(inputs)} inputs; this service feeds models with exactly one image input")
+        listed = ", ".join(_describe_input(node) for node in inputs) or "none"
+        raise ModelError(f"model has {len(inputs)} inputs: {listed}; this service feeds models with exactly one "
+                         "image input")
     node = inputs[0]
     if node.type not in _ORT_TYPES:
-        raise ModelError(f"model input {node.name!r} has type {node.type}; supported: {sorted(_ORT_TYPES)}")
+        raise ModelError(f"model input {_describe_input(node)} has element type {node.type}; supported: "
+                         f"{', '.join(sorted(_ORT_TYPES))}")
     shape = list(node.shape)
     if len(shape) != 4:
-        raise ModelError(f"model input {node.name!r} has shape {shape}; expected a 4-D image batch")
+        raise ModelError(f"model input {_describe_input(node)} has rank {len(shape)}; expected a 4-D image batch "
+                         "(NCHW or NHWC)")
     if shape[1] == 3:
         layout, height, width = "NCHW", shape[2], shape[3]
     elif shape[3] == 3:
         layout, height, width = "NHWC", shape[1], shape[2]
     else:
-        raise ModelError(f"model input {node.name!r} shape {shape} has no 3-channel axis (NCHW or NHWC)")
+        raise ModelError(f"model input {_describe_input(node)} has no 3-channel axis (NCHW or NHWC)")
+    fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    if fixed_batch is not None and fixed_batch > MAX_FIXED_BATCH:
+        raise ModelError(f"model input {_describe_input(node)} has a fixed batch of {fixed_batch}; at most "
+                         f"{MAX_FIXED_BATCH} is served")
     size = settings.input_size
     return InputSpec(
         name=node.name,
@@ -83,7 +101,7 @@ def _input_spec(session: ort.InferenceSession, settings: InferenceSettings) -> I
         width=width if isinstance(width, int) and width > 0 else size,
         dtype=np.dtype(_ORT_TYPES[node.type]),
         scale=settings.input_scale,
-        fixed_batch=shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None,
+        fixed_batch=fixed_batch,
     )
 
 

@@ -6,6 +6,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vidpipe.contract import MAX_FRAME_BYTES
+from vidpipe.image_header import MAX_PIXELS
 
 
 class DecoderMode(str, Enum):
@@ -30,9 +31,19 @@ class InferenceSettings(BaseSettings):
     max_detections: int = Field(default=100, ge=1, le=10_000)
     max_batch_size: int = Field(default=4, ge=1, le=256)
     max_queue_delay_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
-    max_queue: int = Field(default=64, ge=1, description="Frames waiting for the model before 503")
+    max_queue: int = Field(default=64, ge=1, description="Frames accepted and not yet answered (decoding, queued or "
+                           "running) before requests get 503")
     max_request_items: int = Field(default=64, ge=1, le=1024)
     max_image_bytes: int = Field(default=MAX_FRAME_BYTES, ge=1024)
+    # Memory bounds: what one frame may cost, and what all requests together may hold at once.
+    max_pixels: int = Field(default=MAX_PIXELS, ge=1, description="Largest image (width x height from its header) "
+                            "decoded; larger frames are refused with too_large before decoding")
+    max_inflight_decode_pixels: int = Field(default=2 * MAX_PIXELS, ge=1, description="Pixels being decoded at once across all "
+                                   "requests; more waits (about 10 bytes of memory per pixel while decoding)")
+    max_inflight_body_bytes: int = Field(default=512 * 1024 * 1024, ge=1024, description="Request body bytes held at once across "
+                                "all requests; more waits")
+    busy_wait_ms: float = Field(default=2000.0, ge=0.0, le=60_000.0, description="How long a request waits for body or "
+                                "decode memory before 503 + Retry-After")
     intra_op_threads: int = Field(default=0, ge=0, description="0 = onnxruntime's choice (all cores)")
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -42,4 +53,17 @@ class InferenceSettings(BaseSettings):
     def _queue_holds_a_request(self):
         if self.max_queue < self.max_batch_size:
             raise ValueError("INFERENCE_MAX_QUEUE must be at least INFERENCE_MAX_BATCH_SIZE")
+        if self.max_queue < self.max_request_items:
+            raise ValueError("INFERENCE_MAX_QUEUE must be at least INFERENCE_MAX_REQUEST_ITEMS (a full batch request "
+                             "must fit, or it would get 503 forever)")
+        if self.max_inflight_decode_pixels < self.max_pixels:
+            raise ValueError("INFERENCE_MAX_INFLIGHT_DECODE_PIXELS must be at least INFERENCE_MAX_PIXELS (one largest frame)")
+        if self.max_inflight_body_bytes < self.batch_body_limit:
+            raise ValueError(f"INFERENCE_MAX_INFLIGHT_BODY_BYTES must be at least INFERENCE_MAX_REQUEST_ITEMS x "
+                             f"(INFERENCE_MAX_IMAGE_BYTES + 4) = {self.batch_body_limit} (one largest batch request)")
         return self
+
+    @property
+    def batch_body_limit(self) -> int:
+        """The largest batch body: max items, each a 4-byte length and an image."""
+        return self.max_request_items * (self.max_image_bytes + 4)
