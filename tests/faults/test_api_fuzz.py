@@ -9,6 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.test_inference_hostile import CORPUS
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
 
 pytestmark = [pytest.mark.model, pytest.mark.faults]
@@ -16,9 +17,11 @@ pytestmark = [pytest.mark.model, pytest.mark.faults]
 _IMAGE = np.zeros((48, 64, 3), np.uint8)
 _IMAGE[10:30, 10:50] = (0, 128, 255)
 REAL_JPEG = cv2.imencode(".jpg", _IMAGE)[1].tobytes()
-# Real, truncated, bit-flipped and random images: what cameras and bugs actually send.
+# Real, truncated, bit-flipped and random images: what cameras and bugs actually send; and the hostile
+# corpus (dimension bombs declaring up to 40000x40000 as JPEG and PNG, corrupt and truncated files).
 images = st.one_of(
     st.just(REAL_JPEG),
+    st.sampled_from([data for data, _, _ in CORPUS.values()]),
     st.integers(2, len(REAL_JPEG) - 1).map(lambda n: REAL_JPEG[:n]),
     st.tuples(st.integers(0, len(REAL_JPEG) - 1), st.integers(1, 255)).map(
         lambda p: REAL_JPEG[: p[0]] + bytes([REAL_JPEG[p[0]] ^ p[1]]) + REAL_JPEG[p[0] + 1 :]),
