@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPORT_DIR = Path(__file__).resolve().parents[1] / "out" / "faults"
 ORDER = ["consumer SIGKILL", "broker restart", "inference down 20 s", "rebalance", "poison records",
-         "SIGTERM consumer", "SIGTERM publisher", "SIGTERM inference"]
+         "SIGTERM consumer", "SIGTERM publisher", "SIGTERM inference"]  # then the hostile records, by name
 
 
 def rows(report_dir: Path = REPORT_DIR) -> list[dict]:
@@ -23,7 +23,7 @@ def markdown(table: list[dict]) -> str:
     for row in table:
         published = str(row["frames_published"])
         if "dead_lettered" in row:
-            published += f" ({row['dead_lettered']} poison)"
+            published += f" (+{row['dead_lettered']} dead-lettered)"
         lines.append(f"| {row['fault']} | {row['behaviour']} | {published} | {row['frames_with_results']} | "
                      f"{row['duplicates']} |")
     return "\n".join(lines)

@@ -3,6 +3,7 @@ account at the end of which frames have a result and how many results are duplic
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -100,4 +101,5 @@ def record_row(case: str, behaviour: str, account: Account, **extra: int) -> Non
     README's Reliability table from them."""
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     row = {**account.as_row(case, behaviour), **extra}
-    (REPORT_DIR / f"{case.replace(' ', '_')}.json").write_text(json.dumps(row, indent=2))
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", case)
+    (REPORT_DIR / f"{name}.json").write_text(json.dumps(row, indent=2))
