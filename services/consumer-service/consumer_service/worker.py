@@ -18,9 +18,8 @@ import logging
 import random
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -34,12 +33,11 @@ from .archive import Archiver, StorageUnavailable
 from .deadline import SendDeadline
 from .inference_client import InferenceClient, InferenceUnavailable
 from .isolation import BatchIsolator
+from .ledger import Batch, Ledger, Rewind, TopicPartitionKey
 from .settings import ConsumerSettings
 from .triage import Accepted, Rejected, ResultRefused, Stale, result_document, triage
 
 log = logging.getLogger(__name__)
-
-TopicPartitionKey = tuple[str, int]
 
 # Delivery errors that are about the record, not the cluster: retrying the same bytes cannot succeed.
 _CONTENT_DELIVERY_ERRORS = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
@@ -69,36 +67,6 @@ class Counts:
     processed: int = 0
     dead_lettered: int = 0
     stale: int = 0
-    batches: int = 0
-
-
-@dataclass(eq=False)
-class Batch:
-    records: list[Message]
-    accepted: list[tuple[Message, Accepted]]
-    offsets: dict[TopicPartitionKey, int]  # next offset to commit, per partition
-    first_offsets: dict[TopicPartitionKey, int]
-    started: float = field(default_factory=time.perf_counter)
-    future: Future | None = None  # inference + archive, on a worker
-    published: bool = False
-    pending_deliveries: int = 0
-    delivery_failed: str | None = None
-    results_count: int = 0
-    sent: float = 0.0  # when its frames went to inference
-    load: int = 0  # frames in inference when it was sent, its own included
-
-    def ready(self) -> bool:
-        return self.future is None or self.future.done()
-
-
-def partition_offsets(records: list[Message]) -> tuple[dict[TopicPartitionKey, int], dict[TopicPartitionKey, int]]:
-    nexts: dict[TopicPartitionKey, int] = {}
-    firsts: dict[TopicPartitionKey, int] = {}
-    for record in records:
-        key = (record.topic(), record.partition())
-        nexts[key] = max(nexts.get(key, -1), record.offset() + 1)
-        firsts[key] = min(firsts.get(key, record.offset()), record.offset())
-    return nexts, firsts
 
 
 class ConsumerWorker:
@@ -120,9 +88,8 @@ class ConsumerWorker:
         self.heartbeat = heartbeat or Heartbeat(stale_after_s=120)
         self.counts = Counts()
         self._stop = threading.Event()
-        self._inflight: deque[Batch] = deque()
+        self._ledger = Ledger()
         self._carry: list[Message] = []  # records that arrived while the pipeline was full
-        self._assigned: set[TopicPartitionKey] = set()
         self._paused = False
         self._full_since: float | None = None
         self._deadline = SendDeadline(settings.max_frame_age_ms)
@@ -161,7 +128,7 @@ class ConsumerWorker:
 
     def run_once(self) -> None:
         self._advance()
-        full = len(self._inflight) >= self.settings.max_inflight_batches
+        full = len(self._ledger) >= self.settings.max_inflight_batches
         if full:
             self._full_since = self._full_since or time.monotonic()
             # Pausing purges librdkafka's pre-fetched records and resuming re-fetches them, a
@@ -188,17 +155,17 @@ class ConsumerWorker:
                 self._start_batch(records)
             self.producer.poll(0)
         self.heartbeat.beat()
-        self.metrics.inflight.set(len(self._inflight))
+        self.metrics.inflight.set(len(self._ledger))
 
     def close(self) -> None:
         """Finish batches that can finish, commit them, leave the group."""
         self._stop.set()  # workers waiting on a dead dependency give up; busy ones finish
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
-        while self._inflight and time.monotonic() < deadline and not self._head_abandoned():
+        while len(self._ledger) and time.monotonic() < deadline and not self._head_abandoned():
             if not self._advance():
                 self.producer.poll(0.05)
-        if self._inflight:
-            log.info("leaving %d unfinished batches uncommitted for redelivery", len(self._inflight))
+        if len(self._ledger):
+            log.info("leaving %d unfinished batches uncommitted for redelivery", len(self._ledger))
         self.heartbeat.ready = False
         try:
             self.producer.flush(10)
@@ -210,13 +177,13 @@ class ConsumerWorker:
 
     def _head_abandoned(self) -> bool:
         """The oldest batch gave up (its dependency stayed down): nothing behind it can commit."""
-        head = self._inflight[0] if self._inflight else None
-        return bool(head and head.future and head.future.done() and head.future.exception() is not None)
+        head = self._ledger.head
+        return bool(head and head.work and head.work.done() and head.work.exception() is not None)
 
     # --- rebalance callbacks ------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned.update((p.topic, p.partition) for p in partitions)
+        self._ledger.assign((p.topic, p.partition) for p in partitions)
         if self._paused and partitions:
             consumer.pause(partitions)
         self.heartbeat.ready = True
@@ -227,16 +194,16 @@ class ConsumerWorker:
         # Give batches on these partitions a moment to finish, so their offsets are committed
         # here rather than replayed by the partitions' next owner.
         deadline = time.monotonic() + self.settings.revoke_timeout_s
-        while any(revoked & b.offsets.keys() for b in self._inflight) and time.monotonic() < deadline:
+        while self._ledger.holds(revoked) and time.monotonic() < deadline:
             if not self._advance():
                 self.producer.poll(0.05)
-        self._assigned -= revoked
+        self._ledger.unassign(revoked)
         self._carry = [r for r in self._carry if (r.topic(), r.partition()) not in revoked]
         log.info("revoked %s", sorted(p.partition for p in partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = {(p.topic, p.partition) for p in partitions}
-        self._assigned -= lost  # nothing of these can be committed any more
+        self._ledger.unassign(lost)  # nothing of these can be committed any more
         self._carry = [r for r in self._carry if (r.topic(), r.partition()) not in lost]
         log.warning("lost %s", sorted(p.partition for p in partitions))
 
@@ -260,8 +227,7 @@ class ConsumerWorker:
 
     def _start_batch(self, records: list[Message]) -> None:
         now_us = time.time_ns() // 1000
-        nexts, firsts = partition_offsets(records)
-        batch = Batch(records, [], nexts, firsts)
+        batch = self._ledger.open(records)
         for record in records:
             verdict = triage(record.value(), record.headers(), self.settings.max_frame_bytes,
                              self.settings.max_frame_age_ms, now_us, self.settings.max_pixels)
@@ -273,8 +239,7 @@ class ConsumerWorker:
                 self.counts.stale += 1
                 self.metrics.stale.inc()
         if batch.accepted:
-            batch.future = self._pool.submit(self._infer_and_archive, batch)
-        self._inflight.append(batch)
+            batch.work = self._pool.submit(self._infer_and_archive, batch)
 
     # --- workers: inference and archive -------------------------------------------------------
 
@@ -383,38 +348,32 @@ class ConsumerWorker:
     def _advance(self) -> bool:
         """Publish finished batches in order and commit those fully acknowledged; True if any moved."""
         moved = False
-        for batch in self._inflight:
-            if not batch.ready():
-                break
-            if not batch.published:
-                if batch.future is not None:
-                    error = batch.future.exception()
-                    if error is not None:
-                        if not isinstance(error, Stopped):
-                            # A bug, not a record or an outage: say so rather than stall silently.
-                            log.error("batch failed: %r", error, exc_info=error)
-                            self.heartbeat.unhealthy_reason = f"a batch failed unexpectedly: {error!r}"[:300]
-                        break  # abandoned: stays uncommitted
-                    results, refused = batch.future.result()
-                    for record, rejected in refused:
-                        self._dead_letter(batch, record, rejected)
-                    for record, doc in results:
-                        self._publish_result(batch, record, doc)
-                    batch.results_count = len(results)
-                    if batch.load:
-                        self._deadline.observe((time.perf_counter() - batch.sent) * 1000, batch.load)
-                batch.published = True
-                moved = True
+        for batch in self._ledger.to_publish():
+            if batch.work is not None:
+                error = batch.work.exception()
+                if error is not None:
+                    if not isinstance(error, Stopped):
+                        # A bug, not a record or an outage: say so rather than stall silently.
+                        log.error("batch failed: %r", error, exc_info=error)
+                        self.heartbeat.unhealthy_reason = f"a batch failed unexpectedly: {error!r}"[:300]
+                    break  # abandoned: stays uncommitted
+                results, refused = batch.work.result()
+                for record, rejected in refused:
+                    self._dead_letter(batch, record, rejected)
+                for record, doc in results:
+                    self._publish_result(batch, record, doc)
+                batch.results_count = len(results)
+                if batch.load:
+                    self._deadline.observe((time.perf_counter() - batch.sent) * 1000, batch.load)
+            batch.published = True
+            moved = True
         self.producer.poll(0)
-        done: list[Batch] = []
-        while self._inflight and self._inflight[0].published and self._inflight[0].pending_deliveries == 0:
-            batch = self._inflight.popleft()
-            if batch.delivery_failed:
-                self._replay_from(batch)
-                return True
-            done.append(batch)
-        if done:
-            self._commit(done)
+        settled = self._ledger.settle()
+        if isinstance(settled, Rewind):
+            self._rewind(settled)
+            return True
+        if settled:
+            self._commit(settled)
             moved = True
         return moved
 
@@ -476,33 +435,22 @@ class ConsumerWorker:
                     rejected.stage, rejected.code, rejected.reason)
 
     def _commit(self, batches: list[Batch]) -> None:
-        offsets: dict[TopicPartitionKey, int] = {}
         for batch in batches:
-            for key, offset in batch.offsets.items():
-                offsets[key] = max(offsets.get(key, -1), offset)
-            processed = batch.results_count
-            self.counts.processed += processed
-            self.counts.batches += 1
-            self.metrics.processed.inc(processed)
+            self.counts.processed += batch.results_count
+            self.metrics.processed.inc(batch.results_count)
             self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
-        commit = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self._assigned]
-        if not commit:
+        offsets = self._ledger.commit_offsets(batches)
+        if not offsets:
             return
         try:
-            self.consumer.commit(offsets=commit, asynchronous=False)
+            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
         except KafkaException as exc:
             # Typically a rebalance took the partition: its new owner reprocesses (duplicates, no loss).
             log.warning("commit failed (%s); those records will be redelivered", exc)
 
-    def _replay_from(self, failed: Batch) -> None:
-        """A delivery failed: rewind to the failed batch and drop everything after it."""
-        log.error("delivery failed (%s); replaying from the failed batch", failed.delivery_failed)
-        firsts = dict(failed.first_offsets)
-        for batch in self._inflight:
-            for key, offset in batch.first_offsets.items():
-                firsts[key] = min(firsts.get(key, offset), offset)
-        self._inflight.clear()
+    def _rewind(self, rewind: Rewind) -> None:
+        """A delivery failed: seek back to the failed batch; everything after it comes again."""
+        log.error("delivery failed (%s); replaying from the failed batch", rewind.reason)
         self._carry = []
-        for (topic, partition), offset in firsts.items():
-            if (topic, partition) in self._assigned:
-                self.consumer.seek(TopicPartition(topic, partition, offset))
+        for (topic, partition), offset in rewind.offsets.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
