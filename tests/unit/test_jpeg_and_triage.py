@@ -99,6 +99,8 @@ HOSTILE = [
      "not_a_jpeg", "start-of-image"),
     ("jpeg-trailing-garbage", lambda j: (j + b"garbage" * 10, headers()), "not_a_jpeg", "truncated"),
     ("jpeg-truncated", lambda j: (j[: len(j) // 2], headers()), "not_a_jpeg", "JPEG"),
+    ("jpeg-fill-bytes", lambda j: (j[:2] + b"\xff" * 200_000 + j[2:], headers()), "not_a_jpeg", "fill bytes"),
+    ("jpeg-tiny-segments", lambda j: (j[:2] + b"\xff\xfe\x00\x02" * 200_000 + j[2:], headers()), "not_a_jpeg", "segments"),
     ("schema-version-2", lambda j: (j, replace_header(headers(), "schema-version", b"2")), "invalid_header", "schema-version"),
 ]
 

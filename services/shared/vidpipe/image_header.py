@@ -13,6 +13,12 @@ MAX_PIXELS = 4096 * 2160
 # No side may exceed this, whatever the budget (a 1x8,000,000 strip is no camera frame).
 MAX_SIDE = 16384
 
+# Real files hold a few segments (APPn, DQT, DHT...) before the frame header and a fill byte or two;
+# a crafted file of thousands of tiny segments or megabytes of fill bytes would make this scan cost
+# more than decoding. Past these bounds the file is refused.
+MAX_SEGMENTS_BEFORE_FRAME = 256
+MAX_FILL_BYTES = 64
+
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IHDR = struct.Struct(">I4sII")
@@ -38,13 +44,22 @@ def jpeg_size(data: bytes | memoryview) -> tuple[int, int]:
     if data[0] != 0xFF or data[1] != 0xD8:
         raise NotAJpeg("missing JPEG start-of-image marker (FF D8)")
     pos = 2
+    segments = 0
+    fill = 0
     while pos + 4 <= n:
         if data[pos] != 0xFF:
             raise NotAJpeg(f"corrupt JPEG: expected a marker at byte {pos}")
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
+            fill += 1
+            if fill > MAX_FILL_BYTES:
+                raise NotAJpeg(f"corrupt JPEG: more than {MAX_FILL_BYTES} fill bytes at byte {pos}")
             pos += 1
             continue
+        fill = 0
+        segments += 1
+        if segments > MAX_SEGMENTS_BEFORE_FRAME:
+            raise NotAJpeg(f"corrupt JPEG: more than {MAX_SEGMENTS_BEFORE_FRAME} segments before the frame header")
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             pos += 2
             continue
