@@ -90,3 +90,20 @@ def test_a_service_that_fails_on_a_known_good_frame_is_an_outage_not_the_frames_
     run, _ = isolator(service, works=lambda: False)
     with pytest.raises(InferenceUnavailable, match="processed before"):
         run.run(FRAMES[:2])
+
+
+def test_a_model_failing_on_every_frame_is_an_outage_even_when_reported_per_item():
+    service = FakeService(item_errors={b"f0", b"f1"})
+    original = service.infer
+
+    def infer(images):
+        answer = original(images)
+        for item in answer.items:
+            if "error" in item:
+                item["error"]["code"] = "inference_failed"
+        return answer
+
+    run = BatchIsolator(infer, lambda n: None, lambda: False, 2)
+    with pytest.raises(InferenceUnavailable):
+        run.run(FRAMES[:2])
+    assert BatchIsolator(infer, lambda n: None, lambda: True, 2).run(FRAMES[:2]).outcomes[0].code == "inference_failed"

@@ -69,7 +69,11 @@ class BatchIsolator:
             else:
                 if answer.model_name:
                     model[:] = [answer.model_name, answer.model_version]
-                return [item_outcome(item, prior + tries) for item in answer.items]
+                outcomes = [item_outcome(item, prior + tries) for item in answer.items]
+                # The service says the model failed on a frame: the model may be failing on every frame.
+                if any(o.code == InferenceFailed.code for o in outcomes) and not self.service_works():
+                    raise InferenceUnavailable("inference also fails on a frame it processed before")
+                return outcomes
             if len(images) > 1:
                 half = len(images) // 2
                 return self._isolate(images[:half], prior + tries, model) + self._isolate(images[half:], prior + tries, model)
