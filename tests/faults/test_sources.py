@@ -76,7 +76,7 @@ def test_rtsp_camera_outages_are_retried_with_backoff_and_nothing_blocks(kafka_b
 
         camera.stop()  # the camera drops: the publisher reconnects instead of exiting
         time.sleep(3)
-        assert publisher.running and "lost rtsp://127.0.0.1" in publisher.log_tail(100)
+        assert publisher.running and "lost rtsp://***@127.0.0.1" in publisher.log_tail(100)
         camera.start()
         time.sleep(4)
         assert publisher.stop() == 0, publisher.log_tail()

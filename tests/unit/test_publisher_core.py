@@ -1,7 +1,6 @@
 """Publisher core: sampling to a target rate, sizing, and the live drop-oldest buffer."""
 import pytest
 
-from frame_publisher.publisher import default_stream_id
 from frame_publisher.sampling import DropOldestBuffer, FrameSampler, output_size
 from frame_publisher.settings import PublisherSettings
 
@@ -28,10 +27,6 @@ def test_drop_oldest_buffer_never_blocks_and_counts():
     assert [buffer.get(0), buffer.get(0), buffer.get(0)] == [7, 8, 9]
     buffer.close()
     assert buffer.get(0) is None and buffer.closed_and_empty
-
-
-def test_stream_id_from_source_name():
-    assert default_stream_id("my camera #1") == "my-camera--1"
 
 
 @pytest.mark.parametrize("field, value, message", [("resize", "1280by720", "WIDTHxHEIGHT"), ("stream_id", "a/b", "letters"),

@@ -1,7 +1,9 @@
 """python -m frame_publisher --source VIDEO|rtsp://...|0|FOLDER [options]
 
 Every option can also be set as a PUBLISHER_* variable; KAFKA_* and TOPICS_* configure the broker.
+PUBLISHER_SOURCE_SECRET_ARN instead of a source: read the source URL from AWS Secrets Manager.
 Exit codes: 0 done, 1 source error, 2 configuration error, 3 frames not delivered.
+Credentials in a source URL (userinfo, query values) are never logged, published or written out.
 """
 from __future__ import annotations
 
@@ -11,14 +13,65 @@ import logging
 import signal
 import sys
 import threading
+import traceback
 
 from vidpipe.config import load_settings
+from vidpipe.contract import check_stream_id
 from vidpipe.kafka import KafkaSettings
 from vidpipe.topics import TopicSettings, ensure
 
 from .publisher import FramePublisher
+from .redact import Redactor, StderrScrubber, redact_url
 from .settings import PublisherSettings
-from .sources import SourceError, open_source
+from .source_secret import SourceSecretError, read_source_secret
+from .sources import SourceError, default_stream_id, open_source
+
+
+class _RedactingFilter(logging.Filter):
+    """Every log record's message goes through the redactor (also when fd scrubbing is off)."""
+
+    def __init__(self, redact: Redactor):
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def resolve_source(settings: PublisherSettings) -> str:
+    """The source URI or path: PUBLISHER_SOURCE, or the secret PUBLISHER_SOURCE_SECRET_ARN names.
+
+    Raises ValueError with a message for the operator (never containing the source itself).
+    """
+    if settings.source and settings.source_secret_arn:
+        raise ValueError("set one of PUBLISHER_SOURCE (--source) and PUBLISHER_SOURCE_SECRET_ARN, not both")
+    if settings.source_secret_arn:
+        try:
+            return read_source_secret(settings.source_secret_arn)
+        except SourceSecretError as exc:
+            raise ValueError(f"PUBLISHER_SOURCE_SECRET_ARN: {exc}") from None
+    if not settings.source:
+        raise ValueError("PUBLISHER_SOURCE: is required but not set (or set PUBLISHER_SOURCE_SECRET_ARN)")
+    return settings.source
+
+
+def resolve_stream_id(settings: PublisherSettings, uri: str) -> str:
+    """--stream-id (already checked by the settings), else the default derived from the source, checked
+    against the same contract rule; an invalid default is refused, never rewritten."""
+    if settings.stream_id:
+        return settings.stream_id
+    derived = default_stream_id(uri)
+    try:
+        return check_stream_id(derived)
+    except ValueError as exc:
+        raise ValueError(
+            f"no stream id given and the one derived from the source {redact_url(uri)} is not valid ({exc}); "
+            "set PUBLISHER_STREAM_ID (--stream-id)"
+        ) from None
 
 
 def parse_args(argv: list[str] | None) -> dict:
@@ -49,13 +102,39 @@ def main(argv: list[str] | None = None) -> int:
     topics = load_settings(TopicSettings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("frame_publisher")
+    try:
+        uri = resolve_source(settings)
+    except ValueError as exc:
+        print(f"invalid configuration:\n  {exc}", file=sys.stderr)
+        return 2
+    redact = Redactor(uri)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_RedactingFilter(redact))
+    # Native code (OpenCV, FFmpeg, librdkafka) writes to the descriptors directly: scrub them too.
+    scrubber = StderrScrubber(redact).start() if redact.needed else None
+    try:
+        return _run(settings, kafka, topics, uri, redact, log)
+    except Exception:  # an unexpected error: its traceback may quote the source (OpenCV does)
+        print(redact(traceback.format_exc()), file=sys.stderr)
+        return 1
+    finally:
+        if scrubber is not None:
+            scrubber.stop()
 
+
+def _run(settings: PublisherSettings, kafka: KafkaSettings, topics: TopicSettings, uri: str, redact: Redactor,
+         log: logging.Logger) -> int:
+    try:
+        stream_id = resolve_stream_id(settings, uri)
+    except ValueError as exc:
+        print(f"invalid configuration:\n  {redact(str(exc))}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     try:
-        source = open_source(settings.source, settings.loop, stop, settings.target_fps,
+        source = open_source(uri, settings.loop, stop, settings.target_fps,
                              settings.reconnect_initial_s, settings.reconnect_max_s)
     except SourceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1
 
     def on_signal(signum, _frame):
@@ -89,9 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             total = min(total, settings.max_frames)
         progress = tqdm(total=None if settings.loop else total, unit="frame", desc=source.name)
     try:
-        summary = publisher.run(source, progress)
+        summary = publisher.run(source, progress, stream_id=stream_id, source_label=redact_url(uri))
     except SourceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         summary = publisher.summary
         code = 1
     else:

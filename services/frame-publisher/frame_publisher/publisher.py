@@ -6,7 +6,6 @@ block their capture loop: a bounded buffer drops the oldest frames, and they are
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -15,7 +14,7 @@ import cv2
 import numpy as np
 from confluent_kafka import Producer
 
-from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta
+from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, check_stream_id
 from vidpipe.kafka import KafkaSettings, producer_config
 
 from .sampling import DropOldestBuffer, FrameSampler, output_size
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class PublishSummary:
     stream_id: str
-    source: str
+    source: str  # as given, with credentials and query values redacted (redact.redact_url)
     frames_read: int = 0
     frames_published: int = 0  # handed to the producer
     frames_delivered: int = 0  # acknowledged by the broker (acks=all)
@@ -43,10 +42,6 @@ class PublishSummary:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def default_stream_id(source_name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "-", source_name)[:128] or "stream"
 
 
 def encode_jpeg(image: np.ndarray, size: tuple[int, int], quality: int) -> bytes:
@@ -78,9 +73,12 @@ class FramePublisher:
         if self.heartbeat is not None:
             self.heartbeat.beat()
 
-    def run(self, source: FrameSource, progress=None) -> PublishSummary:
-        stream_id = self.settings.stream_id or default_stream_id(source.name)
-        summary = PublishSummary(stream_id=stream_id, source=source.name, first_seq=self.settings.start_seq,
+    def run(self, source: FrameSource, progress=None, stream_id: str | None = None,
+            source_label: str | None = None) -> PublishSummary:
+        """stream_id: already checked against the contract (__main__.resolve_stream_id); source_label: the
+        redacted source shown in the summary."""
+        stream_id = check_stream_id(stream_id or self.settings.stream_id or source.name)
+        summary = PublishSummary(stream_id=stream_id, source=source_label or source.name, first_seq=self.settings.start_seq,
                                  last_seq=self.settings.start_seq - 1)
         self._summary = summary
         started = time.monotonic()

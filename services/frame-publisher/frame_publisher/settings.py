@@ -6,6 +6,10 @@ from enum import Enum
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vidpipe.contract import check_stream_id
+
+from .source_secret import SECRET_ARN
+
 
 class Pace(str, Enum):
     SOURCE = "source"  # publish at the source's own frame rate (a recording behaves like a camera)
@@ -17,7 +21,11 @@ class PublisherSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PUBLISHER_", env_ignore_empty=True, extra="ignore")
 
-    source: str = Field(description="Video file, rtsp:// URL, webcam index (0 or webcam:0) or image folder")
+    # Exactly one of source and source_secret_arn (checked at start-up, see __main__.resolve_source).
+    # Never validated here: a validation message would echo the value, and a URL may hold credentials.
+    source: str | None = Field(default=None, description="Video file, rtsp:// URL, webcam index (0 or webcam:0) or image folder")
+    source_secret_arn: str | None = Field(
+        default=None, description="AWS Secrets Manager secret ARN whose string (or JSON key 'source') is the source")
     stream_id: str | None = Field(default=None, description="Defaults to a name derived from the source")
     target_fps: float = Field(default=0.0, ge=0.0, le=1000.0, description="Sample down to this rate (0 = every frame)")
     max_frames: int = Field(default=0, ge=0, description="Stop after this many published frames (0 = no limit)")
@@ -48,8 +56,16 @@ class PublisherSettings(BaseSettings):
     @field_validator("stream_id")
     @classmethod
     def _check_stream_id(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", value):
-            raise ValueError(f"{value!r}: use 1-128 letters, digits, '.', '_' or '-'")
+        # The contract's one rule (the consumer dead-letters what breaks it); --stream-id sets it too.
+        return None if value is None else check_stream_id(value)
+
+    @field_validator("source_secret_arn")
+    @classmethod
+    def _check_secret_arn(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not SECRET_ARN.match(value):
+            raise ValueError("not a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<suffix>)")
         return value
 
     def resize_to(self) -> tuple[int, int | None] | None:

@@ -16,6 +16,8 @@ from typing import Iterator, Protocol
 import cv2
 import numpy as np
 
+from .redact import redact_url, split_url
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -198,19 +200,37 @@ class LiveSource:
     def _shown(self) -> str:
         if isinstance(self.target, int):
             return f"webcam {self.target}"
-        # Never log credentials embedded in a camera URL.
-        scheme, sep, rest = self.target.partition("://")
-        return f"{scheme}{sep}{rest.rpartition('@')[2]}" if "@" in rest else self.target
+        return redact_url(self.target)  # never credentials or query values
 
     def close(self) -> None:
         self.stop.set()
 
 
+def is_network(uri: str) -> bool:
+    return uri.lower().startswith(NETWORK_SCHEMES)
+
+
+def default_stream_id(uri: str) -> str:
+    """The stream id a source gets when none is given, verbatim (not yet validated, never mapped):
+    a URL's host[:port] and path (never its userinfo or query), a file's stem, a folder's name,
+    webcam<N> for a webcam."""
+    parts = split_url(redact_url(uri))  # from the redacted form: an unparseable authority is "***"
+    if parts is not None:
+        _scheme, _userinfo, authority, path, _tail = parts
+        return (authority + path).rstrip("/")
+    webcam = uri[len("webcam:"):] if uri.startswith("webcam:") else uri
+    if webcam.isdigit():
+        return f"webcam{webcam}"
+    path = Path(uri)
+    if os.path.isdir(uri):
+        return path.name or path.resolve().name
+    return path.stem
+
+
 def open_source(uri: str, loop: bool, stop: threading.Event, target_fps: float = 0.0,
                 initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0) -> FrameSource:
-    if uri.lower().startswith(NETWORK_SCHEMES):
-        name = uri.rpartition("/")[2] or "stream"
-        return LiveSource(uri, name, stop, initial_backoff_s, max_backoff_s)
+    if is_network(uri):
+        return LiveSource(uri, default_stream_id(uri) or "stream", stop, initial_backoff_s, max_backoff_s)
     webcam = uri[len("webcam:"):] if uri.startswith("webcam:") else uri
     if webcam.isdigit():
         return LiveSource(int(webcam), f"webcam{webcam}", stop, initial_backoff_s, max_backoff_s, must_open_first=True)
