@@ -3,7 +3,8 @@
 - all pods: DNS to kube-dns only.
 - inference: ingress 8080 from the consumer only; egress HTTPS (model from S3) and the Pod Identity agent.
 - consumer: egress to inference 8080, Kafka, HTTPS (S3 archive) and the Pod Identity agent.
-- publishers: egress to Kafka, their stream source's port, and the Pod Identity agent.
+- publishers: egress to Kafka, their stream source's port, and the Pod Identity agent; HTTPS too when
+  the source URL is read from AWS Secrets Manager (source_secret_arn).
 - test source: ingress 8554 from publishers; HTTPS egress only when it loops a remote video.
 S3 and STS are reached over HTTPS (VPC endpoints or NAT); S3 gateway endpoints use public prefix
 lists, so 443 is open to any address rather than to the VPC CIDR.
@@ -127,15 +128,14 @@ class NetworkPolicies(Construct):
         for stream in self.wiring.all_streams:
             self._policy(
                 f"publisher-{stream.name}", publisher_labels(stream),
-                egress=[self._kafka(), self._pod_identity(), *self._source(stream)],
+                egress=[self._kafka(), self._pod_identity(), *self._source(stream),
+                        *([self._https()] if stream.source_secret_arn else [])],  # Secrets Manager
             )
 
     def _source(self, stream: StreamSpec) -> list[k8s.NetworkPolicyEgressRule]:
-        """Egress to the camera: the in-cluster test source by pod label, anything else by port."""
-        if stream.source == self.wiring.test_source_url:
+        """Egress to the camera: the in-cluster test source by pod label, anything else by its port."""
+        if self.wiring.is_test_stream(stream):
             return [k8s.NetworkPolicyEgressRule(to=[_pods(LABELS["test-source"])], ports=_tcp(RTSP_PORT))]
-        if stream.port is None:  # a token: the port is not known before deployment
-            return [k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)])]
         return [k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)], ports=_tcp(stream.port))]
 
     def _test_source(self) -> None:

@@ -126,6 +126,8 @@ class ContainerSpec:
     ports: dict[str, int]
     probes: HealthProbes | None
     env: dict[str, str] = field(default_factory=dict)
+    # Variables from Secrets: name -> (Secret name, key). Never a literal value in the manifest.
+    secret_env: dict[str, tuple[str, str]] = field(default_factory=dict)
     command: list[str] | None = None
     args: list[str] | None = None
     tcp_ready_port: int | None = None  # for servers without an HTTP health endpoint
@@ -145,7 +147,9 @@ class ContainerSpec:
             command=self.command,
             args=self.args,
             env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=cm)) for cm in self.config_maps] or None,
-            env=[k8s.EnvVar(name=k, value=v) for k, v in self.env.items()] or None,
+            env=[k8s.EnvVar(name=k, value=v) for k, v in self.env.items()]
+            + [k8s.EnvVar(name=k, value_from=k8s.EnvVarSource(secret_key_ref=k8s.SecretKeySelector(name=secret, key=key)))
+               for k, (secret, key) in self.secret_env.items()] or None,
             ports=[k8s.ContainerPort(name=n, container_port=p, protocol="TCP") for n, p in self.ports.items()] or None,
             resources=resources(self.resources),
             security_context=container_security(),

@@ -37,9 +37,13 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 
-# Stream sources the publisher reads over the network (see frame_publisher.sources.NETWORK_SCHEMES);
-# a file path would have to exist inside the image, so it is refused here.
-_STREAM_SCHEMES = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "http": 80, "https": 443, "udp": None, "tcp": None}
+_K8S_SECRET_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# A complete ARN (with the 6-character suffix Secrets Manager adds), so IAM grants exactly one secret.
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$")
+
+# Camera URLs live in Secrets, one per stream unless configured otherwise: <prefix><stream name>, key "source".
+STREAM_SECRET_PREFIX = "vidpipe-stream-"
+STREAM_SECRET_KEY = "source"
 
 # Pod names are "publisher-<stream>": the stream name may use what is left of a 63-character label.
 PUBLISHER_PREFIX = "publisher-"
@@ -150,39 +154,58 @@ class KedaAuth(_Model):
 
 
 class StreamSpec(_Model):
-    """One camera (or other network source): one publisher Deployment each."""
+    """One camera (or other network source): one publisher Deployment each.
+
+    The source URL is never part of the charts (it may hold credentials, and ConfigMaps and templates
+    are readable by far more people than Secrets): the publisher reads PUBLISHER_SOURCE from the
+    Kubernetes Secret `secret_name` (key `secret_key`) that you create, or, with `source_secret_arn`,
+    reads the URL from AWS Secrets Manager itself at start-up (PUBLISHER_SOURCE_SECRET_ARN).
+    """
 
     name: Annotated[str, Field(pattern=_K8S_LABEL, max_length=63 - len(PUBLISHER_PREFIX))] = Field(
         validation_alias=AliasChoices("name", "id")
     )
-    source: str = Field(min_length=1, description="rtsp://, rtsps://, rtmp://, http(s)://, udp:// or tcp:// URI")
     target_fps: float = Field(default=0.0, ge=0.0, le=1000.0, validation_alias=AliasChoices("target_fps", "targetFps"))
+    # The camera's TCP port, for the egress NetworkPolicy (the URL, and so its port, is not known here).
+    port: int = Field(default=554, ge=1, le=65535, description="TCP port of the source (RTSP: 554)")
+    secret_name: Annotated[str, Field(pattern=_K8S_SECRET_NAME, max_length=253)] | None = Field(
+        default=None, validation_alias=AliasChoices("secret_name", "secretName"),
+        description=f"Kubernetes Secret holding the URL; default {STREAM_SECRET_PREFIX}<name>")
+    secret_key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = Field(
+        default=STREAM_SECRET_KEY, validation_alias=AliasChoices("secret_key", "secretKey"))
+    source_secret_arn: str | None = Field(
+        default=None, validation_alias=AliasChoices("source_secret_arn", "sourceSecretArn"),
+        description="AWS Secrets Manager secret ARN the publisher reads the URL from (instead of a Kubernetes Secret)")
+    service_account: Annotated[str, Field(pattern=_K8S_SECRET_NAME, max_length=253)] | None = Field(
+        default=None, validation_alias=AliasChoices("service_account", "serviceAccount"),
+        description="ServiceAccount of this publisher (default: the shared publisher one)")
 
-    @field_validator("source")
+    @model_validator(mode="before")
     @classmethod
-    def _network_source(cls, value: str) -> str:
-        if is_token(value):
-            return value
-        parts = urlsplit(value)
-        if parts.scheme not in _STREAM_SCHEMES or not parts.hostname:
+    def _no_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "source" in data:
+            name = data.get("name") or data.get("id") or "<name>"
+            # The message never repeats the value: it may hold credentials.
             raise ValueError(
-                f"{value!r}: a stream in the cluster must be a network URI ({', '.join(s + '://' for s in _STREAM_SCHEMES)})"
+                f"stream {name}: 'source' is no longer a setting; camera URLs never go into the charts. "
+                f"Put the URL in the Kubernetes Secret {STREAM_SECRET_PREFIX}{name} (key {STREAM_SECRET_KEY!r}): "
+                f"kubectl create secret generic {STREAM_SECRET_PREFIX}{name} --from-file={STREAM_SECRET_KEY}=<file>, "
+                "or in AWS Secrets Manager (source_secret_arn), and set 'port' if it is not 554"
             )
-        if parts.port is None and _STREAM_SCHEMES[parts.scheme] is None:
-            raise ValueError(f"{value!r}: {parts.scheme}:// needs an explicit port")
-        return value
+        return data
+
+    @field_validator("source_secret_arn")
+    @classmethod
+    def _secret_arn(cls, value: str | None) -> str | None:
+        if value and not is_token(value) and not _SECRET_ARN.match(value):
+            raise ValueError(f"{value!r} is not a complete Secrets Manager secret ARN "
+                             "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)")
+        return value or None
 
     @property
-    def host(self) -> str | None:
-        return None if is_token(self.source) else urlsplit(self.source).hostname
-
-    @property
-    def port(self) -> int | None:
-        """The source's TCP port (NetworkPolicy egress); None when unknown at synth time (token)."""
-        if is_token(self.source):
-            return None
-        parts = urlsplit(self.source)
-        return parts.port or _STREAM_SCHEMES[parts.scheme]
+    def secret(self) -> str:
+        """The Kubernetes Secret the publisher's PUBLISHER_SOURCE comes from (unused with source_secret_arn)."""
+        return self.secret_name or f"{STREAM_SECRET_PREFIX}{self.name}"
 
 
 class RtspTestSource(_Model):
@@ -373,10 +396,20 @@ class PlatformWiring(_Model):
     def all_streams(self) -> list[StreamSpec]:
         """Configured streams plus the in-cluster test source when it is enabled."""
         streams = list(self.streams)
-        test = self.rtsp_test_source
-        if test.enabled and not any(s.name == test.stream_name for s in streams):
-            streams.append(StreamSpec(name=test.stream_name, source=self.test_source_url, target_fps=0))
+        if self.has_test_stream:
+            test = self.rtsp_test_source
+            streams.append(StreamSpec(name=test.stream_name, target_fps=0, port=8554))
         return streams
+
+    @property
+    def has_test_stream(self) -> bool:
+        test = self.rtsp_test_source
+        return test.enabled and not any(s.name == test.stream_name for s in self.streams)
+
+    def is_test_stream(self, stream: StreamSpec) -> bool:
+        """The generated stream of the in-cluster test source: its URL is fixed, in-cluster and credential-free,
+        so it is the one source the charts spell out."""
+        return self.has_test_stream and stream.name == self.rtsp_test_source.stream_name
 
     # ---- construction from `cdk deploy --outputs-file` -------------------------------------
 

@@ -138,19 +138,29 @@ class Workloads(Construct):
         disruption_budget(self, CONSUMER_NAME, labels)
 
     def _publisher(self, stream: StreamSpec) -> None:
+        """The source URL never appears here: PUBLISHER_SOURCE comes from the stream's Secret (secretKeyRef),
+        or the publisher reads it from AWS Secrets Manager (PUBLISHER_SOURCE_SECRET_ARN, an ARN, not a secret).
+        The only exception is the in-cluster test source, whose fixed URL holds no credentials."""
         w, labels, name = self.wiring, publisher_labels(stream), publisher_name(stream)
         settings = {
-            "PUBLISHER_SOURCE": stream.source,
             "PUBLISHER_STREAM_ID": stream.name,
             "PUBLISHER_TARGET_FPS": _number(stream.target_fps),
             "PUBLISHER_HEALTH_PORT": str(PUBLISHER_HEALTH_PORT),
             "PUBLISHER_PROGRESS": "false",
             "PUBLISHER_LOG_LEVEL": "info",
             "KAFKA_CLIENT_ID": name,
-        }
-        if stream.source.startswith(("rtsp://", "rtsps://")):
             # RTP interleaved in the RTSP TCP connection: one known port for the NetworkPolicy, no UDP.
-            settings["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
+            # (FFmpeg ignores the option for other protocols.)
+            "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp",
+        }
+        env: dict[str, str] = {}
+        secret_env: dict[str, tuple[str, str]] = {}
+        if w.is_test_stream(stream):
+            env["PUBLISHER_SOURCE"] = w.test_source_url
+        elif stream.source_secret_arn:
+            settings["PUBLISHER_SOURCE_SECRET_ARN"] = stream.source_secret_arn
+        else:
+            secret_env["PUBLISHER_SOURCE"] = (stream.secret, stream.secret_key)
         config_map(self, name, settings, labels)
         deployment(
             self, name, labels,
@@ -158,8 +168,9 @@ class Workloads(Construct):
                 name="publisher", image=w.images.publisher, resources=w.resources.publisher,
                 config_maps=[KAFKA_CONFIG, name], ports={"health": PUBLISHER_HEALTH_PORT},
                 probes=HealthProbes(port=PUBLISHER_HEALTH_PORT, startup_seconds=60),
+                env=env, secret_env=secret_env,
             )],
-            service_account=w.service_accounts.publisher,
+            service_account=stream.service_account or w.service_accounts.publisher,
             automount_token=w.automount_service_account_token,
             tmp_size="64Mi",
             grace_seconds=40,  # PUBLISHER_FLUSH_TIMEOUT_S (30 s) to deliver pending frames

@@ -45,6 +45,8 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 _NAME = r"^[a-z][a-z0-9-]{0,15}$"  # bucket names: vidpipe-<env>-archive-<account>-<region> <= 63
 _K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+# A complete ARN (with the 6-character suffix), so the publisher's role reads exactly one secret.
+_SECRET_ARN = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}"
 _TOPIC = r"^[a-zA-Z0-9._-]{1,249}$"
 
 
@@ -83,11 +85,43 @@ class NodeGroupConfig(_Model):
 
 
 class StreamConfig(_Model):
-    """A network video source (rtsp://...) one publisher Deployment reads."""
+    """A network video source (rtsp://...) one publisher Deployment reads.
+
+    The URL itself is never configuration (it would sit in cdk.json, the template and a ConfigMap):
+    either the publisher reads it from AWS Secrets Manager (`sourceSecretArn`, a complete secret ARN;
+    the stream gets its own ServiceAccount whose Pod Identity role may read exactly that secret), or
+    from the Kubernetes Secret `secretName` (default vidpipe-stream-<id>, key `secretKey`, default
+    "source") that you create in the namespace.
+    """
 
     id: Annotated[str, Field(pattern=_K8S_NAME)]
-    source: str = Field(min_length=1)
     target_fps: float = Field(default=0, alias="targetFps", ge=0)
+    port: int = Field(default=554, ge=1, le=65535)  # the camera's TCP port (egress NetworkPolicy)
+    source_secret_arn: str | None = Field(default=None, alias="sourceSecretArn")
+    secret_name: str | None = Field(default=None, alias="secretName")
+    secret_key: str | None = Field(default=None, alias="secretKey")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "source" in data:
+            # Never repeat the value: it may hold credentials.
+            raise ValueError(
+                f"stream {data.get('id', '')}: 'source' is not accepted (a camera URL in cdk.json would land in the "
+                "template and a ConfigMap); store it in AWS Secrets Manager and give 'sourceSecretArn', or in the "
+                "Kubernetes Secret vidpipe-stream-<id> (key 'source'); see docs/DEPLOY.md"
+            )
+        return data
+
+    @field_validator("source_secret_arn")
+    @classmethod
+    def _secret_arn(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.fullmatch(_SECRET_ARN, value):
+            raise ValueError("not a complete Secrets Manager secret ARN "
+                             "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)")
+        return value
 
 
 class TopicsConfig(_Model):
@@ -322,7 +356,10 @@ def load_config(context: dict[str, Any]) -> PlatformConfig:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            if error["loc"]:
+            if error["loc"] and error["loc"][0] == "streams":
+                # Never echo a stream entry: a camera URL given by mistake may hold credentials.
+                problems.append(f"context key {_field_key(error['loc'])}: {error['msg'].removeprefix('Value error, ')}")
+            elif error["loc"]:
                 problems.append(f"context key {_field_key(error['loc'])}: {error['msg']} (got {error.get('input')!r})")
             else:
                 problems.append(error["msg"].removeprefix("Value error, "))

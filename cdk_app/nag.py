@@ -123,5 +123,10 @@ def _compute(stack: "ComputeStack") -> None:
         "inference-service": ([f"{bucket}/models/*"], "s3:GetObject only under models/"),
         "keda-operator": ([kafka_cluster, topic(t.frames), group], f"{kafka_why} (describe only)"),
     }
+    # Publishers that read their source URL from Secrets Manager: the same Kafka grants (the secret itself
+    # is one exact ARN, no wildcard).
+    for name in stack.identities:
+        if name.startswith("frame-publisher-"):
+            wildcards[name] = wildcards["frame-publisher"]
     for name, (findings, reason) in wildcards.items():
         ack(stack.identities[name].policy, "AwsSolutions-IAM5", reason, findings)

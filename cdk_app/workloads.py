@@ -5,7 +5,7 @@ the autoscaling chart (KEDA ScaledObjects) waits for the KEDA Helm release and i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import cdk8s
@@ -14,7 +14,7 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import IDependable
 from pydantic import ValidationError
 
-from .config import CONTEXT_PREFIX, ConfigError, PlatformConfig
+from .config import CONTEXT_PREFIX, ConfigError, PlatformConfig, StreamConfig
 
 if TYPE_CHECKING:
     from cdk8s_app.wiring import PlatformWiring
@@ -32,6 +32,18 @@ class WorkloadInputs:
     inference_image: str
     vpc_cidr: str
     service_accounts: dict[str, str]  # publisher / consumer / inference -> ServiceAccount name
+    # Streams whose URL is in Secrets Manager have their own ServiceAccount (read on exactly that secret).
+    stream_service_accounts: dict[str, str] = field(default_factory=dict)
+
+
+def stream_wiring(stream: StreamConfig, service_account: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"name": stream.id, "target_fps": stream.target_fps, "port": stream.port}
+    for key in ("source_secret_arn", "secret_name", "secret_key"):
+        if getattr(stream, key) is not None:
+            fields[key] = getattr(stream, key)
+    if service_account:
+        fields["service_account"] = service_account
+    return fields
 
 
 def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> "PlatformWiring":
@@ -53,7 +65,8 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> "PlatformWir
         model_uri=inputs.model_uri,
         images={"publisher": inputs.publisher_image, "consumer": inputs.consumer_image, "inference": inputs.inference_image},
         service_accounts=inputs.service_accounts,
-        streams=[{"name": s.id, "source": s.source, "target_fps": s.target_fps} for s in config.streams],
+        # No URL here: each publisher reads it from Secrets Manager or from its Kubernetes Secret.
+        streams=[stream_wiring(s, inputs.stream_service_accounts.get(s.id)) for s in config.streams],
         rtsp_test_source=config.rtsp_test_source,
     )
     try:

@@ -30,6 +30,11 @@ CONSUMER_SERVICE_ACCOUNT = "consumer-service"
 INFERENCE_SERVICE_ACCOUNT = "inference-service"
 
 
+def stream_service_account(stream_id: str) -> str:
+    """The ServiceAccount of a publisher that reads its source URL from Secrets Manager."""
+    return f"{PUBLISHER_SERVICE_ACCOUNT}-{stream_id}"
+
+
 class ComputeStack(PlatformStack):
     def __init__(
         self,
@@ -79,6 +84,9 @@ class ComputeStack(PlatformStack):
                         "publisher": PUBLISHER_SERVICE_ACCOUNT,
                         "consumer": CONSUMER_SERVICE_ACCOUNT,
                         "inference": INFERENCE_SERVICE_ACCOUNT,
+                    },
+                    stream_service_accounts={
+                        s.id: stream_service_account(s.id) for s in config.streams if s.source_secret_arn
                     },
                 ),
             ),
@@ -253,6 +261,16 @@ class ComputeStack(PlatformStack):
                 ),
             ],
         }
+        # A stream whose URL is in Secrets Manager gets its own publisher identity, allowed to read exactly
+        # that secret (the other publishers cannot); the URL never enters the template or a manifest.
+        # A secret encrypted with a customer managed KMS key also needs kms:Decrypt for this role.
+        for stream in config.streams:
+            if stream.source_secret_arn:
+                statements[stream_service_account(stream.id)] = [
+                    *statements[PUBLISHER_SERVICE_ACCOUNT],
+                    iam.PolicyStatement(sid="ReadSourceSecret", actions=["secretsmanager:GetSecretValue"],
+                                        resources=[stream.source_secret_arn]),
+                ]
         identities = {
             name: ServiceIdentity(
                 self,

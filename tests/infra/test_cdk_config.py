@@ -31,10 +31,10 @@ def test_cdk_json_holds_no_user_values():
 def test_command_line_strings_are_coerced():
     # `cdk synth -c vidpipe:brokersPerAz=2 -c vidpipe:streams='[...]'` passes strings.
     config = load_config(user_context(**{"vidpipe:brokersPerAz": "2",
-                                         "vidpipe:streams": '[{"id": "lobby", "source": "rtsp://cam.local:554/s"}]',
+                                         "vidpipe:streams": '[{"id": "lobby", "port": 8554}]',
                                          "vidpipe:endpointPublicCidrs": '["203.0.113.0/24", "198.51.100.7/32"]'}))
     assert config.brokers_per_az == 2
-    assert config.streams[0].id == "lobby"
+    assert config.streams[0].id == "lobby" and config.streams[0].port == 8554
     assert config.endpoint_public_cidrs == ["203.0.113.0/24", "198.51.100.7/32"]
 
 
@@ -144,32 +144,18 @@ def test_missing_model_fails_synth_with_how_to_fix(tmp_path_factory, clean_env):
         build_platform(app)
 
 
-def test_stream_the_cluster_cannot_read_fails_naming_the_streams_key(tmp_path_factory, clean_env):
-    # A file path exists only on the developer's machine, never inside the publisher's pod.
+def test_a_stream_source_url_fails_naming_the_streams_key_without_repeating_it(tmp_path_factory, clean_env):
+    # A URL in cdk.json would land in the template and a ConfigMap: it goes to a secret instead.
     import aws_cdk as cdk
 
     from cdk_app.app import build_platform
 
-    streams = [{"id": "lobby", "source": "/videos/lobby.mp4"}]
+    streams = [{"id": "lobby", "source": "rtsp://admin:s3cret@camera-lobby.internal:554/s1"}]
     app = cdk.App(context=session_context(tmp_path_factory, **{"vidpipe:streams": streams}),
                   outdir=str(tmp_path_factory.mktemp("streams")))
-    with pytest.raises(ConfigError, match=r"vidpipe:streams"):
+    with pytest.raises(ConfigError, match=r"vidpipe:streams") as caught:
         build_platform(app)
-
-
-def test_configured_streams_reach_the_publisher_deployments(tmp_path_factory, clean_env):
-    import aws_cdk as cdk
-
-    from cdk_app.app import build_platform
-
-    streams = [{"id": "lobby", "source": "rtsp://camera-lobby.internal:554/s1", "targetFps": 5}]
-    outdir = tmp_path_factory.mktemp("with-streams")
-    app = cdk.App(context=session_context(tmp_path_factory, **{"vidpipe:streams": streams}), outdir=str(outdir))
-    platform = build_platform(app)
-    app.synth()
-    template = (outdir / f"{platform.compute.artifact_id}.template.json").read_text()
-    assert "publisher-lobby" in template and "rtsp://camera-lobby.internal:554/s1" in template
-    assert '\\"serviceAccountName\\":\\"frame-publisher\\"' in template
+    assert "sourceSecretArn" in str(caught.value) and "s3cret" not in str(caught.value) and "rtsp://" not in str(caught.value)
 
 
 def test_defaults_match_the_services_contract():

@@ -64,7 +64,7 @@ def test_egress_is_limited_per_service(manifests, wiring):
         assert set(egress_ports(manifests, name)) == expected, name
     for stream in wiring.all_streams:
         ports = egress_ports(manifests, f"publisher-{stream.name}")
-        source_port = 8554 if stream.source == wiring.test_source_url else stream.port
+        source_port = 8554 if wiring.is_test_stream(stream) else stream.port
         assert set(ports) == {53, 9098, 80, source_port}, stream.name
     for name in ["inference-service", "consumer-service"]:
         # Port 80 is only for the EKS Pod Identity agent (credentials), not the internet.

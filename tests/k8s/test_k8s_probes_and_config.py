@@ -13,6 +13,7 @@ pytestmark = pytest.mark.infra
 
 # Variables that are not the services' own settings but are read by libraries they use.
 LIBRARY_VARIABLES = {"AWS_REGION", "OPENCV_FFMPEG_CAPTURE_OPTIONS"}
+SECRET_STAND_IN = "rtsp://user:pass@camera.example.internal/from-a-secret"
 
 
 def documented_variables() -> set[str]:
@@ -25,7 +26,9 @@ def env_of(manifests, deployment: dict, container: str = None) -> dict[str, str]
     env: dict[str, str] = {}
     for source in spec.get("envFrom", []):
         env.update(manifests.config_map(source["configMapRef"]["name"]))
-    env.update({e["name"]: e["value"] for e in spec.get("env", [])})
+    for entry in spec.get("env", []):
+        # A value from a Secret (a publisher's PUBLISHER_SOURCE) is not in the manifest: stand in for it.
+        env[entry["name"]] = entry["value"] if "value" in entry else SECRET_STAND_IN
     return env
 
 

@@ -1,9 +1,13 @@
 """Streams are configuration: one publisher Deployment per stream; the test source adds one live stream."""
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
-from tests.k8s.k8s_helpers import containers, synthesize
+from cdk8s_app.wiring import StreamSpec
+from tests.k8s.k8s_helpers import ROOT, containers, synthesize
 
 pytestmark = pytest.mark.infra
 
@@ -11,6 +15,11 @@ pytestmark = pytest.mark.infra
 def publishers(manifests) -> dict[str, dict]:
     return {d["metadata"]["name"]: d for d in manifests.kind("Deployment")
             if d["metadata"]["labels"]["app.kubernetes.io/name"] == "frame-publisher"}
+
+
+def publisher_env(deployment: dict) -> dict[str, dict]:
+    (container,) = containers(deployment)
+    return {e["name"]: e for e in container.get("env", [])}
 
 
 def test_one_publisher_per_configured_stream(manifests, wiring, settings):
@@ -23,13 +32,92 @@ def test_one_publisher_per_configured_stream(manifests, wiring, settings):
         assert deployment["spec"]["replicas"] == 1, "two publishers of one stream would duplicate frames"
         assert deployment["spec"]["strategy"] == {"type": "Recreate"}
         config = manifests.config_map(f"publisher-{stream.name}")
-        assert config["PUBLISHER_SOURCE"] == stream.source
+        assert "PUBLISHER_SOURCE" not in config, "a camera URL never sits in a ConfigMap"
         assert config["PUBLISHER_STREAM_ID"] == stream.name
         assert float(config["PUBLISHER_TARGET_FPS"]) == stream.target_fps
 
 
+def test_publishers_read_the_camera_url_from_their_secret(manifests, wiring):
+    for stream in wiring.streams:
+        env = publisher_env(manifests.get("Deployment", f"publisher-{stream.name}"))
+        assert env["PUBLISHER_SOURCE"] == {
+            "name": "PUBLISHER_SOURCE",
+            "valueFrom": {"secretKeyRef": {"name": f"vidpipe-stream-{stream.name}", "key": "source"}},
+        }, "default Secret vidpipe-stream-<name>, key source; required (a missing Secret stops the pod visibly)"
+    assert not manifests.kind("Secret"), "the charts never create the Secret: the user does, with the URL"
+
+
+def test_secret_name_and_key_are_configurable_and_secrets_manager_is_an_alternative(wiring):
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vidpipe/gate-AbC123"
+    streams = [{"name": "gate", "secretName": "cameras.gate", "secretKey": "url", "port": 8554},
+               {"name": "yard", "sourceSecretArn": arn, "port": 322}]
+    manifests = synthesize(wiring.model_copy(update={"streams": [StreamSpec.model_validate(s) for s in streams]}))
+    gate = publisher_env(manifests.get("Deployment", "publisher-gate"))["PUBLISHER_SOURCE"]
+    assert gate["valueFrom"]["secretKeyRef"] == {"name": "cameras.gate", "key": "url"}
+    yard = manifests.get("Deployment", "publisher-yard")
+    assert "PUBLISHER_SOURCE" not in publisher_env(yard), "the publisher reads Secrets Manager itself"
+    assert manifests.config_map("publisher-yard")["PUBLISHER_SOURCE_SECRET_ARN"] == arn
+    yard_ports = {p["port"] for rule in manifests.get("NetworkPolicy", "publisher-yard")["spec"]["egress"]
+                  for p in rule.get("ports", [])}
+    assert {322, 443} <= yard_ports, "the camera's port, and HTTPS for Secrets Manager"
+    gate_ports = {p["port"] for rule in manifests.get("NetworkPolicy", "publisher-gate")["spec"]["egress"]
+                  for p in rule.get("ports", [])}
+    assert 8554 in gate_ports and 443 not in gate_ports
+
+
+URL = re.compile(r"(rtsps?|rtmp|https?|udp|tcp)://", re.IGNORECASE)
+
+
+def test_no_camera_url_in_any_manifest(settings):
+    """Default settings: no URL-shaped source anywhere (with or without credentials); with the test source on,
+    the only rtsp:// text is its fixed in-cluster URL, credential-free and in no ConfigMap."""
+    from cdk8s_app.wiring import PlatformWiring
+    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS
+
+    default = synthesize(PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings))
+    assert not re.search(r"rtsps?://|rtmp://|udp://|tcp://", json.dumps(default.objects))
+    with_test = PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings, rtsp_test_source={"enabled": True})
+    manifests = synthesize(with_test)
+    found = set(re.findall(r"rtsps?://[^\s\"']*", json.dumps(manifests.objects)))
+    assert found == {with_test.test_source_url, f"rtsp://127.0.0.1:8554/{with_test.rtsp_test_source.path}"}
+    assert all("@" not in url and "?" not in url for url in found)
+    for config in manifests.kind("ConfigMap"):
+        assert not any(URL.search(v) for k, v in config["data"].items() if k.startswith("PUBLISHER_")), config
+
+
+def test_the_standalone_synth_writes_no_camera_url(tmp_path):
+    """The files `kubectl apply -f dist/` reads, as `make k8s` writes them (committed settings, sample outputs)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CDK8S_OUTDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "cdk8s_app.main"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    files = sorted(tmp_path.glob("*.k8s.yaml"))
+    assert files
+    for path in files:
+        text = path.read_text()
+        assert not re.search(r"rtsps?://|rtmp://|udp://|tcp://", text), path
+    workloads = next(p for p in files if "workloads" in p.name).read_text()
+    assert workloads.count("secretKeyRef:") == 2 and "name: vidpipe-stream-lobby" in workloads
+
+
+@pytest.mark.parametrize("entry", [{"name": "cam", "source": "rtsp://admin:s3cret@cam/live"},
+                                   {"id": "cam", "source": "rtsp://cam.example.internal/live"}])
+def test_a_source_url_in_the_settings_is_refused_without_repeating_it(entry):
+    from cdk8s_app.wiring import PlatformWiring, WiringError
+    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS
+
+    with pytest.raises(WiringError) as caught:
+        PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, {"streams": [entry]})
+    message = str(caught.value)
+    assert "vidpipe-stream-cam" in message and "rtsp://" not in message and "s3cret" not in message
+
+
 def test_adding_a_camera_is_a_config_change(wiring):
-    extra = {"id": "gate", "source": "rtsps://camera-gate.example.internal/live", "targetFps": 2}
+    extra = {"id": "gate", "targetFps": 2, "port": 322}
     bigger = wiring.model_validate({**wiring.model_dump(), "streams": [*wiring.model_dump()["streams"], extra]})
     manifests = synthesize(bigger)
     assert "publisher-gate" in publishers(manifests)
@@ -44,7 +132,8 @@ def test_test_source_serves_rtsp_to_the_generated_stream(manifests, wiring):
     assert loop["command"] == ["ffmpeg"] and loop["args"][-1] == f"rtsp://127.0.0.1:8554/{wiring.rtsp_test_source.path}"
     service = manifests.get("Service", "rtsp-test-source")
     assert service["spec"]["ports"][0]["port"] == 8554
-    assert manifests.config_map("publisher-test-source")["PUBLISHER_SOURCE"] == wiring.test_source_url
+    env = publisher_env(manifests.get("Deployment", "publisher-test-source"))
+    assert env["PUBLISHER_SOURCE"]["value"] == wiring.test_source_url, "fixed, in-cluster, no credentials"
 
 
 def test_test_source_is_off_by_default(settings):
@@ -56,11 +145,10 @@ def test_test_source_is_off_by_default(settings):
     assert all(s.name != "test-source" for s in default.all_streams)
 
 
-@pytest.mark.parametrize("source", ["/data/video.mp4", "webcam:0", "rtsp://", "udp://camera.example.internal"])
-def test_streams_must_be_network_sources(source):
+@pytest.mark.parametrize("fields", [{"port": 0}, {"secretName": "Not_A_Name"}, {"secretKey": "a b"},
+                                    {"sourceSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:nosuffix"}])
+def test_stream_settings_are_checked(fields):
     from pydantic import ValidationError
 
-    from cdk8s_app.wiring import StreamSpec
-
     with pytest.raises(ValidationError):
-        StreamSpec(name="cam", source=source)
+        StreamSpec.model_validate({"name": "cam", **fields})

@@ -82,7 +82,7 @@ def token_wiring() -> PlatformWiring:
         images={"publisher": TOKEN % 4, "consumer": TOKEN % 5, "inference": TOKEN % 6},
         keda={"role_arn": TOKEN % 7},
         create_namespace=False,
-        streams=[{"id": "lobby", "source": "rtsp://camera-lobby.example.internal/stream1", "targetFps": 5}],
+        streams=[{"id": "lobby", "targetFps": 5}, {"id": "dock", "sourceSecretArn": TOKEN % 8}],
         rtsp_test_source=True,
     )
 
@@ -94,7 +94,7 @@ def test_token_strings_are_accepted_and_carried_through():
     manifests = synthesize(wiring)
     assert set(manifests.charts) == {"vidpipe-workloads", "vidpipe-autoscaling"}, "the CDK stack creates the namespace"
     text = json.dumps(manifests.objects)
-    for n in range(1, 8):
+    for n in range(1, 9):
         assert TOKEN % n in text, f"token {n} lost"
     meta = manifests.get("ScaledObject", "consumer-service")["spec"]["triggers"][0]["metadata"]
     assert meta["bootstrapServers"] == TOKEN % 2 and meta["awsRegion"] == TOKEN % 1
