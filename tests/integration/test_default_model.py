@@ -25,6 +25,9 @@ def test_interface_and_metadata(session, default_model):
     assert meta["name"] == "yolov4-tiny" and meta["decoder"] == "yolo"
     labels = json.loads(meta["labels"])
     assert len(labels) == 80 and labels[:3] == ["person", "bicycle", "car"]
+    # COCO's own names, as other tools expect them, not Darknet's spellings (motorbike, diningtable)
+    assert {"motorcycle", "airplane", "couch", "potted plant", "dining table", "tv"} <= set(labels)
+    assert not {"motorbike", "aeroplane", "sofa", "pottedplant", "diningtable", "tvmonitor"} & set(labels)
     assert meta["version"] == "coco-darknet-cf9fbfd0f6d4"  # the first hex digits of the weights' sha256
     onnx.checker.check_model(str(default_model))
 

@@ -60,7 +60,7 @@ def test_dead_letter_keeps_original_headers_and_adds_reason():
 def test_result_document_validates():
     doc = {
         "stream_id": "cam-1", "seq": 1, "capture_ts_us": 1, "processed_ts_us": 2, "width": 640, "height": 272,
-        "model_name": "yolov4-tiny", "model_version": "x", "inference_ms": 12.5,
+        "model_name": "yolov4-tiny", "model_version": "x", "model_ms": 10.1, "request_ms": 12.5,
         "detections": [{"class_id": 0, "label": "person", "score": 0.9, "box": [1, 2, 3, 4]}],
     }
     result = decode_result(encode_result(doc))

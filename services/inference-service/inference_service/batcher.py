@@ -101,24 +101,29 @@ class DynamicBatcher(Generic[T]):
             except BaseException as exc:  # the requests get the error; the worker lives on
                 self._fail(batch, exc)
                 continue
+            run_s = time.perf_counter() - started
             if self._on_batch:
-                self._on_batch(len(batch), time.perf_counter() - started)
+                self._on_batch(len(batch), run_s)
             if self._finisher is None:
-                self._deliver(batch, outputs)
+                self._deliver(batch, outputs, run_s)
             else:
-                self._finisher.submit(self._finish_batch, batch, items, outputs)
+                self._finisher.submit(self._finish_batch, batch, items, outputs, run_s)
 
-    def _finish_batch(self, batch, items, outputs) -> None:
+    def _finish_batch(self, batch, items, outputs, run_s: float) -> None:
         try:
             results = self._finish(items, outputs)
         except BaseException as exc:
             self._fail(batch, exc)
             return
-        self._deliver(batch, results)
+        self._deliver(batch, results, run_s)
 
     @staticmethod
-    def _deliver(batch, results) -> None:
+    def _deliver(batch, results, run_s: float) -> None:
+        """Each result gets `model_ms`: the model run of the batch that held it (the queue not included)."""
+        model_ms = round(run_s * 1000, 2)
         for (_, future, _), result in zip(batch, results):
+            if isinstance(result, dict):
+                result.setdefault("model_ms", model_ms)
             future.set_result(result)
 
     @staticmethod

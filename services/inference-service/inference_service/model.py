@@ -1,6 +1,7 @@
 """Load an ONNX model into a tuned onnxruntime session and describe it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -143,6 +144,14 @@ def session_options(settings: InferenceSettings) -> ort.SessionOptions:
     return options
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def load_model(settings: InferenceSettings) -> LoadedModel:
     started = time.perf_counter()
     path: Path = fetch_to_local(settings.model_uri, settings.model_cache_dir)
@@ -159,7 +168,9 @@ def load_model(settings: InferenceSettings) -> LoadedModel:
         input=_input_spec(session, settings),
         output_names=output_names,
         name=metadata.get("name") or meta.graph_name or path.stem,
-        version=metadata.get("version") or str(meta.version),
+        # A model without version metadata is identified by its bytes (onnxruntime's own default is a
+        # meaningless 9223372036854775807).
+        version=metadata.get("version") or f"sha256-{file_sha256(path)[:12]}",
         labels=labels,
         decoder=_decoder(metadata, output_names, labels, settings),
         source_uri=settings.model_uri,

@@ -293,7 +293,8 @@ class FrameResult(BaseModel):
     height: int = Field(ge=0)
     model_name: str
     model_version: str
-    inference_ms: float = Field(ge=0.0)
+    model_ms: float = Field(default=0.0, ge=0.0, description="The model run of the batch that held this frame")
+    request_ms: float = Field(ge=0.0, description="The whole inference request: waiting, decoding and the model")
     detections: list[Detection]
     outputs: dict[str, RawOutput] | None = None
     traceparent: str = ""
