@@ -43,6 +43,14 @@ def publisher_deployment(manifests) -> str:
                 if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("publisher-"))
 
 
+def secret_refs(manifests, deployment: str, value: str) -> dict[tuple[str, str], str]:
+    """The Secrets this Deployment reads, each given `value` (the user creates them in a cluster)."""
+    pod = next(d for d in manifests if d["kind"] == "Deployment" and d["metadata"]["name"] == deployment)
+    refs = [e["valueFrom"]["secretKeyRef"] for c in pod["spec"]["template"]["spec"]["containers"]
+            for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
+    return {(ref["name"], ref["key"]): value for ref in refs}
+
+
 def deployment_of(service: str, manifests) -> str:
     return DEPLOYMENTS.get(service) or publisher_deployment(manifests)
 
@@ -55,7 +63,8 @@ def test_image_within_size_budget(podman, service):
 
 @pytest.mark.parametrize("service", sorted(PACKAGES))
 def test_every_module_imports_under_the_pod_security_context(podman, pod_manifests, service, tmp_path):
-    spec = PodContainer.from_manifests(pod_manifests, deployment_of(service, pod_manifests))
+    deployment = deployment_of(service, pod_manifests)
+    spec = PodContainer.from_manifests(pod_manifests, deployment, secret_refs(pod_manifests, deployment, "unused"))
     run = RunningContainer(podman, spec, image_reference(service), f"imports-{service}-{uuid.uuid4().hex[:6]}",
                            tmp_path / "imports.log", entrypoint=["python", "-c", IMPORT_ALL, "vidpipe", PACKAGES[service]])
     assert run.start().process.wait(120) == 0, run.log_tail()
@@ -80,7 +89,10 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
     run_id = uuid.uuid4().hex[:6]
 
     def container(service: str, **overrides: str) -> RunningContainer:
-        spec = PodContainer.from_manifests(pod_manifests, deployment_of(service, pod_manifests))
+        deployment = deployment_of(service, pod_manifests)
+        # The camera URL comes from the Secret the publisher's Deployment names: here, the sample video.
+        spec = PodContainer.from_manifests(pod_manifests, deployment,
+                                           secret_refs(pod_manifests, deployment, "/media/sample.mp4"))
         return RunningContainer(podman, spec, image_reference(service), f"{service}-{run_id}",
                                 tmp_path / f"{service}.log", overrides={**local, **overrides},
                                 volumes=[f"{sample_video}:/media/sample.mp4:ro"] if service == "frame-publisher" else [])
@@ -96,8 +108,7 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         started.append(consumer.start())
         consumer.wait_ready(timeout_s=90)
         # A file played like a camera, round and round, until the kubelet stops it.
-        publisher = container("frame-publisher", PUBLISHER_SOURCE="/media/sample.mp4", PUBLISHER_STREAM_ID="bikes",
-                              PUBLISHER_LOOP="true")
+        publisher = container("frame-publisher", PUBLISHER_STREAM_ID="bikes", PUBLISHER_LOOP="true")
         started.append(publisher.start())
         publisher.wait_ready(timeout_s=60)
         assert not collector.wait_for({("bikes", seq) for seq in range(60)}, timeout_s=180, alive=lambda: None), \

@@ -47,14 +47,27 @@ class PodContainer:
     env: dict[str, str]
 
     @classmethod
-    def from_manifests(cls, manifests: list[dict[str, Any]], deployment: str) -> "PodContainer":
+    def from_manifests(cls, manifests: list[dict[str, Any]], deployment: str,
+                       secrets: dict[tuple[str, str], str] | None = None) -> "PodContainer":
+        """secrets: (Secret name, key) -> value, for env entries from a secretKeyRef (the user creates
+        those Secrets; a missing one stops the container, as the kubelet's CreateContainerConfigError)."""
         objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in manifests}
         pod = objects[("Deployment", deployment)]["spec"]["template"]["spec"]
         container = pod["containers"][0]
         env: dict[str, str] = {}
         for source in container.get("envFrom", []):
             env.update(objects[("ConfigMap", source["configMapRef"]["name"])]["data"])
-        env.update({item["name"]: item["value"] for item in container.get("env", [])})
+        for item in container.get("env", []):
+            if "value" in item:
+                env[item["name"]] = item["value"]
+                continue
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref is None:
+                raise ValueError(f"{deployment}: env {item['name']} has neither a value nor a secretKeyRef")
+            found = (secrets or {}).get((ref["name"], ref["key"]))
+            if found is None:
+                raise KeyError(f"{deployment}: env {item['name']} needs Secret {ref['name']} key {ref['key']}")
+            env[item["name"]] = found
         return cls(deployment, container, pod, env)
 
     @property
