@@ -32,8 +32,6 @@ EXPECTED = {
 STAMP = ".fetch_sample.json"
 
 
-
-
 def media_paths(cache_dir: Path | str = DEFAULT_CACHE) -> dict[str, Path]:
     media = Path(cache_dir) / "media"
     return {name: media / name for name in EXPECTED}
