@@ -23,6 +23,9 @@ FRAMES_TOPIC = "video.frames.v1"
 RESULTS_TOPIC = "video.results.v1"
 DEAD_LETTER_TOPIC = "video.frames.dlq.v1"
 CONSUMER_GROUP = "video-inference"
+# Partitions per topic unless a deployment says otherwise (TOPICS_PARTITIONS, the CDK context, the
+# charts' settings): also the consumer's replica ceiling, since a member beyond it sits idle.
+DEFAULT_PARTITIONS = 6
 
 # Size limits. A frame's JPEG may not exceed MAX_FRAME_BYTES; the topics accept records up to
 # MAX_MESSAGE_BYTES so an oversized frame from a foreign producer still reaches the consumer,
@@ -85,7 +88,7 @@ class TopicSpec:
 
 
 def topic_specs(
-    partitions: int = 6,
+    partitions: int = DEFAULT_PARTITIONS,
     frames_retention_ms: int = 6 * 3600 * 1000,
     results_retention_ms: int = 7 * 24 * 3600 * 1000,
     frames_topic: str = FRAMES_TOPIC,

@@ -20,6 +20,11 @@ from urllib.parse import urlparse
 
 from .contract import check_stream_id
 
+# The two key families under the storage root (the layout above); the infrastructure's lifecycle
+# rules and grants are written against these.
+FRAMES_PREFIX = "frames/"
+RESULTS_PREFIX = "results/"
+
 # What an outage looks like, as opposed to a write this object's content makes fail: retried, never
 # dead-lettered. Everything else (a key or body the store refuses) is that record's failure.
 _TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EAGAIN, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.ESTALE,
@@ -57,11 +62,11 @@ def capture_date(capture_ts_us: int) -> str:
 
 
 def frame_key(stream_id: str, capture_ts_us: int, seq: int) -> str:
-    return f"frames/{stream_segment(stream_id)}/{capture_date(capture_ts_us)}/{seq:012d}.jpg"
+    return f"{FRAMES_PREFIX}{stream_segment(stream_id)}/{capture_date(capture_ts_us)}/{seq:012d}.jpg"
 
 
 def results_key(stream_id: str, capture_ts_us: int, first_seq: int, last_seq: int) -> str:
-    return f"results/{stream_segment(stream_id)}/{capture_date(capture_ts_us)}/{first_seq:012d}-{last_seq:012d}.jsonl"
+    return f"{RESULTS_PREFIX}{stream_segment(stream_id)}/{capture_date(capture_ts_us)}/{first_seq:012d}-{last_seq:012d}.jsonl"
 
 
 class Storage(Protocol):

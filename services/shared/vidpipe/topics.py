@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .contract import DEAD_LETTER_TOPIC, FRAMES_TOPIC, RESULTS_TOPIC, TopicSpec, topic_specs
+from .contract import DEAD_LETTER_TOPIC, DEFAULT_PARTITIONS, FRAMES_TOPIC, RESULTS_TOPIC, TopicSpec, topic_specs
 
 
 class TopicSettings(BaseSettings):
@@ -16,7 +16,7 @@ class TopicSettings(BaseSettings):
     frames: str = FRAMES_TOPIC
     results: str = RESULTS_TOPIC
     dead_letter: str = DEAD_LETTER_TOPIC
-    partitions: int = Field(default=6, ge=1, le=1000)
+    partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1000)
     frames_retention_hours: float = Field(default=6.0, gt=0)
     results_retention_hours: float = Field(default=168.0, gt=0)
     create: bool = Field(default=True, description="Create missing topics at start-up through the admin API")
