@@ -34,3 +34,19 @@ def test_drop_oldest_buffer_never_blocks_and_counts():
 def test_settings_reject_bad_values(field, value, message):
     with pytest.raises(ValueError, match=message):
         PublisherSettings(source="x.mp4", **{field: value})
+
+
+def test_metrics_report_the_running_counts():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from frame_publisher.metrics import PublisherCollector
+    from frame_publisher.publisher import PublishSummary
+
+    summary = PublishSummary(stream_id="lobby", source="rtsp://***@cam/stream", frames_read=12, frames_published=10,
+                             frames_delivered=9, frames_dropped=2)
+    registry = CollectorRegistry()
+    registry.register(PublisherCollector(lambda: summary, lambda: 3))
+    text = generate_latest(registry).decode()
+    for line in ('publisher_frames_published_total{stream="lobby"} 10.0', 'publisher_frames_delivered_total{stream="lobby"} 9.0',
+                 'publisher_frames_dropped_total{stream="lobby"} 2.0', 'publisher_reconnects_total{stream="lobby"} 3.0'):
+        assert line in text, text

@@ -27,7 +27,6 @@ class Rejected:
 @dataclass(frozen=True, slots=True)
 class Stale:
     meta: FrameMeta
-    age_ms: float
 
 
 def triage(
@@ -62,7 +61,7 @@ def triage(
     if max_frame_age_ms and now_us:
         age_ms = (now_us - meta.capture_ts_us) / 1000.0
         if age_ms > max_frame_age_ms:
-            return Stale(meta, age_ms)
+            return Stale(meta)
     return Accepted(meta, value)
 
 

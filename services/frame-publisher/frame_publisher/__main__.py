@@ -155,7 +155,11 @@ def _run(settings: PublisherSettings, kafka: KafkaSettings, topics: TopicSetting
         heartbeat.ready = True
     publisher = FramePublisher(settings, kafka, topics.frames, stop, heartbeat=heartbeat)
     if heartbeat is not None:
-        serve_health(settings.health_port, heartbeat, CollectorRegistry(),
+        from .metrics import PublisherCollector
+
+        registry = CollectorRegistry()
+        registry.register(PublisherCollector(lambda: publisher.summary, lambda: getattr(source, "reconnects", 0)))
+        serve_health(settings.health_port, heartbeat, registry,
                      details=lambda: publisher.summary.as_dict() if publisher.summary else {})
 
     progress = None
