@@ -66,6 +66,7 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(kafka_settings, 
     seqs = [parse_frame_headers(f.headers()).seq for f in frames]
     assert sorted(seqs) == list(FRAMES), "the idempotent producer wrote each frame exactly once"
     assert account.missing == []
+    assert account.duplicates == 0, "a broker restart is no reason to process a frame twice"
 
 
 def test_inference_down_20s_is_waited_out(run, sample_video, default_model, kafka_settings):

@@ -58,9 +58,14 @@ def test_local_broker_round_trip_and_restarts(tmp_path):
             future.result(30)
         assert set(admin.list_topics(topic, timeout=10).topics[topic].partitions) == {0, 1, 2}
 
-        # the broker refuses to create topics on first use (auto.create.topics.enable=false)
-        md = admin.list_topics(timeout=10)
-        assert "never.created" not in md.topics
+        # the broker refuses to create topics on first use (auto.create.topics.enable=false): a record
+        # sent to a topic nobody created is not delivered, and the topic still does not exist after it
+        outcome = []
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 3000})
+        producer.produce("never.created", value=b"x", on_delivery=lambda err, msg: outcome.append(err))
+        producer.flush(10)
+        assert len(outcome) == 1 and outcome[0] is not None, outcome
+        assert "never.created" not in admin.list_topics(timeout=10).topics
 
         headers = [("stream-id", b"cam-1"), ("content-type", b"image/jpeg"), ("frame-seq", b"42")]
         value = bytes(range(256)) * 8192  # 2 MiB: over Kafka's default 1 MiB limit, under our 8 MiB
