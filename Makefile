@@ -58,7 +58,7 @@ test: setup rtsp-deps node_modules images
 # The fault-injection suite alone (make test runs it too), then its table for the README.
 faults: setup rtsp-deps
 	$(PY) -m pytest tests/faults tests/integration/test_consumer_faults.py
-	$(PY) -m tools.faults_report
+	$(PY) -m tools.harness.faults_report
 
 bench: setup
 	$(PY) -m bench.run

@@ -16,9 +16,7 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -29,21 +27,9 @@ import cv2
 import httpx
 import numpy as np
 
-from tools.local_pipeline import (
-    CACHE,
-    DEFAULT_MODEL,
-    ROOT,
-    SAMPLE_VIDEO,
-    ResultCollector,
-    ServiceProcess,
-    consumer_health_url,
-    consumer_process,
-    free_port,
-    inference_process,
-    percentile,
-    publisher_process,
-    service_env,
-)
+from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process, publisher_process, service_env, ServiceProcess
+from tools.harness.results import percentile, ResultCollector
+from tools.paths import CACHE, DEFAULT_MODEL, ROOT, SAMPLE_VIDEO
 
 RESULTS = ROOT / "bench" / "results"
 HD_VIDEO = CACHE / "media" / "bigbuckbunny.mp4"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.local_pipeline import DEFAULT_MODEL, SAMPLE_VIDEO, free_port, inference_process
+from tools.harness.processes import free_port, inference_process
+from tools.paths import DEFAULT_MODEL, SAMPLE_VIDEO
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,19 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tools.local_pipeline import (
-    CACHE,
-    DEFAULT_MODEL,
-    ROOT,
-    SAMPLE_VIDEO,
-    ResultCollector,
-    consumer_health_url,
-    consumer_process,
-    free_port,
-    inference_process,
-    publisher_process,
-    summarize,
-)
+from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process, publisher_process
+from tools.harness.results import ResultCollector, summarize
+from tools.paths import CACHE, DEFAULT_MODEL, ROOT, SAMPLE_VIDEO
 
 PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72), (23, 204, 146),
            (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0), (147, 69, 52), (255, 115, 100)]

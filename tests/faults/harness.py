@@ -10,18 +10,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer
-
 from tests.conftest import topic_env
-from tools.faults_report import REPORT_DIR
-from tools.local_pipeline import (
-    ServiceProcess,
-    consumer_health_url,
-    consumer_process,
-    publisher_process,
-)
-from vidpipe.kafka import KafkaSettings, consumer_config
-
+from tools.harness.faults_report import REPORT_DIR
+from tools.harness.processes import consumer_health_url, consumer_process, publisher_process, ServiceProcess
+from tools.harness.results import ResultCollector
+from vidpipe.kafka import KafkaSettings
 
 
 @dataclass
@@ -47,9 +40,12 @@ class FaultRun:
 
     def __post_init__(self):
         self.settings = KafkaSettings(bootstrap=self.bootstrap)
-        self._results = Consumer(consumer_config(self.settings, f"audit-{uuid.uuid4().hex[:6]}"))
-        self._results.subscribe([self.topics.results])
-        self.seen: Counter = Counter()
+        self.results = ResultCollector(self.bootstrap, self.topics.results)
+
+    @property
+    def seen(self) -> Counter:
+        """How often each seq's result arrived (every stream here is "fault")."""
+        return Counter({seq: n for (_, seq), n in self.results.arrivals.items()})
 
     def consumer(self, name: str = "consumer", inference_url: str | None = None, **extra: str) -> ServiceProcess:
         env = {"CONSUMER_GROUP_ID": self.group, **topic_env(self.topics), **extra}
@@ -71,17 +67,13 @@ class FaultRun:
         return json.loads((self.workdir / "publisher.json").read_text())
 
     def poll_results(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            for message in self._results.consume(500, timeout=min(0.05, left)):
-                if not message.error():
-                    self.seen[json.loads(message.value())["seq"]] += 1
+        self.results.poll(seconds)
 
     def wait_results(self, at_least: int, timeout_s: float) -> int:
         deadline = time.monotonic() + timeout_s
-        while len(self.seen) < at_least and time.monotonic() < deadline:
+        while len(self.results.results) < at_least and time.monotonic() < deadline:
             self.poll_results(0.5)
-        return len(self.seen)
+        return len(self.results.results)
 
     def account(self, published_seqs: range, timeout_s: float = 180, settle_s: float = 3.0) -> Account:
         self.wait_results(len(published_seqs), timeout_s)
@@ -93,11 +85,11 @@ class FaultRun:
     def close(self) -> None:
         for process in self.processes:
             process.stop(timeout_s=15)
-        self._results.close()
+        self.results.close()
 
 
 def record_row(case: str, behaviour: str, account: Account, **extra: int) -> None:
-    """Each case leaves its figures in out/faults/; `python -m tools.faults_report` makes the
+    """Each case leaves its figures in out/faults/; `python -m tools.harness.faults_report` makes the
     README's Reliability table from them."""
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     row = {**account.as_row(case, behaviour), **extra}

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tools.local_pipeline import service_env
+from tools.harness.processes import service_env
 
 pytestmark = pytest.mark.faults
 

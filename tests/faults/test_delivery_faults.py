@@ -2,14 +2,12 @@
 leaving) while real frames flow; at the end every published frame has at least one result."""
 import signal
 import time
-import uuid
 
 import pytest
 
-from tests.conftest import topic_env
 from tests.faults.harness import FaultRun, record_row
 from tests.helpers import committed_offsets, read_all
-from tools.local_pipeline import free_port, inference_process
+from tools.harness.processes import free_port, inference_process
 from vidpipe.contract import parse_frame_headers
 
 pytestmark = [pytest.mark.broker, pytest.mark.model, pytest.mark.faults]

@@ -15,8 +15,8 @@ from confluent_kafka import Producer
 
 from tests.conftest import topic_env
 from tests.faults.harness import Account, record_row
-from tests.helpers import read_all, results_by_seq, tiny_model, video_jpegs
-from tools.local_pipeline import consumer_health_url, consumer_process, free_port, inference_process
+from tests.helpers import read_all, results_by_seq, video_jpegs
+from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process
 from vidpipe.contract import BATCH_CONTENT_TYPE, FrameMeta, Header, decode_batch, header_dict
 from vidpipe.kafka import producer_config
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.unit.test_inference_hostile import CORPUS, JPEG
-from tools.local_pipeline import free_port, inference_process
+from tools.harness.processes import free_port, inference_process
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
 
 pytestmark = [pytest.mark.model, pytest.mark.faults]

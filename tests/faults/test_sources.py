@@ -3,7 +3,6 @@ up is streamed, one that drops is reconnected, and SIGTERM flushes. A real RTSP 
 (GStreamer, tools/rtsp/serve.py) runs on loopback."""
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT, topic_env
 from tests.helpers import read_all
-from tools.local_pipeline import free_port, publisher_process
+from tools.harness.processes import free_port, publisher_process
 from vidpipe.contract import parse_frame_headers
 
 pytestmark = [pytest.mark.broker, pytest.mark.faults]

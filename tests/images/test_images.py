@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import topic_env
 from tools.images.build import image_reference
 from tools.images.pod import PodContainer, RunningContainer
-from tools.local_pipeline import ResultCollector
+from tools.harness.results import ResultCollector
 from vidpipe.contract import FrameResult
 
 pytestmark = [pytest.mark.images]

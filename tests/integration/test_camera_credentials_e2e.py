@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT, topic_env
 from tests.helpers import read_all
-from tools.local_pipeline import consumer_health_url, consumer_process, free_port, publisher_process
+from tools.harness.processes import consumer_health_url, consumer_process, free_port, publisher_process
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
 

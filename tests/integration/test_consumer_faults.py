@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import topic_env
 from tests.faults.harness import Account, record_row
 from tests.helpers import tiny_model, committed_offsets, produce_frames, produce_raw, read_all, results_by_seq, video_jpegs
-from tools.local_pipeline import consumer_health_url, consumer_process, free_port, inference_process
+from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process
 from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, Header, header_dict
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]

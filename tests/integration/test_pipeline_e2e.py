@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import topic_env
 from tests.helpers import results_by_seq, read_all
-from tools.local_pipeline import consumer_health_url, consumer_process, publisher_process
+from tools.harness.processes import consumer_health_url, consumer_process, publisher_process
 from vidpipe.contract import decode_result
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
@@ -65,7 +65,7 @@ def test_a_raw_mode_model_outputs_reach_the_results_topic(kafka_bootstrap, kafka
     """A bring-your-own model without a detection decoder: its output tensors, not an empty detection
     list, are what the results carry (the contract's `outputs`)."""
     from tests.helpers import produce_frames, tiny_model, video_jpegs
-    from tools.local_pipeline import free_port, inference_process
+    from tools.harness.processes import free_port, inference_process
 
     model = tiny_model(tmp_path / "mean_colour.onnx")
     port = free_port()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import topic_env
 from tests.helpers import read_all
-from tools.local_pipeline import publisher_process, service_env
+from tools.harness.processes import publisher_process, service_env
 from vidpipe.contract import parse_frame_headers
 from vidpipe.image_header import jpeg_size
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from tools.images.engine import Podman
-from tools.local_pipeline import CACHE
+from tools.paths import CACHE
 
 SUITE = "bookworm"
 # libstdc++6 as in the official image: numpy, opencv and onnxruntime link it.

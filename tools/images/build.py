@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tools.images.base import ensure_base
 from tools.images.engine import Podman
-from tools.local_pipeline import CACHE, ROOT
+from tools.paths import CACHE, ROOT
 
 TAG = "dev"
 SIZES_FILE = CACHE / "images" / "sizes.json"

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.local_pipeline import CACHE
+from tools.paths import CACHE
 
 CONFIG_DIR = CACHE / "containers"
 CONTAINERS_CONF = """\

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from tools.images.engine import Podman
-from tools.local_pipeline import free_port
+from tools.harness.processes import free_port
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
 

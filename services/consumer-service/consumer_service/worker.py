@@ -33,7 +33,7 @@ from .archive import Archiver, StorageUnavailable
 from .deadline import SendDeadline
 from .inference_client import InferenceClient, InferenceUnavailable
 from .isolation import BatchIsolator
-from .ledger import Batch, Ledger, Rewind, TopicPartitionKey
+from .ledger import Batch, Ledger, Rewind
 from .settings import ConsumerSettings
 from .triage import Accepted, Rejected, ResultRefused, Stale, result_document, triage
 

@@ -1,12 +1,14 @@
 """Render the fault suite's accounts (out/faults/*.json, written by the tests) as the README's
-Reliability table: python -m tools.faults_report."""
+Reliability table: python -m tools.harness.faults_report."""
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
 
-REPORT_DIR = Path(__file__).resolve().parents[1] / "out" / "faults"
+from tools.paths import ROOT
+
+REPORT_DIR = ROOT / "out" / "faults"
 ORDER = ["consumer SIGKILL", "broker restart", "inference down 20 s", "rebalance", "poison records",
          "SIGTERM consumer", "SIGTERM publisher", "SIGTERM inference"]  # then the hostile records, by name
 
