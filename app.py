@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """CDK entry point (`npx cdk synth|deploy`): configuration comes from cdk.json's context (vidpipe:*)."""
+
 import sys
 
 import aws_cdk as cdk

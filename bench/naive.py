@@ -7,6 +7,7 @@
 
 `python -m bench.naive serve --model M --port P` / `python -m bench.naive consume ...`
 """
+
 import argparse
 import base64
 import json
@@ -41,8 +42,15 @@ def consume(bootstrap: str, frames_topic: str, results_topic: str, url: str, gro
     import httpx
     from confluent_kafka import Consumer, Producer
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False, "fetch.message.max.bytes": 8 * 1024 * 1024})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.message.max.bytes": 8 * 1024 * 1024,
+        }
+    )
     producer = Producer({"bootstrap.servers": bootstrap})
     consumer.subscribe([frames_topic])
     client = httpx.Client(timeout=30)
@@ -54,9 +62,13 @@ def consume(bootstrap: str, frames_topic: str, results_topic: str, url: str, gro
         response = client.post(url, json={"image": base64.b64encode(message.value()).decode()})
         response.raise_for_status()
         answer = response.json()
-        result = {"stream_id": headers["stream-id"].decode(), "seq": int(headers["seq"]),
-                  "capture_ts_us": int(headers["capture-ts-us"]), "detections": len(answer["scores"]),
-                  "processed_ts_us": time.time_ns() // 1000}
+        result = {
+            "stream_id": headers["stream-id"].decode(),
+            "seq": int(headers["seq"]),
+            "capture_ts_us": int(headers["capture-ts-us"]),
+            "detections": len(answer["scores"]),
+            "processed_ts_us": time.time_ns() // 1000,
+        }
         producer.produce(results_topic, key=message.key(), value=json.dumps(result).encode())
         producer.flush()
         consumer.commit(message=message, asynchronous=False)

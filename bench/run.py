@@ -9,6 +9,7 @@
 
 Writes bench/results/latest.json and bench/results/latest.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,16 @@ import cv2
 import httpx
 import numpy as np
 
-from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process, publisher_process, service_env, ServiceProcess
-from tools.harness.results import percentile, ResultCollector
+from tools.harness.processes import (
+    ServiceProcess,
+    consumer_health_url,
+    consumer_process,
+    free_port,
+    inference_process,
+    publisher_process,
+    service_env,
+)
+from tools.harness.results import ResultCollector, percentile
 from tools.paths import CACHE, DEFAULT_MODEL, ROOT, SAMPLE_VIDEO
 
 RESULTS = ROOT / "bench" / "results"
@@ -67,11 +76,13 @@ class BareOnnxRuntime:
         from inference_service.model import session_options
         from inference_service.settings import InferenceSettings
 
-        self.session = ort.InferenceSession(str(model), session_options(InferenceSettings(model_uri=str(model))),
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(model), session_options(InferenceSettings(model_uri=str(model))), providers=["CPUExecutionProvider"]
+        )
         self.name = self.session.get_inputs()[0].name
-        self.prepared = np.stack([cv2.resize(f, (416, 416))[..., ::-1].transpose(2, 0, 1)
-                                  for f in frames]).astype(np.float32) / 255
+        self.prepared = (
+            np.stack([cv2.resize(f, (416, 416))[..., ::-1].transpose(2, 0, 1) for f in frames]).astype(np.float32) / 255
+        )
         self.best_batch = 1
 
     def fps(self, batch: int, seconds: float) -> float:
@@ -102,8 +113,9 @@ class BareOnnxRuntime:
 # --- (b) inference service over HTTP ---------------------------------------------------------
 
 
-def http_load(url: str, bodies: list[bytes], content_type: str, frames_per_request: int, concurrency: int,
-              seconds: float) -> float:
+def http_load(
+    url: str, bodies: list[bytes], content_type: str, frames_per_request: int, concurrency: int, seconds: float
+) -> float:
     stop = time.perf_counter() + seconds
     counts = [0] * concurrency
 
@@ -130,35 +142,59 @@ def service_sweep(base_url: str, frames: list[bytes], seconds: float) -> dict:
     for concurrency in (1, 2, 4, 8, 16):
         single[concurrency] = http_load(f"{base_url}/v1/infer", frames, "image/jpeg", 1, concurrency, seconds)
         log(f"service /v1/infer, {concurrency} clients: {single[concurrency]} frames/s")
-    batches = [encode_batch(frames[i:i + 16]) for i in range(0, len(frames) - 15, 16)]
+    batches = [encode_batch(frames[i : i + 16]) for i in range(0, len(frames) - 15, 16)]
     batched = {}
     for concurrency in (1, 2, 3):
-        batched[concurrency] = http_load(f"{base_url}/v1/infer/batch", batches, BATCH_CONTENT_TYPE, 16, concurrency, seconds)
+        batched[concurrency] = http_load(
+            f"{base_url}/v1/infer/batch", batches, BATCH_CONTENT_TYPE, 16, concurrency, seconds
+        )
         log(f"service /v1/infer/batch x16, {concurrency} clients: {batched[concurrency]} frames/s")
     best_single, best_batched = max(single, key=single.get), max(batched, key=batched.get)
     if single[best_single] > batched[best_batched]:
-        best = {"endpoint": "/v1/infer", "content_type": "image/jpeg", "frames_per_request": 1,
-                "concurrency": best_single}
+        best = {
+            "endpoint": "/v1/infer",
+            "content_type": "image/jpeg",
+            "frames_per_request": 1,
+            "concurrency": best_single,
+        }
     else:
-        best = {"endpoint": "/v1/infer/batch", "content_type": BATCH_CONTENT_TYPE, "frames_per_request": 16,
-                "concurrency": best_batched}
-    return {"single_fps_by_concurrency": single, "batch16_fps_by_concurrency": batched, "best": best,
-            "fps": max(max(single.values()), max(batched.values()))}
+        best = {
+            "endpoint": "/v1/infer/batch",
+            "content_type": BATCH_CONTENT_TYPE,
+            "frames_per_request": 16,
+            "concurrency": best_batched,
+        }
+    return {
+        "single_fps_by_concurrency": single,
+        "batch16_fps_by_concurrency": batched,
+        "best": best,
+        "fps": max(max(single.values()), max(batched.values())),
+    }
 
 
-def service_paired(base_url: str, frames: list[bytes], best: dict, bare: "BareOnnxRuntime", rounds: int,
-                   seconds: float) -> dict:
+def service_paired(
+    base_url: str, frames: list[bytes], best: dict, bare: BareOnnxRuntime, rounds: int, seconds: float
+) -> dict:
     """service_vs_bare from pairs measured back to back (bare, then the service at its best
     configuration), median over rounds: robust to this VM's drifting speed."""
     from vidpipe.contract import encode_batch
 
-    bodies = frames if best["frames_per_request"] == 1 else [
-        encode_batch(frames[i:i + 16]) for i in range(0, len(frames) - 15, 16)]
+    bodies = (
+        frames
+        if best["frames_per_request"] == 1
+        else [encode_batch(frames[i : i + 16]) for i in range(0, len(frames) - 15, 16)]
+    )
     pairs = []
     for _ in range(rounds):
         reference = bare.fps(bare.best_batch, seconds)
-        fps = http_load(f"{base_url}{best['endpoint']}", bodies, best["content_type"], best["frames_per_request"],
-                        best["concurrency"], seconds)
+        fps = http_load(
+            f"{base_url}{best['endpoint']}",
+            bodies,
+            best["content_type"],
+            best["frames_per_request"],
+            best["concurrency"],
+            seconds,
+        )
         pairs.append({"bare_fps": reference, "service_fps": fps, "ratio": round(fps / reference, 3)})
         log(f"pair: bare {reference} frames/s, service {fps} frames/s -> {fps / reference:.3f}")
     return {"pairs": pairs, "ratio": round(percentile([p["ratio"] for p in pairs], 50), 3)}
@@ -218,7 +254,9 @@ def _transport_once(bootstrap: str, count: int) -> dict:
     consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:6]}"))
     consumer.subscribe([topics.frames])
     consumer.consume(1, timeout=3)  # join the group before the clock starts
-    producer = multiprocessing.get_context("spawn").Process(target=_produce_frames, args=(bootstrap, topics.frames, count))
+    producer = multiprocessing.get_context("spawn").Process(
+        target=_produce_frames, args=(bootstrap, topics.frames, count)
+    )
     producer.start()
     received, size, first, last = 0, 0, 0.0, 0.0
     deadline = time.monotonic() + 300
@@ -232,8 +270,12 @@ def _transport_once(bootstrap: str, count: int) -> dict:
     producer.join(60)
     consumer.close()
     elapsed = last - first
-    return {"frames": received, "frame_bytes_avg": int(size / max(1, received)),
-            "fps": round(received / elapsed, 1), "mb_per_s": round(size / elapsed / 1e6, 1)}
+    return {
+        "frames": received,
+        "frame_bytes_avg": int(size / max(1, received)),
+        "fps": round(received / elapsed, 1),
+        "mb_per_s": round(size / elapsed / 1e6, 1),
+    }
 
 
 # --- (d) end-to-end ----------------------------------------------------------------------------
@@ -242,15 +284,25 @@ def _transport_once(bootstrap: str, count: int) -> dict:
 class Pipeline:
     """Consumer + publisher on fresh topics against a running inference server."""
 
-    def __init__(self, bootstrap: str, inference_url: str, workdir: Path, name: str, start: bool = True,
-                 **consumer_env: str):
+    def __init__(
+        self, bootstrap: str, inference_url: str, workdir: Path, name: str, start: bool = True, **consumer_env: str
+    ):
         self.bootstrap = bootstrap
         self.workdir = workdir / name
-        self.topics = {"TOPICS_FRAMES": f"bench-{name}-{uuid.uuid4().hex[:6]}.frames",
-                       "TOPICS_RESULTS": f"bench-{name}-{uuid.uuid4().hex[:6]}.results",
-                       "TOPICS_DEAD_LETTER": f"bench-{name}-{uuid.uuid4().hex[:6]}.dlq"}
-        self.consumer = consumer_process(bootstrap, inference_url, str(self.workdir / "archive"), self.workdir,
-                                         CONSUMER_GROUP_ID=f"bench-{name}", **self.topics, **consumer_env)
+        self.topics = {
+            "TOPICS_FRAMES": f"bench-{name}-{uuid.uuid4().hex[:6]}.frames",
+            "TOPICS_RESULTS": f"bench-{name}-{uuid.uuid4().hex[:6]}.results",
+            "TOPICS_DEAD_LETTER": f"bench-{name}-{uuid.uuid4().hex[:6]}.dlq",
+        }
+        self.consumer = consumer_process(
+            bootstrap,
+            inference_url,
+            str(self.workdir / "archive"),
+            self.workdir,
+            CONSUMER_GROUP_ID=f"bench-{name}",
+            **self.topics,
+            **consumer_env,
+        )
         if start:
             self.start_consumer()
         self.collector = ResultCollector(bootstrap, self.topics["TOPICS_RESULTS"])
@@ -260,9 +312,13 @@ class Pipeline:
         self.consumer.wait_http(consumer_health_url(self.consumer), timeout_s=60)
 
     def publish(self, *args: str) -> ServiceProcess:
-        return publisher_process(self.bootstrap, SAMPLE_VIDEO, self.workdir,
-                                 ["--stream-id", "bench", "--loop", "--summary-file", str(self.workdir / "pub.json"), *args],
-                                 **self.topics).start()
+        return publisher_process(
+            self.bootstrap,
+            SAMPLE_VIDEO,
+            self.workdir,
+            ["--stream-id", "bench", "--loop", "--summary-file", str(self.workdir / "pub.json"), *args],
+            **self.topics,
+        ).start()
 
     def measure(self, frames: int, timeout_s: float) -> dict:
         self.collector.wait_for({("bench", s) for s in range(frames)}, timeout_s)
@@ -272,8 +328,11 @@ class Pipeline:
         # Throughput over the middle of the run, past start-up and before the tail drains.
         lo, hi = int(len(received) * 0.1), int(len(received) * 0.9)
         span = (received[hi - 1] - received[lo]) / 1e6 if hi - 1 > lo else 0
-        return {"frames": len(results), "fps": round((hi - 1 - lo) / span, 2) if span else 0.0,
-                "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99)}}
+        return {
+            "frames": len(results),
+            "fps": round((hi - 1 - lo) / span, 2) if span else 0.0,
+            "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99)},
+        }
 
     def close(self) -> None:
         self.collector.close()
@@ -324,23 +383,51 @@ def naive(bootstrap: str, model: Path, workdir: Path, frames: int) -> dict:
     from vidpipe.topics import TopicSettings
 
     port = free_port()
-    topics = TopicSettings(frames=f"bench-naive-{uuid.uuid4().hex[:6]}.frames",
-                           results=f"bench-naive-{uuid.uuid4().hex[:6]}.results", partitions=6)
+    topics = TopicSettings(
+        frames=f"bench-naive-{uuid.uuid4().hex[:6]}.frames",
+        results=f"bench-naive-{uuid.uuid4().hex[:6]}.results",
+        partitions=6,
+    )
     ensure_topics(KafkaSettings(bootstrap=bootstrap), topics.specs()[:2])
     env = service_env()
-    server = ServiceProcess("naive-server", "bench.naive", env, workdir / "naive-server.log",
-                            ["serve", "--model", str(model), "--port", str(port)]).start()
+    server = ServiceProcess(
+        "naive-server",
+        "bench.naive",
+        env,
+        workdir / "naive-server.log",
+        ["serve", "--model", str(model), "--port", str(port)],
+    ).start()
     server.wait_http(f"http://127.0.0.1:{port}/docs")
     collector = ResultCollector(bootstrap, topics.results)
     # Measured like the pipeline's capacity: a backlog drained, the publisher done.
-    publisher = publisher_process(bootstrap, SAMPLE_VIDEO, workdir,
-                                  ["--stream-id", "bench", "--loop", "--pace", "fast", "--max-frames", str(frames)],
-                                  TOPICS_FRAMES=topics.frames).start()
+    publisher = publisher_process(
+        bootstrap,
+        SAMPLE_VIDEO,
+        workdir,
+        ["--stream-id", "bench", "--loop", "--pace", "fast", "--max-frames", str(frames)],
+        TOPICS_FRAMES=topics.frames,
+    ).start()
     publisher.process.wait(120)
-    consumer = ServiceProcess("naive-consumer", "bench.naive", env, workdir / "naive-consumer.log",
-                              ["consume", "--bootstrap", bootstrap, "--frames-topic", topics.frames,
-                               "--results-topic", topics.results, "--url", f"http://127.0.0.1:{port}/infer",
-                               "--group", f"naive-{uuid.uuid4().hex[:6]}"]).start()
+    consumer = ServiceProcess(
+        "naive-consumer",
+        "bench.naive",
+        env,
+        workdir / "naive-consumer.log",
+        [
+            "consume",
+            "--bootstrap",
+            bootstrap,
+            "--frames-topic",
+            topics.frames,
+            "--results-topic",
+            topics.results,
+            "--url",
+            f"http://127.0.0.1:{port}/infer",
+            "--group",
+            f"naive-{uuid.uuid4().hex[:6]}",
+        ],
+    ).start()
+
     def alive() -> None:
         for process in (server, consumer):
             if not process.running:
@@ -371,8 +458,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def overload(bootstrap: str, inference: ServiceProcess, inference_url: str, workdir: Path, capacity_fps: float,
-             seconds: float, max_age_ms: int) -> dict:
+def overload(
+    bootstrap: str,
+    inference: ServiceProcess,
+    inference_url: str,
+    workdir: Path,
+    capacity_fps: float,
+    seconds: float,
+    max_age_ms: int,
+) -> dict:
     pipe = Pipeline(bootstrap, inference_url, workdir, "overload", CONSUMER_MAX_FRAME_AGE_MS=str(max_age_ms))
     offered = 3 * capacity_fps
     publisher = pipe.publish("--pace", "source", "--speed", f"{offered / 25:.3f}")
@@ -391,13 +485,22 @@ def overload(bootstrap: str, inference: ServiceProcess, inference_url: str, work
     memory = {}
     for name, series in samples.items():
         after_10 = [mb for t, mb in series if t >= 10]
-        memory[name] = {"peak_mb": max(mb for _, mb in series), "at_10s_mb": after_10[0] if after_10 else 0.0,
-                        "growth_after_10s_mb": round(max(after_10) - after_10[0], 1) if after_10 else 0.0}
-    result = {"offered_fps": round(offered, 1), "seconds": seconds, "max_frame_age_ms": max_age_ms,
-              "frames_published": stats["frames_published"], "frames_with_results": len(pipe.collector.results),
-              "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99, 100)},
-              "memory": memory, "rss_series": samples}
-    log(f"overload: {({k: v for k, v in result.items() if k != 'rss_series'})}")
+        memory[name] = {
+            "peak_mb": max(mb for _, mb in series),
+            "at_10s_mb": after_10[0] if after_10 else 0.0,
+            "growth_after_10s_mb": round(max(after_10) - after_10[0], 1) if after_10 else 0.0,
+        }
+    result = {
+        "offered_fps": round(offered, 1),
+        "seconds": seconds,
+        "max_frame_age_ms": max_age_ms,
+        "frames_published": stats["frames_published"],
+        "frames_with_results": len(pipe.collector.results),
+        "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99, 100)},
+        "memory": memory,
+        "rss_series": samples,
+    }
+    log(f"overload: { ({k: v for k, v in result.items() if k != 'rss_series'}) }")
     return result
 
 
@@ -412,14 +515,24 @@ def chart(report: dict, path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     names = ["bare\nonnxruntime\n(sweep)", "inference\nservice", "end-to-end\n(backlog)", "end-to-end\n(live)", "naive"]
-    values = [report["bare"]["fps"], report["service"]["fps"], report["end_to_end"]["fps"],
-              report["end_to_end"]["saturation"]["fps"], report["naive"]["fps"]]
+    values = [
+        report["bare"]["fps"],
+        report["service"]["fps"],
+        report["end_to_end"]["fps"],
+        report["end_to_end"]["saturation"]["fps"],
+        report["naive"]["fps"],
+    ]
     bars = left.bar(names, values, color=["#888888", "#3b75af", "#2e8b57", "#8fbc8f", "#c44e52"])
     left.bar_label(bars, fmt="%.1f")
     # The limit measured again next to the figures it is compared with (the VM's speed drifts).
     for label, fps in report["bare"].get("references", {}).items():
-        left.axhline(fps, color="#555555", linestyle="--" if label == "end_to_end" else ":", linewidth=1,
-                     label=f"bare, measured next to {label.replace('_', '-')}: {fps:.1f}")
+        left.axhline(
+            fps,
+            color="#555555",
+            linestyle="--" if label == "end_to_end" else ":",
+            linewidth=1,
+            label=f"bare, measured next to {label.replace('_', '-')}: {fps:.1f}",
+        )
     if report["bare"].get("references"):
         left.legend(loc="lower right", fontsize=8)
     left.set_ylabel("frames per second")
@@ -456,8 +569,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(transport(os.environ.get("KAFKA_BOOTSTRAP") or broker.bootstrap, 5000)))
         return 0
     sd_frames = video_frames(SAMPLE_VIDEO, 64)
-    report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report: dict = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
     log("(a) bare onnxruntime")
     bare = BareOnnxRuntime(DEFAULT_MODEL, sd_frames)
@@ -481,8 +596,9 @@ def main(argv: list[str] | None = None) -> int:
 
         log("(b) inference service over HTTP")
         report["service"] = service_sweep(url, jpegs(sd_frames), args.seconds)
-        report["service"]["paired"] = service_paired(url, jpegs(sd_frames), report["service"]["best"], bare,
-                                                     args.rounds, args.seconds)
+        report["service"]["paired"] = service_paired(
+            url, jpegs(sd_frames), report["service"]["best"], bare, args.rounds, args.seconds
+        )
         references = {"service": percentile([p["bare_fps"] for p in report["service"]["paired"]["pairs"]], 50)}
         log("(c) Kafka transport, 1280x720 JPEG")
         report["transport"] = transport(bootstrap, 5000)
@@ -494,12 +610,22 @@ def main(argv: list[str] | None = None) -> int:
         references["end_to_end"] = round((before + after) / 2, 2)
         report["bare"]["end_to_end_before_after"] = [before, after]
         log("(d) end-to-end live: saturation and 70%")
-        report["end_to_end"] = {"capacity": capacity, "fps": capacity["fps"],
-                                **end_to_end_live(bootstrap, url, workdir, args.seconds * 3, capacity["fps"])}
+        report["end_to_end"] = {
+            "capacity": capacity,
+            "fps": capacity["fps"],
+            **end_to_end_live(bootstrap, url, workdir, args.seconds * 3, capacity["fps"]),
+        }
         report["bare"]["references"] = references
         log("(f) memory at 3x capacity")
-        report["overload"] = overload(bootstrap, inference, url, workdir, report["end_to_end"]["fps"],
-                                      args.overload_seconds, args.max_frame_age_ms)
+        report["overload"] = overload(
+            bootstrap,
+            inference,
+            url,
+            workdir,
+            report["end_to_end"]["fps"],
+            args.overload_seconds,
+            args.max_frame_age_ms,
+        )
 
     references = report["bare"]["references"]
     report["ratios"] = {
@@ -516,7 +642,9 @@ def main(argv: list[str] | None = None) -> int:
     memory = report["overload"]["memory"]
     report["targets_met"]["rss_flat_after_10s"] = all(m["growth_after_10s_mb"] <= 10 for m in memory.values())
     overload_latency = report["overload"]["latency_ms"]
-    report["targets_met"]["overload_p99_within_max_age"] = overload_latency["p99"] <= report["overload"]["max_frame_age_ms"]
+    report["targets_met"]["overload_p99_within_max_age"] = (
+        overload_latency["p99"] <= report["overload"]["max_frame_age_ms"]
+    )
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     chart(report, RESULTS / "latest.png")
     print(json.dumps({"ratios": report["ratios"], "targets_met": report["targets_met"]}, indent=2))

@@ -3,6 +3,7 @@
 Expensive things start once per session; every test gets its own topics and consumer group so
 tests never see each other's records.
 """
+
 from __future__ import annotations
 
 import os
@@ -70,14 +71,20 @@ def topics(kafka_settings):
     from vidpipe.topics import TopicSettings
 
     run = uuid.uuid4().hex[:8]
-    settings = TopicSettings(frames=f"t-{run}.frames", results=f"t-{run}.results", dead_letter=f"t-{run}.dlq", partitions=3)
+    settings = TopicSettings(
+        frames=f"t-{run}.frames", results=f"t-{run}.results", dead_letter=f"t-{run}.dlq", partitions=3
+    )
     ensure_topics(kafka_settings, settings.specs())
     return settings
 
 
 def topic_env(topics) -> dict[str, str]:
-    return {"TOPICS_FRAMES": topics.frames, "TOPICS_RESULTS": topics.results,
-            "TOPICS_DEAD_LETTER": topics.dead_letter, "TOPICS_PARTITIONS": str(topics.partitions)}
+    return {
+        "TOPICS_FRAMES": topics.frames,
+        "TOPICS_RESULTS": topics.results,
+        "TOPICS_DEAD_LETTER": topics.dead_letter,
+        "TOPICS_PARTITIONS": str(topics.partitions),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -100,8 +107,12 @@ def s3_endpoint():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    fake = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL_S3": endpoint}
+    fake = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": endpoint,
+    }
     saved = {k: os.environ.get(k) for k in fake}
     os.environ.update(fake)
     yield endpoint

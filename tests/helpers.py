@@ -1,4 +1,5 @@
 """Small helpers shared by integration tests (real broker, real processes)."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,9 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     return image.shape[1], image.shape[0]
 
 
-def produce_frames(settings: KafkaSettings, topic: str, stream_id: str, jpegs: list[bytes], first_seq: int = 0) -> list[int]:
+def produce_frames(
+    settings: KafkaSettings, topic: str, stream_id: str, jpegs: list[bytes], first_seq: int = 0
+) -> list[int]:
     producer = Producer(producer_config(settings))
     seqs = []
     for offset, data in enumerate(jpegs):

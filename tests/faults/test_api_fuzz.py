@@ -2,6 +2,7 @@
 them to the real server process: nothing may produce a 5xx, and every error is JSON naming the
 problem. (Driven through schemathesis' schema API with Hypothesis: its pytest plugin does not
 work with pytest 9.)"""
+
 import cv2
 import numpy as np
 import pytest
@@ -24,15 +25,19 @@ images = st.one_of(
     st.sampled_from([data for data, _, _ in CORPUS.values()]),
     st.integers(2, len(REAL_JPEG) - 1).map(lambda n: REAL_JPEG[:n]),
     st.tuples(st.integers(0, len(REAL_JPEG) - 1), st.integers(1, 255)).map(
-        lambda p: REAL_JPEG[: p[0]] + bytes([REAL_JPEG[p[0]] ^ p[1]]) + REAL_JPEG[p[0] + 1 :]),
+        lambda p: REAL_JPEG[: p[0]] + bytes([REAL_JPEG[p[0]] ^ p[1]]) + REAL_JPEG[p[0] + 1 :]
+    ),
     st.binary(max_size=2048),
 )
 schemathesis.openapi.media_type("image/jpeg", images)
 schemathesis.openapi.media_type("image/png", images)
-schemathesis.openapi.media_type(BATCH_CONTENT_TYPE, st.one_of(
-    st.lists(images, min_size=1, max_size=6).map(encode_batch),  # well framed
-    st.binary(max_size=4096),  # framing garbage
-))
+schemathesis.openapi.media_type(
+    BATCH_CONTENT_TYPE,
+    st.one_of(
+        st.lists(images, min_size=1, max_size=6).map(encode_batch),  # well framed
+        st.binary(max_size=4096),  # framing garbage
+    ),
+)
 
 
 def operations(base_url: str):

@@ -1,4 +1,5 @@
 """A missing or malformed variable stops each service at start-up with a message naming it."""
+
 import subprocess
 import sys
 
@@ -10,8 +11,11 @@ pytestmark = pytest.mark.faults
 
 VALID = {
     "frame_publisher": {"PUBLISHER_SOURCE": "video.mp4", "KAFKA_BOOTSTRAP": "127.0.0.1:1"},
-    "consumer_service": {"CONSUMER_INFERENCE_URL": "http://127.0.0.1:1", "CONSUMER_ARCHIVE_URI": "/tmp/a",
-                         "KAFKA_BOOTSTRAP": "127.0.0.1:1"},
+    "consumer_service": {
+        "CONSUMER_INFERENCE_URL": "http://127.0.0.1:1",
+        "CONSUMER_ARCHIVE_URI": "/tmp/a",
+        "KAFKA_BOOTSTRAP": "127.0.0.1:1",
+    },
     "inference_service": {"INFERENCE_MODEL_URI": "model.onnx"},
 }
 
@@ -38,7 +42,10 @@ CASES = [
 def test_bad_configuration_is_named_at_start_up(module, variable, value, message):
     env = service_env(**VALID[module])
     for name in list(env):
-        if name.startswith(("KAFKA_", "TOPICS_", "PUBLISHER_", "CONSUMER_", "INFERENCE_")) and name not in VALID[module]:
+        if (
+            name.startswith(("KAFKA_", "TOPICS_", "PUBLISHER_", "CONSUMER_", "INFERENCE_"))
+            and name not in VALID[module]
+        ):
             env.pop(name)
     if value is None:
         env.pop(variable, None)

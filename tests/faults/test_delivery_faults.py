@@ -1,5 +1,6 @@
 """Things break for real (processes killed, broker restarted, inference away, members joining and
 leaving) while real frames flow; at the end every published frame has at least one result."""
+
 import signal
 import time
 
@@ -33,7 +34,9 @@ def test_consumer_killed_mid_stream_loses_nothing(run, sample_video):
     consumer.process.wait(10)
     run.consumer(name="consumer-restarted")
     account = run.account(FRAMES)
-    record_row("consumer SIGKILL", "restarted member resumes from the last commit; the uncommitted batches replay", account)
+    record_row(
+        "consumer SIGKILL", "restarted member resumes from the last commit; the uncommitted batches replay", account
+    )
     assert account.missing == []
     assert account.duplicates <= UNCOMMITTED_WINDOW
 
@@ -124,15 +127,20 @@ def test_rolling_restart_with_sigterm_loses_nothing(run, sample_video, default_m
         summary = run.publisher_summary()
         assert summary["frames_published"] == summary["frames_delivered"], "SIGTERM flushes every pending frame"
         first_run = summary["frames_published"]
-        rest = run.publisher(sample_video, "--pace", "fast", "--start-seq", str(first_run),
-                             "--max-frames", str(250 - first_run))
+        rest = run.publisher(
+            sample_video, "--pace", "fast", "--start-seq", str(first_run), "--max-frames", str(250 - first_run)
+        )
         assert rest.process.wait(60) == 0
     account = run.account(FRAMES)
-    record_row(f"SIGTERM {service}", {
-        "consumer": "finishes in-flight batches, commits, leaves the group",
-        "publisher": "stops capture, flushes pending frames, exits 0",
-        "inference": "finishes in-flight requests; the consumer retries until the replacement is up",
-    }[service], account)
+    record_row(
+        f"SIGTERM {service}",
+        {
+            "consumer": "finishes in-flight batches, commits, leaves the group",
+            "publisher": "stops capture, flushes pending frames, exits 0",
+            "inference": "finishes in-flight requests; the consumer retries until the replacement is up",
+        }[service],
+        account,
+    )
     assert account.missing == []
     if service != "inference":
         assert account.duplicates == 0, "a graceful stop commits all it finished"

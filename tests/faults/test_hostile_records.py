@@ -1,6 +1,7 @@
 """Hostile records through the real pipeline (broker, consumer process, inference process): each costs
 one dead letter with its reason, the frames after it on the same partition are processed, streams on
 other partitions never wait on it, no service restarts and inference's memory stays under its limit."""
+
 from __future__ import annotations
 
 import json
@@ -46,38 +47,82 @@ def hostile_cases(good: bytes, png: bytes) -> list[tuple[str, str, str, bytes, l
     """(case, code, what it is, value, headers): the records a hostile or broken producer can write."""
     w, h = 640, 272
     return [
-        ("dimension bomb 12000x12000", "too_large", "JPEG header declares 12000x12000",
-         declaring(good, 12000, 12000), frame_headers(12000, 12000)),
-        ("dimension bomb 20000x20000", "too_large", "JPEG header declares 20000x20000",
-         declaring(good, 20000, 20000), frame_headers(20000, 20000)),
-        ("dimension bomb 40000x40000", "too_large", "JPEG header declares 40000x40000",
-         declaring(good, 40000, 40000), frame_headers(40000, 40000)),
-        ("far-future timestamp", "invalid_timestamp", "capture-ts-us 2.5e17",
-         good, frame_headers(w, h, capture_ts_us=b"250000000000000000")),
-        ("negative timestamp", "invalid_header", "capture-ts-us -5",
-         good, frame_headers(w, h, capture_ts_us=b"-5")),
-        ("seq out of range", "invalid_header", "seq 2^64",
-         good, frame_headers(w, h, seq=b"18446744073709551616")),
-        ("capture-ts-us out of range", "invalid_header", "capture-ts-us 10^30",
-         good, frame_headers(w, h, capture_ts_us=b"1" + b"0" * 30)),
-        ("width out of range", "invalid_header", "width 99999999999",
-         good, frame_headers(w, h, width=b"99999999999")),
-        ("height out of range", "invalid_header", "height -272",
-         good, frame_headers(w, h, height=b"-272")),
-        ("non-ASCII header", "invalid_header", "stream-id in UTF-8",
-         good, frame_headers(w, h, stream_id="caméra".encode())),
-        ("oversized header", "invalid_header", "a 64 KB header",
-         good, frame_headers(w, h) + [("x-junk", b"j" * 65536)]),
-        ("invalid stream id cam/1", "invalid_stream_id", "stream-id with a slash",
-         good, frame_headers(w, h, stream_id=b"cam/1")),
-        ("invalid stream id ..", "invalid_stream_id", "stream-id '..'",
-         good, frame_headers(w, h, stream_id=b"..")),
-        ("corrupt PNG", "not_a_jpeg", "a PNG with its IHDR cut",
-         png[:20] + b"\x00" * 40, frame_headers(w, h)),
-        ("JPEG with trailing garbage", "not_a_jpeg", "200 bytes after the end-of-image marker",
-         good + b"\x00garbage" * 25, frame_headers(w, h)),
-        ("inference fails every time", "inference_failed", "inference answers 500 whenever this frame is in a batch",
-         with_comment(good, FAIL_MARKER), frame_headers(w, h)),
+        (
+            "dimension bomb 12000x12000",
+            "too_large",
+            "JPEG header declares 12000x12000",
+            declaring(good, 12000, 12000),
+            frame_headers(12000, 12000),
+        ),
+        (
+            "dimension bomb 20000x20000",
+            "too_large",
+            "JPEG header declares 20000x20000",
+            declaring(good, 20000, 20000),
+            frame_headers(20000, 20000),
+        ),
+        (
+            "dimension bomb 40000x40000",
+            "too_large",
+            "JPEG header declares 40000x40000",
+            declaring(good, 40000, 40000),
+            frame_headers(40000, 40000),
+        ),
+        (
+            "far-future timestamp",
+            "invalid_timestamp",
+            "capture-ts-us 2.5e17",
+            good,
+            frame_headers(w, h, capture_ts_us=b"250000000000000000"),
+        ),
+        ("negative timestamp", "invalid_header", "capture-ts-us -5", good, frame_headers(w, h, capture_ts_us=b"-5")),
+        ("seq out of range", "invalid_header", "seq 2^64", good, frame_headers(w, h, seq=b"18446744073709551616")),
+        (
+            "capture-ts-us out of range",
+            "invalid_header",
+            "capture-ts-us 10^30",
+            good,
+            frame_headers(w, h, capture_ts_us=b"1" + b"0" * 30),
+        ),
+        ("width out of range", "invalid_header", "width 99999999999", good, frame_headers(w, h, width=b"99999999999")),
+        ("height out of range", "invalid_header", "height -272", good, frame_headers(w, h, height=b"-272")),
+        (
+            "non-ASCII header",
+            "invalid_header",
+            "stream-id in UTF-8",
+            good,
+            frame_headers(w, h, stream_id="caméra".encode()),
+        ),
+        (
+            "oversized header",
+            "invalid_header",
+            "a 64 KB header",
+            good,
+            frame_headers(w, h) + [("x-junk", b"j" * 65536)],
+        ),
+        (
+            "invalid stream id cam/1",
+            "invalid_stream_id",
+            "stream-id with a slash",
+            good,
+            frame_headers(w, h, stream_id=b"cam/1"),
+        ),
+        ("invalid stream id ..", "invalid_stream_id", "stream-id '..'", good, frame_headers(w, h, stream_id=b"..")),
+        ("corrupt PNG", "not_a_jpeg", "a PNG with its IHDR cut", png[:20] + b"\x00" * 40, frame_headers(w, h)),
+        (
+            "JPEG with trailing garbage",
+            "not_a_jpeg",
+            "200 bytes after the end-of-image marker",
+            good + b"\x00garbage" * 25,
+            frame_headers(w, h),
+        ),
+        (
+            "inference fails every time",
+            "inference_failed",
+            "inference answers 500 whenever this frame is in a batch",
+            with_comment(good, FAIL_MARKER),
+            frame_headers(w, h),
+        ),
     ]
 
 
@@ -98,8 +143,9 @@ class FailingProxy:
                     proxy.failed += 1
                     self._reply(500, b'{"error": {"code": "internal", "message": "model run crashed"}}')
                     return
-                answer = httpx.post(upstream + self.path, content=body, headers={"Content-Type": BATCH_CONTENT_TYPE},
-                                    timeout=60)
+                answer = httpx.post(
+                    upstream + self.path, content=body, headers={"Content-Type": BATCH_CONTENT_TYPE}, timeout=60
+                )
                 self._reply(answer.status_code, answer.content)
 
             def _reply(self, status: int, body: bytes):
@@ -152,18 +198,30 @@ def test_each_hostile_record_costs_one_dead_letter_and_nothing_waits(
         for case, _code, _what, value, headers in cases:
             for _ in range(2):
                 meta = FrameMeta("hostile", seq, time.time_ns() // 1000, 640, 272)
-                producer.produce(topics.frames, partition=0, key=meta.key, value=good_frames[seq % 40], headers=meta.headers())
+                producer.produce(
+                    topics.frames, partition=0, key=meta.key, value=good_frames[seq % 40], headers=meta.headers()
+                )
                 seq += 1
-            producer.produce(topics.frames, partition=0, key=b"hostile", value=value, headers=headers + [("x-case", case.encode())])
+            producer.produce(
+                topics.frames, partition=0, key=b"hostile", value=value, headers=headers + [("x-case", case.encode())]
+            )
         hostile_good = seq
         for n in range(20):
             meta = FrameMeta("neighbour", n, time.time_ns() // 1000, 640, 272)
-            producer.produce(topics.frames, partition=1 + n % 2, key=meta.key, value=good_frames[n], headers=meta.headers())
+            producer.produce(
+                topics.frames, partition=1 + n % 2, key=meta.key, value=good_frames[n], headers=meta.headers()
+            )
         assert producer.flush(30) == 0
 
-        consumer = consumer_process(kafka_bootstrap, proxy.url, str(tmp_path / "archive"), tmp_path,
-                                    CONSUMER_GROUP_ID=f"hostile-{uuid.uuid4().hex[:6]}", CONSUMER_RETRY_INITIAL_S="0.1",
-                                    **topic_env(topics)).start()
+        consumer = consumer_process(
+            kafka_bootstrap,
+            proxy.url,
+            str(tmp_path / "archive"),
+            tmp_path,
+            CONSUMER_GROUP_ID=f"hostile-{uuid.uuid4().hex[:6]}",
+            CONSUMER_RETRY_INITIAL_S="0.1",
+            **topic_env(topics),
+        ).start()
         consumer.wait_http(consumer_health_url(consumer), timeout_s=60)
         consumer_pid = consumer.process.pid
         dead = read_all(kafka_settings, topics.dead_letter, expect=len(cases), timeout_s=120)
@@ -190,8 +248,15 @@ def test_each_hostile_record_costs_one_dead_letter_and_nothing_waits(
         assert headers[Header.SOURCE_PARTITION] == "0" and headers[Header.ERROR_REASON]
         stage = headers[Header.ERROR_STAGE]
         attempts = int(headers[Header.ERROR_ATTEMPTS])
-        behaviour = (f"{what}: dead letter `{code}` at {stage}" + (f" after {attempts} requests" if attempts > 1 else "")
-                     + "; the frames after it and the other partitions' stream processed, no restart")
-        record_row(f"hostile: {case}", behaviour, Account(published=hostile_good + 20, with_results=len(found),
-                                                          duplicates=0, missing=[]), dead_lettered=1)
+        behaviour = (
+            f"{what}: dead letter `{code}` at {stage}"
+            + (f" after {attempts} requests" if attempts > 1 else "")
+            + "; the frames after it and the other partitions' stream processed, no restart"
+        )
+        record_row(
+            f"hostile: {case}",
+            behaviour,
+            Account(published=hostile_good + 20, with_results=len(found), duplicates=0, missing=[]),
+            dead_lettered=1,
+        )
     (tmp_path / "inference_peak_rss.json").write_text(json.dumps({"bytes": inference_peak}))

@@ -2,6 +2,7 @@
 bombs (JPEG and PNG, 12000^2 to 40000^2), corrupt, truncated, random and empty inputs, through both
 endpoints: no 5xx, the documented codes, valid frames still answered, and the process's peak memory
 (VmHWM) bounded while it decodes frames at the full pixel budget from several clients at once."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,9 @@ pytestmark = [pytest.mark.model, pytest.mark.faults]
 @pytest.fixture(scope="module")
 def server(default_model, tmp_path_factory):
     port = free_port()
-    process = inference_process(port, tmp_path_factory.mktemp("logs"), default_model, INFERENCE_MAX_BATCH_SIZE="4").start()
+    process = inference_process(
+        port, tmp_path_factory.mktemp("logs"), default_model, INFERENCE_MAX_BATCH_SIZE="4"
+    ).start()
     try:
         process.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=120)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
@@ -46,7 +49,9 @@ def test_hostile_images_get_their_4xx_and_the_service_keeps_answering(server):
     _, client = server
     statuses = []
     for name, (data, status, code) in sorted(CORPUS.items()):
-        response = client.post("/v1/infer", content=data, headers={"Content-Type": "image/png" if "png" in name else "image/jpeg"})
+        response = client.post(
+            "/v1/infer", content=data, headers={"Content-Type": "image/png" if "png" in name else "image/jpeg"}
+        )
         statuses.append(response.status_code)
         assert response.status_code == status, (name, response.text)
         if code:

@@ -1,6 +1,7 @@
 """Live sources: an unreachable RTSP camera is retried with growing backoff, a camera that comes
 up is streamed, one that drops is reconnected, and SIGTERM flushes. A real RTSP server
 (GStreamer, tools/rtsp/serve.py) runs on loopback."""
+
 import os
 import re
 import subprocess
@@ -21,7 +22,10 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 
 def rtsp_available() -> bool:
     probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
-    return Path(SYSTEM_PYTHON).exists() and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+    return (
+        Path(SYSTEM_PYTHON).exists()
+        and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,8 +43,12 @@ class RtspServer:
         self.process = None
 
     def start(self):
-        self.process = subprocess.Popen([SYSTEM_PYTHON, str(ROOT / "tools" / "rtsp" / "serve.py"), "--port", str(self.port)],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            [SYSTEM_PYTHON, str(ROOT / "tools" / "rtsp" / "serve.py"), "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert "serving" in self.process.stdout.readline()
         return self
 
@@ -54,14 +62,21 @@ def reconnect_delays(log: str) -> list[float]:
     return [float(d) for d in re.findall(r"reconnecting in ([0-9.]+)s", log)]
 
 
-def test_rtsp_camera_outages_are_retried_with_backoff_and_nothing_blocks(kafka_bootstrap, kafka_settings, topics, tmp_path):
+def test_rtsp_camera_outages_are_retried_with_backoff_and_nothing_blocks(
+    kafka_bootstrap, kafka_settings, topics, tmp_path
+):
     port = free_port()
     camera = RtspServer(port)
     summary = tmp_path / "summary.json"
-    publisher = publisher_process(kafka_bootstrap, f"rtsp://user:secret@127.0.0.1:{port}/live", tmp_path,
-                                  ["--stream-id", "cam", "--summary-file", str(summary)],
-                                  PUBLISHER_RECONNECT_INITIAL_S="0.2", PUBLISHER_RECONNECT_MAX_S="1.5",
-                                  **topic_env(topics)).start()
+    publisher = publisher_process(
+        kafka_bootstrap,
+        f"rtsp://user:secret@127.0.0.1:{port}/live",
+        tmp_path,
+        ["--stream-id", "cam", "--summary-file", str(summary)],
+        PUBLISHER_RECONNECT_INITIAL_S="0.2",
+        PUBLISHER_RECONNECT_MAX_S="1.5",
+        **topic_env(topics),
+    ).start()
     try:
         time.sleep(4)  # nothing listens yet
         assert publisher.running, publisher.log_tail()

@@ -1,5 +1,6 @@
 """The service images as built by `make images` (from the CDK app's image assets), and the manifests
 their pods run with (the cdk8s charts, synthesized in-process from the committed sample outputs)."""
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,7 @@ def podman():
 
 @pytest.fixture(scope="session")
 def pod_manifests() -> list[dict]:
-    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, SETTINGS, synthesize
-
     from cdk8s_app.wiring import PlatformWiring, load_settings
+    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, SETTINGS, synthesize
 
     return synthesize(PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, load_settings(SETTINGS))).objects

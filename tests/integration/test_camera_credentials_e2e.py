@@ -4,6 +4,7 @@
 Secrets Manager (moto). The credentials (userinfo and query values; the server ignores them) appear in
 no log line, no Kafka record, no S3 key, no /metrics or /readyz answer, and the summary and exit log
 carry the redacted source."""
+
 import json
 import os
 import subprocess
@@ -29,7 +30,10 @@ FRAMES = 12
 
 def rtsp_available() -> bool:
     probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
-    return Path(SYSTEM_PYTHON).exists() and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+    return (
+        Path(SYSTEM_PYTHON).exists()
+        and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+    )
 
 
 @pytest.fixture
@@ -40,8 +44,12 @@ def camera():
             pytest.fail(message)
         pytest.skip(message)
     port = free_port()
-    server = subprocess.Popen([SYSTEM_PYTHON, str(ROOT / "tools" / "rtsp" / "serve.py"), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [SYSTEM_PYTHON, str(ROOT / "tools" / "rtsp" / "serve.py"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert "serving" in server.stdout.readline()
         yield port
@@ -68,31 +76,60 @@ def test_camera_credentials_appear_nowhere_downstream(
 ):
     # The password is percent-encoded in the URL (':' and '@'), as RFC 3986 wants; the query carries a token
     # and a password. The GStreamer test server ignores both.
-    url = (f"rtsp://{USER}:Pa55%3Aw0rd%40Secr3t@127.0.0.1:{camera}/live"
-           f"?token={TOKEN}&password={QUERY_PASSWORD}")
+    url = f"rtsp://{USER}:Pa55%3Aw0rd%40Secr3t@127.0.0.1:{camera}/live?token={TOKEN}&password={QUERY_PASSWORD}"
     redacted = f"rtsp://***@127.0.0.1:{camera}/live?token=***&password=***"
     secret_arn = boto3.client("secretsmanager", endpoint_url=s3_endpoint).create_secret(
-        Name=f"vidpipe-stream-{uuid.uuid4().hex[:6]}", SecretString=json.dumps({"source": url}))["ARN"]
+        Name=f"vidpipe-stream-{uuid.uuid4().hex[:6]}", SecretString=json.dumps({"source": url})
+    )["ARN"]
 
     env = topic_env(topics)
-    consumer = consumer_process(kafka_bootstrap, inference_url, f"s3://{s3_bucket}/archive", tmp_path,
-                                CONSUMER_GROUP_ID=f"creds-{uuid.uuid4().hex[:6]}", **env).start()
+    consumer = consumer_process(
+        kafka_bootstrap,
+        inference_url,
+        f"s3://{s3_bucket}/archive",
+        tmp_path,
+        CONSUMER_GROUP_ID=f"creds-{uuid.uuid4().hex[:6]}",
+        **env,
+    ).start()
     publishers = []
     try:
         consumer.wait_http(consumer_health_url(consumer), timeout_s=60)
         direct_dir, secret_dir = tmp_path / "direct", tmp_path / "secret"
         health = {"direct": free_port(), "secret": free_port()}
-        direct = publisher_process(kafka_bootstrap, url, direct_dir,
-                                   ["--stream-id", "cam-direct", "--max-frames", str(FRAMES),
-                                    "--summary-file", str(direct_dir / "summary.json")],
-                                   PUBLISHER_HEALTH_PORT=str(health["direct"]), **env)
+        direct = publisher_process(
+            kafka_bootstrap,
+            url,
+            direct_dir,
+            [
+                "--stream-id",
+                "cam-direct",
+                "--max-frames",
+                str(FRAMES),
+                "--summary-file",
+                str(direct_dir / "summary.json"),
+            ],
+            PUBLISHER_HEALTH_PORT=str(health["direct"]),
+            **env,
+        )
         # The Secrets Manager path: no --source at all, the ARN instead (moto answers on the S3 endpoint's port).
-        secret = publisher_process(kafka_bootstrap, "unused", secret_dir,
-                                   ["--stream-id", "cam-secret", "--max-frames", str(FRAMES),
-                                    "--summary-file", str(secret_dir / "summary.json")],
-                                   PUBLISHER_HEALTH_PORT=str(health["secret"]), PUBLISHER_SOURCE_SECRET_ARN=secret_arn,
-                                   AWS_ENDPOINT_URL_SECRETSMANAGER=s3_endpoint,
-                                   AWS_ENDPOINT_URL_SECRETS_MANAGER=s3_endpoint, **env)
+        secret = publisher_process(
+            kafka_bootstrap,
+            "unused",
+            secret_dir,
+            [
+                "--stream-id",
+                "cam-secret",
+                "--max-frames",
+                str(FRAMES),
+                "--summary-file",
+                str(secret_dir / "summary.json"),
+            ],
+            PUBLISHER_HEALTH_PORT=str(health["secret"]),
+            PUBLISHER_SOURCE_SECRET_ARN=secret_arn,
+            AWS_ENDPOINT_URL_SECRETSMANAGER=s3_endpoint,
+            AWS_ENDPOINT_URL_SECRETS_MANAGER=s3_endpoint,
+            **env,
+        )
         secret.args = [a for a in secret.args if a not in ("--source", "unused")]
         publishers = [direct.start(), secret.start()]
 
@@ -106,8 +143,12 @@ def test_camera_credentials_appear_nowhere_downstream(
             time.sleep(0.2)
         for publisher in publishers:
             assert publisher.process.wait(30) == 0, publisher.log_tail()
-        assert {(name, path) for name, path, _ in scraped} >= {("direct", "/metrics"), ("secret", "/metrics"),
-                                                              ("direct", "/readyz"), ("secret", "/readyz")}
+        assert {(name, path) for name, path, _ in scraped} >= {
+            ("direct", "/metrics"),
+            ("secret", "/metrics"),
+            ("direct", "/readyz"),
+            ("secret", "/readyz"),
+        }
 
         results = read_all(kafka_settings, topics.results, expect=2 * FRAMES, timeout_s=120)
         assert consumer.running, consumer.log_tail()
@@ -138,8 +179,11 @@ def test_camera_credentials_appear_nowhere_downstream(
 
     # S3: every key (and the archived result documents).
     s3 = boto3.client("s3")
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket)
-            for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket)
+        for o in page.get("Contents", [])
+    ]
     assert any(k.startswith("archive/frames/cam-direct/") for k in keys)
     assert any(k.startswith("archive/frames/cam-secret/") for k in keys)
     assert not leaks("\n".join(keys))

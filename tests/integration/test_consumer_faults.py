@@ -1,5 +1,6 @@
 """The consumer against a real broker: poison records go to the dead-letter topic with a reason,
 and an unreachable inference service is waited out without committing or crashing."""
+
 import time
 import uuid
 
@@ -7,7 +8,15 @@ import pytest
 
 from tests.conftest import topic_env
 from tests.faults.harness import Account, record_row
-from tests.helpers import tiny_model, committed_offsets, produce_frames, produce_raw, read_all, results_by_seq, video_jpegs
+from tests.helpers import (
+    committed_offsets,
+    produce_frames,
+    produce_raw,
+    read_all,
+    results_by_seq,
+    tiny_model,
+    video_jpegs,
+)
 from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process
 from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, Header, header_dict
 
@@ -27,8 +36,14 @@ def test_poison_records_are_dead_lettered_and_neighbours_processed(
     produce_raw(kafka_settings, frames, b"poison", good[0], [(Header.SCHEMA_VERSION, b"1")])  # headers missing
     produce_frames(kafka_settings, frames, "poison", good[2:], first_seq=2)
 
-    consumer = consumer_process(kafka_bootstrap, inference_url, str(tmp_path / "archive"), tmp_path,
-                                CONSUMER_GROUP_ID=f"poison-{uuid.uuid4().hex[:6]}", **topic_env(topics)).start()
+    consumer = consumer_process(
+        kafka_bootstrap,
+        inference_url,
+        str(tmp_path / "archive"),
+        tmp_path,
+        CONSUMER_GROUP_ID=f"poison-{uuid.uuid4().hex[:6]}",
+        **topic_env(topics),
+    ).start()
     try:
         consumer.wait_http(consumer_health_url(consumer), timeout_s=60)
         dead = read_all(kafka_settings, topics.dead_letter, expect=4, timeout_s=60)
@@ -47,9 +62,13 @@ def test_poison_records_are_dead_lettered_and_neighbours_processed(
         headers = header_dict(record.headers())
         assert headers[Header.SOURCE_TOPIC] == frames and headers[Header.ERROR_STAGE] == "validate"
     assert set(results_by_seq(results)) == {("poison", s) for s in range(4)}
-    record_row("poison records", "a corrupt, an empty, an oversized and a header-less record go to the "
-               "dead-letter topic with their reason; the 4 frames around them are processed",
-               Account(published=8, with_results=len(results), duplicates=0, missing=[]), dead_lettered=len(dead))
+    record_row(
+        "poison records",
+        "a corrupt, an empty, an oversized and a header-less record go to the "
+        "dead-letter topic with their reason; the 4 frames around them are processed",
+        Account(published=8, with_results=len(results), duplicates=0, missing=[]),
+        dead_lettered=len(dead),
+    )
 
 
 def test_consumer_waits_out_unreachable_inference_without_committing(
@@ -58,9 +77,16 @@ def test_consumer_waits_out_unreachable_inference_without_committing(
     port = free_port()  # nothing listens here yet
     group = f"outage-{uuid.uuid4().hex[:6]}"
     produce_frames(kafka_settings, topics.frames, "outage", video_jpegs(sample_video, 6, every=20))
-    consumer = consumer_process(kafka_bootstrap, f"http://127.0.0.1:{port}", str(tmp_path / "archive"), tmp_path,
-                                CONSUMER_GROUP_ID=group, CONSUMER_RETRY_INITIAL_S="0.2", CONSUMER_RETRY_MAX_S="1",
-                                **topic_env(topics)).start()
+    consumer = consumer_process(
+        kafka_bootstrap,
+        f"http://127.0.0.1:{port}",
+        str(tmp_path / "archive"),
+        tmp_path,
+        CONSUMER_GROUP_ID=group,
+        CONSUMER_RETRY_INITIAL_S="0.2",
+        CONSUMER_RETRY_MAX_S="1",
+        **topic_env(topics),
+    ).start()
     inference = None
     try:
         consumer.wait_http(consumer_health_url(consumer), timeout_s=60)

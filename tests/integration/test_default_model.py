@@ -1,4 +1,5 @@
 """The converted default model: its interface, and sensible detections on the real sample video."""
+
 import json
 from collections import Counter
 
@@ -44,7 +45,7 @@ def test_detects_the_street_scene(session, sample_video):
             break
         if index % 5 == 0:
             tensor = cv2.resize(image, (416, 416))[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255
-            outputs = dict(zip(["boxes", "scores"], session.run(None, {"images": tensor})))
+            outputs = dict(zip(["boxes", "scores"], session.run(None, {"images": tensor}), strict=True))
             seen.update({d["label"] for d in decoder.decode(outputs, 0, 640, 272)["detections"]})
         index += 1
     # bikes.mp4: a street with cars, people and bicycles. Frames in which each appears, of 50 sampled:

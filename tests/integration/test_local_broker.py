@@ -1,4 +1,5 @@
 """The local Apache Kafka broker (tools/kafka/broker.py) is real: topics, headers, and data survive restarts."""
+
 from __future__ import annotations
 
 import time
@@ -17,8 +18,14 @@ pytestmark = pytest.mark.broker
 
 def _consume_all(bootstrap: str, topic: str, partitions: int, expected: int, timeout: float = 30.0):
     """Read every partition from the beginning (no group offsets involved) until `expected` messages arrived."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         got, deadline = [], time.monotonic() + timeout
@@ -36,10 +43,17 @@ def _consume_all(bootstrap: str, topic: str, partitions: int, expected: int, tim
 
 def _produce(bootstrap: str, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
     delivered = []
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                         "message.max.bytes": 8 * 1024 * 1024})
-    producer.produce(topic, key=key, value=value, headers=headers,
-                     on_delivery=lambda err, msg: delivered.append(err or msg))
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "message.max.bytes": 8 * 1024 * 1024,
+        }
+    )
+    producer.produce(
+        topic, key=key, value=value, headers=headers, on_delivery=lambda err, msg: delivered.append(err or msg)
+    )
     assert producer.flush(30) == 0
     assert len(delivered) == 1 and not isinstance(delivered[0], confluent_kafka.KafkaError), delivered
 

@@ -1,5 +1,6 @@
 """End to end with real parts: publisher process -> Kafka -> consumer process -> inference server
 -> results topic + S3 archive (moto over HTTP)."""
+
 import json
 import uuid
 from collections import Counter
@@ -8,7 +9,7 @@ import boto3
 import pytest
 
 from tests.conftest import topic_env
-from tests.helpers import results_by_seq, read_all
+from tests.helpers import read_all, results_by_seq
 from tools.harness.processes import consumer_health_url, consumer_process, publisher_process
 from vidpipe.contract import decode_result
 
@@ -19,13 +20,24 @@ def test_every_published_frame_gets_exactly_one_result_and_is_archived(
     kafka_bootstrap, kafka_settings, topics, inference_url, s3_bucket, sample_video, tmp_path
 ):
     env = topic_env(topics)
-    consumer = consumer_process(kafka_bootstrap, inference_url, f"s3://{s3_bucket}/archive", tmp_path,
-                                CONSUMER_GROUP_ID=f"e2e-{uuid.uuid4().hex[:6]}", **env).start()
+    consumer = consumer_process(
+        kafka_bootstrap,
+        inference_url,
+        f"s3://{s3_bucket}/archive",
+        tmp_path,
+        CONSUMER_GROUP_ID=f"e2e-{uuid.uuid4().hex[:6]}",
+        **env,
+    ).start()
     try:
         consumer.wait_http(consumer_health_url(consumer), timeout_s=60)
         summary_file = tmp_path / "publisher.json"
-        publisher = publisher_process(kafka_bootstrap, sample_video, tmp_path,
-                                      ["--stream-id", "bikes", "--pace", "fast", "--summary-file", str(summary_file)], **env)
+        publisher = publisher_process(
+            kafka_bootstrap,
+            sample_video,
+            tmp_path,
+            ["--stream-id", "bikes", "--pace", "fast", "--summary-file", str(summary_file)],
+            **env,
+        )
         assert publisher.start().process.wait(180) == 0, publisher.log_tail()
         published = json.loads(summary_file.read_text())
         assert published["frames_published"] == published["frames_delivered"] == 250
@@ -49,8 +61,11 @@ def test_every_published_frame_gets_exactly_one_result_and_is_archived(
         assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 272  # source-frame pixels
 
     s3 = boto3.client("s3")
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket, Prefix="archive/")
-            for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket, Prefix="archive/")
+        for o in page.get("Contents", [])
+    ]
     frame_keys = [k for k in keys if k.startswith("archive/frames/bikes/")]
     assert len(frame_keys) == 250 and all(k.endswith(".jpg") for k in frame_keys)
     archived_seqs = set()
@@ -61,7 +76,9 @@ def test_every_published_frame_gets_exactly_one_result_and_is_archived(
     assert archived_seqs == set(range(250))
 
 
-def test_a_raw_mode_model_outputs_reach_the_results_topic(kafka_bootstrap, kafka_settings, topics, sample_video, tmp_path):
+def test_a_raw_mode_model_outputs_reach_the_results_topic(
+    kafka_bootstrap, kafka_settings, topics, sample_video, tmp_path
+):
     """A bring-your-own model without a detection decoder: its output tensors, not an empty detection
     list, are what the results carry (the contract's `outputs`)."""
     from tests.helpers import produce_frames, tiny_model, video_jpegs
@@ -73,8 +90,14 @@ def test_a_raw_mode_model_outputs_reach_the_results_topic(kafka_bootstrap, kafka
     consumer = None
     try:
         inference.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
-        consumer = consumer_process(kafka_bootstrap, f"http://127.0.0.1:{port}", str(tmp_path / "archive"), tmp_path,
-                                    CONSUMER_GROUP_ID=f"raw-{uuid.uuid4().hex[:6]}", **topic_env(topics)).start()
+        consumer = consumer_process(
+            kafka_bootstrap,
+            f"http://127.0.0.1:{port}",
+            str(tmp_path / "archive"),
+            tmp_path,
+            CONSUMER_GROUP_ID=f"raw-{uuid.uuid4().hex[:6]}",
+            **topic_env(topics),
+        ).start()
         consumer.wait_http(consumer_health_url(consumer), timeout_s=60)
         produce_frames(kafka_settings, topics.frames, "raw", video_jpegs(sample_video, 5))
         records = read_all(kafka_settings, topics.results, expect=5, timeout_s=60)

@@ -1,5 +1,6 @@
 """The publisher process against the real broker: what lands on the frames topic, and clear
 errors for sources that cannot be read."""
+
 import json
 import subprocess
 import sys
@@ -19,14 +20,32 @@ pytestmark = pytest.mark.broker
 
 def run_publisher(bootstrap, topics, source, tmp_path, *args) -> tuple[int, dict | None, str]:
     summary = tmp_path / "summary.json"
-    process = publisher_process(bootstrap, source, tmp_path, [*args, "--summary-file", str(summary)], **topic_env(topics))
+    process = publisher_process(
+        bootstrap, source, tmp_path, [*args, "--summary-file", str(summary)], **topic_env(topics)
+    )
     code = process.start().process.wait(120)
     return code, json.loads(summary.read_text()) if summary.exists() else None, process.log_tail(50)
 
 
-def test_video_frames_land_keyed_by_stream_with_contract_headers(kafka_bootstrap, kafka_settings, topics, sample_video, tmp_path):
-    code, summary, log = run_publisher(kafka_bootstrap, topics, sample_video, tmp_path, "--stream-id", "cam-7",
-                                       "--pace", "fast", "--max-frames", "30", "--target-fps", "5", "--resize", "320")
+def test_video_frames_land_keyed_by_stream_with_contract_headers(
+    kafka_bootstrap, kafka_settings, topics, sample_video, tmp_path
+):
+    code, summary, log = run_publisher(
+        kafka_bootstrap,
+        topics,
+        sample_video,
+        tmp_path,
+        "--stream-id",
+        "cam-7",
+        "--pace",
+        "fast",
+        "--max-frames",
+        "30",
+        "--target-fps",
+        "5",
+        "--resize",
+        "320",
+    )
     assert code == 0, log
     # bikes.mp4 is 25 fps: sampling to 5 fps keeps one frame in five.
     assert summary["frames_published"] == summary["frames_delivered"] == 30
@@ -86,5 +105,7 @@ def test_truncated_video_is_reported(kafka_bootstrap, topics, sample_video, tmp_
 def test_missing_bootstrap_is_named(tmp_path):
     env = service_env(PUBLISHER_SOURCE="x.mp4")
     env.pop("KAFKA_BOOTSTRAP", None)
-    result = subprocess.run([sys.executable, "-m", "frame_publisher"], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "frame_publisher"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and "KAFKA_BOOTSTRAP: is required" in result.stderr

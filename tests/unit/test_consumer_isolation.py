@@ -1,5 +1,6 @@
 """The consumer's batch isolation, without a service: which frames get results, which get dead letters
 (with which code and how many attempts), and when the service itself is to blame."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,12 @@ class FakeService:
             raise InferenceFailed("HTTP 500: model run failed")
         if self.refused & set(images):
             raise BatchRefused("HTTP 413: too large", "too_large")
-        items = [{"index": i, "error": {"code": "too_large", "message": "declares 40000x40000"}} if image in self.item_errors
-                 else {"index": i, "detections": [], "label": image.decode()} for i, image in enumerate(images)]
+        items = [
+            {"index": i, "error": {"code": "too_large", "message": "declares 40000x40000"}}
+            if image in self.item_errors
+            else {"index": i, "detections": [], "label": image.decode()}
+            for i, image in enumerate(images)
+        ]
         return BatchAnswer("yolo", "v1", items)
 
 

@@ -1,5 +1,6 @@
 """The consumer's ledger without a broker: commit order across partitions, replay after a failed
 delivery, revocation mid-batch."""
+
 from __future__ import annotations
 
 from concurrent.futures import Future

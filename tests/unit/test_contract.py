@@ -1,4 +1,5 @@
 """The message contract: what producers write is what consumers and the service accept."""
+
 import pytest
 
 from vidpipe.contract import (
@@ -27,7 +28,13 @@ def meta(**changes):
 def test_headers_round_trip_with_traceparent():
     original = meta()
     parsed = parse_frame_headers(original.headers())
-    assert (parsed.stream_id, parsed.seq, parsed.capture_ts_us, parsed.width, parsed.height) == ("cam-1", 42, original.capture_ts_us, 640, 272)
+    assert (parsed.stream_id, parsed.seq, parsed.capture_ts_us, parsed.width, parsed.height) == (
+        "cam-1",
+        42,
+        original.capture_ts_us,
+        640,
+        272,
+    )
     version, trace_id, span_id, flags = parsed.traceparent.split("-")
     assert (version, len(trace_id), len(span_id), flags) == ("00", 32, 16, "01")
 
@@ -54,13 +61,25 @@ def test_dead_letter_keeps_original_headers_and_adds_reason():
     headers = header_dict(dead_letter_headers(original, "corrupt JPEG", "validate", "frames", 3, 99))
     assert headers[Header.STREAM_ID] == "cam-1"
     assert headers[Header.ERROR_REASON] == "corrupt JPEG"
-    assert (headers[Header.SOURCE_TOPIC], headers[Header.SOURCE_PARTITION], headers[Header.SOURCE_OFFSET]) == ("frames", "3", "99")
+    assert (headers[Header.SOURCE_TOPIC], headers[Header.SOURCE_PARTITION], headers[Header.SOURCE_OFFSET]) == (
+        "frames",
+        "3",
+        "99",
+    )
 
 
 def test_result_document_validates():
     doc = {
-        "stream_id": "cam-1", "seq": 1, "capture_ts_us": 1, "processed_ts_us": 2, "width": 640, "height": 272,
-        "model_name": "yolov4-tiny", "model_version": "x", "model_ms": 10.1, "request_ms": 12.5,
+        "stream_id": "cam-1",
+        "seq": 1,
+        "capture_ts_us": 1,
+        "processed_ts_us": 2,
+        "width": 640,
+        "height": 272,
+        "model_name": "yolov4-tiny",
+        "model_version": "x",
+        "model_ms": 10.1,
+        "request_ms": 12.5,
         "detections": [{"class_id": 0, "label": "person", "score": 0.9, "box": [1, 2, 3, 4]}],
     }
     result = decode_result(encode_result(doc))

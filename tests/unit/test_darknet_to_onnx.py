@@ -1,4 +1,5 @@
 """The Darknet converter against an independent numpy forward pass of a small synthetic network."""
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -96,7 +97,10 @@ def conv(x, w, b, stride, pad):
 def bn_conv(x, params, stride, pad, activation=True):
     biases, scales, mean, var, w = params
     y = conv(x, w, np.zeros_like(biases), stride, pad)
-    y = scales[None, :, None, None] * (y - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5) + biases[None, :, None, None]
+    y = (
+        scales[None, :, None, None] * (y - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5)
+        + biases[None, :, None, None]
+    )
     return leaky(y) if activation else y
 
 
@@ -124,8 +128,13 @@ def converted(tmp_path_factory):
     layers = []
 
     def bn(filters, channels, k):
-        p = [rng.normal(0, 0.1, filters), rng.uniform(0.5, 1.5, filters), rng.normal(0, 0.1, filters),
-             rng.uniform(0.5, 1.5, filters), rng.normal(0, 0.3, (filters, channels, k, k))]
+        p = [
+            rng.normal(0, 0.1, filters),
+            rng.uniform(0.5, 1.5, filters),
+            rng.normal(0, 0.1, filters),
+            rng.uniform(0.5, 1.5, filters),
+            rng.normal(0, 0.3, (filters, channels, k, k)),
+        ]
         layers.append(p)
         return p
 

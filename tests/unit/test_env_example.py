@@ -1,4 +1,5 @@
 """env.example documents exactly the variables the services read."""
+
 import re
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Inference core without HTTP: decoding, NMS, batching."""
+
 import threading
 import time
 
@@ -23,7 +24,9 @@ def test_decode_and_resize_keeps_source_size_and_rgb():
     assert tensor.shape == (2, 3, 32, 32) and np.isclose(tensor[1, 0, 0, 0], 1.0)
 
 
-@pytest.mark.parametrize("data, message", [(b"", "empty"), (b"\xff\xd8garbage", "corrupt JPEG"), (b"GIF89a....", "not a JPEG or PNG")])
+@pytest.mark.parametrize(
+    "data, message", [(b"", "empty"), (b"\xff\xd8garbage", "corrupt JPEG"), (b"GIF89a....", "not a JPEG or PNG")]
+)
 def test_undecodable_images_raise(data, message):
     with pytest.raises(ImageError, match=message):
         decode_and_resize(data, SPEC)
@@ -41,13 +44,25 @@ def test_yolo_decoder_maps_to_source_pixels_per_class():
     scores[0, 0, 1] = 0.9  # a car
     scores[0, 1, 2] = 0.8  # same box, other class: kept (class-wise NMS)
     scores[0, 2, 1] = 0.1  # under threshold
-    out = YoloDecoder(["person", "car", "bicycle"], 0.3, 0.45, 10).decode({"boxes": boxes, "scores": scores}, 0, 200, 100)
-    assert [(d["label"], d["box"]) for d in out["detections"]] == [("car", [20.0, 10.0, 100.0, 50.0]), ("bicycle", [20.0, 10.0, 100.0, 50.0])]
+    out = YoloDecoder(["person", "car", "bicycle"], 0.3, 0.45, 10).decode(
+        {"boxes": boxes, "scores": scores}, 0, 200, 100
+    )
+    assert [(d["label"], d["box"]) for d in out["detections"]] == [
+        ("car", [20.0, 10.0, 100.0, 50.0]),
+        ("bicycle", [20.0, 10.0, 100.0, 50.0]),
+    ]
 
 
 def test_raw_decoder_returns_tensors():
     out = RawDecoder().decode({"logits": np.arange(6, dtype=np.float32).reshape(2, 3)}, 1, 1, 1)
-    assert out["outputs"]["logits"] == {"shape": [3], "dtype": "float32", "data": [3.0, 4.0, 5.0], "min": 3.0, "max": 5.0, "mean": 4.0}
+    assert out["outputs"]["logits"] == {
+        "shape": [3],
+        "dtype": "float32",
+        "data": [3.0, 4.0, 5.0],
+        "min": 3.0,
+        "max": 5.0,
+        "mean": 4.0,
+    }
 
 
 def test_batcher_groups_concurrent_items_and_bounds_queue():

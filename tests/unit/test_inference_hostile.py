@@ -1,6 +1,7 @@
 """Hostile images against the inference API: dimension bombs, corrupt and truncated files, decoder
 errors. Cost is checked from the header before decoding; every image fault is a 4xx (or a per-item
 error in a batch), never a 5xx; 503 means only 'overloaded, retry'; the service keeps serving."""
+
 from __future__ import annotations
 
 import asyncio
@@ -71,7 +72,11 @@ CORPUS: dict[str, tuple[bytes, int, str | None]] = {
     "jpeg_trailing_garbage": (JPEG + b"trailing garbage" * 4, 422, "undecodable_image"),
     "truncated_jpeg": (JPEG[: len(JPEG) // 2], 422, "undecodable_image"),
     "jpeg_zero_height": (jpeg_declaring(64, 0), 422, "undecodable_image"),
-    "random_bytes": (np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes(), 422, "undecodable_image"),
+    "random_bytes": (
+        np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes(),
+        422,
+        "undecodable_image",
+    ),
     "gif": (b"GIF89a" + b"\x00" * 100, 422, "undecodable_image"),
     "soi_only": (b"\xff\xd8", 422, "undecodable_image"),
     # libjpeg recovers from bad entropy data (a grey picture, a warning): the cost is the header's, small.
@@ -142,7 +147,9 @@ def test_a_batch_of_hostile_images_gets_per_item_errors_and_results_for_the_rest
 
 def test_the_pixel_budget_is_a_setting(tmp_path):
     path = tiny_model(tmp_path / "mean.onnx")
-    client = ready_client(InferenceSettings(model_uri=str(path), max_pixels=64 * 48 - 1, max_inflight_decode_pixels=64 * 48))
+    client = ready_client(
+        InferenceSettings(model_uri=str(path), max_pixels=64 * 48 - 1, max_inflight_decode_pixels=64 * 48)
+    )
     try:
         response = post_one(client, JPEG)
         assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
@@ -172,15 +179,21 @@ def test_a_header_that_lies_about_the_decoded_size_is_refused(client, monkeypatc
     import inference_service.preprocess as preprocess
 
     real = preprocess.cv2.imdecode
-    monkeypatch.setattr(preprocess.cv2, "imdecode", lambda buf, flags: np.zeros((4000, 4000, 3), np.uint8) if real(buf, flags) is not None else None)
+    monkeypatch.setattr(
+        preprocess.cv2,
+        "imdecode",
+        lambda buf, flags: np.zeros((4000, 4000, 3), np.uint8) if real(buf, flags) is not None else None,
+    )
     response = post_one(client, JPEG)
     assert response.status_code == 422 and "header declares 64x48" in response.json()["error"]["message"]
 
 
 def test_full_memory_budgets_answer_503_with_retry_after_then_recover(client):
     state = client.app.state.service
-    for budget, amount in ((state.decode_pixels, state.decode_pixels.capacity),
-                           (state.frames_in_flight, state.frames_in_flight.capacity)):
+    for budget, amount in (
+        (state.decode_pixels, state.decode_pixels.capacity),
+        (state.frames_in_flight, state.frames_in_flight.capacity),
+    ):
         if isinstance(budget, Budget):
             budget.acquire(amount, 0)
         else:
@@ -206,8 +219,13 @@ def test_full_memory_budgets_answer_503_with_retry_after_then_recover(client):
 
 def test_request_bodies_are_bounded_by_the_body_budget(tmp_path):
     path = tiny_model(tmp_path / "mean.onnx")
-    settings = InferenceSettings(model_uri=str(path), max_image_bytes=4096, max_request_items=4,
-                                 max_inflight_body_bytes=4 * 4100, busy_wait_ms=100)
+    settings = InferenceSettings(
+        model_uri=str(path),
+        max_image_bytes=4096,
+        max_request_items=4,
+        max_inflight_body_bytes=4 * 4100,
+        busy_wait_ms=100,
+    )
     client = ready_client(settings)
     try:
         state = client.app.state.service

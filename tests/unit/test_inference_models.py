@@ -1,5 +1,6 @@
 """Models the service is given: fed correctly (fixed batch, one-image-per-run), or refused at start-up
 naming the input; a model failing on one input fails that input alone; raw-mode answers stay small."""
+
 from __future__ import annotations
 
 import time
@@ -94,7 +95,7 @@ def test_a_fixed_batch_of_10_is_padded_and_larger_batches_split(serve, tmp_path)
     assert red.json()["outputs"]["mean_colour"]["data"][0] > 0.9
     colours = [RED if i % 3 else BLUE for i in range(23)]  # 10 + 10 + 3 (padded)
     results = infer_batch(client, colours)
-    for item, result in zip(colours, results):
+    for item, result in zip(colours, results, strict=True):
         r, _, b = result["outputs"]["mean_colour"]["data"]
         assert (r > 0.9 and b < 0.1) if item is RED else (b > 0.9 and r < 0.1), result
 
@@ -124,17 +125,27 @@ def two_image_inputs(path):
 
 
 def single_input(path, shape, elem=TensorProto.FLOAT):
-    return save_model(path, [helper.make_node("Identity", ["images"], ["out"])], [image_input(shape=shape, elem=elem)],
-                      [helper.make_tensor_value_info("out", elem, list(shape))])
+    return save_model(
+        path,
+        [helper.make_node("Identity", ["images"], ["out"])],
+        [image_input(shape=shape, elem=elem)],
+        [helper.make_tensor_value_info("out", elem, list(shape))],
+    )
 
 
-@pytest.mark.parametrize("build, expected", [
-    (two_image_inputs, ["2 inputs", "'left' (tensor(float), shape ['batch', 3, 16, 16])", "'right'"]),
-    (lambda p: single_input(p, ("batch", 3, 16, 16), TensorProto.INT64), ["'images' (tensor(int64)", "element type"]),
-    (lambda p: single_input(p, ("batch", 3, 256)), ["'images'", "shape ['batch', 3, 256]", "rank 3"]),
-    (lambda p: single_input(p, ("batch", 1, 16, 16)), ["'images'", "shape ['batch', 1, 16, 16]", "3-channel"]),
-    (lambda p: single_input(p, (1000, 3, 16, 16)), ["fixed batch of 1000"]),
-])
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (two_image_inputs, ["2 inputs", "'left' (tensor(float), shape ['batch', 3, 16, 16])", "'right'"]),
+        (
+            lambda p: single_input(p, ("batch", 3, 16, 16), TensorProto.INT64),
+            ["'images' (tensor(int64)", "element type"],
+        ),
+        (lambda p: single_input(p, ("batch", 3, 256)), ["'images'", "shape ['batch', 3, 256]", "rank 3"]),
+        (lambda p: single_input(p, ("batch", 1, 16, 16)), ["'images'", "shape ['batch', 1, 16, 16]", "3-channel"]),
+        (lambda p: single_input(p, (1000, 3, 16, 16)), ["fixed batch of 1000"]),
+    ],
+)
 def test_models_the_service_cannot_feed_are_refused_at_start_up_naming_the_input(serve, tmp_path, build, expected):
     client = serve(build(tmp_path / "unfeedable.onnx"))
     health = client.get("/healthz")
@@ -163,8 +174,11 @@ def fails_on_white_model(path):
         ],
         [image_input(shape=("batch", 3, 8, 8))],
         [helper.make_tensor_value_info("expanded", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-        [helper.make_tensor("six", TensorProto.FLOAT, [], [6.0]), helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
-         helper.make_tensor("one_dim", TensorProto.INT64, [1], [1])],
+        [
+            helper.make_tensor("six", TensorProto.FLOAT, [], [6.0]),
+            helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+            helper.make_tensor("one_dim", TensorProto.INT64, [1], [1]),
+        ],
     )
 
 
@@ -178,7 +192,10 @@ def test_a_model_failing_on_one_input_fails_that_input_alone(serve, tmp_path):
     assert results[0]["outputs"]["expanded"]["shape"] == [3, 8, 8]
     single = infer(client, WHITE)
     assert single.status_code == 422 and single.json()["error"] == {
-        "code": "inference_failed", "message": single.json()["error"]["message"], "field": "body"}
+        "code": "inference_failed",
+        "message": single.json()["error"]["message"],
+        "field": "body",
+    }
     assert infer(client, BLACK).status_code == 200  # and it keeps serving
     assert 'inference_frame_errors_total{reason="inference_failed"} 3.0' in client.get("/metrics").text
 
@@ -198,13 +215,17 @@ def heatmap_model(path):
             helper.make_node("Log", ["zeros"], ["log_zero"]),
         ],
         [image_input(shape=("batch", 3, 96, 128))],
-        [helper.make_tensor_value_info("heatmap", TensorProto.FLOAT, ["batch", 17, 96, 128]),
-         helper.make_tensor_value_info("log_colour", TensorProto.FLOAT, ["batch", 3]),
-         helper.make_tensor_value_info("log_zero", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor("channel_axis", TensorProto.INT64, [1], [1]),
-         helper.make_tensor("plane_axes", TensorProto.INT64, [2], [2, 3]),
-         helper.make_tensor("joints", TensorProto.FLOAT, [1, 17, 1, 1], np.linspace(0.1, 1.7, 17).tolist()),
-         helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])],
+        [
+            helper.make_tensor_value_info("heatmap", TensorProto.FLOAT, ["batch", 17, 96, 128]),
+            helper.make_tensor_value_info("log_colour", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("log_zero", TensorProto.FLOAT, ["batch", 3]),
+        ],
+        [
+            helper.make_tensor("channel_axis", TensorProto.INT64, [1], [1]),
+            helper.make_tensor("plane_axes", TensorProto.INT64, [2], [2, 3]),
+            helper.make_tensor("joints", TensorProto.FLOAT, [1, 17, 1, 1], np.linspace(0.1, 1.7, 17).tolist()),
+            helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]),
+        ],
     )
 
 

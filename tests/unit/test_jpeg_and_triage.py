@@ -1,4 +1,5 @@
 """Consumer triage: what goes to inference, what to the dead-letter topic (with which reason)."""
+
 import cv2
 import numpy as np
 import pytest
@@ -82,26 +83,60 @@ HOSTILE = [
     ("ts-far-future", lambda j: (j, headers(ts=250_000_000_000_000_000)), "invalid_timestamp", "capture-ts-us"),
     ("ts-two-days-ahead", lambda j: (j, headers(ts=NOW_US + 2 * DAY_US)), "invalid_timestamp", "capture-ts-us"),
     ("ts-before-2000", lambda j: (j, headers(ts=1_000_000)), "invalid_timestamp", "capture-ts-us"),
-    ("ts-negative", lambda j: (j, replace_header(headers(), "capture-ts-us", b"-5")), "invalid_header", "capture-ts-us"),
-    ("seq-over-64-bit", lambda j: (j, replace_header(headers(), "seq", b"9223372036854775808")), "invalid_header", "'seq'"),
+    (
+        "ts-negative",
+        lambda j: (j, replace_header(headers(), "capture-ts-us", b"-5")),
+        "invalid_header",
+        "capture-ts-us",
+    ),
+    (
+        "seq-over-64-bit",
+        lambda j: (j, replace_header(headers(), "seq", b"9223372036854775808")),
+        "invalid_header",
+        "'seq'",
+    ),
     ("seq-huge", lambda j: (j, replace_header(headers(), "seq", b"9" * 40)), "invalid_header", "'seq'"),
     ("seq-exponent", lambda j: (j, replace_header(headers(), "seq", b"1e6")), "invalid_header", "'seq'"),
     ("seq-padded", lambda j: (j, replace_header(headers(), "seq", b" 7")), "invalid_header", "'seq'"),
     ("width-zero", lambda j: (j, replace_header(headers(), "width", b"0")), "invalid_header", "'width'"),
     ("height-huge", lambda j: (j, replace_header(headers(), "height", b"99999999999")), "invalid_header", "'height'"),
-    ("non-ascii-header", lambda j: (j, replace_header(headers(), "stream-id", "caméra".encode())), "invalid_header", "not ASCII"),
+    (
+        "non-ascii-header",
+        lambda j: (j, replace_header(headers(), "stream-id", "caméra".encode())),
+        "invalid_header",
+        "not ASCII",
+    ),
     ("oversized-header", lambda j: (j, headers() + [("x-junk", b"a" * 10_000)]), "invalid_header", "x-junk"),
     ("stream-id-slash", lambda j: (j, replace_header(headers(), "stream-id", b"cam/1")), "invalid_stream_id", "cam/1"),
     ("stream-id-dotdot", lambda j: (j, replace_header(headers(), "stream-id", b"..")), "invalid_stream_id", "'..'"),
-    ("stream-id-too-long", lambda j: (j, replace_header(headers(), "stream-id", b"c" * 129)), "invalid_stream_id", "stream-id"),
+    (
+        "stream-id-too-long",
+        lambda j: (j, replace_header(headers(), "stream-id", b"c" * 129)),
+        "invalid_stream_id",
+        "stream-id",
+    ),
     ("stream-id-space", lambda j: (j, replace_header(headers(), "stream-id", b"cam 1")), "invalid_stream_id", "cam 1"),
-    ("png-not-jpeg", lambda j: (cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes(), headers()),
-     "not_a_jpeg", "start-of-image"),
+    (
+        "png-not-jpeg",
+        lambda j: (cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes(), headers()),
+        "not_a_jpeg",
+        "start-of-image",
+    ),
     ("jpeg-trailing-garbage", lambda j: (j + b"garbage" * 10, headers()), "not_a_jpeg", "truncated"),
     ("jpeg-truncated", lambda j: (j[: len(j) // 2], headers()), "not_a_jpeg", "JPEG"),
     ("jpeg-fill-bytes", lambda j: (j[:2] + b"\xff" * 200_000 + j[2:], headers()), "not_a_jpeg", "fill bytes"),
-    ("jpeg-tiny-segments", lambda j: (j[:2] + b"\xff\xfe\x00\x02" * 200_000 + j[2:], headers()), "not_a_jpeg", "segments"),
-    ("schema-version-2", lambda j: (j, replace_header(headers(), "schema-version", b"2")), "invalid_header", "schema-version"),
+    (
+        "jpeg-tiny-segments",
+        lambda j: (j[:2] + b"\xff\xfe\x00\x02" * 200_000 + j[2:], headers()),
+        "not_a_jpeg",
+        "segments",
+    ),
+    (
+        "schema-version-2",
+        lambda j: (j, replace_header(headers(), "schema-version", b"2")),
+        "invalid_header",
+        "schema-version",
+    ),
 ]
 
 
@@ -141,16 +176,24 @@ def test_result_document_carries_frame_identity():
 
 def test_result_document_carries_raw_outputs():
     meta = FrameMeta("cam", 3, NOW_US, 64, 48)
-    outputs = {"logits": {"shape": [3], "dtype": "float32", "data": [0.1, 0.7, 0.2], "min": 0.1, "max": 0.7, "mean": 0.33}}
+    outputs = {
+        "logits": {"shape": [3], "dtype": "float32", "data": [0.1, 0.7, 0.2], "min": 0.1, "max": 0.7, "mean": 0.33}
+    }
     doc = result_document(meta, {"outputs": outputs, "request_ms": 1.0}, "raw-model", "abc", NOW_US)
     assert doc["outputs"]["logits"]["data"] == [0.1, 0.7, 0.2] and doc["detections"] == []
 
 
-@pytest.mark.parametrize("inferred, code", [
-    ({"detections": [{"class_id": 0, "label": "car", "score": 7.0, "box": [0, 0, 1, 1]}]}, "invalid_result"),
-    ({"detections": "nonsense"}, "invalid_result"),
-    ({"outputs": {"heatmap": {"shape": [1000, 1000], "dtype": "float32", "data": [[0.5] * 1000] * 1000}}}, "result_too_large"),
-])
+@pytest.mark.parametrize(
+    "inferred, code",
+    [
+        ({"detections": [{"class_id": 0, "label": "car", "score": 7.0, "box": [0, 0, 1, 1]}]}, "invalid_result"),
+        ({"detections": "nonsense"}, "invalid_result"),
+        (
+            {"outputs": {"heatmap": {"shape": [1000, 1000], "dtype": "float32", "data": [[0.5] * 1000] * 1000}}},
+            "result_too_large",
+        ),
+    ],
+)
 def test_answers_that_cannot_be_results_are_refused_with_a_code(inferred, code):
     with pytest.raises(ResultRefused) as refused:
         result_document(FrameMeta("cam", 3, NOW_US, 64, 48), inferred, "m", "v", NOW_US)

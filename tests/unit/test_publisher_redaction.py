@@ -1,6 +1,7 @@
 """Camera credentials never leave the publisher: the one redaction rule, default stream ids that never
 come from userinfo or query strings, the contract's stream-id rule at start-up, and the source read
 from Secrets Manager."""
+
 import json
 import os
 import subprocess
@@ -15,36 +16,39 @@ from frame_publisher.source_secret import SourceSecretError, read_source_secret
 from frame_publisher.sources import default_stream_id
 
 
-@pytest.mark.parametrize("url, expected", [
-    # userinfo
-    ("rtsp://admin:secret@cam.internal", "rtsp://***@cam.internal"),
-    ("rtsp://admin:secret@cam.internal:554/stream1", "rtsp://***@cam.internal:554/stream1"),
-    ("rtsp://admin@cam/live", "rtsp://***@cam/live"),
-    ("RTSPS://admin:secret@10.0.0.7:322/a/b", "RTSPS://***@10.0.0.7:322/a/b"),
-    # a password with '@' or ':' (unencoded), or percent-encoded
-    ("rtsp://admin:p@ss@cam:554/s", "rtsp://***@cam:554/s"),
-    ("rtsp://admin:pa:ss:w@cam/s", "rtsp://***@cam/s"),
-    ("rtsp://ad%40min:p%40ss%3Aw@cam/s", "rtsp://***@cam/s"),
-    # a password with '/', '?' or '#' (unencoded): hidden, even at the cost of the host
-    ("rtsp://admin:pa/ss@cam/s", "rtsp://***@cam/s"),
-    ("rtsp://admin:pa?ss@cam/s", "rtsp://***/***"),
-    ("rtsp://admin:pa#ss@cam/s", "rtsp://***/***"),
-    ("rtsp://admin:secret", "rtsp://***"),
-    # query tokens
-    ("rtsp://cam/live?token=abc123", "rtsp://cam/live?token=***"),
-    ("http://cam/video.mjpg?user=admin&pass=secret", "http://cam/video.mjpg?user=***&pass=***"),
-    ("rtsp://cam/live?channel=1&password=secret", "rtsp://cam/live?channel=***&password=***"),
-    ("rtsp://cam/live?abc123", "rtsp://cam/live?***"),
-    ("rtsp://u:p@cam:8554/live?token=t#frag", "rtsp://***@cam:8554/live?token=***#***"),
-    ("rtsp://[::1]:8554/live?token=t", "rtsp://[::1]:8554/live?token=***"),
-    # nothing to hide, or not a URL at all
-    ("rtsp://cam.internal:554/stream1", "rtsp://cam.internal:554/stream1"),
-    ("udp://239.0.0.1:5000", "udp://239.0.0.1:5000"),
-    (".cache/media/bikes.mp4", ".cache/media/bikes.mp4"),
-    ("/data/admin:secret@x/clip.mp4", "/data/admin:secret@x/clip.mp4"),
-    ("0", "0"),
-    ("webcam:1", "webcam:1"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        # userinfo
+        ("rtsp://admin:secret@cam.internal", "rtsp://***@cam.internal"),
+        ("rtsp://admin:secret@cam.internal:554/stream1", "rtsp://***@cam.internal:554/stream1"),
+        ("rtsp://admin@cam/live", "rtsp://***@cam/live"),
+        ("RTSPS://admin:secret@10.0.0.7:322/a/b", "RTSPS://***@10.0.0.7:322/a/b"),
+        # a password with '@' or ':' (unencoded), or percent-encoded
+        ("rtsp://admin:p@ss@cam:554/s", "rtsp://***@cam:554/s"),
+        ("rtsp://admin:pa:ss:w@cam/s", "rtsp://***@cam/s"),
+        ("rtsp://ad%40min:p%40ss%3Aw@cam/s", "rtsp://***@cam/s"),
+        # a password with '/', '?' or '#' (unencoded): hidden, even at the cost of the host
+        ("rtsp://admin:pa/ss@cam/s", "rtsp://***@cam/s"),
+        ("rtsp://admin:pa?ss@cam/s", "rtsp://***/***"),
+        ("rtsp://admin:pa#ss@cam/s", "rtsp://***/***"),
+        ("rtsp://admin:secret", "rtsp://***"),
+        # query tokens
+        ("rtsp://cam/live?token=abc123", "rtsp://cam/live?token=***"),
+        ("http://cam/video.mjpg?user=admin&pass=secret", "http://cam/video.mjpg?user=***&pass=***"),
+        ("rtsp://cam/live?channel=1&password=secret", "rtsp://cam/live?channel=***&password=***"),
+        ("rtsp://cam/live?abc123", "rtsp://cam/live?***"),
+        ("rtsp://u:p@cam:8554/live?token=t#frag", "rtsp://***@cam:8554/live?token=***#***"),
+        ("rtsp://[::1]:8554/live?token=t", "rtsp://[::1]:8554/live?token=***"),
+        # nothing to hide, or not a URL at all
+        ("rtsp://cam.internal:554/stream1", "rtsp://cam.internal:554/stream1"),
+        ("udp://239.0.0.1:5000", "udp://239.0.0.1:5000"),
+        (".cache/media/bikes.mp4", ".cache/media/bikes.mp4"),
+        ("/data/admin:secret@x/clip.mp4", "/data/admin:secret@x/clip.mp4"),
+        ("0", "0"),
+        ("webcam:1", "webcam:1"),
+    ],
+)
 def test_redact_url(url, expected):
     assert redact_url(url) == expected
 
@@ -52,8 +56,10 @@ def test_redact_url(url, expected):
 def test_redactor_scrubs_urls_and_the_sources_secrets_in_free_text():
     source = "rtsp://admin:p%40ss-w0rd@cam:554/live?token=tok-123&user=viewer"
     redact = Redactor(source)
-    text = (f"[ WARN] trying capture filename='{source}' ...; pass p@ss-w0rd / p%40ss-w0rd, token tok-123, "
-            "other rtsp://x:y@h/p?k=v")
+    text = (
+        f"[ WARN] trying capture filename='{source}' ...; pass p@ss-w0rd / p%40ss-w0rd, token tok-123, "
+        "other rtsp://x:y@h/p?k=v"
+    )
     out = redact(text)
     for secret in ("p@ss-w0rd", "p%40ss-w0rd", "tok-123", "viewer", "x:y"):
         assert secret not in out, out
@@ -83,16 +89,19 @@ def test_native_output_on_the_descriptors_is_scrubbed(tmp_path):
     assert "python rtsp://***@127.0.0.1:9/live?token=***" in done.stdout and "after stop" in done.stdout
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("rtsp://admin:secret@cam.internal", "cam.internal"),
-    ("rtsp://admin:secret@cam.internal/", "cam.internal"),
-    ("rtsp://cam.internal?token=secret", "cam.internal"),
-    ("rtsp://admin:secret@cam.internal:554/stream1?token=x", "cam.internal:554/stream1"),  # invalid: asks for one
-    ("rtsp://admin:pa?ss@cam/x", "***/***"),
-    (".cache/media/bikes.mp4", "bikes"),
-    ("webcam:2", "webcam2"),
-    ("0", "webcam0"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("rtsp://admin:secret@cam.internal", "cam.internal"),
+        ("rtsp://admin:secret@cam.internal/", "cam.internal"),
+        ("rtsp://cam.internal?token=secret", "cam.internal"),
+        ("rtsp://admin:secret@cam.internal:554/stream1?token=x", "cam.internal:554/stream1"),  # invalid: asks for one
+        ("rtsp://admin:pa?ss@cam/x", "***/***"),
+        (".cache/media/bikes.mp4", "bikes"),
+        ("webcam:2", "webcam2"),
+        ("0", "webcam0"),
+    ],
+)
 def test_default_stream_id_never_uses_userinfo_or_query(source, expected):
     assert default_stream_id(source) == expected
 
@@ -119,10 +128,14 @@ def test_a_derived_stream_id_that_breaks_the_rule_is_refused_with_the_source_red
     with pytest.raises(ValueError) as caught:
         resolve_stream_id(settings, settings.source)
     message = str(caught.value)
-    assert "--stream-id" in message and "PUBLISHER_STREAM_ID" in message and "rtsp://***@cam:554/live?token=***" in message
+    assert (
+        "--stream-id" in message and "PUBLISHER_STREAM_ID" in message and "rtsp://***@cam:554/live?token=***" in message
+    )
     assert "secret" not in message and "t0k3n" not in message
-    assert resolve_stream_id(_settings(source="rtsp://admin:secret@cam.internal"), "rtsp://admin:secret@cam.internal") \
+    assert (
+        resolve_stream_id(_settings(source="rtsp://admin:secret@cam.internal"), "rtsp://admin:secret@cam.internal")
         == "cam.internal"
+    )
     assert resolve_stream_id(_settings(source="x", stream_id="given"), "rtsp://a:b@c:1/d") == "given"
 
 
@@ -135,16 +148,27 @@ def test_cam_slash_1_and_cam_underscore_1_never_share_a_stream_id():
 
 def test_cli_exits_2_naming_the_variable_and_value(monkeypatch):
     env = {**os.environ, "KAFKA_BOOTSTRAP": "127.0.0.1:1"}
-    bad = subprocess.run([sys.executable, "-m", "frame_publisher", "--source", "x.mp4", "--stream-id", "cam/1"],
-                         env=env, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "frame_publisher", "--source", "x.mp4", "--stream-id", "cam/1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "PUBLISHER_STREAM_ID" in bad.stderr and "'cam/1'" in bad.stderr, bad.stderr
-    derived = subprocess.run([sys.executable, "-m", "frame_publisher", "--source", "rtsp://admin:s3cret@cam:554/live?token=t0k"],
-                             env=env, capture_output=True, text=True, timeout=60)
+    derived = subprocess.run(
+        [sys.executable, "-m", "frame_publisher", "--source", "rtsp://admin:s3cret@cam:554/live?token=t0k"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert derived.returncode == 2 and "--stream-id" in derived.stderr, derived.stderr
     assert "s3cret" not in derived.stderr + derived.stdout and "t0k" not in derived.stderr + derived.stdout
 
 
 # --- the source from AWS Secrets Manager -------------------------------------------------------
+
 
 class FakeSecrets:
     def __init__(self, value=None, error=None):
@@ -160,8 +184,14 @@ class FakeSecrets:
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vidpipe/stream/lobby-AbC123"
 
 
-@pytest.mark.parametrize("stored", ["rtsp://admin:secret@cam/live", "  rtsp://admin:secret@cam/live\n",
-                                    json.dumps({"source": "rtsp://admin:secret@cam/live", "note": "x"})])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "rtsp://admin:secret@cam/live",
+        "  rtsp://admin:secret@cam/live\n",
+        json.dumps({"source": "rtsp://admin:secret@cam/live", "note": "x"}),
+    ],
+)
 def test_source_secret_as_a_string_or_json(stored):
     client = FakeSecrets(stored)
     assert read_source_secret(ARN, client) == "rtsp://admin:secret@cam/live" and client.asked == [ARN]

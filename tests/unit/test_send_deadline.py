@@ -1,4 +1,5 @@
 """The consumer's max-frame-age decision at send time (pure core, no broker)."""
+
 from consumer_service.deadline import SendDeadline
 
 

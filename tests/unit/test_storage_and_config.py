@@ -1,4 +1,5 @@
 """Storage backends share one interface and the documented key layout; settings errors name variables."""
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -32,7 +33,9 @@ def test_storage_outages_are_told_from_refused_writes():
     assert is_outage(client_error("SlowDown", 503)) and is_outage(client_error("AccessDenied", 403))
     assert is_outage(OSError(28, "No space left on device"))
     assert not is_outage(client_error("KeyTooLongError", 400)) and not is_outage(client_error("EntityTooLarge", 400))
-    assert not is_outage(OSError(36, "File name too long")) and not is_outage(ValueError("year 9999999 is out of range"))
+    assert not is_outage(OSError(36, "File name too long")) and not is_outage(
+        ValueError("year 9999999 is out of range")
+    )
 
 
 def test_local_storage_round_trip_and_refuses_escape(tmp_path):

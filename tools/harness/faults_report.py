@@ -1,5 +1,6 @@
 """Render the fault suite's accounts (out/faults/*.json, written by the tests) as the README's
 Reliability table: python -m tools.harness.faults_report."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,16 @@ from pathlib import Path
 from tools.paths import ROOT
 
 REPORT_DIR = ROOT / "out" / "faults"
-ORDER = ["consumer SIGKILL", "broker restart", "inference down 20 s", "rebalance", "poison records",
-         "SIGTERM consumer", "SIGTERM publisher", "SIGTERM inference"]  # then the hostile records, by name
+ORDER = [
+    "consumer SIGKILL",
+    "broker restart",
+    "inference down 20 s",
+    "rebalance",
+    "poison records",
+    "SIGTERM consumer",
+    "SIGTERM publisher",
+    "SIGTERM inference",
+]  # then the hostile records, by name
 
 
 def rows(report_dir: Path = REPORT_DIR) -> list[dict]:
@@ -20,14 +29,18 @@ def rows(report_dir: Path = REPORT_DIR) -> list[dict]:
 
 
 def markdown(table: list[dict]) -> str:
-    lines = ["| fault | what the pipeline does | frames published | frames with results | duplicates |",
-             "|---|---|---:|---:|---:|"]
+    lines = [
+        "| fault | what the pipeline does | frames published | frames with results | duplicates |",
+        "|---|---|---:|---:|---:|",
+    ]
     for row in table:
         published = str(row["frames_published"])
         if "dead_lettered" in row:
             published += f" (+{row['dead_lettered']} dead-lettered)"
-        lines.append(f"| {row['fault']} | {row['behaviour']} | {published} | {row['frames_with_results']} | "
-                     f"{row['duplicates']} |")
+        lines.append(
+            f"| {row['fault']} | {row['behaviour']} | {published} | {row['frames_with_results']} | "
+            f"{row['duplicates']} |"
+        )
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
 """The pipeline's services as real local processes, each logging to a file and stopped with SIGTERM."""
+
 from __future__ import annotations
 
 import os
@@ -39,11 +40,17 @@ class ServiceProcess:
     args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
 
-    def start(self) -> "ServiceProcess":
+    def start(self) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", self.module, *self.args], env=self.env, cwd=ROOT,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module, *self.args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         return self
 
@@ -93,16 +100,26 @@ def inference_process(port: int, log_dir: Path, model: Path = DEFAULT_MODEL, **e
     return ServiceProcess("inference", "inference_service", env, log_dir / "inference.log")
 
 
-def consumer_process(bootstrap: str, inference_url: str, archive_uri: str, log_dir: Path, name: str = "consumer",
-                     **extra: str) -> ServiceProcess:
-    env = service_env(KAFKA_BOOTSTRAP=bootstrap, CONSUMER_INFERENCE_URL=inference_url, CONSUMER_ARCHIVE_URI=archive_uri,
-                      CONSUMER_HEALTH_PORT=str(free_port()), **extra)
+def consumer_process(
+    bootstrap: str, inference_url: str, archive_uri: str, log_dir: Path, name: str = "consumer", **extra: str
+) -> ServiceProcess:
+    env = service_env(
+        KAFKA_BOOTSTRAP=bootstrap,
+        CONSUMER_INFERENCE_URL=inference_url,
+        CONSUMER_ARCHIVE_URI=archive_uri,
+        CONSUMER_HEALTH_PORT=str(free_port()),
+        **extra,
+    )
     return ServiceProcess(name, "consumer_service", env, log_dir / f"{name}.log")
 
 
-def publisher_process(bootstrap: str, source: Path | str, log_dir: Path, args: list[str], **extra: str) -> ServiceProcess:
+def publisher_process(
+    bootstrap: str, source: Path | str, log_dir: Path, args: list[str], **extra: str
+) -> ServiceProcess:
     env = service_env(KAFKA_BOOTSTRAP=bootstrap, **extra)
-    return ServiceProcess("publisher", "frame_publisher", env, log_dir / "publisher.log", ["--source", str(source), *args])
+    return ServiceProcess(
+        "publisher", "frame_publisher", env, log_dir / "publisher.log", ["--source", str(source), *args]
+    )
 
 
 def consumer_health_url(process: ServiceProcess) -> str:

@@ -1,5 +1,6 @@
 """The one reader of the results topic: per frame the first result and when it became visible, and how
 many times each frame's result arrived (duplicates); plus the demo's and bench's summary of a run."""
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ Debian release and Python minor version, `python` and `pip` on PATH, pip allowed
 system interpreter (the official image's Python is its own build, so it has no such marker).
 The root filesystem tarball is cached under .cache/images, keyed by the recipe.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,7 +30,11 @@ EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/s
 def recipe() -> list[str]:
     # essential: no apt in the image (nothing installs packages at run time); merged-usr done by the
     # hook rather than by the usrmerge package, which would pull in perl (about 50 MB).
-    args = ["--variant=essential", f"--include={','.join(PACKAGES)}", "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"]
+    args = [
+        "--variant=essential",
+        f"--include={','.join(PACKAGES)}",
+        "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+    ]
     args += [f"--dpkgopt=path-exclude={path}" for path in EXCLUDES]
     args += ["--dpkgopt=path-include=/usr/share/doc/*/copyright"]  # licences stay
     args += [f"--customize-hook={hook}" for hook in HOOKS]
@@ -53,5 +58,5 @@ def ensure_base(podman: Podman) -> str:
         print(f"building the Debian {SUITE} Python base with mmdebstrap -> {tarball}", file=sys.stderr)
         subprocess.run(["mmdebstrap", "--quiet", "--format=tar", *recipe(), SUITE, str(partial)], check=True)
         partial.rename(tarball)
-    podman.run("import", "--change", "CMD [\"python3\"]", str(tarball), ref)
+    podman.run("import", "--change", 'CMD ["python3"]', str(tarball), ref)
     return ref

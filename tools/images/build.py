@@ -4,6 +4,7 @@ platform), with podman instead of Docker. Only BASE_IMAGE differs where no regis
 
     python -m tools.images.build [--assembly cdk.out] [--base registry|local]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,16 +51,30 @@ def assembly_images(assembly: Path) -> list[ImageBuild]:
             service = args.get("SERVICE")
             if not service:
                 raise ValueError(f"{manifest.name}: an image asset without a SERVICE build argument: {source}")
-            builds[service] = ImageBuild(service, assembly / source["directory"], source.get("dockerFile", "Dockerfile"),
-                                         args, source.get("platform"))
+            builds[service] = ImageBuild(
+                service,
+                assembly / source["directory"],
+                source.get("dockerFile", "Dockerfile"),
+                args,
+                source.get("platform"),
+            )
     if not builds:
         raise FileNotFoundError(f"no Docker image assets in {assembly}/*.assets.json: run `make synth` first")
     return sorted(builds.values(), key=lambda b: b.service)
 
 
 def build(podman: Podman, image: ImageBuild, base: str | None) -> None:
-    args = ["build", "--pull=never" if base else "--pull=missing", "--network", "host", "--layers",
-            "--file", str(image.context / image.dockerfile), "--tag", image.reference]
+    args = [
+        "build",
+        "--pull=never" if base else "--pull=missing",
+        "--network",
+        "host",
+        "--layers",
+        "--file",
+        str(image.context / image.dockerfile),
+        "--tag",
+        image.reference,
+    ]
     if image.platform:
         args += ["--platform", image.platform]
     for key, value in image.build_args.items():
@@ -70,15 +85,24 @@ def build(podman: Podman, image: ImageBuild, base: str | None) -> None:
     # mounted for the build only, named through a build argument, never part of a layer.
     ca_bundle = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
     if ca_bundle and Path(ca_bundle).is_file():
-        args += ["--volume", f"{Path(ca_bundle).resolve()}:/run/build-ca.pem:ro", "--build-arg", "PIP_CERT=/run/build-ca.pem"]
+        args += [
+            "--volume",
+            f"{Path(ca_bundle).resolve()}:/run/build-ca.pem:ro",
+            "--build-arg",
+            "PIP_CERT=/run/build-ca.pem",
+        ]
     podman.run(*args, str(image.context), capture=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assembly", type=Path, default=ROOT / "cdk.out")
-    parser.add_argument("--base", choices=["registry", "local"], default="local",
-                        help="registry: the Dockerfile's default BASE_IMAGE; local: a base built from Debian packages")
+    parser.add_argument(
+        "--base",
+        choices=["registry", "local"],
+        default="local",
+        help="registry: the Dockerfile's default BASE_IMAGE; local: a base built from Debian packages",
+    )
     options = parser.parse_args(argv)
     podman = Podman()
     images = assembly_images(options.assembly)

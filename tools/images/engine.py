@@ -3,6 +3,7 @@
 What this machine needs, and why: crun refuses its cgroup layout (runc works); root here cannot raise
 rlimits, so the containers' ulimits are set explicitly; cgroupfs because no systemd runs here.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,14 +53,23 @@ class Podman:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "CONTAINERS_CONF": str(self.config_dir / "containers.conf"),
-                "CONTAINERS_STORAGE_CONF": str(self.config_dir / "storage.conf")}
+        return {
+            **os.environ,
+            "CONTAINERS_CONF": str(self.config_dir / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(self.config_dir / "storage.conf"),
+        }
 
     def command(self, *args: str) -> list[str]:
         return ["podman", *args]
 
-    def run(self, *args: str, check: bool = True, capture: bool = True, timeout: float | None = None,
-            input: bytes | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        capture: bool = True,
+        timeout: float | None = None,
+        input: bytes | None = None,
+    ) -> subprocess.CompletedProcess:
         result = subprocess.run(self.command(*args), env=self.env, capture_output=capture, timeout=timeout, input=input)
         if check and result.returncode != 0:
             detail = (result.stderr or b"").decode(errors="replace")[-3000:] if capture else ""

@@ -5,6 +5,7 @@ as size-limited tmpfs, CPU and memory limits, and the grace period on SIGTERM.
 Only what cannot exist off-cluster is replaced: endpoints (given as overrides) and the ports, each moved
 to a free one since every container here shares the host's network; probes follow the move.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from tools.images.engine import Podman
 from tools.harness.processes import free_port
+from tools.images.engine import Podman
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
 
@@ -47,8 +48,9 @@ class PodContainer:
     env: dict[str, str]
 
     @classmethod
-    def from_manifests(cls, manifests: list[dict[str, Any]], deployment: str,
-                       secrets: dict[tuple[str, str], str] | None = None) -> "PodContainer":
+    def from_manifests(
+        cls, manifests: list[dict[str, Any]], deployment: str, secrets: dict[tuple[str, str], str] | None = None
+    ) -> PodContainer:
         """secrets: (Secret name, key) -> value, for env entries from a secretKeyRef (the user creates
         those Secrets; a missing one stops the container, as the kubelet's CreateContainerConfigError)."""
         objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in manifests}
@@ -151,11 +153,16 @@ class RunningContainer:
             args += container.get("command", []) + container.get("args", [])
         return args
 
-    def start(self) -> "RunningContainer":
+    def start(self) -> RunningContainer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.podman.command(*self.run_args()), env=self.podman.env,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.podman.command(*self.run_args()),
+                env=self.podman.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     @property
@@ -169,8 +176,10 @@ class RunningContainer:
             return ""
 
     def probe_urls(self) -> dict[str, str]:
-        return {kind: f"http://127.0.0.1:{self.port_map.get(port, port)}{path}"
-                for kind, (path, port) in self.spec.probes().items()}
+        return {
+            kind: f"http://127.0.0.1:{self.port_map.get(port, port)}{path}"
+            for kind, (path, port) in self.spec.probes().items()
+        }
 
     def probe(self, kind: str) -> int:
         try:

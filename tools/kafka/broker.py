@@ -16,6 +16,7 @@ CLI (from the repo root)::
 
     python -m tools.kafka.broker fetch|start|stop|status|wait|restart [--data-dir D] [--port P] [--controller-port C]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,12 @@ logger.authorizer.level = WARN
 """
 
 JVM_OPTS = [
-    "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-    "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
 ]
 
 
@@ -126,7 +131,8 @@ def _mvn_executable() -> str:
         raise BrokerError(
             "Maven (`mvn`) is not on PATH: it is needed once to fetch the Kafka broker jars from Maven Central "
             "(tools/kafka/pom.xml). Install it (Debian: `apt-get install -y maven`, with a JDK 17+) or put "
-            "already fetched jars in the libs dir.")
+            "already fetched jars in the libs dir."
+        )
     return mvn
 
 
@@ -136,8 +142,10 @@ def _java_executable() -> str:
         return str(Path(java_home) / "bin" / "java")
     java = shutil.which("java")
     if not java:
-        raise BrokerError("`java` is not on PATH (and JAVA_HOME is unset): Kafka 4.x needs a Java 17+ runtime "
-                          "(Debian: `apt-get install -y openjdk-17-jre-headless`).")
+        raise BrokerError(
+            "`java` is not on PATH (and JAVA_HOME is unset): Kafka 4.x needs a Java 17+ runtime "
+            "(Debian: `apt-get install -y openjdk-17-jre-headless`)."
+        )
     return java
 
 
@@ -149,8 +157,7 @@ def fetch_libs(libs_dir: Path | str = DEFAULT_LIBS_DIR, pom: Path = POM, quiet: 
     stamp = libs_dir / STAMP_NAME
 
     def done() -> bool:
-        return (stamp.exists() and stamp.read_text().strip() == digest
-                and any(libs_dir.glob("kafka_2.13-*.jar")))
+        return stamp.exists() and stamp.read_text().strip() == digest and any(libs_dir.glob("kafka_2.13-*.jar"))
 
     if done():
         return libs_dir
@@ -161,15 +168,23 @@ def fetch_libs(libs_dir: Path | str = DEFAULT_LIBS_DIR, pom: Path = POM, quiet: 
         mvn = _mvn_executable()
         staging = libs_dir / f".staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        cmd = [mvn, "-B", "-Dstyle.color=never", "-f", str(pom), "dependency:copy-dependencies",
-               f"-Dkafka.libs.dir={staging}"]
+        cmd = [
+            mvn,
+            "-B",
+            "-Dstyle.color=never",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-Dkafka.libs.dir={staging}",
+        ]
         if quiet:
             cmd.insert(1, "-q")
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                raise BrokerError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n"
-                                  f"{(proc.stdout + proc.stderr)[-4000:]}")
+                raise BrokerError(
+                    f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}"
+                )
             wanted = {jar.name for jar in staging.glob("*.jar")}
             if not any(name.startswith("kafka_2.13-") for name in wanted):
                 raise BrokerError(f"Maven finished but fetched no kafka_2.13 jar ({cmd})")
@@ -190,7 +205,7 @@ def fetch_libs(libs_dir: Path | str = DEFAULT_LIBS_DIR, pom: Path = POM, quiet: 
 
 def kafka_version(libs_dir: Path | str = DEFAULT_LIBS_DIR) -> str | None:
     jars = sorted(Path(libs_dir).glob("kafka_2.13-*.jar"))
-    return jars[0].name[len("kafka_2.13-"):-len(".jar")] if jars else None
+    return jars[0].name[len("kafka_2.13-") : -len(".jar")] if jars else None
 
 
 class LocalBroker:
@@ -201,10 +216,16 @@ class LocalBroker:
     argument is 0 or None, so a restart (or a new LocalBroker on the same dir) keeps the same bootstrap.
     """
 
-    def __init__(self, data_dir: Path | str = DEFAULT_DATA_DIR, port: int | None = None,
-                 controller_port: int | None = None, libs_dir: Path | str = DEFAULT_LIBS_DIR,
-                 heap: str = "512m", config_overrides: dict[str, object] | None = None,
-                 die_with_parent: bool = False):
+    def __init__(
+        self,
+        data_dir: Path | str = DEFAULT_DATA_DIR,
+        port: int | None = None,
+        controller_port: int | None = None,
+        libs_dir: Path | str = DEFAULT_LIBS_DIR,
+        heap: str = "512m",
+        config_overrides: dict[str, object] | None = None,
+        die_with_parent: bool = False,
+    ):
         self.data_dir = Path(data_dir).resolve()
         self.libs_dir = Path(libs_dir).resolve()
         self.heap = heap
@@ -213,12 +234,12 @@ class LocalBroker:
         saved = self._load_state()
         self.cluster_id: str = saved.get("cluster_id") or random_cluster_id()
         self.port = self._pick_port(port, saved.get("port"), DEFAULT_PORT)
-        self.controller_port = self._pick_port(controller_port, saved.get("controller_port"),
-                                               DEFAULT_CONTROLLER_PORT)
+        self.controller_port = self._pick_port(controller_port, saved.get("controller_port"), DEFAULT_CONTROLLER_PORT)
         if saved.get("controller_port") and self.controller_port != saved["controller_port"] and self.formatted:
             raise BrokerError(
                 f"{self.data_dir} was formatted with controller port {saved['controller_port']} (its standalone "
-                f"quorum records that endpoint); start it on that port or use a fresh data dir.")
+                f"quorum records that endpoint); start it on that port or use a fresh data dir."
+            )
         if self.port == self.controller_port:
             raise BrokerError(f"port and controller_port are both {self.port}")
         self._proc: subprocess.Popen | None = None
@@ -269,8 +290,12 @@ class LocalBroker:
         return free_port() if asked == 0 else default
 
     def _save_state(self) -> None:
-        self.state_path.write_text(json.dumps({"cluster_id": self.cluster_id, "port": self.port,
-                                               "controller_port": self.controller_port}, indent=2) + "\n")
+        self.state_path.write_text(
+            json.dumps(
+                {"cluster_id": self.cluster_id, "port": self.port, "controller_port": self.controller_port}, indent=2
+            )
+            + "\n"
+        )
 
     @property
     def pid(self) -> int | None:
@@ -323,12 +348,20 @@ class LocalBroker:
         self._save_state()
 
     def _java_cmd(self, main: str, *args: str) -> list[str]:
-        return [_java_executable(), f"-Xmx{self.heap}", "-Xms128m", *JVM_OPTS,
-                f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-                "-cp", str(self.libs_dir / "*"), main, *args]
+        return [
+            _java_executable(),
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            *JVM_OPTS,
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            "-cp",
+            str(self.libs_dir / "*"),
+            main,
+            *args,
+        ]
 
     # ----- lifecycle
-    def fetch(self) -> "LocalBroker":
+    def fetch(self) -> LocalBroker:
         fetch_libs(self.libs_dir)
         return self
 
@@ -337,17 +370,19 @@ class LocalBroker:
         if self.formatted:
             return False
         t0 = time.monotonic()
-        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "--standalone",
-                             "-t", self.cluster_id, "-c", str(self.properties_path))
+        cmd = self._java_cmd(
+            "kafka.tools.StorageTool", "format", "--standalone", "-t", self.cluster_id, "-c", str(self.properties_path)
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         (self.data_dir / "format.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0 or not self.formatted:
-            raise BrokerError(f"formatting {self.kraft_dir} failed (exit {proc.returncode}):\n"
-                              f"{(proc.stdout + proc.stderr)[-4000:]}")
+            raise BrokerError(
+                f"formatting {self.kraft_dir} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}"
+            )
         self.last_format_seconds = time.monotonic() - t0
         return True
 
-    def start(self, wait: bool = True, timeout: float = 90.0) -> "LocalBroker":
+    def start(self, wait: bool = True, timeout: float = 90.0) -> LocalBroker:
         """Launch the broker in the background (no-op when already running); by default wait until ready."""
         if self.is_running():
             if wait:
@@ -361,8 +396,10 @@ class LocalBroker:
             log.warning("could not refresh %s (using the jars already there)", self.libs_dir, exc_info=True)
         for p, what in ((self.port, "port"), (self.controller_port, "controller port")):
             if port_open(p):
-                raise BrokerError(f"{what} 127.0.0.1:{p} is already in use by another process "
-                                  f"(not the broker of {self.data_dir}); pick another port")
+                raise BrokerError(
+                    f"{what} 127.0.0.1:{p} is already in use by another process "
+                    f"(not the broker of {self.data_dir}); pick another port"
+                )
         self._write_config()
         self.format()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -373,8 +410,13 @@ class LocalBroker:
             self._t_launch = time.monotonic()
             self._proc = subprocess.Popen(
                 self._java_cmd("kafka.Kafka", str(self.properties_path)),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=self.data_dir,
-                start_new_session=True, preexec_fn=_set_pdeathsig if self.die_with_parent else None)
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                start_new_session=True,
+                preexec_fn=_set_pdeathsig if self.die_with_parent else None,
+            )
         self.pid_path.write_text(f"{self._proc.pid}\n")
         if wait:
             try:
@@ -390,7 +432,7 @@ class LocalBroker:
         except OSError:
             return "(no broker.log)"
         if since_start and getattr(self, "_log_offset", 0) <= len(data):
-            data = data[getattr(self, "_log_offset", 0):]
+            data = data[getattr(self, "_log_offset", 0) :]
         return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
     def _process_gone(self) -> bool:
@@ -403,8 +445,14 @@ class LocalBroker:
         if not port_open(self.port):
             return False
         from confluent_kafka.admin import AdminClient
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": int(timeout * 1000),
-                             "logger": logging.getLogger("local_kafka.admin")})
+
+        admin = AdminClient(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "socket.timeout.ms": int(timeout * 1000),
+                "logger": logging.getLogger("local_kafka.admin"),
+            }
+        )
         try:
             md = admin.list_topics(timeout=timeout)
         except Exception:  # KafkaException while the broker is still coming up
@@ -418,11 +466,15 @@ class LocalBroker:
         while True:
             if self._process_gone():
                 if self._proc is None and not self.pid_path.exists():
-                    raise BrokerError(f"no Kafka broker is running for {self.data_dir} (never started, or "
-                                      f"stopped): run `python -m tools.kafka.broker start` first")
+                    raise BrokerError(
+                        f"no Kafka broker is running for {self.data_dir} (never started, or "
+                        f"stopped): run `python -m tools.kafka.broker start` first"
+                    )
                 code = self._proc.returncode if self._proc is not None else "unknown"
-                raise BrokerError(f"the Kafka broker of {self.data_dir} died (exit code {code}); "
-                                  f"last lines of {self.log_path}:\n{self.log_tail()}")
+                raise BrokerError(
+                    f"the Kafka broker of {self.data_dir} died (exit code {code}); "
+                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                )
             if self.ready():
                 launched = getattr(self, "_t_launch", None)
                 elapsed = time.monotonic() - (launched if launched is not None else t0)
@@ -431,8 +483,10 @@ class LocalBroker:
                     self._t_launch = None
                 return elapsed
             if time.monotonic() - t0 > timeout:
-                raise BrokerError(f"the Kafka broker at {self.bootstrap} was not ready after {timeout:.0f} s; "
-                                  f"last lines of {self.log_path}:\n{self.log_tail()}")
+                raise BrokerError(
+                    f"the Kafka broker at {self.bootstrap} was not ready after {timeout:.0f} s; "
+                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                )
             time.sleep(0.25)
 
     def _signal_and_wait(self, pid: int, sig: int, timeout: float) -> bool:
@@ -470,7 +524,7 @@ class LocalBroker:
             self._proc = None
         self.pid_path.unlink(missing_ok=True)
 
-    def restart(self, timeout: float = 90.0, graceful: bool = True) -> "LocalBroker":
+    def restart(self, timeout: float = 90.0, graceful: bool = True) -> LocalBroker:
         """Stop (SIGTERM, or SIGKILL when graceful=False) and start again on the same data dir and ports."""
         self.stop() if graceful else self.kill()
         # the old process has released its listeners; make sure the kernel agrees before re-binding
@@ -479,7 +533,7 @@ class LocalBroker:
             time.sleep(0.1)
         return self.start(wait=True, timeout=timeout)
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         return self.start(wait=True)
 
     def __exit__(self, *exc) -> None:
@@ -494,10 +548,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["fetch", "start", "stop", "status", "wait", "restart"])
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--libs-dir", default=str(DEFAULT_LIBS_DIR))
-    parser.add_argument("--port", type=int, default=None,
-                        help=f"PLAINTEXT port (default: the data dir's saved port, else {DEFAULT_PORT}; 0 = free)")
-    parser.add_argument("--controller-port", type=int, default=None,
-                        help=f"CONTROLLER port (default: saved, else {DEFAULT_CONTROLLER_PORT}; 0 = free)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"PLAINTEXT port (default: the data dir's saved port, else {DEFAULT_PORT}; 0 = free)",
+    )
+    parser.add_argument(
+        "--controller-port",
+        type=int,
+        default=None,
+        help=f"CONTROLLER port (default: saved, else {DEFAULT_CONTROLLER_PORT}; 0 = free)",
+    )
     parser.add_argument("--heap", default="512m")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds for start/wait/restart")
     parser.add_argument("--no-wait", action="store_true", help="start: return once launched")
@@ -509,8 +571,9 @@ def main(argv: list[str] | None = None) -> int:
             libs = fetch_libs(args.libs_dir)
             print(f"Kafka {kafka_version(libs)} jars in {libs} ({time.monotonic() - t0:.1f} s)")
             return 0
-        broker = LocalBroker(args.data_dir, port=args.port, controller_port=args.controller_port,
-                             libs_dir=args.libs_dir, heap=args.heap)
+        broker = LocalBroker(
+            args.data_dir, port=args.port, controller_port=args.controller_port, libs_dir=args.libs_dir, heap=args.heap
+        )
         if args.command == "start":
             if broker.is_running():
                 print(f"already running: pid {broker.pid}, bootstrap {broker.bootstrap}")
@@ -520,8 +583,10 @@ def main(argv: list[str] | None = None) -> int:
             broker.start(wait=not args.no_wait, timeout=args.timeout)
             fmt = f", formatted storage in {broker.last_format_seconds:.1f} s" if broker.last_format_seconds else ""
             ready = "" if args.no_wait else f", ready {broker.last_start_seconds:.1f} s after launch"
-            print(f"Kafka {kafka_version(broker.libs_dir)} started: pid {broker.pid}, bootstrap "
-                  f"{broker.bootstrap}{fmt}{ready}; log {broker.log_path}")
+            print(
+                f"Kafka {kafka_version(broker.libs_dir)} started: pid {broker.pid}, bootstrap "
+                f"{broker.bootstrap}{fmt}{ready}; log {broker.log_path}"
+            )
         elif args.command == "wait":
             elapsed = broker.wait(args.timeout)
             print(f"ready: bootstrap {broker.bootstrap} (waited {elapsed:.1f} s)")
@@ -532,8 +597,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stopped pid {pid} in {time.monotonic() - t0:.1f} s" if pid else "not running")
         elif args.command == "restart":
             broker.restart(timeout=args.timeout)
-            print(f"restarted: pid {broker.pid}, bootstrap {broker.bootstrap}, "
-                  f"ready {broker.last_start_seconds:.1f} s after launch")
+            print(
+                f"restarted: pid {broker.pid}, bootstrap {broker.bootstrap}, "
+                f"ready {broker.last_start_seconds:.1f} s after launch"
+            )
         elif args.command == "status":
             pid = broker.pid
             if pid is None:

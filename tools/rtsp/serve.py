@@ -4,6 +4,7 @@ Run with the system Python (Debian's GStreamer bindings live there, not in the v
     /usr/bin/python3 tools/rtsp/serve.py --port 8554            # rtsp://127.0.0.1:8554/live
 Serves a moving test pattern as MJPEG over RTP; `make rtsp-deps` installs the packages.
 """
+
 import argparse
 import signal
 import sys

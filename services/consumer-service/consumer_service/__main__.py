@@ -1,4 +1,5 @@
 """python -m consumer_service: run the consumer group member with CONSUMER_*, KAFKA_*, TOPICS_* settings."""
+
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,9 @@ def main() -> None:
     registry = CollectorRegistry()
     heartbeat = Heartbeat(stale_after_s=max(60.0, settings.retry_max_s * 3))
     worker = ConsumerWorker(
-        settings, kafka, topics,
+        settings,
+        kafka,
+        topics,
         archiver=Archiver(open_storage(settings.archive_uri), settings.archive_workers, settings.archive_frames),
         client=InferenceClient(str(settings.inference_url), settings.inference_timeout_s),
         registry=registry,
@@ -46,8 +49,12 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_signal)
     log.info("consuming %s as group %s from %s", topics.frames, settings.group_id, kafka.bootstrap)
     worker.run()
-    log.info("stopped: %d processed, %d dead-lettered, %d stale", worker.counts.processed,
-             worker.counts.dead_lettered, worker.counts.stale)
+    log.info(
+        "stopped: %d processed, %d dead-lettered, %d stale",
+        worker.counts.processed,
+        worker.counts.dead_lettered,
+        worker.counts.stale,
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Archive frames and results to storage under the documented key layout."""
+
 from __future__ import annotations
 
 from collections import defaultdict

@@ -6,6 +6,7 @@ from finished batches. Frames that would outlive the max age before their result
 skipped (and counted) instead of being sent, so under overload a live stream's latency stays
 within the limit and the model works on frames that can still be in time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@
   body). The frames may be the cause: a few more tries, then the batch is split to find out.
 - BatchRefused: the service refused the request (4xx). The frames are the cause: split at once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -7,10 +7,11 @@ reason and the number of requests it was part of, and every other frame gets its
 single frame is blamed for a failure that could be the service's, a frame it processed recently is
 sent alone: if that fails too the service is broken (an outage, retried), not the frame.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .inference_client import BatchAnswer, BatchRefused, InferenceFailed, InferenceUnavailable
 
@@ -76,7 +77,9 @@ class BatchIsolator:
                 return outcomes
             if len(images) > 1:
                 half = len(images) // 2
-                return self._isolate(images[:half], prior + tries, model) + self._isolate(images[half:], prior + tries, model)
+                return self._isolate(images[:half], prior + tries, model) + self._isolate(
+                    images[half:], prior + tries, model
+                )
             if could_be_service and not self.service_works():
                 raise InferenceUnavailable(f"inference also fails on a frame it processed before: {failure}")
             return [ItemOutcome(None, failure.code, str(failure), prior + tries)]
@@ -88,5 +91,9 @@ def item_outcome(item: dict, attempts: int) -> ItemOutcome:
         return ItemOutcome(item, attempts=attempts)
     if not isinstance(error, dict):
         error = {"message": str(error)}
-    return ItemOutcome(None, str(error.get("code") or "inference_refused"),
-                       f"inference refused the image: {error.get('message')}", attempts)
+    return ItemOutcome(
+        None,
+        str(error.get("code") or "inference_refused"),
+        f"inference refused the image: {error.get('message')}",
+        attempts,
+    )

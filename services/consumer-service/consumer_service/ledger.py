@@ -9,13 +9,15 @@ At-least-once rests on three rules kept here:
   batch, whose records come again);
 - offsets are only committed for partitions still assigned to this member.
 """
+
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 TopicPartitionKey = tuple[str, int]
 

@@ -22,13 +22,22 @@ class ConsumerSettings(BaseSettings):
     retry_max_s: float = Field(default=10.0, gt=0)
     max_frame_bytes: int = Field(default=MAX_FRAME_BYTES, ge=1024, le=MAX_FRAME_BYTES)
     max_frame_age_ms: int = Field(default=0, ge=0, description="Skip frames older than this (0 = never)")
-    max_pixels: int = Field(default=MAX_PIXELS, ge=1, description="Dead-letter frames declaring more pixels (too_large)")
-    inference_attempts: int = Field(default=2, ge=1, le=10,
-                                    description="Tries of a batch that fails (5xx, timeout) before splitting it to find the frame at fault")
-    unhealthy_after_s: float = Field(default=300.0, gt=0,
-                                     description="An outage of inference or storage this long makes /healthz answer 503")
+    max_pixels: int = Field(
+        default=MAX_PIXELS, ge=1, description="Dead-letter frames declaring more pixels (too_large)"
+    )
+    inference_attempts: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="Tries of a batch that fails (5xx, timeout) before splitting it to find the frame at fault",
+    )
+    unhealthy_after_s: float = Field(
+        default=300.0, gt=0, description="An outage of inference or storage this long makes /healthz answer 503"
+    )
     max_inflight_batches: int = Field(default=3, ge=1, le=64, description="Batches in inference or archive at once")
-    pause_after_s: float = Field(default=5.0, ge=0, description="Pause partitions once the pipeline has been full this long")
+    pause_after_s: float = Field(
+        default=5.0, ge=0, description="Pause partitions once the pipeline has been full this long"
+    )
     prefetch_max_kbytes: int = Field(default=65536, ge=1024, description="librdkafka's pre-fetch queue bound")
     revoke_timeout_s: float = Field(default=10.0, ge=0, description="Wait for in-flight batches of revoked partitions")
     shutdown_timeout_s: float = Field(default=30.0, ge=0, description="Wait for in-flight batches on SIGTERM")

@@ -1,8 +1,9 @@
 """Decide what happens to each record before inference (pure: no broker, no HTTP)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from pydantic import ValidationError
 
@@ -42,8 +43,9 @@ def triage(
     if not value:
         return Rejected("record value is empty (expected JPEG bytes)", "validate", "empty")
     if len(value) > max_frame_bytes:
-        return Rejected(f"record value is {len(value)} bytes, over the {max_frame_bytes}-byte frame limit",
-                        "validate", "too_large")
+        return Rejected(
+            f"record value is {len(value)} bytes, over the {max_frame_bytes}-byte frame limit", "validate", "too_large"
+        )
     try:
         meta = parse_frame_headers(headers, now_us or None)
     except ContractError as exc:
@@ -56,8 +58,9 @@ def triage(
     except ImageHeaderError as exc:
         return Rejected(str(exc), "validate", "not_a_jpeg")
     if (width, height) != (meta.width, meta.height):
-        return Rejected(f"headers say {meta.width}x{meta.height} but the JPEG is {width}x{height}", "validate",
-                        "size_mismatch")
+        return Rejected(
+            f"headers say {meta.width}x{meta.height} but the JPEG is {width}x{height}", "validate", "size_mismatch"
+        )
     if max_frame_age_ms and now_us:
         age_ms = (now_us - meta.capture_ts_us) / 1000.0
         if age_ms > max_frame_age_ms:
@@ -95,9 +98,13 @@ def result_document(meta: FrameMeta, inferred: dict, model_name: str, model_vers
             traceparent=meta.traceparent,
         )
     except (ValidationError, TypeError, ValueError) as exc:
-        raise ResultRefused(f"inference answer does not fit the result contract: {str(exc)[:300]}", "invalid_result") from None
+        raise ResultRefused(
+            f"inference answer does not fit the result contract: {str(exc)[:300]}", "invalid_result"
+        ) from None
     doc = result.model_dump(mode="json", exclude_none=True)
     size = len(encode_result(doc))
     if size > MAX_RESULT_BYTES:
-        raise ResultRefused(f"result document is {size} bytes, over the {MAX_RESULT_BYTES}-byte limit", "result_too_large")
+        raise ResultRefused(
+            f"result document is {size} bytes, over the {MAX_RESULT_BYTES}-byte limit", "result_too_large"
+        )
     return doc

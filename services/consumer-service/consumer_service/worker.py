@@ -12,6 +12,7 @@
   outage), the partitions are paused and the polling thread keeps polling, so the group never
   evicts this member.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,13 @@ from .triage import Accepted, Rejected, ResultRefused, Stale, result_document, t
 log = logging.getLogger(__name__)
 
 # Delivery errors that are about the record, not the cluster: retrying the same bytes cannot succeed.
-_CONTENT_DELIVERY_ERRORS = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
-                            KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG, KafkaError.INVALID_MSG_SIZE}
+_CONTENT_DELIVERY_ERRORS = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_MSG,
+    KafkaError.INVALID_MSG_SIZE,
+}
 # Room kept for the dead-letter headers and Kafka's record overhead.
 _DEAD_LETTER_MARGIN = 64 * 1024
 
@@ -53,13 +59,25 @@ class Stopped(Exception):
 class ConsumerMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.processed = Counter("consumer_frames_processed", "Frames with a stored result", registry=registry)
-        self.dead_lettered = Counter("consumer_frames_dead_lettered", "Records sent to the dead-letter topic",
-                                     ["stage", "code"], registry=registry)
-        self.stale = Counter("consumer_frames_stale", "Frames skipped for exceeding the max frame age", registry=registry)
-        self.retries = Counter("consumer_retries", "Waits on an unavailable dependency", ["dependency"], registry=registry)
+        self.dead_lettered = Counter(
+            "consumer_frames_dead_lettered",
+            "Records sent to the dead-letter topic",
+            ["stage", "code"],
+            registry=registry,
+        )
+        self.stale = Counter(
+            "consumer_frames_stale", "Frames skipped for exceeding the max frame age", registry=registry
+        )
+        self.retries = Counter(
+            "consumer_retries", "Waits on an unavailable dependency", ["dependency"], registry=registry
+        )
         self.inflight = Gauge("consumer_inflight_batches", "Batches polled but not yet committed", registry=registry)
-        self.batch_seconds = Histogram("consumer_batch_seconds", "Poll-to-commit time per batch",
-                                       buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=registry)
+        self.batch_seconds = Histogram(
+            "consumer_batch_seconds",
+            "Poll-to-commit time per batch",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=registry,
+        )
 
 
 @dataclass
@@ -100,16 +118,23 @@ class ConsumerWorker:
         self._outage_lock = threading.Lock()
         self._known_good: bytes | None = None  # a frame inference processed recently (see isolation.py)
         self._isolator = BatchIsolator(
-            infer=lambda images: self._retry_outage("inference", lambda: self.client.infer_batch(images),
-                                                    (InferenceUnavailable,)),
+            infer=lambda images: self._retry_outage(
+                "inference", lambda: self.client.infer_batch(images), (InferenceUnavailable,)
+            ),
             backoff=self._backoff,
             service_works=self._inference_works,
             attempts=settings.inference_attempts,
         )
-        self.consumer = Consumer(consumer_config(kafka, settings.group_id, **{
-            "client.id": "vidpipe-consumer",
-            "queued.max.messages.kbytes": settings.prefetch_max_kbytes,
-        }))
+        self.consumer = Consumer(
+            consumer_config(
+                kafka,
+                settings.group_id,
+                **{
+                    "client.id": "vidpipe-consumer",
+                    "queued.max.messages.kbytes": settings.prefetch_max_kbytes,
+                },
+            )
+        )
         self.producer = Producer(producer_config(kafka, **{"client.id": "vidpipe-consumer"}))
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -118,8 +143,9 @@ class ConsumerWorker:
         self._stop.set()
 
     def run(self) -> None:
-        self.consumer.subscribe([self.topics.frames], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
+        self.consumer.subscribe(
+            [self.topics.frames], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
         try:
             while not self._stop.is_set():
                 self.run_once()
@@ -148,7 +174,9 @@ class ConsumerWorker:
             self._full_since = None
             self._set_paused(False)
             want = max(1, self.settings.batch_max_frames - len(self._carry))
-            records = self._carry + self.consumer.consume(num_messages=want, timeout=self.settings.batch_max_wait_ms / 1000)
+            records = self._carry + self.consumer.consume(
+                num_messages=want, timeout=self.settings.batch_max_wait_ms / 1000
+            )
             self._carry = []
             records = [r for r in records if self._usable(r)]
             if records:
@@ -229,8 +257,14 @@ class ConsumerWorker:
         now_us = time.time_ns() // 1000
         batch = self._ledger.open(records)
         for record in records:
-            verdict = triage(record.value(), record.headers(), self.settings.max_frame_bytes,
-                             self.settings.max_frame_age_ms, now_us, self.settings.max_pixels)
+            verdict = triage(
+                record.value(),
+                record.headers(),
+                self.settings.max_frame_bytes,
+                self.settings.max_frame_age_ms,
+                now_us,
+                self.settings.max_pixels,
+            )
             if isinstance(verdict, Accepted):
                 batch.accepted.append((record, verdict))
             elif isinstance(verdict, Rejected):
@@ -252,7 +286,7 @@ class ConsumerWorker:
         ages_ms = [(now_us - frame.meta.capture_ts_us) / 1000 for _, frame in batch.accepted]
         with self._load_lock:
             in_time = self._deadline.in_time(ages_ms, self._frames_in_inference)
-        fresh = [item for item, ok in zip(batch.accepted, in_time) if ok]
+        fresh = [item for item, ok in zip(batch.accepted, in_time, strict=True) if ok]
         skipped = len(batch.accepted) - len(fresh)
         if skipped:
             batch.accepted = fresh
@@ -269,20 +303,23 @@ class ConsumerWorker:
             batch.load = self._frames_in_inference
         batch.sent = time.perf_counter()
         try:
-            isolated = self._retry_outage("inference", lambda: self._isolator.run([f.value for _, f in batch.accepted]),
-                                          (InferenceUnavailable,))
+            isolated = self._retry_outage(
+                "inference", lambda: self._isolator.run([f.value for _, f in batch.accepted]), (InferenceUnavailable,)
+            )
         finally:
             with self._load_lock:
                 self._frames_in_inference -= len(batch.accepted)
         processed_us = time.time_ns() // 1000
         done: list[tuple[Message, Accepted, dict]] = []
         refused: list[tuple[Message, Rejected]] = []
-        for (record, frame), outcome in zip(batch.accepted, isolated.outcomes):
+        for (record, frame), outcome in zip(batch.accepted, isolated.outcomes, strict=True):
             if outcome.result is None:
                 refused.append((record, Rejected(outcome.reason, "inference", outcome.code, outcome.attempts)))
                 continue
             try:
-                doc = result_document(frame.meta, outcome.result, isolated.model_name, isolated.model_version, processed_us)
+                doc = result_document(
+                    frame.meta, outcome.result, isolated.model_name, isolated.model_version, processed_us
+                )
             except ResultRefused as exc:
                 refused.append((record, Rejected(str(exc), "result", exc.code, outcome.attempts)))
                 continue
@@ -290,8 +327,9 @@ class ConsumerWorker:
         if not done:
             return [], refused
         self._known_good = done[-1][1].value
-        failed = self._retry_outage("storage", lambda: self.archiver.store([(f.meta, f.value, d) for _, f, d in done]),
-                                    (StorageUnavailable,))
+        failed = self._retry_outage(
+            "storage", lambda: self.archiver.store([(f.meta, f.value, d) for _, f, d in done]), (StorageUnavailable,)
+        )
         for index, reason in failed.items():
             refused.append((done[index][0], Rejected(reason, "archive", "archive_refused")))
         return [(record, doc) for index, (record, _, doc) in enumerate(done) if index not in failed], refused
@@ -377,9 +415,12 @@ class ConsumerWorker:
             moved = True
         return moved
 
-    def _produce(self, batch: Batch, topic: str, key: bytes | None, value: bytes, headers=None, on_content_error=None) -> None:
+    def _produce(
+        self, batch: Batch, topic: str, key: bytes | None, value: bytes, headers=None, on_content_error=None
+    ) -> None:
         """Produce, counting the delivery against the batch. A delivery the broker refuses for the
         record's content goes to on_content_error(reason) when given; any other failure replays."""
+
         def on_delivery(error, _message) -> None:
             batch.pending_deliveries -= 1
             if error is None:
@@ -405,17 +446,28 @@ class ConsumerWorker:
     def _publish_result(self, batch: Batch, record: Message, doc: dict) -> None:
         def refused(reason: str) -> None:
             batch.results_count -= 1
-            self._dead_letter(batch, record, Rejected(f"the results topic refused the result: {reason}", "publish",
-                                                      "result_refused"))
+            self._dead_letter(
+                batch, record, Rejected(f"the results topic refused the result: {reason}", "publish", "result_refused")
+            )
 
-        self._produce(batch, self.topics.results, doc["stream_id"].encode(), encode_result(doc), on_content_error=refused)
+        self._produce(
+            batch, self.topics.results, doc["stream_id"].encode(), encode_result(doc), on_content_error=refused
+        )
 
     def _dead_letter(self, batch: Batch, record: Message, rejected: Rejected) -> None:
         """The original record with why it failed. A value too large to fit beside the error headers
         is left out (its length noted) rather than blocking the partition."""
         value = record.value() or b""
-        headers = dead_letter_headers(record.headers(), rejected.reason, rejected.stage, record.topic(),
-                                      record.partition(), record.offset(), rejected.code, rejected.attempts)
+        headers = dead_letter_headers(
+            record.headers(),
+            rejected.reason,
+            rejected.stage,
+            record.topic(),
+            record.partition(),
+            record.offset(),
+            rejected.code,
+            rejected.attempts,
+        )
         size = len(value) + len(record.key() or b"") + sum(len(k) + len(v) for k, v in headers)
         if size > MAX_MESSAGE_BYTES - _DEAD_LETTER_MARGIN:
             headers.append((Header.ERROR_VALUE_DROPPED, str(len(value)).encode()))
@@ -423,16 +475,31 @@ class ConsumerWorker:
 
         def without_original(reason: str) -> None:
             # Even the headers do not fit: keep only why, where, and the key.
-            minimal = dead_letter_headers([], rejected.reason, rejected.stage, record.topic(), record.partition(),
-                                          record.offset(), rejected.code, rejected.attempts)
+            minimal = dead_letter_headers(
+                [],
+                rejected.reason,
+                rejected.stage,
+                record.topic(),
+                record.partition(),
+                record.offset(),
+                rejected.code,
+                rejected.attempts,
+            )
             minimal.append((Header.ERROR_VALUE_DROPPED, str(len(record.value() or b"")).encode()))
             self._produce(batch, self.topics.dead_letter, (record.key() or b"")[:1024], b"", minimal)
 
         self._produce(batch, self.topics.dead_letter, record.key(), value, headers, on_content_error=without_original)
         self.counts.dead_lettered += 1
         self.metrics.dead_lettered.labels(rejected.stage, rejected.code).inc()
-        log.warning("dead-lettered %s[%d]@%d (%s, %s): %s", record.topic(), record.partition(), record.offset(),
-                    rejected.stage, rejected.code, rejected.reason)
+        log.warning(
+            "dead-lettered %s[%d]@%d (%s, %s): %s",
+            record.topic(),
+            record.partition(),
+            record.offset(),
+            rejected.stage,
+            rejected.code,
+            rejected.reason,
+        )
 
     def _commit(self, batches: list[Batch]) -> None:
         for batch in batches:

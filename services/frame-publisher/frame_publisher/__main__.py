@@ -5,6 +5,7 @@ PUBLISHER_SOURCE_SECRET_ARN instead of a source: read the source URL from AWS Se
 Exit codes: 0 done, 1 source error, 2 configuration error, 3 frames not delivered.
 Credentials in a source URL (userinfo, query values) are never logged, published or written out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -122,8 +123,14 @@ def main(argv: list[str] | None = None) -> int:
             scrubber.stop()
 
 
-def _run(settings: PublisherSettings, kafka: KafkaSettings, topics: TopicSettings, uri: str, redact: Redactor,
-         log: logging.Logger) -> int:
+def _run(
+    settings: PublisherSettings,
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    uri: str,
+    redact: Redactor,
+    log: logging.Logger,
+) -> int:
     try:
         stream_id = resolve_stream_id(settings, uri)
     except ValueError as exc:
@@ -131,8 +138,9 @@ def _run(settings: PublisherSettings, kafka: KafkaSettings, topics: TopicSetting
         return 2
     stop = threading.Event()
     try:
-        source = open_source(uri, settings.loop, stop, settings.target_fps,
-                             settings.reconnect_initial_s, settings.reconnect_max_s)
+        source = open_source(
+            uri, settings.loop, stop, settings.target_fps, settings.reconnect_initial_s, settings.reconnect_max_s
+        )
     except SourceError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1
@@ -159,8 +167,12 @@ def _run(settings: PublisherSettings, kafka: KafkaSettings, topics: TopicSetting
 
         registry = CollectorRegistry()
         registry.register(PublisherCollector(lambda: publisher.summary, lambda: getattr(source, "reconnects", 0)))
-        serve_health(settings.health_port, heartbeat, registry,
-                     details=lambda: publisher.summary.as_dict() if publisher.summary else {})
+        serve_health(
+            settings.health_port,
+            heartbeat,
+            registry,
+            details=lambda: publisher.summary.as_dict() if publisher.summary else {},
+        )
 
     progress = None
     show_progress = settings.progress if settings.progress is not None else sys.stderr.isatty()
@@ -186,9 +198,16 @@ def _run(settings: PublisherSettings, kafka: KafkaSettings, topics: TopicSetting
         with open(settings.summary_file, "w") as handle:
             json.dump(summary.as_dict(), handle, indent=2)
     if summary is not None:
-        log.info("published %d frames of %s as stream %s (%d delivered, %d dropped, %d failed) at %.1f fps",
-                 summary.frames_published, summary.source, summary.stream_id, summary.frames_delivered,
-                 summary.frames_dropped, summary.frames_failed, summary.fps)
+        log.info(
+            "published %d frames of %s as stream %s (%d delivered, %d dropped, %d failed) at %.1f fps",
+            summary.frames_published,
+            summary.source,
+            summary.stream_id,
+            summary.frames_delivered,
+            summary.frames_dropped,
+            summary.frames_failed,
+            summary.fps,
+        )
     return code
 
 

@@ -1,8 +1,9 @@
 """The publisher's /metrics: its running counts, read from the live summary at scrape time (no second
 set of counters to keep in step)."""
+
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector

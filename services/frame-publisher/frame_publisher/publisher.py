@@ -3,6 +3,7 @@
 File sources apply back-pressure (nothing is dropped, the reader waits); live sources never
 block their capture loop: a bounded buffer drops the oldest frames, and they are counted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,15 @@ def encode_jpeg(image: np.ndarray, size: tuple[int, int], quality: int) -> bytes
 
 
 class FramePublisher:
-    def __init__(self, settings: PublisherSettings, kafka: KafkaSettings, frames_topic: str, stop: threading.Event,
-                 producer: Producer | None = None, heartbeat=None):
+    def __init__(
+        self,
+        settings: PublisherSettings,
+        kafka: KafkaSettings,
+        frames_topic: str,
+        stop: threading.Event,
+        producer: Producer | None = None,
+        heartbeat=None,
+    ):
         self.settings = settings
         self.heartbeat = heartbeat
         self.topic = frames_topic
@@ -73,13 +81,18 @@ class FramePublisher:
         if self.heartbeat is not None:
             self.heartbeat.beat()
 
-    def run(self, source: FrameSource, progress=None, stream_id: str | None = None,
-            source_label: str | None = None) -> PublishSummary:
+    def run(
+        self, source: FrameSource, progress=None, stream_id: str | None = None, source_label: str | None = None
+    ) -> PublishSummary:
         """stream_id: already checked against the contract (__main__.resolve_stream_id); source_label: the
         redacted source shown in the summary."""
         stream_id = check_stream_id(stream_id or self.settings.stream_id or source.name)
-        summary = PublishSummary(stream_id=stream_id, source=source_label or source.name, first_seq=self.settings.start_seq,
-                                 last_seq=self.settings.start_seq - 1)
+        summary = PublishSummary(
+            stream_id=stream_id,
+            source=source_label or source.name,
+            first_seq=self.settings.start_seq,
+            last_seq=self.settings.start_seq - 1,
+        )
         self._summary = summary
         started = time.monotonic()
         try:
@@ -164,20 +177,29 @@ class FramePublisher:
     def _limit_reached(self, summary: PublishSummary) -> bool:
         return bool(self.settings.max_frames) and summary.frames_published >= self.settings.max_frames
 
-    def _publish(self, frame: Frame, summary: PublishSummary, block: bool, buffer: DropOldestBuffer | None = None) -> None:
+    def _publish(
+        self, frame: Frame, summary: PublishSummary, block: bool, buffer: DropOldestBuffer | None = None
+    ) -> None:
         height, width = frame.image.shape[:2]
         size = output_size(width, height, self.settings.resize_to())
         jpeg = encode_jpeg(frame.image, size, self.settings.jpeg_quality)
         if len(jpeg) > MAX_FRAME_BYTES:
             summary.frames_oversized += 1
-            log.warning("frame of %d bytes exceeds the %d-byte limit; lower PUBLISHER_JPEG_QUALITY or resize", len(jpeg), MAX_FRAME_BYTES)
+            log.warning(
+                "frame of %d bytes exceeds the %d-byte limit; lower PUBLISHER_JPEG_QUALITY or resize",
+                len(jpeg),
+                MAX_FRAME_BYTES,
+            )
             return
         seq = summary.last_seq + 1
-        meta = FrameMeta(stream_id=summary.stream_id, seq=seq, capture_ts_us=frame.capture_ts_us, width=size[0], height=size[1])
+        meta = FrameMeta(
+            stream_id=summary.stream_id, seq=seq, capture_ts_us=frame.capture_ts_us, width=size[0], height=size[1]
+        )
         while True:
             try:
-                self.producer.produce(self.topic, key=meta.key, value=jpeg, headers=meta.headers(),
-                                      on_delivery=self._on_delivery)
+                self.producer.produce(
+                    self.topic, key=meta.key, value=jpeg, headers=meta.headers(), on_delivery=self._on_delivery
+                )
                 break
             except BufferError:
                 # The producer is backed up (broker slow or away).

@@ -13,6 +13,7 @@ and also removes the known secret parts of one source URL wherever they appear, 
 percent-decoded. `StderrScrubber` routes the process's stdout and stderr file descriptors through it,
 so native libraries' messages are covered as well as Python's.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,12 +37,12 @@ def split_url(url: str) -> tuple[str, str, str, str, str] | None:
     match = _SCHEME.match(url)
     if not match:
         return None
-    scheme, rest = match.group(1), url[match.end():]
+    scheme, rest = match.group(1), url[match.end() :]
     # Userinfo: up to the last '@' that comes before the query (a path rarely holds '@'; a password may).
     before_query = rest.split("?", 1)[0].split("#", 1)[0]
     at = before_query.rfind("@")
     userinfo = rest[:at] if at >= 0 else ""
-    rest = rest[at + 1:] if at >= 0 else rest
+    rest = rest[at + 1 :] if at >= 0 else rest
     end = len(rest)
     for stop in "/?#":
         position = rest.find(stop)
@@ -82,8 +83,9 @@ def redact_url(url: str) -> str:
     if parts is None:
         return url
     scheme, userinfo, authority, path, tail = parts
-    if not _HOST_PORT.match(authority) or (":" in authority and not authority.startswith("[")
-                                           and not authority.rpartition(":")[2].isdigit()):
+    if not _HOST_PORT.match(authority) or (
+        ":" in authority and not authority.startswith("[") and not authority.rpartition(":")[2].isdigit()
+    ):
         # Not host[:port]: part of a password (cut short by an unencoded '?', '#' or '/') may be in it.
         return f"{scheme}://{MASK}" + ("" if not (path or tail) else "/" + MASK)
     shown = f"{scheme}://" + (f"{MASK}@" if userinfo else "") + authority + path
@@ -143,7 +145,7 @@ class StderrScrubber:
         self.fds = fds
         self._pipes: list[tuple[int, int, threading.Thread]] = []
 
-    def start(self) -> "StderrScrubber":
+    def start(self) -> StderrScrubber:
         for fd in self.fds:
             stream = sys.stdout if fd == 1 else sys.stderr if fd == 2 else None
             if stream is not None:

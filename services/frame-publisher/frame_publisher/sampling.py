@@ -1,4 +1,5 @@
 """Pure frame-selection and sizing logic (no capture, no broker)."""
+
 from __future__ import annotations
 
 from collections import deque

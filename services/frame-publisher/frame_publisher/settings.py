@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,7 +11,7 @@ from vidpipe.contract import check_stream_id
 from .source_secret import SECRET_ARN
 
 
-class Pace(str, Enum):
+class Pace(StrEnum):
     SOURCE = "source"  # publish at the source's own frame rate (a recording behaves like a camera)
     FAST = "fast"  # as fast as frames can be read and sent
 
@@ -23,9 +23,12 @@ class PublisherSettings(BaseSettings):
 
     # Exactly one of source and source_secret_arn (checked at start-up, see __main__.resolve_source).
     # Never validated here: a validation message would echo the value, and a URL may hold credentials.
-    source: str | None = Field(default=None, description="Video file, rtsp:// URL, webcam index (0 or webcam:0) or image folder")
+    source: str | None = Field(
+        default=None, description="Video file, rtsp:// URL, webcam index (0 or webcam:0) or image folder"
+    )
     source_secret_arn: str | None = Field(
-        default=None, description="AWS Secrets Manager secret ARN whose string (or JSON key 'source') is the source")
+        default=None, description="AWS Secrets Manager secret ARN whose string (or JSON key 'source') is the source"
+    )
     stream_id: str | None = Field(default=None, description="Defaults to a name derived from the source")
     target_fps: float = Field(default=0.0, ge=0.0, le=1000.0, description="Sample down to this rate (0 = every frame)")
     max_frames: int = Field(default=0, ge=0, description="Stop after this many published frames (0 = no limit)")
@@ -33,12 +36,18 @@ class PublisherSettings(BaseSettings):
     resize: str | None = Field(default=None, description="WIDTHxHEIGHT, or WIDTH to keep the aspect ratio")
     jpeg_quality: int = Field(default=85, ge=1, le=100)
     pace: Pace = Pace.SOURCE
-    speed: float = Field(default=1.0, gt=0.0, le=1000.0, description="With pace=source: play at this multiple of the source rate")
+    speed: float = Field(
+        default=1.0, gt=0.0, le=1000.0, description="With pace=source: play at this multiple of the source rate"
+    )
     start_seq: int = Field(default=0, ge=0, description="First sequence number of this run")
-    live_buffer: int = Field(default=8, ge=1, le=10_000, description="Frames a live source may hold before dropping the oldest")
+    live_buffer: int = Field(
+        default=8, ge=1, le=10_000, description="Frames a live source may hold before dropping the oldest"
+    )
     reconnect_initial_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
-    progress: bool | None = Field(default=None, description="Progress bar for file sources (default: when on a terminal)")
+    progress: bool | None = Field(
+        default=None, description="Progress bar for file sources (default: when on a terminal)"
+    )
     summary_file: str | None = Field(default=None, description="Write a JSON summary here on exit")
     health_port: int = Field(default=0, ge=0, le=65535, description="0 disables /healthz and /metrics")
     flush_timeout_s: float = Field(default=30.0, gt=0)
@@ -65,7 +74,9 @@ class PublisherSettings(BaseSettings):
         if value in (None, ""):
             return None
         if not SECRET_ARN.match(value):
-            raise ValueError("not a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<suffix>)")
+            raise ValueError(
+                "not a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<suffix>)"
+            )
         return value
 
     def resize_to(self) -> tuple[int, int | None] | None:

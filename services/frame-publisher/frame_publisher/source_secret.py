@@ -4,6 +4,7 @@ On EKS the publisher's Pod Identity role may read exactly this secret; the URL t
 Secrets Manager and in the publisher's memory, never in a manifest, ConfigMap or template.
 The secret string is the URL itself, or a JSON object with a "source" key.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,9 @@ def read_source_secret(arn: str, client=None) -> str:
         response = client.get_secret_value(SecretId=arn)
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        raise SourceSecretError(f"cannot read secret {arn}: {error.get('Code', 'error')}: {error.get('Message', '')}") from None
+        raise SourceSecretError(
+            f"cannot read secret {arn}: {error.get('Code', 'error')}: {error.get('Message', '')}"
+        ) from None
     except BotoCoreError as exc:
         raise SourceSecretError(f"cannot read secret {arn}: {exc}") from None
     text = response.get("SecretString")
@@ -44,6 +47,6 @@ def read_source_secret(arn: str, client=None) -> str:
             raise SourceSecretError(f"secret {arn} starts with '{{' but is not JSON") from None
         source = document.get("source") if isinstance(document, dict) else None
         if not isinstance(source, str) or not source.strip():
-            raise SourceSecretError(f"secret {arn} is JSON without a non-empty string \"source\" key")
+            raise SourceSecretError(f'secret {arn} is JSON without a non-empty string "source" key')
         return source.strip()
     return text

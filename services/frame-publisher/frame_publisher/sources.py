@@ -2,6 +2,7 @@
 
 File and folder sources end (or loop); live sources reconnect with backoff until stopped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -9,9 +10,10 @@ import os
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -131,7 +133,9 @@ class ImageFolderSource:
                 yield Frame(image, index / self.fps, _now_us())
                 index += 1
             if not decoded_any:
-                raise SourceError(f"none of the {len(self.files)} files in {self.files[0].parent} could be read as an image")
+                raise SourceError(
+                    f"none of the {len(self.files)} files in {self.files[0].parent} could be read as an image"
+                )
             if not self.loop:
                 return
 
@@ -145,8 +149,16 @@ class LiveSource:
     live = True
     frame_count = None
 
-    def __init__(self, target: str | int, name: str, stop: threading.Event, initial_backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0, open_timeout_ms: int = 5000, must_open_first: bool = False):
+    def __init__(
+        self,
+        target: str | int,
+        name: str,
+        stop: threading.Event,
+        initial_backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        open_timeout_ms: int = 5000,
+        must_open_first: bool = False,
+    ):
         self.target = target
         # A local device that is absent at start is a configuration error, not an outage to wait out.
         self.must_open_first = must_open_first
@@ -162,7 +174,12 @@ class LiveSource:
         if isinstance(self.target, int):
             capture = cv2.VideoCapture(self.target)
         else:
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.open_timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.open_timeout_ms]
+            params = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                self.open_timeout_ms,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                self.open_timeout_ms,
+            ]
             capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
             capture.release()
@@ -218,7 +235,7 @@ def default_stream_id(uri: str) -> str:
     if parts is not None:
         _scheme, _userinfo, authority, path, _tail = parts
         return (authority + path).rstrip("/")
-    webcam = uri[len("webcam:"):] if uri.startswith("webcam:") else uri
+    webcam = uri[len("webcam:") :] if uri.startswith("webcam:") else uri
     if webcam.isdigit():
         return f"webcam{webcam}"
     path = Path(uri)
@@ -227,11 +244,17 @@ def default_stream_id(uri: str) -> str:
     return path.stem
 
 
-def open_source(uri: str, loop: bool, stop: threading.Event, target_fps: float = 0.0,
-                initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0) -> FrameSource:
+def open_source(
+    uri: str,
+    loop: bool,
+    stop: threading.Event,
+    target_fps: float = 0.0,
+    initial_backoff_s: float = 0.5,
+    max_backoff_s: float = 30.0,
+) -> FrameSource:
     if is_network(uri):
         return LiveSource(uri, default_stream_id(uri) or "stream", stop, initial_backoff_s, max_backoff_s)
-    webcam = uri[len("webcam:"):] if uri.startswith("webcam:") else uri
+    webcam = uri[len("webcam:") :] if uri.startswith("webcam:") else uri
     if webcam.isdigit():
         return LiveSource(int(webcam), f"webcam{webcam}", stop, initial_backoff_s, max_backoff_s, must_open_first=True)
     if os.path.isdir(uri):

@@ -1,4 +1,5 @@
 """python -m inference_service: serve the API with settings from INFERENCE_* variables."""
+
 from __future__ import annotations
 
 import logging

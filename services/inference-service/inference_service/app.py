@@ -1,4 +1,5 @@
 """HTTP edge of the inference service. The core (preprocess, batcher, decoders) knows no HTTP."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,6 @@ import time
 from contextlib import asynccontextmanager
 
 import numpy as np
-
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -66,8 +66,9 @@ class ModelRunner:
         except Exception as exc:
             if self.model.input.fixed_batch is not None or self.capacity == 1:
                 raise
-            log.warning("model failed a run of %d blank images (%s); trying one image per run",
-                        self.capacity, _one_line(exc))
+            log.warning(
+                "model failed a run of %d blank images (%s); trying one image per run", self.capacity, _one_line(exc)
+            )
             self.capacity = 1
             self.buffer = InputBuffer(self.model.input, 1)
             self.model.run(self.buffer.blank())
@@ -82,8 +83,9 @@ class ModelRunner:
                 outputs = self.model.run(self.buffer.fill(chunk))
             except Exception as exc:  # onnxruntime raises for inputs it cannot run: find which
                 if len(chunk) > 1:
-                    log.warning("model failed on a batch of %d images (%s); running them one by one",
-                                len(chunk), _one_line(exc))
+                    log.warning(
+                        "model failed on a batch of %d images (%s); running them one by one", len(chunk), _one_line(exc)
+                    )
                 slots.extend(self._run_alone(image, exc if len(chunk) == 1 else None) for image in chunk)
                 continue
             slots.extend((outputs, index) for index in range(len(chunk)))
@@ -100,7 +102,7 @@ class ModelRunner:
 
     def finish(self, images: list[PreparedImage], slots: list) -> list[dict | InferenceFailure]:
         results: list[dict | InferenceFailure] = []
-        for image, slot in zip(images, slots):
+        for image, slot in zip(images, slots, strict=True):
             if isinstance(slot, InferenceFailure):
                 results.append(slot)
                 continue
@@ -109,7 +111,9 @@ class ModelRunner:
                 decoded = self.model.decoder.decode(outputs, index, image.width, image.height)
             except Exception as exc:
                 log.warning("model outputs could not be decoded: %s", _one_line(exc))
-                results.append(InferenceFailure(f"the model's outputs for this image could not be decoded: {_one_line(exc)}"))
+                results.append(
+                    InferenceFailure(f"the model's outputs for this image could not be decoded: {_one_line(exc)}")
+                )
                 continue
             results.append({"width": image.width, "height": image.height, **decoded})
         return results
@@ -161,7 +165,7 @@ class ServiceState:
         return self.model, self.batcher
 
 
-def _overloaded(state: "ServiceState", why: str) -> ApiError:
+def _overloaded(state: ServiceState, why: str) -> ApiError:
     state.metrics.rejected.inc()
     return ApiError(503, "overloaded", f"{why}; retry later", headers={"Retry-After": "1"})
 
@@ -172,7 +176,9 @@ async def read_body(request: Request, limit: int, state: ServiceState) -> tuple[
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ApiError(400, "bad_content_length", f"Content-Length {declared[:20]!r} is not a number", "Content-Length")
+            raise ApiError(
+                400, "bad_content_length", f"Content-Length {declared[:20]!r} is not a number", "Content-Length"
+            )
         if int(declared) > limit:
             raise ApiError(413, "body_too_large", f"body of {declared} bytes exceeds the limit of {limit}", "body")
     budget = state.body_bytes
@@ -185,7 +191,9 @@ async def read_body(request: Request, limit: int, state: ServiceState) -> tuple[
             size = 0
             async for chunk in request.stream():
                 if size + len(chunk) > held:
-                    raise ApiError(400, "bad_content_length", f"body is longer than its Content-Length {held}", "Content-Length")
+                    raise ApiError(
+                        400, "bad_content_length", f"body is longer than its Content-Length {held}", "Content-Length"
+                    )
                 body[size : size + len(chunk)] = chunk
                 size += len(chunk)
             if size != held:
@@ -217,7 +225,12 @@ def require_content_type(request: Request, allowed: tuple[str, ...]) -> None:
     given = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if given not in allowed:
         shown = given or "none"
-        raise ApiError(415, "unsupported_media_type", f"Content-Type is {shown}; expected one of {', '.join(allowed)}", "Content-Type")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type is {shown}; expected one of {', '.join(allowed)}",
+            "Content-Type",
+        )
 
 
 def _prepare_all(items, model: LoadedModel, state: ServiceState) -> list[PreparedImage | ImageError]:
@@ -242,7 +255,9 @@ async def _prepare(state: ServiceState, items, model: LoadedModel) -> list[Prepa
         raise _overloaded(state, "images being decoded fill the service's memory budget") from None
 
 
-async def _infer(state: ServiceState, images: list[PreparedImage], batcher: DynamicBatcher) -> list[dict | InferenceFailure]:
+async def _infer(
+    state: ServiceState, images: list[PreparedImage], batcher: DynamicBatcher
+) -> list[dict | InferenceFailure]:
     try:
         futures = batcher.submit(images)
     except QueueFull as exc:
@@ -257,7 +272,9 @@ async def _infer(state: ServiceState, images: list[PreparedImage], batcher: Dyna
 def _admit(state: ServiceState, count: int) -> None:
     """Frames are admitted before they are decoded, so decoded frames waiting anywhere are bounded."""
     if not state.frames_in_flight.try_acquire(count):
-        raise _overloaded(state, f"{state.frames_in_flight.in_use} frames in flight, limit {state.frames_in_flight.capacity}")
+        raise _overloaded(
+            state, f"{state.frames_in_flight.in_use} frames in flight, limit {state.frames_in_flight.capacity}"
+        )
 
 
 _ERROR_METRIC = {"undecodable_image": "undecodable", "too_large": "too_large", "inference_failed": "inference_failed"}
@@ -329,7 +346,12 @@ def create_app(settings: InferenceSettings) -> FastAPI:
     @app.post(
         "/v1/infer",
         summary="Infer one image",
-        openapi_extra={"requestBody": {"required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES}}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES},
+            }
+        },
     )
     async def infer_one(request: Request):
         model, batcher = state.require_ready()
@@ -349,20 +371,31 @@ def create_app(settings: InferenceSettings) -> FastAPI:
                 state.body_bytes.release(held)
             if isinstance(prepared, ImageError):
                 state.metrics.frame_errors.labels(_ERROR_METRIC[prepared.code]).inc()
-                raise ApiError(413 if isinstance(prepared, ImageTooLarge) else 422, prepared.code, str(prepared), "body")
+                raise ApiError(
+                    413 if isinstance(prepared, ImageTooLarge) else 422, prepared.code, str(prepared), "body"
+                )
             result = (await _infer(state, [prepared], batcher))[0]
         finally:
             state.frames_in_flight.release(1)
         if isinstance(result, InferenceFailure):
             state.metrics.frame_errors.labels("inference_failed").inc()
             raise ApiError(422, "inference_failed", result.message, "body")
-        return {"model_name": model.name, "model_version": model.version,
-                "request_ms": round((time.perf_counter() - started) * 1000, 2), **result}
+        return {
+            "model_name": model.name,
+            "model_version": model.version,
+            "request_ms": round((time.perf_counter() - started) * 1000, 2),
+            **result,
+        }
 
     @app.post(
         "/v1/infer/batch",
         summary="Infer a batch of JPEGs (length-prefixed binary body; see the message contract)",
-        openapi_extra={"requestBody": {"required": True, "content": {BATCH_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {BATCH_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
     )
     async def infer_batch(request: Request):
         model, batcher = state.require_ready()

@@ -3,13 +3,15 @@
 A worker thread takes up to `max_batch` pending frames, waiting at most `max_delay` after the
 oldest arrived; the queue is bounded so overload is answered (503) instead of buffered.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -121,7 +123,7 @@ class DynamicBatcher(Generic[T]):
     def _deliver(batch, results, run_s: float) -> None:
         """Each result gets `model_ms`: the model run of the batch that held it (the queue not included)."""
         model_ms = round(run_s * 1000, 2)
-        for (_, future, _), result in zip(batch, results):
+        for (_, future, _), result in zip(batch, results, strict=True):
             if isinstance(result, dict):
                 result.setdefault("model_ms", model_ms)
             future.set_result(result)

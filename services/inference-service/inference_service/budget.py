@@ -4,6 +4,7 @@ at once is bounded and the service stays inside its memory limit whatever the cl
 Budget is for worker threads (decoding runs there); AsyncBudget for the event loop (request bodies,
 frames admitted). Both wait at most a timeout, then the request is answered 503 + Retry-After.
 """
+
 from __future__ import annotations
 
 import asyncio

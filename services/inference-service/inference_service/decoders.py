@@ -1,4 +1,5 @@
 """Turn model outputs into API results (numpy, and OpenCV's non-maximum suppression)."""
+
 from __future__ import annotations
 
 import math
@@ -114,7 +115,7 @@ def summarize(item: np.ndarray, include_data: bool) -> dict:
             values = values[np.isfinite(values)]
         if values.size:
             with np.errstate(over="ignore", invalid="ignore"):
-                    out.update(min=_finite(values.min()), max=_finite(values.max()), mean=_finite(values.mean()))
+                out.update(min=_finite(values.min()), max=_finite(values.max()), mean=_finite(values.mean()))
         else:
             out.update(min=None, max=None, mean=None)
     return out

@@ -1,4 +1,5 @@
 """Every error the API returns is JSON: {"error": {"code", "message", "field"}}."""
+
 from __future__ import annotations
 
 import orjson
@@ -25,4 +26,6 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None):
-    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "field": field}}, status_code=status, headers=headers
+    )

@@ -8,14 +8,24 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("inference_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=self.registry)
+        self.requests = Counter(
+            "inference_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=self.registry
+        )
         self.frames = Counter("inference_frames", "Frames inferred", registry=self.registry)
-        self.frame_errors = Counter("inference_frame_errors", "Frames rejected, by reason", ["reason"], registry=self.registry)
-        self.rejected = Counter("inference_overload_rejections", "Requests answered 503 because the queue was full", registry=self.registry)
-        self.batch_size = Histogram("inference_batch_size", "Frames per model run", buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
+        self.frame_errors = Counter(
+            "inference_frame_errors", "Frames rejected, by reason", ["reason"], registry=self.registry
+        )
+        self.rejected = Counter(
+            "inference_overload_rejections", "Requests answered 503 because the queue was full", registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "inference_batch_size", "Frames per model run", buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry
+        )
         self.batch_seconds = Histogram(
-            "inference_batch_seconds", "Model run time per batch",
-            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5), registry=self.registry,
+            "inference_batch_seconds",
+            "Model run time per batch",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+            registry=self.registry,
         )
         self.queue_depth = Gauge("inference_queue_depth", "Frames waiting for the model", registry=self.registry)
         self.model_loaded = Gauge("inference_model_loaded", "1 once the model is loaded", registry=self.registry)

@@ -1,4 +1,5 @@
 """Load an ONNX model into a tuned onnxruntime session and describe it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,12 @@ from .settings import DecoderMode, InferenceSettings
 
 log = logging.getLogger(__name__)
 
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-              "tensor(uint8)": np.uint8}
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+}
 
 
 class ModelError(RuntimeError):
@@ -43,7 +48,7 @@ class LoadedModel:
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         values = self.session.run(self.output_names, {self.input.name: tensor})
-        return dict(zip(self.output_names, values))
+        return dict(zip(self.output_names, values, strict=True))
 
     def describe(self) -> dict:
         spec = self.input
@@ -74,16 +79,20 @@ def _input_spec(session: ort.InferenceSession, settings: InferenceSettings) -> I
     inputs = session.get_inputs()
     if len(inputs) != 1:
         listed = ", ".join(_describe_input(node) for node in inputs) or "none"
-        raise ModelError(f"model has {len(inputs)} inputs: {listed}; this service feeds models with exactly one "
-                         "image input")
+        raise ModelError(
+            f"model has {len(inputs)} inputs: {listed}; this service feeds models with exactly one image input"
+        )
     node = inputs[0]
     if node.type not in _ORT_TYPES:
-        raise ModelError(f"model input {_describe_input(node)} has element type {node.type}; supported: "
-                         f"{', '.join(sorted(_ORT_TYPES))}")
+        raise ModelError(
+            f"model input {_describe_input(node)} has element type {node.type}; supported: "
+            f"{', '.join(sorted(_ORT_TYPES))}"
+        )
     shape = list(node.shape)
     if len(shape) != 4:
-        raise ModelError(f"model input {_describe_input(node)} has rank {len(shape)}; expected a 4-D image batch "
-                         "(NCHW or NHWC)")
+        raise ModelError(
+            f"model input {_describe_input(node)} has rank {len(shape)}; expected a 4-D image batch (NCHW or NHWC)"
+        )
     if shape[1] == 3:
         layout, height, width = "NCHW", shape[2], shape[3]
     elif shape[3] == 3:
@@ -92,8 +101,10 @@ def _input_spec(session: ort.InferenceSession, settings: InferenceSettings) -> I
         raise ModelError(f"model input {_describe_input(node)} has no 3-channel axis (NCHW or NHWC)")
     fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     if fixed_batch is not None and fixed_batch > MAX_FIXED_BATCH:
-        raise ModelError(f"model input {_describe_input(node)} has a fixed batch of {fixed_batch}; at most "
-                         f"{MAX_FIXED_BATCH} is served")
+        raise ModelError(
+            f"model input {_describe_input(node)} has a fixed batch of {fixed_batch}; at most "
+            f"{MAX_FIXED_BATCH} is served"
+        )
     size = settings.input_size
     return InputSpec(
         name=node.name,
@@ -119,14 +130,18 @@ def _labels(metadata: dict[str, str], settings: InferenceSettings) -> list[str]:
     return []
 
 
-def _decoder(metadata: dict[str, str], output_names: list[str], labels: list[str], settings: InferenceSettings) -> Decoder:
+def _decoder(
+    metadata: dict[str, str], output_names: list[str], labels: list[str], settings: InferenceSettings
+) -> Decoder:
     mode = settings.decoder
     if mode is DecoderMode.AUTO:
         mode = DecoderMode.YOLO if metadata.get("decoder") == "yolo" else DecoderMode.RAW
     if mode is DecoderMode.YOLO:
         missing = {"boxes", "scores"} - set(output_names)
         if missing:
-            raise ModelError(f"INFERENCE_DECODER=yolo needs outputs 'boxes' and 'scores'; model lacks {sorted(missing)}")
+            raise ModelError(
+                f"INFERENCE_DECODER=yolo needs outputs 'boxes' and 'scores'; model lacks {sorted(missing)}"
+            )
         return YoloDecoder(labels, settings.score_threshold, settings.iou_threshold, settings.max_detections)
     return RawDecoder()
 

@@ -3,6 +3,7 @@
 What a frame may cost is known before anything decodes it: the header's width and height are checked
 against the pixel budget first, so a 631-byte file declaring 40000x40000 never reaches the decoder.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ def read_header(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) -> tuple
     return width, height
 
 
-def decode_and_resize(data: bytes | memoryview, spec: InputSpec, declared: tuple[int, int] | None = None) -> PreparedImage:
+def decode_and_resize(
+    data: bytes | memoryview, spec: InputSpec, declared: tuple[int, int] | None = None
+) -> PreparedImage:
     """Decode and resize one image; every failure is an ImageError naming why (never another exception).
     `declared`: the size read_header() returned, when the caller already checked it."""
     width, height = declared if declared is not None else read_header(data)
@@ -93,7 +96,9 @@ class InputBuffer:
 
     def __init__(self, spec: InputSpec, capacity: int):
         self.spec = spec
-        shape = (capacity, 3, spec.height, spec.width) if spec.layout == "NCHW" else (capacity, spec.height, spec.width, 3)
+        shape = (
+            (capacity, 3, spec.height, spec.width) if spec.layout == "NCHW" else (capacity, spec.height, spec.width, 3)
+        )
         self._tensor = np.empty(shape, dtype=spec.dtype)
 
     def blank(self) -> np.ndarray:
@@ -106,7 +111,7 @@ class InputBuffer:
             raise ValueError(f"batch of {len(images)} exceeds buffer capacity {len(self._tensor)}")
         spec = self.spec
         floating = np.issubdtype(spec.dtype, np.floating)
-        for slot, image in zip(self._tensor, images):
+        for slot, image in zip(self._tensor, images, strict=False):  # the tensor has a slot per image, and spares
             pixels = image.pixels.transpose(2, 0, 1) if spec.layout == "NCHW" else image.pixels
             if floating:
                 np.multiply(pixels, spec.scale, out=slot, casting="unsafe")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -9,7 +9,7 @@ from vidpipe.contract import MAX_FRAME_BYTES
 from vidpipe.image_header import MAX_PIXELS
 
 
-class DecoderMode(str, Enum):
+class DecoderMode(StrEnum):
     AUTO = "auto"  # from the model's `decoder` metadata, else raw
     YOLO = "yolo"  # boxes [N,A,4] normalized x1y1x2y2 + scores [N,A,C] -> NMS'd detections
     RAW = "raw"  # any ONNX model: the output tensors as JSON
@@ -18,7 +18,9 @@ class DecoderMode(str, Enum):
 class InferenceSettings(BaseSettings):
     """INFERENCE_* variables (see env.example)."""
 
-    model_config = SettingsConfigDict(env_prefix="INFERENCE_", env_ignore_empty=True, extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_prefix="INFERENCE_", env_ignore_empty=True, extra="ignore", protected_namespaces=()
+    )
 
     model_uri: str = Field(description="Local path, file:// or s3:// URI of the .onnx model")
     labels_uri: str | None = Field(default=None, description="Optional labels file, one per line")
@@ -31,19 +33,37 @@ class InferenceSettings(BaseSettings):
     max_detections: int = Field(default=100, ge=1, le=10_000)
     max_batch_size: int = Field(default=4, ge=1, le=256)
     max_queue_delay_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
-    max_queue: int = Field(default=64, ge=1, description="Frames accepted and not yet answered (decoding, queued or "
-                           "running) before requests get 503")
+    max_queue: int = Field(
+        default=64,
+        ge=1,
+        description="Frames accepted and not yet answered (decoding, queued or running) before requests get 503",
+    )
     max_request_items: int = Field(default=64, ge=1, le=1024)
     max_image_bytes: int = Field(default=MAX_FRAME_BYTES, ge=1024)
     # Memory bounds: what one frame may cost, and what all requests together may hold at once.
-    max_pixels: int = Field(default=MAX_PIXELS, ge=1, description="Largest image (width x height from its header) "
-                            "decoded; larger frames are refused with too_large before decoding")
-    max_inflight_decode_pixels: int = Field(default=2 * MAX_PIXELS, ge=1, description="Pixels being decoded at once across all "
-                                   "requests; more waits (about 10 bytes of memory per pixel while decoding)")
-    max_inflight_body_bytes: int = Field(default=512 * 1024 * 1024, ge=1024, description="Request body bytes held at once across "
-                                "all requests; more waits")
-    busy_wait_ms: float = Field(default=2000.0, ge=0.0, le=60_000.0, description="How long a request waits for body or "
-                                "decode memory before 503 + Retry-After")
+    max_pixels: int = Field(
+        default=MAX_PIXELS,
+        ge=1,
+        description="Largest image (width x height from its header) "
+        "decoded; larger frames are refused with too_large before decoding",
+    )
+    max_inflight_decode_pixels: int = Field(
+        default=2 * MAX_PIXELS,
+        ge=1,
+        description="Pixels being decoded at once across all "
+        "requests; more waits (about 10 bytes of memory per pixel while decoding)",
+    )
+    max_inflight_body_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="Request body bytes held at once across all requests; more waits",
+    )
+    busy_wait_ms: float = Field(
+        default=2000.0,
+        ge=0.0,
+        le=60_000.0,
+        description="How long a request waits for body or decode memory before 503 + Retry-After",
+    )
     intra_op_threads: int = Field(default=0, ge=0, description="0 = onnxruntime's choice (all cores)")
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -54,13 +74,19 @@ class InferenceSettings(BaseSettings):
         if self.max_queue < self.max_batch_size:
             raise ValueError("INFERENCE_MAX_QUEUE must be at least INFERENCE_MAX_BATCH_SIZE")
         if self.max_queue < self.max_request_items:
-            raise ValueError("INFERENCE_MAX_QUEUE must be at least INFERENCE_MAX_REQUEST_ITEMS (a full batch request "
-                             "must fit, or it would get 503 forever)")
+            raise ValueError(
+                "INFERENCE_MAX_QUEUE must be at least INFERENCE_MAX_REQUEST_ITEMS (a full batch request "
+                "must fit, or it would get 503 forever)"
+            )
         if self.max_inflight_decode_pixels < self.max_pixels:
-            raise ValueError("INFERENCE_MAX_INFLIGHT_DECODE_PIXELS must be at least INFERENCE_MAX_PIXELS (one largest frame)")
+            raise ValueError(
+                "INFERENCE_MAX_INFLIGHT_DECODE_PIXELS must be at least INFERENCE_MAX_PIXELS (one largest frame)"
+            )
         if self.max_inflight_body_bytes < self.batch_body_limit:
-            raise ValueError(f"INFERENCE_MAX_INFLIGHT_BODY_BYTES must be at least INFERENCE_MAX_REQUEST_ITEMS x "
-                             f"(INFERENCE_MAX_IMAGE_BYTES + 4) = {self.batch_body_limit} (one largest batch request)")
+            raise ValueError(
+                f"INFERENCE_MAX_INFLIGHT_BODY_BYTES must be at least INFERENCE_MAX_REQUEST_ITEMS x "
+                f"(INFERENCE_MAX_IMAGE_BYTES + 4) = {self.batch_body_limit} (one largest batch request)"
+            )
         return self
 
     @property

@@ -1,5 +1,6 @@
 """Typed settings are read once at start-up; a bad or missing variable stops the service with
 a message that names it, instead of a traceback."""
+
 from __future__ import annotations
 
 import sys

@@ -4,14 +4,16 @@ Frames topic: key = stream id (keeps per-stream order within a partition), value
 (binary, never base64), metadata in headers. Results topic: one JSON document per frame.
 Dead-letter topic: the original key, value and headers plus error headers.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import struct
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -121,8 +123,10 @@ def is_valid_stream_id(value: str) -> bool:
 def check_stream_id(value: str) -> str:
     """The stream id, or ValueError saying what is allowed."""
     if not is_valid_stream_id(value):
-        raise ValueError(f"{value[:140]!r} is not a valid stream id: use 1-128 letters, digits, '.', '_' or '-', "
-                         "starting with a letter or digit")
+        raise ValueError(
+            f"{value[:140]!r} is not a valid stream id: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
     return value
 
 
@@ -172,8 +176,9 @@ def parse_frame_headers(headers: Sequence[tuple[str, bytes | None]] | None, now_
         if raw is None:
             continue
         if len(raw) > MAX_HEADER_VALUE_BYTES:
-            raise ContractError(f"header {name[:64]!r} is {len(raw)} bytes, over the limit of {MAX_HEADER_VALUE_BYTES}",
-                                field=name)
+            raise ContractError(
+                f"header {name[:64]!r} is {len(raw)} bytes, over the limit of {MAX_HEADER_VALUE_BYTES}", field=name
+            )
         try:
             values[name] = raw.decode("ascii")
         except UnicodeDecodeError:
@@ -182,15 +187,17 @@ def parse_frame_headers(headers: Sequence[tuple[str, bytes | None]] | None, now_
     if version is None:
         raise ContractError(f"header {Header.SCHEMA_VERSION!r} is missing")
     if version != SCHEMA_VERSION:
-        raise ContractError(
-            f"header {Header.SCHEMA_VERSION!r} is {version!r}; this consumer reads {SCHEMA_VERSION!r}"
-        )
+        raise ContractError(f"header {Header.SCHEMA_VERSION!r} is {version!r}; this consumer reads {SCHEMA_VERSION!r}")
     stream_id = values.get(Header.STREAM_ID, "")
     if not stream_id:
         raise ContractError(f"header {Header.STREAM_ID!r} is missing or empty", field=Header.STREAM_ID)
     if not is_valid_stream_id(stream_id):
-        raise ContractError(f"header {Header.STREAM_ID!r} is {stream_id[:140]!r}: use 1-128 letters, digits, '.', '_' "
-                            "or '-', starting with a letter or digit", code="invalid_stream_id", field=Header.STREAM_ID)
+        raise ContractError(
+            f"header {Header.STREAM_ID!r} is {stream_id[:140]!r}: use 1-128 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit",
+            code="invalid_stream_id",
+            field=Header.STREAM_ID,
+        )
     ints: dict[str, int] = {}
     for name in _REQUIRED_INT_HEADERS:
         text = values.get(name)
@@ -207,9 +214,12 @@ def parse_frame_headers(headers: Sequence[tuple[str, bytes | None]] | None, now_
     now_us = time.time_ns() // 1000 if now_us is None else now_us
     capture = ints[Header.CAPTURE_TS_US]
     if capture < MIN_CAPTURE_TS_US or capture > now_us + MAX_CLOCK_AHEAD_US:
-        raise ContractError(f"header {Header.CAPTURE_TS_US!r} is {capture}: expected microseconds since the epoch, "
-                            "after 2000-01-01 and at most a day ahead of this consumer's clock",
-                            code="invalid_timestamp", field=Header.CAPTURE_TS_US)
+        raise ContractError(
+            f"header {Header.CAPTURE_TS_US!r} is {capture}: expected microseconds since the epoch, "
+            "after 2000-01-01 and at most a day ahead of this consumer's clock",
+            code="invalid_timestamp",
+            field=Header.CAPTURE_TS_US,
+        )
     content_type = values.get(Header.CONTENT_TYPE, JPEG_CONTENT_TYPE)
     if content_type != JPEG_CONTENT_TYPE:
         raise ContractError(f"header {Header.CONTENT_TYPE!r} is {content_type!r}; expected {JPEG_CONTENT_TYPE!r}")

@@ -4,12 +4,13 @@ Liveness means the main loop made progress recently (a stuck loop gets restarted
 not declared itself unhealthy (e.g. a dependency down for longer than it will wait quietly); readiness
 is whatever the service says it is (e.g. joined its group).
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -29,8 +30,13 @@ class Heartbeat:
         return time.monotonic() - self._last < self.stale_after_s and self.unhealthy_reason is None
 
 
-def serve_health(port: int, heartbeat: Heartbeat, registry: CollectorRegistry, host: str = "0.0.0.0",
-                 details: Callable[[], dict] | None = None) -> ThreadingHTTPServer:
+def serve_health(
+    port: int,
+    heartbeat: Heartbeat,
+    registry: CollectorRegistry,
+    host: str = "0.0.0.0",
+    details: Callable[[], dict] | None = None,
+) -> ThreadingHTTPServer:
     import json
 
     class Handler(BaseHTTPRequestHandler):
@@ -46,7 +52,10 @@ def serve_health(port: int, heartbeat: Heartbeat, registry: CollectorRegistry, h
             if path == "/healthz":
                 ok = heartbeat.alive
                 status = "ok" if ok else "unhealthy" if heartbeat.unhealthy_reason else "stalled"
-                body = {"status": status, **({"reason": heartbeat.unhealthy_reason} if heartbeat.unhealthy_reason else {})}
+                body = {
+                    "status": status,
+                    **({"reason": heartbeat.unhealthy_reason} if heartbeat.unhealthy_reason else {}),
+                }
                 self._send(200 if ok else 503, json.dumps(body).encode())
             elif path == "/readyz":
                 ok = heartbeat.ready and heartbeat.alive

@@ -4,6 +4,7 @@ A JPEG or PNG is a few hundred bytes of header in front of a width and height th
 a 631-byte file can declare 12000x12000 and make a decoder allocate gigabytes. The consumer (triage)
 and the inference service both read the declared size here and refuse what is over the pixel budget.
 """
+
 from __future__ import annotations
 
 import struct
@@ -106,5 +107,7 @@ def image_size(data: bytes | memoryview) -> tuple[int, int]:
 def check_pixel_budget(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
     """Raise TooLarge when decoding width x height would cost more than the budget allows."""
     if width > MAX_SIDE or height > MAX_SIDE or width * height > max_pixels:
-        raise TooLarge(f"image declares {width}x{height} ({width * height} pixels), over the budget of "
-                       f"{max_pixels} pixels and {MAX_SIDE} per side")
+        raise TooLarge(
+            f"image declares {width}x{height} ({width * height} pixels), over the budget of "
+            f"{max_pixels} pixels and {MAX_SIDE} per side"
+        )

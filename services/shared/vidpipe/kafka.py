@@ -3,11 +3,12 @@
 Local and self-managed brokers use PLAINTEXT (or TLS); Amazon MSK uses SASL OAUTHBEARER with
 IAM tokens from aws-msk-iam-sasl-signer-python over TLS (listeners on port 9098).
 """
+
 from __future__ import annotations
 
 import logging
 import time
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -18,7 +19,7 @@ from .contract import MAX_MESSAGE_BYTES
 log = logging.getLogger(__name__)
 
 
-class KafkaAuth(str, Enum):
+class KafkaAuth(StrEnum):
     NONE = "none"
     MSK_IAM = "msk-iam"
 

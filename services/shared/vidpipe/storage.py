@@ -8,6 +8,7 @@ The date is the frame's capture date (UTC), so a retried batch rewrites the same
 id is used verbatim: the contract's rule (vidpipe.contract.STREAM_ID_PATTERN) makes it one safe path
 segment, and nothing is mapped, so two streams never share keys.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,11 +28,33 @@ RESULTS_PREFIX = "results/"
 
 # What an outage looks like, as opposed to a write this object's content makes fail: retried, never
 # dead-lettered. Everything else (a key or body the store refuses) is that record's failure.
-_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EAGAIN, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.ESTALE,
-                     errno.ETIMEDOUT, errno.ENFILE, errno.EMFILE}
-_TRANSIENT_S3_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
-                       "InternalError", "ServiceUnavailable", "AccessDenied", "NoSuchBucket", "ExpiredToken",
-                       "InvalidAccessKeyId", "SignatureDoesNotMatch", "KMS.ThrottlingException"}
+_TRANSIENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EIO,
+    errno.EAGAIN,
+    errno.EACCES,
+    errno.EROFS,
+    errno.EDQUOT,
+    errno.ESTALE,
+    errno.ETIMEDOUT,
+    errno.ENFILE,
+    errno.EMFILE,
+}
+_TRANSIENT_S3_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "AccessDenied",
+    "NoSuchBucket",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "KMS.ThrottlingException",
+}
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -58,7 +81,7 @@ def stream_segment(stream_id: str) -> str:
 
 
 def capture_date(capture_ts_us: int) -> str:
-    return dt.datetime.fromtimestamp(capture_ts_us / 1e6, tz=dt.timezone.utc).strftime("%Y-%m-%d")
+    return dt.datetime.fromtimestamp(capture_ts_us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d")
 
 
 def frame_key(stream_id: str, capture_ts_us: int, seq: int) -> str:

@@ -2,6 +2,7 @@
 
 `python -m vidpipe.topics` creates the topics on the configured broker (idempotent).
 """
+
 from __future__ import annotations
 
 from pydantic import Field
