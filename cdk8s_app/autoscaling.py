@@ -14,7 +14,6 @@ from constructs import Construct
 from .imports.sh import keda
 from .pods import app_labels
 from .wiring import PlatformWiring
-from .workloads import CONSUMER_NAME, INFERENCE_NAME
 
 TRIGGER_TYPE = "kafka"
 TRIGGER_AUTH_NAME = "vidpipe-kafka-msk-iam"
@@ -68,9 +67,9 @@ class Autoscaling(Construct):
                 spec=keda.TriggerAuthenticationSpec(pod_identity=self._pod_identity()),
             )
         s = wiring.scaling
-        self._scaled_object(CONSUMER_NAME, s.consumer_min_replicas, wiring.consumer_max_replicas,
+        self._scaled_object(wiring.services.consumer.name, s.consumer_min_replicas, wiring.consumer_max_replicas,
                             kafka_trigger_metadata(wiring, s.consumer_lag_threshold, cap_at_partitions=True), auth, labels)
-        self._scaled_object(INFERENCE_NAME, s.inference_min_replicas, wiring.inference_max_replicas,
+        self._scaled_object(wiring.services.inference.name, s.inference_min_replicas, wiring.inference_max_replicas,
                             kafka_trigger_metadata(wiring, s.inference_lag_threshold, cap_at_partitions=False), auth, labels)
 
     def _pod_identity(self) -> keda.TriggerAuthenticationSpecPodIdentity:

@@ -21,10 +21,7 @@ from constructs import Construct
 
 from .pods import app_labels, port, selector_labels
 from .wiring import PlatformWiring, StreamSpec
-from .workloads import (
-    CONSUMER_HEALTH_PORT, INFERENCE_PORT, LABELS, PUBLISHER_HEALTH_PORT, PUBLISHER_NAME, RTSP_PORT,
-    publisher_labels,
-)
+from .workloads import RTSP_PORT, TEST_SOURCE_LABELS, publisher_labels, publisher_name, unit_labels
 
 ANYWHERE = "0.0.0.0/0"
 # EKS Pod Identity agent (a host-network DaemonSet) serves credentials on these link-local addresses.
@@ -109,17 +106,19 @@ class NetworkPolicies(Construct):
         return k8s.NetworkPolicyEgressRule(to=[_cidr(c) for c in POD_IDENTITY_AGENT], ports=_tcp(80))
 
     def _inference(self) -> None:
+        inference, consumer = self.wiring.services.inference, self.wiring.services.consumer
         self._policy(
-            "inference-service", LABELS["inference"],
-            ingress=[k8s.NetworkPolicyIngressRule(from_=[_pods(LABELS["consumer"])], ports=_tcp(INFERENCE_PORT))],
+            inference.name, unit_labels(inference),
+            ingress=[k8s.NetworkPolicyIngressRule(from_=[_pods(unit_labels(consumer))], ports=_tcp(inference.port))],
             egress=[self._https(), self._pod_identity()],
         )
 
     def _consumer(self) -> None:
+        inference, consumer = self.wiring.services.inference, self.wiring.services.consumer
         self._policy(
-            "consumer-service", LABELS["consumer"],
+            consumer.name, unit_labels(consumer),
             egress=[
-                k8s.NetworkPolicyEgressRule(to=[_pods(LABELS["inference"])], ports=_tcp(INFERENCE_PORT)),
+                k8s.NetworkPolicyEgressRule(to=[_pods(unit_labels(inference))], ports=_tcp(inference.port)),
                 self._kafka(), self._https(), self._pod_identity(),
             ],
         )
@@ -127,7 +126,7 @@ class NetworkPolicies(Construct):
     def _publishers(self) -> None:
         for stream in self.wiring.all_streams:
             self._policy(
-                f"publisher-{stream.name}", publisher_labels(stream),
+                publisher_name(stream), publisher_labels(self.wiring, stream),
                 egress=[self._kafka(), self._pod_identity(), *self._source(stream),
                         *([self._https()] if stream.source_secret_arn else [])],  # Secrets Manager
             )
@@ -135,14 +134,15 @@ class NetworkPolicies(Construct):
     def _source(self, stream: StreamSpec) -> list[k8s.NetworkPolicyEgressRule]:
         """Egress to the camera: the in-cluster test source by pod label, anything else by its port."""
         if self.wiring.is_test_stream(stream):
-            return [k8s.NetworkPolicyEgressRule(to=[_pods(LABELS["test-source"])], ports=_tcp(RTSP_PORT))]
+            return [k8s.NetworkPolicyEgressRule(to=[_pods(TEST_SOURCE_LABELS)], ports=_tcp(RTSP_PORT))]
         return [k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)], ports=_tcp(stream.port))]
 
     def _test_source(self) -> None:
-        publishers = k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels={"app.kubernetes.io/name": PUBLISHER_NAME}))
+        publishers = k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(
+            match_labels={"app.kubernetes.io/name": self.wiring.services.publisher.name}))
         egress = [self._https()] if self.wiring.rtsp_test_source.video_url else []
         self._policy(
-            "rtsp-test-source", LABELS["test-source"],
+            "rtsp-test-source", TEST_SOURCE_LABELS,
             ingress=[k8s.NetworkPolicyIngressRule(from_=[publishers], ports=_tcp(RTSP_PORT))],
             egress=egress or None,
         )
@@ -154,6 +154,6 @@ class NetworkPolicies(Construct):
         self._policy(
             "allow-metrics-scrape", {},  # every pod of the namespace
             ingress=[k8s.NetworkPolicyIngressRule(
-                from_=[scraper], ports=_tcp(INFERENCE_PORT, CONSUMER_HEALTH_PORT, PUBLISHER_HEALTH_PORT),
+                from_=[scraper], ports=_tcp(*(unit.port for unit in reversed(self.wiring.services.all()))),
             )],
         )

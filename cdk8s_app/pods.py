@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from cdk8s_plus_36 import k8s
 from constructs import Construct
 
+from .facts import PART_OF  # noqa: E402  (re-exported)
 from .wiring import Resources
 
-PART_OF = "vidpipe"
 # The services' images run as this uid/gid (services/*/Dockerfile: USER 10001:10001).
 APP_UID = 10001
 TMP_VOLUME = "tmp"

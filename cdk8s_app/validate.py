@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jsonschema
 import kubernetes_validate

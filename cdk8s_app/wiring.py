@@ -17,85 +17,50 @@ This module never imports aws_cdk: it must load in a plain cdk8s process.
 from __future__ import annotations
 
 import json
-import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from vidpipe.contract import CONSUMER_GROUP, DEAD_LETTER_TOPIC, FRAMES_TOPIC, RESULTS_TOPIC
 from vidpipe.kafka import normalize_bootstrap
 
-# CDK encodes unresolved string values as "${Token[...]}" (possibly inside a longer string).
-_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
-_K8S_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-_TOPIC = r"^[a-zA-Z0-9._-]{1,249}$"
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
-_IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
-
-_K8S_SECRET_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-# A complete ARN (with the 6-character suffix Secrets Manager adds), so IAM grants exactly one secret.
-_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$")
-
-# Camera URLs live in Secrets, one per stream unless configured otherwise: <prefix><stream name>, key "source".
-STREAM_SECRET_PREFIX = "vidpipe-stream-"
-STREAM_SECRET_KEY = "source"
-
-# Pod names are "publisher-<stream>": the stream name may use what is left of a 63-character label.
-PUBLISHER_PREFIX = "publisher-"
-MSK_IAM_PORT = 9098
-
-
-def is_token(value: object) -> bool:
-    """True when a string holds an unresolved CDK token (resolved only when CloudFormation deploys)."""
-    return isinstance(value, str) and bool(_TOKEN.search(value))
+from . import sizing
+from .facts import (  # noqa: F401  (re-exported: the wiring's public names)
+    IAM_ROLE_ARN,
+    IMAGE,
+    K8S_NAME,
+    MSK_IAM_PORT,
+    NODE_POOL_LABEL,
+    NODE_POOLS,
+    PUBLISHER_PREFIX,
+    STREAM_SECRET_KEY,
+    STREAM_SECRET_PREFIX,
+    TOKEN,
+    FrozenModel,
+    OutputKeys,
+    StreamSpec,
+    Topics,
+    check,
+    check_ipv4_cidr,
+    check_region,
+    is_token,
+)
+from .units import KEDA, SERVICES, Services, identity_outputs
 
 
 class WiringError(ValueError):
     """The wiring cannot be built; the message names the output key or setting at fault."""
 
 
-class OutputKeys:
-    """CfnOutput ids of the CDK app (cdk_app/stacks/compute.py `_outputs`, stack level so not hash-suffixed).
-
-    The one place the cdk8s side names them; change a name here and in the CDK stack together.
-    Outputs may live in any stack of the outputs file; a key must not carry two different values.
-    """
-
-    REGION = "Region"
-    KAFKA_BOOTSTRAP = "KafkaBootstrapBrokersSaslIam"
-    ARCHIVE_URI = "ArchiveUri"
-    MODEL_URI = "ModelUri"
-    PUBLISHER_IMAGE = "PublisherImageUri"
-    CONSUMER_IMAGE = "ConsumerImageUri"
-    INFERENCE_IMAGE = "InferenceImageUri"
-    REQUIRED = (REGION, KAFKA_BOOTSTRAP, ARCHIVE_URI, MODEL_URI, PUBLISHER_IMAGE, CONSUMER_IMAGE, INFERENCE_IMAGE)
-
-    # Optional: used when present.
-    NAMESPACE = "Namespace"
-    PUBLISHER_SERVICE_ACCOUNT = "FramePublisherServiceAccount"
-    CONSUMER_SERVICE_ACCOUNT = "ConsumerServiceServiceAccount"
-    INFERENCE_SERVICE_ACCOUNT = "InferenceServiceServiceAccount"
-    # When present KEDA assumes this role (podIdentity.roleArn); otherwise it uses the operator's own
-    # Pod Identity (identityOwner: keda), which is what the CDK app sets up.
-    KEDA_SCALER_ROLE_ARN = "KedaScalerRoleArn"
+def required_output_keys(services: Services = SERVICES) -> tuple[str, ...]:
+    """The outputs the standalone path cannot do without (the per-service ServiceAccounts are optional)."""
+    return (OutputKeys.REGION, OutputKeys.KAFKA_BOOTSTRAP, OutputKeys.ARCHIVE_URI, OutputKeys.MODEL_URI,
+            *(unit.image_output for unit in services.all()))
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Topics(_Model):
-    frames: Annotated[str, Field(pattern=_TOPIC)] = FRAMES_TOPIC
-    results: Annotated[str, Field(pattern=_TOPIC)] = RESULTS_TOPIC
-    dead_letter: Annotated[str, Field(pattern=_TOPIC, alias="deadLetter")] = DEAD_LETTER_TOPIC
-
-
-class Images(_Model):
+class Images(FrozenModel):
     """Container image URIs (ECR URIs or tokens)."""
 
     publisher: str
@@ -105,20 +70,19 @@ class Images(_Model):
     @field_validator("publisher", "consumer", "inference")
     @classmethod
     def _image(cls, value: str) -> str:
-        if not is_token(value) and not _IMAGE.match(value):
-            raise ValueError(f"{value!r} is not an image reference (registry/repository:tag or @sha256:digest)")
-        return value
+        return check(IMAGE, value, "an image reference (registry/repository:tag or @sha256:digest)")
 
 
-class ServiceAccounts(_Model):
-    """ServiceAccount names; the CDK stack creates them (EKS Pod Identity), the charts only reference them."""
+class ServiceAccounts(FrozenModel):
+    """ServiceAccount names when they differ from the services' (units.py); the CDK stack creates them
+    (EKS Pod Identity), the charts only reference them."""
 
-    publisher: Annotated[str, Field(pattern=_K8S_LABEL)] = "frame-publisher"
-    consumer: Annotated[str, Field(pattern=_K8S_LABEL)] = "consumer-service"
-    inference: Annotated[str, Field(pattern=_K8S_LABEL)] = "inference-service"
+    publisher: Annotated[str, Field(pattern=K8S_NAME)] | None = None
+    consumer: Annotated[str, Field(pattern=K8S_NAME)] | None = None
+    inference: Annotated[str, Field(pattern=K8S_NAME)] | None = None
 
 
-class KedaAuth(_Model):
+class KedaAuth(FrozenModel):
     """How KEDA's Kafka scaler signs MSK IAM tokens: exactly one of role_arn / identity_owner.
 
     identity_owner "keda" uses the KEDA operator's own Pod Identity (the CDK app associates a role
@@ -126,14 +90,12 @@ class KedaAuth(_Model):
     """
 
     role_arn: str | None = Field(default=None, alias="roleArn")
-    identity_owner: Literal["keda", "workload"] | None = Field(default="keda", alias="identityOwner")
+    identity_owner: Literal["keda", "workload"] | None = Field(default=KEDA.identity_owner, alias="identityOwner")
 
     @field_validator("role_arn")
     @classmethod
     def _role(cls, value: str | None) -> str | None:
-        if value and not is_token(value) and not _ROLE_ARN.match(value):
-            raise ValueError(f"{value!r} is not an IAM role ARN")
-        return value or None
+        return check(IAM_ROLE_ARN, value, "an IAM role ARN") if value else None
 
     @model_validator(mode="before")
     @classmethod
@@ -147,68 +109,13 @@ class KedaAuth(_Model):
         return data
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "KedaAuth":
+    def _exactly_one(self) -> KedaAuth:
         if (self.role_arn is None) == (self.identity_owner is None):
             raise ValueError("set exactly one of role_arn and identity_owner (KEDA treats them as mutually exclusive)")
         return self
 
 
-class StreamSpec(_Model):
-    """One camera (or other network source): one publisher Deployment each.
-
-    The source URL is never part of the charts (it may hold credentials, and ConfigMaps and templates
-    are readable by far more people than Secrets): the publisher reads PUBLISHER_SOURCE from the
-    Kubernetes Secret `secret_name` (key `secret_key`) that you create, or, with `source_secret_arn`,
-    reads the URL from AWS Secrets Manager itself at start-up (PUBLISHER_SOURCE_SECRET_ARN).
-    """
-
-    name: Annotated[str, Field(pattern=_K8S_LABEL, max_length=63 - len(PUBLISHER_PREFIX))] = Field(
-        validation_alias=AliasChoices("name", "id")
-    )
-    target_fps: float = Field(default=0.0, ge=0.0, le=1000.0, validation_alias=AliasChoices("target_fps", "targetFps"))
-    # The camera's TCP port, for the egress NetworkPolicy (the URL, and so its port, is not known here).
-    port: int = Field(default=554, ge=1, le=65535, description="TCP port of the source (RTSP: 554)")
-    secret_name: Annotated[str, Field(pattern=_K8S_SECRET_NAME, max_length=253)] | None = Field(
-        default=None, validation_alias=AliasChoices("secret_name", "secretName"),
-        description=f"Kubernetes Secret holding the URL; default {STREAM_SECRET_PREFIX}<name>")
-    secret_key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = Field(
-        default=STREAM_SECRET_KEY, validation_alias=AliasChoices("secret_key", "secretKey"))
-    source_secret_arn: str | None = Field(
-        default=None, validation_alias=AliasChoices("source_secret_arn", "sourceSecretArn"),
-        description="AWS Secrets Manager secret ARN the publisher reads the URL from (instead of a Kubernetes Secret)")
-    service_account: Annotated[str, Field(pattern=_K8S_SECRET_NAME, max_length=253)] | None = Field(
-        default=None, validation_alias=AliasChoices("service_account", "serviceAccount"),
-        description="ServiceAccount of this publisher (default: the shared publisher one)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_url(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "source" in data:
-            name = data.get("name") or data.get("id") or "<name>"
-            # The message never repeats the value: it may hold credentials.
-            raise ValueError(
-                f"stream {name}: 'source' is no longer a setting; camera URLs never go into the charts. "
-                f"Put the URL in the Kubernetes Secret {STREAM_SECRET_PREFIX}{name} (key {STREAM_SECRET_KEY!r}): "
-                f"kubectl create secret generic {STREAM_SECRET_PREFIX}{name} --from-file={STREAM_SECRET_KEY}=<file>, "
-                "or in AWS Secrets Manager (source_secret_arn), and set 'port' if it is not 554"
-            )
-        return data
-
-    @field_validator("source_secret_arn")
-    @classmethod
-    def _secret_arn(cls, value: str | None) -> str | None:
-        if value and not is_token(value) and not _SECRET_ARN.match(value):
-            raise ValueError(f"{value!r} is not a complete Secrets Manager secret ARN "
-                             "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)")
-        return value or None
-
-    @property
-    def secret(self) -> str:
-        """The Kubernetes Secret the publisher's PUBLISHER_SOURCE comes from (unused with source_secret_arn)."""
-        return self.secret_name or f"{STREAM_SECRET_PREFIX}{self.name}"
-
-
-class RtspTestSource(_Model):
+class RtspTestSource(FrozenModel):
     """An in-cluster RTSP server looping a test video, so a fresh deployment has a live stream.
 
     Pulls public images (mediamtx from Docker Hub); off by default. Without video_url, ffmpeg renders
@@ -220,7 +127,7 @@ class RtspTestSource(_Model):
     video_url: str | None = Field(default=None, alias="videoUrl")
     path: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")] = "test"
     fps: int = Field(default=15, ge=1, le=60)
-    stream_name: Annotated[str, Field(pattern=_K8S_LABEL)] = Field(default="test-source", alias="streamName")
+    stream_name: Annotated[str, Field(pattern=K8S_NAME)] = Field(default="test-source", alias="streamName")
 
     @model_validator(mode="before")
     @classmethod
@@ -236,23 +143,26 @@ class RtspTestSource(_Model):
         return value or None
 
 
-class Resources(_Model):
+class Resources(FrozenModel):
     cpu_request: str
     cpu_limit: str
     memory_request: str
     memory_limit: str
 
 
-class Scaling(_Model):
+class Scaling(FrozenModel):
     """Replica bounds and the measured throughput the KEDA lag thresholds derive from.
 
     lagThreshold = throughput per replica (frames/s) x latency budget (s): the backlog one replica
-    clears within the budget. See docs/KEDA_KAFKA_LAG.md for the measurements and the derivation.
+    clears within the budget, never at or below the consumer's in-flight depth. The throughput
+    defaults come from cdk8s_app/sizing.py (the latest `make bench`, else the README's figures);
+    see docs/KEDA_KAFKA_LAG.md.
     """
 
-    # Measured on 2 cores with the default model (YOLOv4-tiny 416x416): bench/ and docs/KEDA_KAFKA_LAG.md.
-    pipeline_fps_per_replica: float = Field(default=52.0, gt=0, description="consumer+inference pair, end to end")
-    inference_fps_per_replica: float = Field(default=58.0, gt=0, description="inference service alone")
+    pipeline_fps_per_replica: float = Field(default=sizing.THROUGHPUT.pipeline_fps, gt=0,
+                                            description="consumer+inference pair, end to end")
+    inference_fps_per_replica: float = Field(default=sizing.THROUGHPUT.inference_fps, gt=0,
+                                             description="inference service alone")
     latency_budget_s: float = Field(default=2.0, gt=0, le=60)
 
     consumer_min_replicas: int = Field(default=1, ge=1, description=">= 1: a group that never committed can stay at zero")
@@ -264,47 +174,50 @@ class Scaling(_Model):
 
     @property
     def consumer_lag_threshold(self) -> int:
-        return max(1, math.floor(self.pipeline_fps_per_replica * self.latency_budget_s))
+        return sizing.lag_threshold(self.pipeline_fps_per_replica, self.latency_budget_s)
 
     @property
     def inference_lag_threshold(self) -> int:
-        return max(1, math.floor(self.inference_fps_per_replica * self.latency_budget_s))
+        return sizing.lag_threshold(self.inference_fps_per_replica, self.latency_budget_s)
 
 
-class WorkloadResources(_Model):
+class WorkloadResources(FrozenModel):
     publisher: Resources = Resources(cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi")
     consumer: Resources = Resources(cpu_request="500m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi")
-    # The model runs with 2 intra-op threads (the measured configuration); 1.5 CPUs requested so one
-    # pod fits a 2-vCPU share of a 4-vCPU node next to the daemonsets.
-    inference: Resources = Resources(cpu_request="1500m", cpu_limit="2", memory_request="1Gi", memory_limit="2Gi")
-    inference_threads: int = Field(default=2, ge=1, le=64)
+    # The configuration the bench measures per replica (sizing.py): threads = CPU limit.
+    inference: Resources = Resources(cpu_request=sizing.INFERENCE_CPU_REQUEST, cpu_limit=str(sizing.INFERENCE_CPUS),
+                                     memory_request="1Gi", memory_limit="2Gi")
+    inference_threads: int = Field(default=sizing.INFERENCE_CPUS, ge=1, le=64)
 
 
-class NodeSelectors(_Model):
-    """Node labels per pool; the defaults match the CDK app's managed node groups (vidpipe.io/pool)."""
+class NodeSelectors(FrozenModel):
+    """Node labels per pool; the defaults match the CDK app's managed node groups (facts.NODE_POOL_LABEL)."""
 
-    inference: dict[str, str] = Field(default_factory=lambda: {"vidpipe.io/pool": "inference"})
-    general: dict[str, str] = Field(default_factory=lambda: {"vidpipe.io/pool": "general"})
+    inference: dict[str, str] = Field(default_factory=lambda: {NODE_POOL_LABEL: "inference"})
+    general: dict[str, str] = Field(default_factory=lambda: {NODE_POOL_LABEL: "general"})
+
+    def pool(self, name: str) -> dict[str, str]:
+        return getattr(self, name)
 
 
-class PlatformWiring(_Model):
+class PlatformWiring(FrozenModel):
     """Everything the charts need; build it from CDK tokens or from an outputs file."""
 
     region: str
-    namespace: Annotated[str, Field(pattern=_K8S_LABEL)] = "vidpipe"
+    namespace: Annotated[str, Field(pattern=K8S_NAME)] = "vidpipe"
     create_namespace: bool = Field(default=True, description="off on the CDK path: the stack creates it")
     kafka_bootstrap: str
     kafka_auth: Literal["msk-iam", "none"] = "msk-iam"
     kafka_tls: bool = True
     kafka_port: int = Field(default=MSK_IAM_PORT, ge=1, le=65535, description="egress port when the broker list is a token")
     vpc_cidr: str | None = Field(default=None, description="limits Kafka egress to the VPC; default any address")
+    # Also accepted flat, as settings files write them: consumer_group, topic_partitions.
     topics: Topics = Topics()
-    consumer_group: Annotated[str, Field(pattern=_TOPIC)] = CONSUMER_GROUP
-    topic_partitions: int = Field(default=6, ge=1, le=1000)
     topics_create: bool = Field(default=True, description="services create missing topics at start-up")
     archive_uri: str
     model_uri: str
     images: Images
+    services: Services = Field(default=SERVICES, description="names, ports and pools of the services (units.py)")
     service_accounts: ServiceAccounts = ServiceAccounts()
     keda: KedaAuth = KedaAuth()
     streams: list[StreamSpec] = Field(default_factory=list)
@@ -316,16 +229,28 @@ class PlatformWiring(_Model):
     # so the API token stays off; turn this on only if credentials fail on a given EKS version.
     automount_service_account_token: bool = False
     consumer_max_frame_age_ms: int = Field(default=0, ge=0, description="skip frames older than this (live streams)")
-    metrics_namespace: Annotated[str, Field(pattern=_K8S_LABEL)] | None = Field(
+    metrics_namespace: Annotated[str, Field(pattern=K8S_NAME)] | None = Field(
         default=None, description="namespace of a Prometheus allowed to scrape /metrics"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_topic_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ({"consumer_group", "topic_partitions"} & set(data)):
+            data = dict(data)
+            topics = data.get("topics") or {}
+            topics = dict(topics.model_dump() if isinstance(topics, Topics) else topics)
+            if "consumer_group" in data:
+                topics["consumer_group"] = data.pop("consumer_group")
+            if "topic_partitions" in data:
+                topics["partitions"] = data.pop("topic_partitions")
+            data["topics"] = topics
+        return data
 
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if not is_token(value) and not _REGION.match(value):
-            raise ValueError(f"{value!r} is not an AWS region such as eu-west-1")
-        return value
+        return check_region(value)
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -338,19 +263,19 @@ class PlatformWiring(_Model):
         # A token may stand for the bucket inside the URI ("s3://${Token[..]}/archive") or for all of it.
         if value.startswith("s3://") and len(value) > len("s3://"):
             return value.rstrip("/")
-        if is_token(value) and _TOKEN.fullmatch(value):
+        if TOKEN.fullmatch(value):
             return value
         raise ValueError(f"{value!r} is not an s3://bucket/key URI")
 
     @field_validator("vpc_cidr")
     @classmethod
     def _cidr(cls, value: str | None) -> str | None:
-        if value and not is_token(value) and not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}", value):
-            raise ValueError(f"{value!r} is not an IPv4 CIDR")
+        if value and not is_token(value):
+            check_ipv4_cidr(value, exact=False)
         return value or None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "PlatformWiring":
+    def _consistent(self) -> PlatformWiring:
         names = [s.name for s in self.all_streams]
         if len(names) != len(set(names)):
             raise ValueError(f"stream names must be unique, got {names}")
@@ -368,6 +293,18 @@ class PlatformWiring(_Model):
         return self
 
     # ---- derived values -------------------------------------------------------------------
+
+    @property
+    def consumer_group(self) -> str:
+        return self.topics.consumer_group
+
+    @property
+    def topic_partitions(self) -> int:
+        return self.topics.partitions
+
+    def service_account(self, role: str) -> str:
+        """The ServiceAccount of a service: an override (outputs file, settings) or the service's name."""
+        return getattr(self.service_accounts, role) or getattr(self.services, role).name
 
     @property
     def consumer_max_replicas(self) -> int:
@@ -414,10 +351,12 @@ class PlatformWiring(_Model):
     # ---- construction from `cdk deploy --outputs-file` -------------------------------------
 
     @classmethod
-    def from_outputs_file(cls, path: str | Path, settings: dict[str, Any] | None = None, **overrides: Any) -> "PlatformWiring":
+    def from_outputs_file(cls, path: str | Path, settings: dict[str, Any] | None = None,
+                          services: Services = SERVICES, **overrides: Any) -> PlatformWiring:
         """Build the wiring from a `cdk deploy --outputs-file` JSON plus non-output settings.
 
-        settings: the parsed settings file (see load_settings); overrides: any field, last word.
+        settings: the parsed settings file (see load_settings); services: the units the CDK app was
+        built with (their output keys); overrides: any field, last word.
         Raises WiringError naming a missing output key or the invalid setting.
         """
         path = Path(path)
@@ -428,35 +367,25 @@ class PlatformWiring(_Model):
         except json.JSONDecodeError as exc:
             raise WiringError(f"outputs file {path} is not JSON: {exc}") from None
         outputs = merge_stack_outputs(document, path)
-        missing = [key for key in OutputKeys.REQUIRED if not outputs.get(key)]
+        missing = [key for key in required_output_keys(services) if not outputs.get(key)]
         if missing:
             raise WiringError(
                 f"outputs file {path} lacks output key(s) {', '.join(missing)}"
-                f" (found: {', '.join(sorted(outputs)) or 'none'}); see cdk8s_app/wiring.py OutputKeys"
+                f" (found: {', '.join(sorted(outputs)) or 'none'}); see cdk8s_app/facts.py OutputKeys and units.py"
             )
         fields: dict[str, Any] = dict(settings or {})
         fields.update(
+            services=services,
             region=outputs[OutputKeys.REGION],
             kafka_bootstrap=outputs[OutputKeys.KAFKA_BOOTSTRAP],
             archive_uri=outputs[OutputKeys.ARCHIVE_URI],
             model_uri=outputs[OutputKeys.MODEL_URI],
-            images={
-                "publisher": outputs[OutputKeys.PUBLISHER_IMAGE],
-                "consumer": outputs[OutputKeys.CONSUMER_IMAGE],
-                "inference": outputs[OutputKeys.INFERENCE_IMAGE],
-            },
+            images={unit.role: outputs[unit.image_output] for unit in services.all()},
         )
         if outputs.get(OutputKeys.NAMESPACE):
             fields["namespace"] = outputs[OutputKeys.NAMESPACE]
-        accounts = {
-            role: outputs[key]
-            for role, key in (
-                ("publisher", OutputKeys.PUBLISHER_SERVICE_ACCOUNT),
-                ("consumer", OutputKeys.CONSUMER_SERVICE_ACCOUNT),
-                ("inference", OutputKeys.INFERENCE_SERVICE_ACCOUNT),
-            )
-            if outputs.get(key)
-        }
+        accounts = {unit.role: outputs[key] for unit in services.all()
+                    if outputs.get(key := identity_outputs(unit.name)[0])}
         if accounts:
             fields["service_accounts"] = {**fields.get("service_accounts", {}), **accounts}
         if outputs.get(OutputKeys.KEDA_SCALER_ROLE_ARN):

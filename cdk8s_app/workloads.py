@@ -8,33 +8,37 @@ from __future__ import annotations
 from cdk8s_plus_36 import k8s
 from constructs import Construct
 
-from .pods import ContainerSpec, HealthProbes, app_labels, config_map, deployment, disruption_budget, port, selector_labels
+from .pods import (
+    ContainerSpec,
+    HealthProbes,
+    app_labels,
+    config_map,
+    deployment,
+    disruption_budget,
+    port,
+    selector_labels,
+)
+from .units import ServiceUnit
 from .wiring import PUBLISHER_PREFIX, PlatformWiring, Resources, StreamSpec
 
-INFERENCE_NAME = "inference-service"
-CONSUMER_NAME = "consumer-service"
-PUBLISHER_NAME = "frame-publisher"
+# Names, ports and pools of the three services come from their units (units.py, via wiring.services).
 TEST_SOURCE_NAME = "rtsp-test-source"
-
-INFERENCE_PORT = 8080
-CONSUMER_HEALTH_PORT = 8081
-PUBLISHER_HEALTH_PORT = 8082
 RTSP_PORT = 8554
 # The inference service is reached by the consumer through this Service name.
 INFERENCE_SERVICE = "inference"
 MODEL_CACHE_DIR = "/tmp/vidpipe-models"
 
 KAFKA_CONFIG = "vidpipe-kafka"
-
-LABELS = {
-    "inference": app_labels(INFERENCE_NAME, "inference"),
-    "consumer": app_labels(CONSUMER_NAME, "consumer"),
-    "test-source": app_labels(TEST_SOURCE_NAME, "test-source"),
-}
+TEST_SOURCE_LABELS = app_labels(TEST_SOURCE_NAME, "test-source")
 
 
-def publisher_labels(stream: StreamSpec) -> dict[str, str]:
-    return app_labels(PUBLISHER_NAME, "publisher", instance=stream.name)
+def unit_labels(unit: ServiceUnit) -> dict[str, str]:
+    return app_labels(unit.name, unit.component)
+
+
+def publisher_labels(wiring: PlatformWiring, stream: StreamSpec) -> dict[str, str]:
+    publisher = wiring.services.publisher
+    return app_labels(publisher.name, publisher.component, instance=stream.name)
 
 
 def publisher_name(stream: StreamSpec) -> str:
@@ -42,7 +46,7 @@ def publisher_name(stream: StreamSpec) -> str:
 
 
 def inference_url(wiring: PlatformWiring) -> str:
-    return f"http://{INFERENCE_SERVICE}.{wiring.namespace}.svc:{INFERENCE_PORT}"
+    return f"http://{INFERENCE_SERVICE}.{wiring.namespace}.svc:{wiring.services.inference.port}"
 
 
 def kafka_settings(wiring: PlatformWiring) -> dict[str, str]:
@@ -76,28 +80,30 @@ class Workloads(Construct):
             self._test_source()
 
     def _inference(self) -> None:
-        w, labels = self.wiring, LABELS["inference"]
-        config_map(self, INFERENCE_NAME, {
+        w = self.wiring
+        unit = w.services.inference
+        labels = unit_labels(unit)
+        config_map(self, unit.name, {
             "INFERENCE_MODEL_URI": w.model_uri,
             "INFERENCE_MODEL_CACHE_DIR": MODEL_CACHE_DIR,
             "INFERENCE_HOST": "0.0.0.0",
-            "INFERENCE_PORT": str(INFERENCE_PORT),
+            "INFERENCE_PORT": str(unit.port),
             "INFERENCE_INTRA_OP_THREADS": str(w.resources.inference_threads),
             "INFERENCE_LOG_LEVEL": "info",
             "AWS_REGION": w.region,
         }, labels)
         deployment(
-            self, INFERENCE_NAME, labels,
+            self, unit.name, labels,
             [ContainerSpec(
                 name="inference", image=w.images.inference, resources=w.resources.inference,
-                config_maps=[INFERENCE_NAME], ports={"http": INFERENCE_PORT},
+                config_maps=[unit.name], ports={"http": unit.port},
                 # The model downloads from S3 before /readyz turns 200: allow minutes, not seconds.
-                probes=HealthProbes(port=INFERENCE_PORT, startup_seconds=300),
+                probes=HealthProbes(port=unit.port, startup_seconds=300),
             )],
-            service_account=w.service_accounts.inference,
+            service_account=w.service_account(unit.role),
             tmp_size="1Gi",  # the model cache lives under /tmp
             grace_seconds=40,  # uvicorn drains in-flight requests for up to 30 s
-            node_selector=w.node_selectors.inference,
+            node_selector=w.node_selectors.pool(unit.pool),
             automount_token=w.automount_service_account_token,
         )
         k8s.KubeService(
@@ -106,46 +112,49 @@ class Workloads(Construct):
             spec=k8s.ServiceSpec(
                 type="ClusterIP",
                 selector=selector_labels(labels),
-                ports=[k8s.ServicePort(name="http", port=INFERENCE_PORT, target_port=port("http"), protocol="TCP")],
+                ports=[k8s.ServicePort(name="http", port=unit.port, target_port=port("http"), protocol="TCP")],
             ),
         )
-        disruption_budget(self, INFERENCE_NAME, labels)
+        disruption_budget(self, unit.name, labels)
 
     def _consumer(self) -> None:
-        w, labels = self.wiring, LABELS["consumer"]
-        config_map(self, CONSUMER_NAME, {
+        w = self.wiring
+        unit = w.services.consumer
+        labels = unit_labels(unit)
+        config_map(self, unit.name, {
             "CONSUMER_INFERENCE_URL": inference_url(w),
             "CONSUMER_ARCHIVE_URI": w.archive_uri,
             "CONSUMER_GROUP_ID": w.consumer_group,
-            "CONSUMER_HEALTH_PORT": str(CONSUMER_HEALTH_PORT),
+            "CONSUMER_HEALTH_PORT": str(unit.port),
             "CONSUMER_MAX_FRAME_AGE_MS": str(w.consumer_max_frame_age_ms),
             "CONSUMER_LOG_LEVEL": "info",
-            "KAFKA_CLIENT_ID": CONSUMER_NAME,
+            "KAFKA_CLIENT_ID": unit.name,
         }, labels)
         deployment(
-            self, CONSUMER_NAME, labels,
+            self, unit.name, labels,
             [ContainerSpec(
                 name="consumer", image=w.images.consumer, resources=w.resources.consumer,
-                config_maps=[KAFKA_CONFIG, CONSUMER_NAME], ports={"health": CONSUMER_HEALTH_PORT},
-                probes=HealthProbes(port=CONSUMER_HEALTH_PORT, startup_seconds=120),
+                config_maps=[KAFKA_CONFIG, unit.name], ports={"health": unit.port},
+                probes=HealthProbes(port=unit.port, startup_seconds=120),
             )],
-            service_account=w.service_accounts.consumer,
+            service_account=w.service_account(unit.role),
             automount_token=w.automount_service_account_token,
             tmp_size="256Mi",
             grace_seconds=45,  # CONSUMER_SHUTDOWN_TIMEOUT_S (30 s) to finish and commit in-flight batches
-            node_selector=w.node_selectors.general,
+            node_selector=w.node_selectors.pool(unit.pool),
         )
-        disruption_budget(self, CONSUMER_NAME, labels)
+        disruption_budget(self, unit.name, labels)
 
     def _publisher(self, stream: StreamSpec) -> None:
         """The source URL never appears here: PUBLISHER_SOURCE comes from the stream's Secret (secretKeyRef),
         or the publisher reads it from AWS Secrets Manager (PUBLISHER_SOURCE_SECRET_ARN, an ARN, not a secret).
         The only exception is the in-cluster test source, whose fixed URL holds no credentials."""
-        w, labels, name = self.wiring, publisher_labels(stream), publisher_name(stream)
+        w, labels, name = self.wiring, publisher_labels(self.wiring, stream), publisher_name(stream)
+        unit = w.services.publisher
         settings = {
             "PUBLISHER_STREAM_ID": stream.name,
             "PUBLISHER_TARGET_FPS": _number(stream.target_fps),
-            "PUBLISHER_HEALTH_PORT": str(PUBLISHER_HEALTH_PORT),
+            "PUBLISHER_HEALTH_PORT": str(unit.port),
             "PUBLISHER_PROGRESS": "false",
             "PUBLISHER_LOG_LEVEL": "info",
             "KAFKA_CLIENT_ID": name,
@@ -166,21 +175,21 @@ class Workloads(Construct):
             self, name, labels,
             [ContainerSpec(
                 name="publisher", image=w.images.publisher, resources=w.resources.publisher,
-                config_maps=[KAFKA_CONFIG, name], ports={"health": PUBLISHER_HEALTH_PORT},
-                probes=HealthProbes(port=PUBLISHER_HEALTH_PORT, startup_seconds=60),
+                config_maps=[KAFKA_CONFIG, name], ports={"health": unit.port},
+                probes=HealthProbes(port=unit.port, startup_seconds=60),
                 env=env, secret_env=secret_env,
             )],
-            service_account=stream.service_account or w.service_accounts.publisher,
+            service_account=stream.service_account or w.service_account(unit.role),
             automount_token=w.automount_service_account_token,
             tmp_size="64Mi",
             grace_seconds=40,  # PUBLISHER_FLUSH_TIMEOUT_S (30 s) to deliver pending frames
-            node_selector=w.node_selectors.general,
+            node_selector=w.node_selectors.pool(unit.pool),
             replicas=1,
             recreate=True,  # two publishers of one stream would publish every frame twice
         )
 
     def _test_source(self) -> None:
-        w, labels, test = self.wiring, LABELS["test-source"], self.wiring.rtsp_test_source
+        w, labels, test = self.wiring, TEST_SOURCE_LABELS, self.wiring.rtsp_test_source
         if test.video_url:
             source = ["-re", "-stream_loop", "-1", "-i", test.video_url]
         else:

@@ -8,6 +8,8 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from cdk8s_app.units import SERVICES, Services
+
 from .config import PlatformConfig, load_config
 from .constructs.archive_bucket import archive_bucket_name
 from .nag import acknowledge_findings
@@ -34,7 +36,8 @@ def environment() -> cdk.Environment:
     return cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
 
 
-def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT) -> Platform:
+def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Services = SERVICES) -> Platform:
+    """services: the deployed service units (cdk8s_app/units.py); the charts take the same ones."""
     config = load_config(app.node.get_all_context())
     env = environment()
     network = NetworkStack(app, f"{config.prefix}-network", config=config, env=env,
@@ -53,6 +56,7 @@ def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT) -> Platform:
         kafka_security_group=data.kafka.security_group,
         model_object_key=data.model.object_key,
         services_dir=project_root / "services",
+        services=services,
         description="vidpipe: EKS, identities, KEDA, images and workloads",
     )
     compute.add_stack_dependency(data, "the archive bucket and MSK must exist before the workloads")

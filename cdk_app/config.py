@@ -6,22 +6,26 @@ overrides one value. Values given on the command line arrive as strings; pydanti
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# One contract: topic names, group and size limits come from the services' own module
-# (the vidpipe package, services/shared), never a copy.
-from vidpipe.contract import (
-    CONSUMER_GROUP,
-    DEAD_LETTER_TOPIC,
-    FRAMES_TOPIC,
-    MAX_MESSAGE_BYTES,
-    RESULTS_TOPIC,
+from cdk8s_app.facts import (
+    GITHUB_OIDC_PROVIDER_ARN,
+    IAM_PRINCIPAL_ARN,
+    K8S_NAME,
+    STS_SESSION_ARN,
+    StreamSpec,
+    Topics,
+    check_ipv4_cidr,
 )
+
+# One contract: topic names, group, partitions and size limits come from the services' own module
+# (the vidpipe package, services/shared), never a copy; the deploy facts both the CDK app and the
+# charts use (Topics, StreamSpec, validators) from cdk8s_app.facts.
+from vidpipe.contract import MAX_MESSAGE_BYTES
 
 CONTEXT_PREFIX = "vidpipe:"
 
@@ -34,20 +38,12 @@ KUBERNETES_VERSION = "1.36"
 RENAMED_KEYS = {"adminRoleArn": "adminPrincipalArn"}
 
 ADMIN_PRINCIPAL_KEY = CONTEXT_PREFIX + "adminPrincipalArn"
-# An IAM role (a path is allowed) or user; never an STS assumed-role session (EKS refuses those).
-_IAM_PRINCIPAL_ARN = r"arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}"
 _GITHUB_REPOSITORY = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
-_GITHUB_OIDC_PROVIDER_ARN = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$"
-
 
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
 
 _NAME = r"^[a-z][a-z0-9-]{0,15}$"  # bucket names: vidpipe-<env>-archive-<account>-<region> <= 63
-_K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-# A complete ARN (with the 6-character suffix), so the publisher's role reads exactly one secret.
-_SECRET_ARN = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}"
-_TOPIC = r"^[a-zA-Z0-9._-]{1,249}$"
 
 
 class ConfigError(ValueError):
@@ -76,7 +72,7 @@ class NodeGroupConfig(_Model):
         return value
 
     @model_validator(mode="after")
-    def _bounds(self) -> "NodeGroupConfig":
+    def _bounds(self) -> NodeGroupConfig:
         if not self.min_size <= self.desired_size <= self.max_size:
             raise ValueError(
                 f"needs minSize <= desiredSize <= maxSize, got {self.min_size} / {self.desired_size} / {self.max_size}"
@@ -84,52 +80,21 @@ class NodeGroupConfig(_Model):
         return self
 
 
-class StreamConfig(_Model):
-    """A network video source (rtsp://...) one publisher Deployment reads.
+class StreamConfig(StreamSpec):
+    """A network video source one publisher Deployment reads (cdk8s_app.facts.StreamSpec).
 
-    The URL itself is never configuration (it would sit in cdk.json, the template and a ConfigMap):
-    either the publisher reads it from AWS Secrets Manager (`sourceSecretArn`, a complete secret ARN;
-    the stream gets its own ServiceAccount whose Pod Identity role may read exactly that secret), or
-    from the Kubernetes Secret `secretName` (default vidpipe-stream-<id>, key `secretKey`, default
-    "source") that you create in the namespace.
+    The URL itself is never configuration: either the publisher reads it from AWS Secrets Manager
+    (`sourceSecretArn`; the stream then gets its own ServiceAccount whose Pod Identity role may read
+    exactly that secret), or from the Kubernetes Secret `secretName` (default vidpipe-stream-<id>,
+    key `secretKey`, default "source") that you create in the namespace.
     """
 
-    id: Annotated[str, Field(pattern=_K8S_NAME)]
-    target_fps: float = Field(default=0, alias="targetFps", ge=0)
-    port: int = Field(default=554, ge=1, le=65535)  # the camera's TCP port (egress NetworkPolicy)
-    source_secret_arn: str | None = Field(default=None, alias="sourceSecretArn")
-    secret_name: str | None = Field(default=None, alias="secretName")
-    secret_key: str | None = Field(default=None, alias="secretKey")
-
-    @model_validator(mode="before")
+    @field_validator("service_account")
     @classmethod
-    def _no_url(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "source" in data:
-            # Never repeat the value: it may hold credentials.
-            raise ValueError(
-                f"stream {data.get('id', '')}: 'source' is not accepted (a camera URL in cdk.json would land in the "
-                "template and a ConfigMap); store it in AWS Secrets Manager and give 'sourceSecretArn', or in the "
-                "Kubernetes Secret vidpipe-stream-<id> (key 'source'); see docs/DEPLOY.md"
-            )
-        return data
-
-    @field_validator("source_secret_arn")
-    @classmethod
-    def _secret_arn(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not re.fullmatch(_SECRET_ARN, value):
-            raise ValueError("not a complete Secrets Manager secret ARN "
-                             "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)")
+    def _stack_assigns_service_account(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("the CDK app assigns each stream's ServiceAccount (its own with sourceSecretArn)")
         return value
-
-
-class TopicsConfig(_Model):
-    frames: Annotated[str, Field(pattern=_TOPIC)] = FRAMES_TOPIC
-    results: Annotated[str, Field(pattern=_TOPIC)] = RESULTS_TOPIC
-    dead_letter: Annotated[str, Field(pattern=_TOPIC, alias="deadLetter")] = DEAD_LETTER_TOPIC
-    consumer_group: Annotated[str, Field(pattern=_TOPIC, alias="consumerGroup")] = CONSUMER_GROUP
-    partitions: int = Field(default=6, ge=1, le=1000)
 
 
 class PlatformConfig(_Model):
@@ -152,7 +117,7 @@ class PlatformConfig(_Model):
     # [] (default): the API server endpoint is private (reachable from the VPC only); otherwise public
     # from exactly these IPv4 CIDRs, and private.
     endpoint_public_cidrs: list[str] = Field(default_factory=list, alias="endpointPublicCidrs")
-    namespace: Annotated[str, Field(pattern=_K8S_NAME)] = "vidpipe"
+    namespace: Annotated[str, Field(pattern=K8S_NAME)] = "vidpipe"
     general_nodes: NodeGroupConfig = Field(
         default=NodeGroupConfig(instanceTypes=["m6i.large"], minSize=2, desiredSize=2, maxSize=4),
         alias="generalNodes",
@@ -171,7 +136,7 @@ class PlatformConfig(_Model):
     replication_factor: int = Field(default=3, alias="replicationFactor", ge=1, le=3)
     min_insync_replicas: int = Field(default=2, alias="minInsyncReplicas", ge=1, le=3)
     broker_log_retention_days: int = Field(default=30, alias="brokerLogRetentionDays", ge=1)
-    topics: TopicsConfig = TopicsConfig()
+    topics: Topics = Topics()
 
     # Archive bucket
     frames_ia_after_days: int = Field(default=30, alias="framesInfrequentAccessAfterDays", ge=30)
@@ -200,11 +165,11 @@ class PlatformConfig(_Model):
     def _admin_principal(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        if re.fullmatch(r"arn:aws[a-z-]*:sts::\d{12}:assumed-role/.+", value):
+        if re.fullmatch(STS_SESSION_ARN, value):
             raise ValueError(
                 f"{value!r} is a temporary session, which EKS access entries refuse: give the role itself, "
                 "arn:aws:iam::<account>:role/<name> (the name is the part after assumed-role/)")
-        if not re.fullmatch(_IAM_PRINCIPAL_ARN, value):
+        if not re.fullmatch(IAM_PRINCIPAL_ARN, value):
             raise ValueError(
                 f"{value!r} is not an IAM role or user ARN "
                 "(arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>)")
@@ -224,7 +189,7 @@ class PlatformConfig(_Model):
     def _github_oidc_provider(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        if not re.fullmatch(_GITHUB_OIDC_PROVIDER_ARN, value):
+        if not re.fullmatch(GITHUB_OIDC_PROVIDER_ARN, value):
             raise ValueError(
                 f"{value!r} is not the ARN of GitHub's OIDC provider "
                 "(arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com)")
@@ -241,18 +206,13 @@ class PlatformConfig(_Model):
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
-            try:
-                network = ipaddress.ip_network(cidr, strict=True) if "/" in cidr else None
-            except ValueError:
-                network = None
-            if not isinstance(network, ipaddress.IPv4Network):
-                raise ValueError(f"{cidr!r} is not an IPv4 CIDR such as '203.0.113.7/32' (host bits zero)")
+            check_ipv4_cidr(cidr)
         if len(set(value)) != len(value):
             raise ValueError(f"duplicate CIDRs in {value}")
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "PlatformConfig":
+    def _consistent(self) -> PlatformConfig:
         if self.admin_principal_arn is None:
             # Access entries (authentication mode API) are the only way into the cluster: without one
             # for you, only CloudFormation's role could use kubectl.
@@ -279,7 +239,7 @@ class PlatformConfig(_Model):
                 f"{CONTEXT_PREFIX}framesExpireAfterDays ({self.frames_expire_after_days}) must be later than "
                 f"{CONTEXT_PREFIX}framesInfrequentAccessAfterDays ({self.frames_ia_after_days})"
             )
-        ids = [s.id for s in self.streams]
+        ids = [s.name for s in self.streams]
         if len(ids) != len(set(ids)):
             raise ConfigError(f"{CONTEXT_PREFIX}streams: stream ids must be unique, got {ids}")
         return self

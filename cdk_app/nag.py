@@ -5,7 +5,8 @@ so a new wildcard in the same policy fails synth again.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 from constructs import IConstruct
@@ -30,14 +31,14 @@ def logical_id(construct: IConstruct) -> str:
     return cdk.Stack.of(construct).get_logical_id(construct.node.default_child)  # type: ignore[arg-type]
 
 
-def _rendered(value: str, pseudo: str) -> str:
+def rendered(value: str, pseudo: str) -> str:
     """How cdk-nag prints a stack's account or region: the literal when the CLI knows it (CDK_DEFAULT_*)."""
     return f"<AWS::{pseudo}>" if cdk.Token.is_unresolved(value) else value
 
 
 def _bootstrap_assets(stack: cdk.Stack) -> str:
     """The asset bucket of the default bootstrap (`cdk bootstrap`), as cdk-nag renders it."""
-    account, region = _rendered(stack.account, "AccountId"), _rendered(stack.region, "Region")
+    account, region = rendered(stack.account, "AccountId"), rendered(stack.region, "Region")
     return f"arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-{account}-{region}/*"
 
 
@@ -49,19 +50,19 @@ def _child(stack: cdk.Stack, prefix: str) -> IConstruct:
     raise LookupError(f"{stack.stack_name}: no construct whose id starts with {prefix!r}")
 
 
-def acknowledge_findings(platform: "Platform") -> None:
+def acknowledge_findings(platform: Platform) -> None:
     _network(platform.network)
     _data(platform.data)
     _compute(platform.compute)
 
 
-def _network(stack: "NetworkStack") -> None:
+def _network(stack: NetworkStack) -> None:
     for endpoint in ("Ecr", "EcrDocker", "Sts", "Logs"):
         ack(stack.vpc.node.find_child(endpoint).node.find_child("SecurityGroup"), "AwsSolutions-EC23",
             "Endpoint security group admits 443 from the VPC CIDR only (a Fn::GetAtt the rule cannot evaluate)")
 
 
-def _data(stack: "DataStack") -> None:
+def _data(stack: DataStack) -> None:
     lambda_basic = managed("service-role/AWSLambdaBasicExecutionRole")
     deployment = _child(stack, "Custom::CDKBucketDeployment")
     ack(deployment, "AwsSolutions-IAM4", "CDK's BucketDeployment handler: CloudWatch Logs only", lambda_basic)
@@ -78,7 +79,7 @@ def _data(stack: "DataStack") -> None:
         "CDK's AwsCustomResource handler (GetBootstrapBrokers): CloudWatch Logs only", lambda_basic)
 
 
-def _compute(stack: "ComputeStack") -> None:
+def _compute(stack: ComputeStack) -> None:
     cluster = stack.cluster
     ack(cluster.node.find_child("Role"), "AwsSolutions-IAM4", "EKS control plane role needs AmazonEKSClusterPolicy",
         managed("AmazonEKSClusterPolicy"))
@@ -102,31 +103,4 @@ def _compute(stack: "ComputeStack") -> None:
         managed("service-role/AWSLambdaBasicExecutionRole", "service-role/AWSLambdaVPCAccessExecutionRole"))
     ack(on_event, "AwsSolutions-IAM5", "CDK's provider framework invokes every version of the kubectl handler",
         [f"Resource::<{logical_id(handler)}.Arn>:*"])
-
-    config = stack.config
-    cluster_name, t = config.kafka_cluster_name, config.topics
-    arn = f"arn:<AWS::Partition>:kafka:{_rendered(stack.region, 'Region')}:{_rendered(stack.account, 'AccountId')}"
-    kafka_cluster = f"Resource::{arn}:cluster/{cluster_name}/*"
-
-    def topic(name: str) -> str:
-        return f"Resource::{arn}:topic/{cluster_name}/*/{name}"
-
-    group = f"Resource::{arn}:group/{cluster_name}/*/{t.consumer_group}"
-    # archive_bucket_name() uses the pseudo parameters themselves, never literals.
-    bucket = f"Resource::arn:<AWS::Partition>:s3:::{config.prefix}-archive-<AWS::AccountId>-<AWS::Region>"
-    own_topics = [topic(t.frames), topic(t.results), topic(t.dead_letter)]
-    kafka_why = "MSK cluster UUID unknown at synth: pinned to this cluster name and exact topic/group names"
-    wildcards = {
-        "frame-publisher": ([kafka_cluster, *own_topics], kafka_why),
-        "consumer-service": ([kafka_cluster, *own_topics, group, f"{bucket}/archive/*"],
-                             f"{kafka_why}; s3:PutObject only under archive/"),
-        "inference-service": ([f"{bucket}/models/*"], "s3:GetObject only under models/"),
-        "keda-operator": ([kafka_cluster, topic(t.frames), group], f"{kafka_why} (describe only)"),
-    }
-    # Publishers that read their source URL from Secrets Manager: the same Kafka grants (the secret itself
-    # is one exact ARN, no wildcard).
-    for name in stack.identities:
-        if name.startswith("frame-publisher-"):
-            wildcards[name] = wildcards["frame-publisher"]
-    for name, (findings, reason) in wildcards.items():
-        ack(stack.identities[name].policy, "AwsSolutions-IAM5", reason, findings)
+    # The services' and KEDA's own policies are acknowledged with their units (cdk_app/units.py).

@@ -5,8 +5,9 @@ the autoscaling chart (KEDA ScaledObjects) waits for the KEDA Helm release and i
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import cdk8s
 from aws_cdk import Aws
@@ -14,7 +15,10 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import IDependable
 from pydantic import ValidationError
 
-from .config import CONTEXT_PREFIX, ConfigError, PlatformConfig, StreamConfig
+from cdk8s_app.facts import StreamSpec
+from cdk8s_app.units import Services
+
+from .config import CONTEXT_PREFIX, ConfigError, PlatformConfig
 
 if TYPE_CHECKING:
     from cdk8s_app.wiring import PlatformWiring
@@ -27,29 +31,22 @@ class WorkloadInputs:
     kafka_bootstrap: str
     archive_uri: str
     model_uri: str
-    publisher_image: str
-    consumer_image: str
-    inference_image: str
+    images: dict[str, str]  # publisher / consumer / inference -> image URI
     vpc_cidr: str
-    service_accounts: dict[str, str]  # publisher / consumer / inference -> ServiceAccount name
+    services: Services  # names (and so ServiceAccounts), ports, pools
     # Streams whose URL is in Secrets Manager have their own ServiceAccount (read on exactly that secret).
     stream_service_accounts: dict[str, str] = field(default_factory=dict)
 
 
-def stream_wiring(stream: StreamConfig, service_account: str | None) -> dict[str, Any]:
-    fields: dict[str, Any] = {"name": stream.id, "target_fps": stream.target_fps, "port": stream.port}
-    for key in ("source_secret_arn", "secret_name", "secret_key"):
-        if getattr(stream, key) is not None:
-            fields[key] = getattr(stream, key)
-    if service_account:
-        fields["service_account"] = service_account
-    return fields
+def stream_wiring(stream: StreamSpec, service_account: str | None) -> StreamSpec:
+    """The same stream model on both sides; the CDK app adds the ServiceAccount it created for it."""
+    return StreamSpec.model_validate({**stream.model_dump(exclude={"service_account"}, exclude_none=True),
+                                      **({"service_account": service_account} if service_account else {})})
 
 
-def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> "PlatformWiring":
+def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiring:
     from cdk8s_app.wiring import PlatformWiring
 
-    t = config.topics
     fields: dict[str, Any] = dict(
         region=Aws.REGION,
         namespace=config.namespace,
@@ -58,15 +55,13 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> "PlatformWir
         kafka_auth="msk-iam",
         kafka_tls=True,
         vpc_cidr=inputs.vpc_cidr,
-        topics={"frames": t.frames, "results": t.results, "deadLetter": t.dead_letter},
-        consumer_group=t.consumer_group,
-        topic_partitions=t.partitions,
+        topics=config.topics,
         archive_uri=inputs.archive_uri,
         model_uri=inputs.model_uri,
-        images={"publisher": inputs.publisher_image, "consumer": inputs.consumer_image, "inference": inputs.inference_image},
-        service_accounts=inputs.service_accounts,
+        images=inputs.images,
+        services=inputs.services,
         # No URL here: each publisher reads it from Secrets Manager or from its Kubernetes Secret.
-        streams=[stream_wiring(s, inputs.stream_service_accounts.get(s.id)) for s in config.streams],
+        streams=[stream_wiring(s, inputs.stream_service_accounts.get(s.name)) for s in config.streams],
         rtsp_test_source=config.rtsp_test_source,
     )
     try:
@@ -83,7 +78,7 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> "PlatformWir
 
 def add_workloads(
     cluster: eks.Cluster,
-    wiring: "PlatformWiring",
+    wiring: PlatformWiring,
     *,
     workloads_after: Sequence[IDependable],
     autoscaling_after: Sequence[IDependable],

@@ -5,16 +5,14 @@ from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-ARCHIVE_PREFIX = "archive/"
-FRAMES_PREFIX = "archive/frames/"
-RESULTS_PREFIX = "archive/results/"
-MODELS_PREFIX = "models/"
+from cdk8s_app import facts
+from cdk8s_app.facts import ARCHIVE_PREFIX, FRAMES_PREFIX, MODELS_PREFIX, RESULTS_PREFIX  # noqa: F401
 
 
 def archive_bucket_name(prefix: str) -> str:
     """Unique per environment, account and region; other stacks derive it instead of importing it,
     so no CloudFormation export pins the data stack."""
-    return f"{prefix}-archive-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+    return facts.archive_bucket_name(prefix, Aws.ACCOUNT_ID, Aws.REGION)
 
 
 class ArchiveBucket(Construct):

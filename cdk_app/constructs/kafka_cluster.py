@@ -9,9 +9,10 @@ from aws_cdk import aws_msk as msk_l1
 from aws_cdk import aws_msk_alpha as msk
 from constructs import Construct
 
+from cdk8s_app.facts import kafka_resource
+
 from ..retention import log_retention
 
-SASL_IAM_PORT = 9098
 _KAFKA_VERSIONS = {"3.8.x": msk.KafkaVersion.V3_8_X, "3.9.x": msk.KafkaVersion.V3_9_X}
 
 
@@ -92,17 +93,18 @@ class KafkaArns:
         self._stack = stack
         self._name = cluster_name
 
-    def _arn(self, resource: str, name: str) -> str:
+    def _arn(self, kind: str, name: str | None = None) -> str:
+        resource, _, resource_name = kafka_resource(kind, self._name, name).partition("/")
         return self._stack.format_arn(
-            service="kafka", resource=resource, resource_name=name, arn_format=ArnFormat.SLASH_RESOURCE_NAME
+            service="kafka", resource=resource, resource_name=resource_name, arn_format=ArnFormat.SLASH_RESOURCE_NAME
         )
 
     @property
     def cluster(self) -> str:
-        return self._arn("cluster", f"{self._name}/*")
+        return self._arn("cluster")
 
     def topic(self, topic: str) -> str:
-        return self._arn("topic", f"{self._name}/*/{topic}")
+        return self._arn("topic", topic)
 
     def group(self, group: str) -> str:
-        return self._arn("group", f"{self._name}/*/{group}")
+        return self._arn("group", group)

@@ -1,7 +1,7 @@
 """One Kubernetes ServiceAccount bound to one IAM role through EKS Pod Identity."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam

@@ -1,4 +1,8 @@
-"""EKS (managed node groups), per-service identities, KEDA, the images and the workloads."""
+"""EKS (managed node groups), the service units' identities, KEDA, the images and the workloads.
+
+The stack composes: what each service needs comes from its unit (cdk8s_app/units.py, rendered by
+cdk_app/units.py), KEDA from its add-on (constructs/keda.py), the charts from cdk8s_app.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,26 +17,15 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 from constructs import Construct
 
+from cdk8s_app.facts import ARCHIVE_PREFIX, MSK_IAM_PORT, NODE_POOL_LABEL, NODE_POOLS, PART_OF, OutputKeys
+from cdk8s_app.units import SERVICES, Services, identity_outputs
+
 from ..config import PlatformConfig
 from ..constructs import KafkaArns, ServiceIdentity, ServiceImages
-from ..constructs.archive_bucket import ARCHIVE_PREFIX, MODELS_PREFIX
-from ..constructs.kafka_cluster import SASL_IAM_PORT
+from ..constructs.keda import KedaAddOn
+from ..units import GrantTargets, deploy_identity
 from ..workloads import WorkloadInputs, add_workloads, build_wiring
 from .base import PlatformStack
-
-KEDA_NAMESPACE = "keda"
-KEDA_OPERATOR_SERVICE_ACCOUNT = "keda-operator"
-KEDA_CHART_REPOSITORY = "https://kedacore.github.io/charts"
-
-# ServiceAccount names (the charts reference them; this stack creates them).
-PUBLISHER_SERVICE_ACCOUNT = "frame-publisher"
-CONSUMER_SERVICE_ACCOUNT = "consumer-service"
-INFERENCE_SERVICE_ACCOUNT = "inference-service"
-
-
-def stream_service_account(stream_id: str) -> str:
-    """The ServiceAccount of a publisher that reads its source URL from Secrets Manager."""
-    return f"{PUBLISHER_SERVICE_ACCOUNT}-{stream_id}"
 
 
 class ComputeStack(PlatformStack):
@@ -48,21 +41,27 @@ class ComputeStack(PlatformStack):
         kafka_security_group: ec2.ISecurityGroup,
         model_object_key: str,
         services_dir: Path,
+        services: Services = SERVICES,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, config=config, **kwargs)
+        self.services = services
         bucket = s3.Bucket.from_bucket_name(self, "ArchiveBucket", bucket_name)
         self.cluster = self._cluster(config, vpc)
         self._node_groups(config)
         self._allow_kafka_clients(kafka_security_group)
 
-        # The workloads meet the restricted Pod Security profile; KEDA's chart is held to baseline.
-        self.app_namespace = self._namespace(config.namespace, enforce="restricted")
-        self.keda_namespace = self._namespace(KEDA_NAMESPACE, enforce="baseline")
-        kafka = KafkaArns(self, config.kafka_cluster_name)
-        self.identities = self._identities(config, kafka, bucket)
-        self.keda_chart = self._keda(config)
-        self.images = ServiceImages(self, "Images", services_dir=services_dir)
+        # The workloads meet the restricted Pod Security profile; KEDA's chart is held to its unit's level.
+        self.app_namespace = self._namespace(config.namespace, "restricted")
+        targets = GrantTargets(stack=self, kafka=KafkaArns(self, config.kafka_cluster_name),
+                               kafka_cluster_name=config.kafka_cluster_name, bucket=bucket,
+                               resource_prefix=config.prefix, topics=config.topics)
+        self.identities = self._identities(config, targets)
+        self.keda = KedaAddOn(config.keda_chart_version).deploy(
+            self.cluster, targets, self._namespace, chart_after=self.node_groups)
+        self.identities[self.keda.unit.service_account] = self.keda.identity
+        self.keda_namespace, self.keda_chart = self.keda.namespace, self.keda.chart
+        self.images = ServiceImages(self, "Images", services_dir=services_dir, services=services)
 
         self.bucket = bucket
         self.kafka_bootstrap_brokers = kafka_bootstrap_brokers
@@ -76,17 +75,11 @@ class ComputeStack(PlatformStack):
                     kafka_bootstrap=kafka_bootstrap_brokers,
                     archive_uri=self.archive_uri,
                     model_uri=self.model_uri,
-                    publisher_image=self.images.publisher,
-                    consumer_image=self.images.consumer,
-                    inference_image=self.images.inference,
+                    images=self.images.uris,
                     vpc_cidr=vpc.vpc_cidr_block,
-                    service_accounts={
-                        "publisher": PUBLISHER_SERVICE_ACCOUNT,
-                        "consumer": CONSUMER_SERVICE_ACCOUNT,
-                        "inference": INFERENCE_SERVICE_ACCOUNT,
-                    },
+                    services=services,
                     stream_service_accounts={
-                        s.id: stream_service_account(s.id) for s in config.streams if s.source_secret_arn
+                        s.name: services.publisher.stream_identity(s.name) for s in config.streams if s.source_secret_arn
                     },
                 ),
             ),
@@ -168,7 +161,9 @@ class ComputeStack(PlatformStack):
     def _node_groups(self, config: PlatformConfig) -> None:
         self.node_groups = []
         self.node_launch_templates = []
-        for name, group in (("general", config.general_nodes), ("inference", config.inference_nodes)):
+        groups = {"general": config.general_nodes, "inference": config.inference_nodes}
+        for name in NODE_POOLS:
+            group = groups[name]
             template = self._node_launch_template(name, group.disk_size_gib)
             self.node_launch_templates.append(template)
             self.node_groups.append(
@@ -185,7 +180,7 @@ class ComputeStack(PlatformStack):
                     ami_type=eks.NodegroupAmiType.AL2023_X86_64_STANDARD,
                     capacity_type=eks.CapacityType.ON_DEMAND,
                     subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-                    labels={"vidpipe.io/pool": name},
+                    labels={NODE_POOL_LABEL: name},
                     enable_node_auto_repair=True,
                 )
             )
@@ -198,14 +193,14 @@ class ComputeStack(PlatformStack):
             group_id=kafka_security_group.security_group_id,
             source_security_group_id=self.cluster.cluster_security_group_id,
             ip_protocol="tcp",
-            from_port=SASL_IAM_PORT,
-            to_port=SASL_IAM_PORT,
+            from_port=MSK_IAM_PORT,
+            to_port=MSK_IAM_PORT,
             description="EKS pods and KEDA to MSK (SASL/IAM over TLS)",
         )
 
-    def _namespace(self, name: str, *, enforce: str) -> eks.KubernetesManifest:
+    def _namespace(self, name: str, enforce: str) -> eks.KubernetesManifest:
         labels = {
-            "app.kubernetes.io/part-of": "vidpipe",
+            "app.kubernetes.io/part-of": PART_OF,
             "pod-security.kubernetes.io/enforce": enforce,
             "pod-security.kubernetes.io/warn": "restricted",
         }
@@ -215,113 +210,24 @@ class ComputeStack(PlatformStack):
 
     # --- identities ------------------------------------------------------------------------
 
-    def _identities(self, config: PlatformConfig, kafka: KafkaArns, bucket: s3.IBucket) -> dict[str, ServiceIdentity]:
-        t = config.topics
-        all_topics = [kafka.topic(n) for n in (t.frames, t.results, t.dead_letter)]
-        connect = iam.PolicyStatement(
-            sid="Connect", actions=["kafka-cluster:Connect", "kafka-cluster:WriteDataIdempotently"], resources=[kafka.cluster]
-        )
-        # Both services create missing topics at start-up (TOPICS_CREATE=true): never broker auto-create.
-        create_topics = iam.PolicyStatement(sid="CreateOwnTopics", actions=["kafka-cluster:CreateTopic"], resources=all_topics)
-        statements = {
-            PUBLISHER_SERVICE_ACCOUNT: [
-                connect,
-                create_topics,
-                iam.PolicyStatement(
-                    sid="WriteFrames",
-                    actions=["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
-                    resources=[kafka.topic(t.frames)],
-                ),
-            ],
-            CONSUMER_SERVICE_ACCOUNT: [
-                connect,
-                create_topics,
-                iam.PolicyStatement(
-                    sid="ReadFrames",
-                    actions=["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
-                    resources=[kafka.topic(t.frames)],
-                ),
-                iam.PolicyStatement(
-                    sid="WriteResultsAndDeadLetters",
-                    actions=["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
-                    resources=[kafka.topic(t.results), kafka.topic(t.dead_letter)],
-                ),
-                iam.PolicyStatement(
-                    sid="UseGroup",
-                    actions=["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
-                    resources=[kafka.group(t.consumer_group)],
-                ),
-                iam.PolicyStatement(
-                    sid="PutArchive", actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{ARCHIVE_PREFIX}*")]
-                ),
-            ],
-            INFERENCE_SERVICE_ACCOUNT: [
-                iam.PolicyStatement(
-                    sid="ReadModels", actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")]
-                ),
-            ],
-        }
-        # A stream whose URL is in Secrets Manager gets its own publisher identity, allowed to read exactly
-        # that secret (the other publishers cannot); the URL never enters the template or a manifest.
-        # A secret encrypted with a customer managed KMS key also needs kms:Decrypt for this role.
+    def _identities(self, config: PlatformConfig, targets: GrantTargets) -> dict[str, ServiceIdentity]:
+        """One Pod Identity per service unit, with the grants its unit declares. A stream whose URL is in
+        Secrets Manager gets its own publisher identity, allowed to read exactly that secret (the other
+        publishers cannot); the URL never enters the template or a manifest. A secret encrypted with a
+        customer managed KMS key also needs kms:Decrypt for this role."""
+        def identity(name: str, unit, extra=()) -> ServiceIdentity:
+            return deploy_identity(targets, self.cluster, name=name, namespace=config.namespace, grants=unit.grants,
+                                   nag_reason=unit.nag_reason, extra=extra, after=[self.app_namespace])
+
+        identities = {unit.name: identity(unit.name, unit) for unit in self.services.all()}
+        publisher = self.services.publisher
         for stream in config.streams:
             if stream.source_secret_arn:
-                statements[stream_service_account(stream.id)] = [
-                    *statements[PUBLISHER_SERVICE_ACCOUNT],
-                    iam.PolicyStatement(sid="ReadSourceSecret", actions=["secretsmanager:GetSecretValue"],
-                                        resources=[stream.source_secret_arn]),
-                ]
-        identities = {
-            name: ServiceIdentity(
-                self,
-                f"Identity-{name}",
-                cluster=self.cluster,
-                name=name,
-                namespace=config.namespace,
-                statements=stmts,
-                after=[self.app_namespace],
-            )
-            for name, stmts in statements.items()
-        }
-        identities[KEDA_OPERATOR_SERVICE_ACCOUNT] = ServiceIdentity(
-            self,
-            "Identity-keda-operator",
-            cluster=self.cluster,
-            name=KEDA_OPERATOR_SERVICE_ACCOUNT,
-            namespace=KEDA_NAMESPACE,
-            # The Kafka scaler reads the group's committed offsets and the topic's end offsets.
-            statements=[
-                iam.PolicyStatement(
-                    sid="Connect", actions=["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"], resources=[kafka.cluster]
-                ),
-                iam.PolicyStatement(sid="DescribeFrames", actions=["kafka-cluster:DescribeTopic"], resources=[kafka.topic(t.frames)]),
-                iam.PolicyStatement(
-                    sid="DescribeGroup", actions=["kafka-cluster:DescribeGroup"], resources=[kafka.group(t.consumer_group)]
-                ),
-            ],
-            after=[self.keda_namespace],
-        )
+                identities[publisher.stream_identity(stream.name)] = identity(
+                    publisher.stream_identity(stream.name), publisher,
+                    extra=[iam.PolicyStatement(sid="ReadSourceSecret", actions=["secretsmanager:GetSecretValue"],
+                                               resources=[stream.source_secret_arn])])
         return identities
-
-    # --- KEDA ------------------------------------------------------------------------------
-
-    def _keda(self, config: PlatformConfig) -> eks.HelmChart:
-        chart = self.cluster.add_helm_chart(
-            "Keda",
-            chart="keda",
-            repository=KEDA_CHART_REPOSITORY,
-            version=config.keda_chart_version,
-            release="keda",
-            namespace=KEDA_NAMESPACE,
-            create_namespace=False,
-            # The operator runs as our ServiceAccount, which carries the Pod Identity association.
-            values={"serviceAccount": {"operator": {"create": False, "name": KEDA_OPERATOR_SERVICE_ACCOUNT}}},
-            wait=True,
-        )
-        chart.node.add_dependency(self.identities[KEDA_OPERATOR_SERVICE_ACCOUNT])
-        for group in self.node_groups:
-            chart.node.add_dependency(group)  # `wait` needs nodes to schedule the operator on
-        return chart
 
     # --- outputs ---------------------------------------------------------------------------
 
@@ -331,24 +237,23 @@ class ComputeStack(PlatformStack):
         The MSK outputs live in the data stack: re-exporting an imported value trips cfn-lint W6001.
         """
         outputs = {
-            "Region": (Aws.REGION, "Deployment region"),
-            "ClusterName": (self.cluster.cluster_name, "EKS cluster name"),
-            "KubeconfigCommand": (
+            OutputKeys.REGION: (Aws.REGION, "Deployment region"),
+            OutputKeys.CLUSTER_NAME: (self.cluster.cluster_name, "EKS cluster name"),
+            OutputKeys.KUBECONFIG_COMMAND: (
                 f"aws eks update-kubeconfig --name {self.cluster.cluster_name} --region {Aws.REGION}",
                 "Configures kubectl for the cluster",
             ),
-            "ArchiveBucketName": (self.bucket.bucket_name, "Archive and model bucket"),
-            "ArchiveUri": (self.archive_uri, "CONSUMER_ARCHIVE_URI"),
-            "ModelUri": (self.model_uri, "INFERENCE_MODEL_URI"),
-            "PublisherImageUri": (self.images.publisher, "frame-publisher image"),
-            "ConsumerImageUri": (self.images.consumer, "consumer-service image"),
-            "InferenceImageUri": (self.images.inference, "inference-service image"),
-            "Namespace": (config.namespace, "Kubernetes namespace of the workloads"),
-            "KedaNamespace": (KEDA_NAMESPACE, "Namespace of the KEDA operator"),
+            OutputKeys.ARCHIVE_BUCKET: (self.bucket.bucket_name, "Archive and model bucket"),
+            OutputKeys.ARCHIVE_URI: (self.archive_uri, "CONSUMER_ARCHIVE_URI"),
+            OutputKeys.MODEL_URI: (self.model_uri, "INFERENCE_MODEL_URI"),
+            OutputKeys.NAMESPACE: (config.namespace, "Kubernetes namespace of the workloads"),
+            self.keda.unit.NAMESPACE_OUTPUT: (self.keda.unit.namespace, "Namespace of the KEDA operator"),
         }
+        for unit in self.services.all():
+            outputs[unit.image_output] = (self.images.uris[unit.role], f"{unit.name} image")
         for name, identity in self.identities.items():
-            key = "".join(part.capitalize() for part in name.split("-"))
-            outputs[f"{key}ServiceAccount"] = (identity.name, f"ServiceAccount of {name}")
-            outputs[f"{key}RoleArn"] = (identity.role_arn, f"IAM role of {name} (EKS Pod Identity)")
+            account_key, role_key = identity_outputs(name)
+            outputs[account_key] = (identity.name, f"ServiceAccount of {name}")
+            outputs[role_key] = (identity.role_arn, f"IAM role of {name} (EKS Pod Identity)")
         for key, (value, description) in outputs.items():
             CfnOutput(self, key, value=value, description=description)

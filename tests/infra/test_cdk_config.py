@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from cdk_support import TEST_ADMIN_PRINCIPAL, cdk_json_context, session_context, user_context
 
 from cdk_app.config import ConfigError, PlatformConfig, load_config
-
-from cdk_support import TEST_ADMIN_PRINCIPAL, cdk_json_context, session_context, user_context
 
 pytestmark = pytest.mark.infra
 
@@ -34,7 +33,7 @@ def test_command_line_strings_are_coerced():
                                          "vidpipe:streams": '[{"id": "lobby", "port": 8554}]',
                                          "vidpipe:endpointPublicCidrs": '["203.0.113.0/24", "198.51.100.7/32"]'}))
     assert config.brokers_per_az == 2
-    assert config.streams[0].id == "lobby" and config.streams[0].port == 8554
+    assert config.streams[0].name == "lobby" and config.streams[0].port == 8554
     assert config.endpoint_public_cidrs == ["203.0.113.0/24", "198.51.100.7/32"]
 
 
@@ -83,16 +82,13 @@ def test_renamed_admin_key_says_so():
         ("vidpipe:inferenceNodes", {"instanceTypes": ["c6i.xlarge"], "minSize": 3, "desiredSize": 2, "maxSize": 6},
          "vidpipe:inferenceNodes"),
         ("vidpipe:topics", {"partitions": 0}, "vidpipe:topics.partitions"),
-        ("vidpipe:replicationFactor", 3, None),  # fine alone; see the cross-field case below
+        ("vidpipe:streams", [{"id": "lobby", "serviceAccount": "mine"}], "vidpipe:streams[0].serviceAccount"),
         ("vidpipe:flowLogRetentionDays", 10, "vidpipe:flowLogRetentionDays"),
         ("vidpipe:environment", "Prod!", "vidpipe:environment"),
     ],
 )
 def test_bad_value_names_the_context_key(key, value, named):
     context = user_context(**{key: value})
-    if named is None:
-        load_config(context)
-        return
     with pytest.raises(ConfigError) as error:
         load_config(context)
     assert named in str(error.value)
@@ -158,16 +154,33 @@ def test_a_stream_source_url_fails_naming_the_streams_key_without_repeating_it(t
     assert "sourceSecretArn" in str(caught.value) and "s3cret" not in str(caught.value) and "rtsp://" not in str(caught.value)
 
 
-def test_defaults_match_the_services_contract():
-    # The infrastructure takes its topic names and limits from the services' contract module.
+def test_broker_configuration_follows_the_contract_and_the_topics_setting():
+    # The MSK configuration carries the contract's record limit and the configured partitions and
+    # replication; a topics override reaches the brokers and the charts' wiring alike.
     from vidpipe import contract
 
-    from cdk_app.config import MAX_MESSAGE_BYTES
+    def server(config) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in config.server_properties().splitlines())
 
-    config = load_config(user_context())
-    assert MAX_MESSAGE_BYTES == contract.MAX_MESSAGE_BYTES
-    assert (config.topics.frames, config.topics.results, config.topics.dead_letter, config.topics.consumer_group) == (
-        contract.FRAMES_TOPIC, contract.RESULTS_TOPIC, contract.DEAD_LETTER_TOPIC, contract.CONSUMER_GROUP)
+    default = server(load_config(user_context()))
+    assert default["message.max.bytes"] == default["replica.fetch.max.bytes"] == str(contract.MAX_MESSAGE_BYTES)
+    assert default["num.partitions"] == str(contract.DEFAULT_PARTITIONS)
+    config = load_config(user_context(**{"vidpipe:topics": {"partitions": 12, "frames": "cams.frames"},
+                                         "vidpipe:replicationFactor": 2, "vidpipe:minInsyncReplicas": 1}))
+    changed = server(config)
+    assert (changed["num.partitions"], changed["default.replication.factor"], changed["min.insync.replicas"]) == ("12", "2", "1")
+    assert (config.topics.frames, config.topics.results) == ("cams.frames", contract.RESULTS_TOPIC)
+
+
+def test_cdk_json_holds_overrides_only():
+    # Defaults live in code (cdk_app/config.py) once: a vidpipe:* key in cdk.json must change something.
+    defaults = PlatformConfig.model_construct().model_dump(by_alias=True)
+    configured = load_config(user_context()).model_dump(by_alias=True)
+    for key in cdk_json_context():
+        if key.startswith("vidpipe:"):
+            name = key.removeprefix("vidpipe:")
+            assert configured[name] != defaults.get(name), (
+                f"{key} repeats the default in cdk_app/config.py")
 
 
 def test_cdk_app_without_admin_principal_exits_naming_the_key(tmp_path):

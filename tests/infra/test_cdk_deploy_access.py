@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from cdk_support import TEST_GITHUB_REPOSITORY, session_context
 
 pytestmark = pytest.mark.infra

@@ -256,12 +256,11 @@ def test_outputs_have_stable_names_and_no_exports(synth):
 
 
 def test_outputs_cover_what_the_kubernetes_side_reads(synth):
-    wiring = pytest.importorskip("cdk8s_app.wiring")
-    keys = wiring.OutputKeys
-    required = set(keys.REQUIRED)
-    optional = {getattr(keys, n) for n in ("NAMESPACE", "PUBLISHER_SERVICE_ACCOUNT", "CONSUMER_SERVICE_ACCOUNT",
-                                           "INFERENCE_SERVICE_ACCOUNT") if hasattr(keys, n)}
-    assert required | optional <= set(synth.all_outputs())
+    from cdk8s_app.units import SERVICES, identity_outputs
+    from cdk8s_app.wiring import OutputKeys, required_output_keys
+
+    optional = {OutputKeys.NAMESPACE, *(identity_outputs(unit.name)[0] for unit in SERVICES.all())}
+    assert set(required_output_keys()) | optional <= set(synth.all_outputs())
 
 
 def test_data_stack_is_protected_and_independent_of_compute(synth):

@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from cdk_support import ROOT
 
 pytestmark = pytest.mark.infra

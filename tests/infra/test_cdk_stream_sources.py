@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-
 from cdk_support import session_context
 
 pytestmark = pytest.mark.infra

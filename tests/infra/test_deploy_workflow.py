@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
-from cdk_support import ROOT, cdk_json_context
+from cdk_support import ROOT, user_context
 
 pytestmark = pytest.mark.infra
 
@@ -46,8 +45,10 @@ def test_deploy_job_is_held_to_this_repository_main_and_environment(deploy):
     assert "github.repository == vars.DEPLOY_REPOSITORY" in condition
     assert "vars.DEPLOY_REPOSITORY != ''" in condition
     assert "github.ref == 'refs/heads/main'" in condition
-    # The environment the role's trust policy names (cdk.json vidpipe:githubEnvironment).
-    assert job["environment"] == cdk_json_context()["vidpipe:githubEnvironment"]
+    # The environment the role's trust policy names (vidpipe:githubEnvironment, default in cdk_app/config.py).
+    from cdk_app.config import load_config
+
+    assert job["environment"] == load_config(user_context()).github_environment
     assert deploy["permissions"] == {"contents": "read"}  # no OIDC token outside the deploy job
     assert job["permissions"] == {"contents": "read", "id-token": "write"}
 

@@ -51,11 +51,33 @@ def test_consumer_never_scales_past_the_partitions(manifests, wiring):
 
 
 def test_lag_thresholds_derive_from_measured_throughput_and_latency_budget(manifests, wiring):
+    from cdk8s_app import sizing
+
     s = wiring.scaling
+    assert (s.pipeline_fps_per_replica, s.inference_fps_per_replica) == (
+        sizing.THROUGHPUT.pipeline_fps, sizing.THROUGHPUT.inference_fps), "defaults come from sizing.py only"
     consumer = kafka_trigger(manifests.get("ScaledObject", "consumer-service"))["metadata"]
     inference = kafka_trigger(manifests.get("ScaledObject", "inference-service"))["metadata"]
-    assert int(consumer["lagThreshold"]) == math.floor(s.pipeline_fps_per_replica * s.latency_budget_s) == 104
-    assert int(inference["lagThreshold"]) == math.floor(s.inference_fps_per_replica * s.latency_budget_s) == 116
+    floor = sizing.CONSUMER_INFLIGHT_FRAMES + 1
+    assert int(consumer["lagThreshold"]) == max(floor, math.floor(s.pipeline_fps_per_replica * s.latency_budget_s))
+    assert int(inference["lagThreshold"]) == max(floor, math.floor(s.inference_fps_per_replica * s.latency_budget_s))
+
+
+def test_thresholds_follow_a_bench_run_and_never_drop_to_the_in_flight_depth(tmp_path):
+    from cdk8s_app import sizing
+
+    bench = tmp_path / "latest.json"
+    assert sizing.measured(bench) == sizing.DOCUMENTED, "no bench file: the documented figures"
+    bench.write_text('{"machine": {"cpus": 2}, "service": {"fps": 80.0}, "end_to_end": {"fps": 60.0}}')
+    two_cores = sizing.measured(bench)
+    assert (two_cores.pipeline_fps, two_cores.inference_fps) == (60.0, 80.0)
+    bench.write_text('{"machine": {"cpus": 8}, "service": {"fps": 80.0}, "end_to_end": {"fps": 60.0}}')
+    eight_cores = sizing.measured(bench)
+    assert (eight_cores.pipeline_fps, eight_cores.inference_fps) == (15.0, 20.0), "scaled to one 2-CPU replica"
+    bench.write_text("{not json")
+    assert sizing.measured(bench) == sizing.DOCUMENTED
+    assert sizing.lag_threshold(60.0, 2.0) == 120
+    assert sizing.lag_threshold(10.0, 2.0) == sizing.CONSUMER_INFLIGHT_FRAMES + 1
 
 
 def test_consumer_max_replicas_above_partitions_is_refused(wiring):

@@ -3,12 +3,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from cdk8s_app.wiring import OutputKeys, PlatformWiring, WiringError, is_token, merge_stack_outputs
+from cdk8s_app.units import SERVICES, identity_outputs
+from cdk8s_app.wiring import (
+    OutputKeys,
+    PlatformWiring,
+    WiringError,
+    is_token,
+    merge_stack_outputs,
+    required_output_keys,
+)
 from tests.k8s.k8s_helpers import ROOT, SAMPLE_OUTPUTS, containers, synthesize
 
 pytestmark = pytest.mark.infra
@@ -25,22 +34,58 @@ def test_outputs_file_round_trips_into_the_manifests(manifests, wiring):
     assert wiring.region == out[OutputKeys.REGION]
     assert wiring.kafka_bootstrap == out[OutputKeys.KAFKA_BOOTSTRAP]
     images = {c["image"] for d in manifests.kind("Deployment") for c in containers(d)}
-    for key in (OutputKeys.PUBLISHER_IMAGE, OutputKeys.CONSUMER_IMAGE, OutputKeys.INFERENCE_IMAGE):
-        assert out[key] in images
+    for unit in SERVICES.all():
+        assert out[unit.image_output] in images
     assert manifests.config_map("consumer-service")["CONSUMER_ARCHIVE_URI"] == out[OutputKeys.ARCHIVE_URI]
     assert manifests.config_map("inference-service")["INFERENCE_MODEL_URI"] == out[OutputKeys.MODEL_URI]
     kafka = manifests.config_map("vidpipe-kafka")
     assert kafka["KAFKA_BOOTSTRAP"] == out[OutputKeys.KAFKA_BOOTSTRAP] and kafka["KAFKA_AUTH"] == "msk-iam"
     assert wiring.namespace == out[OutputKeys.NAMESPACE]
-    assert wiring.service_accounts.consumer == out[OutputKeys.CONSUMER_SERVICE_ACCOUNT]
+    assert wiring.service_account("consumer") == out[identity_outputs(SERVICES.consumer.name)[0]]
+
+
+# The documented fakes (docs/KUBERNETES.md): AWS's documentation account and example hosts and names.
+FAKE_ACCOUNT = "123456789012"
+FAKE_DIGITS = {FAKE_ACCOUNT, "000000000000"}  # the fake account; the all-zero MSK cluster UUID
+ACCOUNT_ID = re.compile(r"(?<![0-9])\d{12}(?![0-9])")
+ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d*):[^\s\"]+")
+HOST = re.compile(r"(?<![\w.-])((?:[a-z0-9-]+\.)+(?:com|net|org|io|internal|aws|amazonaws\.com))(?![\w-])")
+
+
+def _values(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _values(value)
+    else:
+        yield str(node)
 
 
 def test_sample_outputs_hold_only_fake_values():
-    text = SAMPLE_OUTPUTS.read_text()
-    assert "123456789012" in text and "example" in text
+    values = list(_values(json.loads(SAMPLE_OUTPUTS.read_text())))
+    text = "\n".join(values)
+    assert set(ACCOUNT_ID.findall(text)) <= FAKE_DIGITS, "an account id other than the documented fake"
+    for arn in ARN.finditer(text):
+        assert arn.group(1) == FAKE_ACCOUNT, f"a real-looking ARN: {arn.group(0)}"
+    for host in HOST.findall(text):
+        # Hosts are either the documented fake brokers or ECR under the fake account.
+        assert ".example." in host or host.startswith(f"{FAKE_ACCOUNT}.dkr.ecr."), f"a real-looking host: {host}"
+    buckets = [v for k, v in outputs().items() if k.endswith("BucketName")]
+    assert buckets and all(b.startswith("example-") for b in buckets), buckets
 
 
-@pytest.mark.parametrize("missing", OutputKeys.REQUIRED)
+@pytest.mark.parametrize("value", [
+    "arn:aws:iam::210987654321:role/ops",                      # another account
+    "b-1.prod-kafka.c2.kafka.eu-west-1.amazonaws.com:9098",    # a broker that is not example.*
+    "555566667777.dkr.ecr.eu-west-1.amazonaws.com/repo:tag",   # another account's registry
+])
+def test_the_fake_values_check_catches_real_looking_ones(value):
+    text = value
+    real = (set(ACCOUNT_ID.findall(text)) - FAKE_DIGITS
+            or any(".example." not in h and not h.startswith(f"{FAKE_ACCOUNT}.dkr.ecr.") for h in HOST.findall(text)))
+    assert real
+
+
+@pytest.mark.parametrize("missing", required_output_keys())
 def test_missing_output_key_is_named(tmp_path, missing):
     document = json.loads(SAMPLE_OUTPUTS.read_text())
     for stack in document.values():

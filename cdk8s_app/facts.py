@@ -1,0 +1,223 @@
+"""Deploy facts, defined once, imported by the CDK app (cdk_app/) and the charts (cdk8s_app/) alike.
+
+Constants (node-pool label, MSK IAM port, archive prefixes, output keys, Kafka resource names), the
+validators both sides apply to configuration (CIDR, ARNs, region, names), and the two configuration
+models both sides read: `Topics` and `StreamSpec`. Contract values (topic names, partitions, sizes,
+storage layout) come from the services' own package, vidpipe.
+
+This module never imports aws_cdk or cdk8s: it loads in a plain cdk8s process and in pydantic tests.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vidpipe import storage
+from vidpipe.contract import CONSUMER_GROUP, DEAD_LETTER_TOPIC, DEFAULT_PARTITIONS, FRAMES_TOPIC, RESULTS_TOPIC
+
+# --- names and ports -------------------------------------------------------------------------
+
+PART_OF = "vidpipe"
+# Managed node groups carry this label (cdk_app); the charts' nodeSelectors pin pods to a pool.
+NODE_POOL_LABEL = "vidpipe.io/pool"
+GENERAL_POOL = "general"
+INFERENCE_POOL = "inference"
+NODE_POOLS = (GENERAL_POOL, INFERENCE_POOL)
+
+# MSK's SASL/IAM listeners (TLS): the security-group rule and the pods' egress NetworkPolicy.
+MSK_IAM_PORT = 9098
+
+# The archive bucket: the consumer's CONSUMER_ARCHIVE_URI points at ARCHIVE_PREFIX, under which the
+# services write their own layout (vidpipe.storage); models live beside it.
+ARCHIVE_PREFIX = "archive/"
+FRAMES_PREFIX = ARCHIVE_PREFIX + storage.FRAMES_PREFIX
+RESULTS_PREFIX = ARCHIVE_PREFIX + storage.RESULTS_PREFIX
+MODELS_PREFIX = "models/"
+
+# Camera URLs live in Secrets, one per stream unless configured otherwise: <prefix><stream name>, key "source".
+STREAM_SECRET_PREFIX = "vidpipe-stream-"
+STREAM_SECRET_KEY = "source"
+# Pod names are "publisher-<stream>": the stream name may use what is left of a 63-character label.
+PUBLISHER_PREFIX = "publisher-"
+
+
+def archive_bucket_name(prefix: str, account: str, region: str) -> str:
+    """Unique per environment, account and region. The CDK app passes the pseudo parameters (tokens),
+    cdk-nag's acknowledgements their rendering (<AWS::AccountId>): one spelling for both."""
+    return f"{prefix}-archive-{account}-{region}"
+
+
+def kafka_resource(kind: str, cluster_name: str, name: str | None = None) -> str:
+    """The resource part of an MSK IAM ARN (after `arn:<partition>:kafka:<region>:<account>:`).
+
+    The cluster's UUID is only known after deployment: a `*` in its place keeps a grant on this
+    cluster name (cluster, topic/<cluster>/*/<topic>, group/<cluster>/*/<group>).
+    """
+    if kind == "cluster":
+        return f"cluster/{cluster_name}/*"
+    if kind in ("topic", "group") and name:
+        return f"{kind}/{cluster_name}/*/{name}"
+    raise ValueError(f"no MSK IAM resource {kind!r} named {name!r}")
+
+
+# --- stack outputs ---------------------------------------------------------------------------
+
+
+def output_key(name: str, suffix: str) -> str:
+    """A CfnOutput id from a Kubernetes-style name: ("frame-publisher", "ServiceAccount") ->
+    "FramePublisherServiceAccount". The compute stack writes these ids; the charts read them."""
+    return "".join(part.capitalize() for part in name.split("-")) + suffix
+
+
+class OutputKeys:
+    """CfnOutput ids of the CDK app that are not per service (those come from the units: see
+    cdk8s_app.units.ServiceUnit.outputs). Stack level, so never hash-suffixed."""
+
+    REGION = "Region"
+    CLUSTER_NAME = "ClusterName"
+    KUBECONFIG_COMMAND = "KubeconfigCommand"
+    KAFKA_BOOTSTRAP = "KafkaBootstrapBrokersSaslIam"
+    KAFKA_CLUSTER_ARN = "KafkaClusterArn"
+    ARCHIVE_BUCKET = "ArchiveBucketName"
+    ACCESS_LOG_BUCKET = "AccessLogBucketName"
+    ARCHIVE_URI = "ArchiveUri"
+    MODEL_URI = "ModelUri"
+    NAMESPACE = "Namespace"
+    # When present KEDA assumes this role (podIdentity.roleArn); otherwise it uses the operator's own
+    # Pod Identity (identityOwner: keda), which is what the CDK app sets up.
+    KEDA_SCALER_ROLE_ARN = "KedaScalerRoleArn"
+    SERVICE_ACCOUNT = "ServiceAccount"  # suffixes of the per-identity outputs
+    ROLE_ARN = "RoleArn"
+    IMAGE_URI = "ImageUri"
+
+
+# --- validators ------------------------------------------------------------------------------
+
+# CDK encodes unresolved string values as "${Token[...]}" (possibly inside a longer string).
+TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+K8S_SECRET_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+TOPIC_NAME = r"^[a-zA-Z0-9._-]{1,249}$"
+REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
+IMAGE = (r"^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?"
+         r"(@sha256:[0-9a-f]{64})?$")
+_PARTITION = r"arn:aws[a-z-]*"
+ACCOUNT_ID = r"\d{12}"
+# An IAM role (a path is allowed) or user; never an STS assumed-role session (EKS refuses those).
+IAM_PRINCIPAL_ARN = rf"^{_PARTITION}:iam::{ACCOUNT_ID}:(role|user)/[\w+=,.@/-]{{1,512}}$"
+IAM_ROLE_ARN = rf"^{_PARTITION}:iam::{ACCOUNT_ID}:role/[\w+=,.@/-]+$"
+STS_SESSION_ARN = rf"^{_PARTITION}:sts::{ACCOUNT_ID}:assumed-role/.+$"
+GITHUB_OIDC_PROVIDER_ARN = rf"^{_PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/token\.actions\.githubusercontent\.com$"
+# A complete ARN (with the 6-character suffix Secrets Manager adds), so IAM grants exactly one secret.
+SECRET_ARN = rf"^{_PARTITION}:secretsmanager:[a-z0-9-]+:{ACCOUNT_ID}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{{6}}$"
+
+
+def is_token(value: object) -> bool:
+    """True when a string holds an unresolved CDK token (resolved only when CloudFormation deploys)."""
+    return isinstance(value, str) and bool(TOKEN.search(value))
+
+
+def check(pattern: str, value: str, what: str) -> str:
+    """`value` unless it is a literal that does not match: ValueError "'<value>' is not <what>"."""
+    if not is_token(value) and not re.fullmatch(pattern.strip("^$"), value):
+        raise ValueError(f"{value!r} is not {what}")
+    return value
+
+
+def check_secret_arn(value: str) -> str:
+    return check(SECRET_ARN, value, "a complete Secrets Manager secret ARN "
+                 "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)")
+
+
+def check_region(value: str) -> str:
+    return check(REGION, value, "an AWS region such as eu-west-1")
+
+
+def check_ipv4_cidr(value: str, *, exact: bool = True) -> ipaddress.IPv4Network:
+    """An IPv4 CIDR; `exact`: host bits must be zero (what an allow-list means)."""
+    try:
+        network = ipaddress.ip_network(value, strict=exact) if "/" in value else None
+    except ValueError:
+        network = None
+    if not isinstance(network, ipaddress.IPv4Network):
+        example = "'203.0.113.7/32' (host bits zero)" if exact else "'10.40.0.0/16'"
+        raise ValueError(f"{value!r} is not an IPv4 CIDR such as {example}")
+    return network
+
+
+# --- the two configuration models both sides read -------------------------------------------
+
+
+class FrozenModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Topics(FrozenModel):
+    """Topic names, the consumer group and the partition count: CDK context `vidpipe:topics`,
+    the charts' `topics` setting. Defaults are the services' contract."""
+
+    frames: Annotated[str, Field(pattern=TOPIC_NAME)] = FRAMES_TOPIC
+    results: Annotated[str, Field(pattern=TOPIC_NAME)] = RESULTS_TOPIC
+    dead_letter: Annotated[str, Field(pattern=TOPIC_NAME, alias="deadLetter")] = DEAD_LETTER_TOPIC
+    consumer_group: Annotated[str, Field(pattern=TOPIC_NAME, alias="consumerGroup")] = CONSUMER_GROUP
+    partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1000)
+
+    @property
+    def all(self) -> tuple[str, str, str]:
+        return (self.frames, self.results, self.dead_letter)
+
+
+class StreamSpec(FrozenModel):
+    """One camera (or other network source): one publisher Deployment each.
+
+    The source URL is never configuration (it may hold credentials, and cdk.json, templates and
+    ConfigMaps are readable by far more people than Secrets): the publisher reads PUBLISHER_SOURCE
+    from the Kubernetes Secret `secret_name` (key `secret_key`) that you create, or, with
+    `source_secret_arn`, reads the URL from AWS Secrets Manager itself at start-up.
+    Both spellings are accepted: `id`/`name`, `targetFps`/`target_fps`, `sourceSecretArn`/... .
+    """
+
+    name: Annotated[str, Field(pattern=K8S_NAME, max_length=63 - len(PUBLISHER_PREFIX))] = Field(
+        validation_alias=AliasChoices("name", "id"))
+    target_fps: float = Field(default=0.0, ge=0.0, le=1000.0, validation_alias=AliasChoices("target_fps", "targetFps"))
+    # The camera's TCP port, for the egress NetworkPolicy (the URL, and so its port, is not known here).
+    port: int = Field(default=554, ge=1, le=65535, description="TCP port of the source (RTSP: 554)")
+    secret_name: Annotated[str, Field(pattern=K8S_SECRET_NAME, max_length=253)] | None = Field(
+        default=None, validation_alias=AliasChoices("secret_name", "secretName"),
+        description=f"Kubernetes Secret holding the URL; default {STREAM_SECRET_PREFIX}<name>")
+    secret_key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = Field(
+        default=STREAM_SECRET_KEY, validation_alias=AliasChoices("secret_key", "secretKey"))
+    source_secret_arn: str | None = Field(
+        default=None, validation_alias=AliasChoices("source_secret_arn", "sourceSecretArn"),
+        description="AWS Secrets Manager secret ARN the publisher reads the URL from (instead of a Kubernetes Secret)")
+    service_account: Annotated[str, Field(pattern=K8S_SECRET_NAME, max_length=253)] | None = Field(
+        default=None, validation_alias=AliasChoices("service_account", "serviceAccount"),
+        description="ServiceAccount of this publisher (default: the shared publisher one)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "source" in data:
+            name = data.get("name") or data.get("id") or "<name>"
+            # The message never repeats the value: it may hold credentials.
+            raise ValueError(
+                f"stream {name}: 'source' is not accepted; camera URLs never go into configuration, templates "
+                f"or charts. Put the URL in the Kubernetes Secret {STREAM_SECRET_PREFIX}{name} "
+                f"(key {STREAM_SECRET_KEY!r}): kubectl create secret generic {STREAM_SECRET_PREFIX}{name} "
+                f"--from-file={STREAM_SECRET_KEY}=<file>, or in AWS Secrets Manager and give its ARN "
+                "(sourceSecretArn / source_secret_arn); set 'port' if it is not 554. See docs/DEPLOY.md"
+            )
+        return data
+
+    @field_validator("source_secret_arn")
+    @classmethod
+    def _secret_arn(cls, value: str | None) -> str | None:
+        return check_secret_arn(value) if value else None
+
+    @property
+    def secret(self) -> str:
+        """The Kubernetes Secret the publisher's PUBLISHER_SOURCE comes from (unused with source_secret_arn)."""
+        return self.secret_name or f"{STREAM_SECRET_PREFIX}{self.name}"

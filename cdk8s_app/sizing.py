@@ -1,0 +1,66 @@
+"""Where the autoscaling thresholds and the inference pod's CPU come from: one place.
+
+KEDA's lagThreshold per Deployment is `throughput per replica x latency budget` (docs/KEDA_KAFKA_LAG.md).
+The throughput is measured by `make bench`:
+
+- when bench/results/latest.json exists (it is gitignored: a measurement of the machine it ran on),
+  `end_to_end.fps` (consumer + inference, a backlog drained) and `service.fps` (the inference service
+  alone, best of its sweep) are read from it, scaled to the inference pod's CPUs when the bench machine
+  had more cores (`machine.cpus`; a linear approximation, exact for the 2-core runs);
+- otherwise `DOCUMENTED`, the figures of the run the README's "Performance" table reports.
+
+So a synth never needs the bench file, and a fresh bench run moves the thresholds without an edit.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_FILE = Path(__file__).resolve().parent.parent / "bench" / "results" / "latest.json"
+
+# The inference pod: intra-op threads = CPU limit = the cores the bench measures one replica on.
+# 1.5 CPUs requested so one pod fits a 2-vCPU share of a 4-vCPU node (c6i.xlarge) next to the daemonsets.
+INFERENCE_CPUS = 2
+INFERENCE_CPU_REQUEST = "1500m"
+
+# A busy consumer holds up to CONSUMER_MAX_INFLIGHT_BATCHES x CONSUMER_BATCH_MAX_FRAMES (3 x 16, the
+# consumer's defaults) uncommitted frames, which count as lag: a threshold at or below this would read a
+# saturated replica that keeps up as behind, so the thresholds never go below it.
+CONSUMER_INFLIGHT_FRAMES = 3 * 16
+
+
+@dataclass(frozen=True)
+class Throughput:
+    pipeline_fps: float  # consumer + inference pair, end to end, per replica
+    inference_fps: float  # the inference service alone, per replica
+    source: str
+
+
+# README "Performance" (make bench, 2 cores, YOLOv4-tiny 416x416): (d) end-to-end capacity 23.0 frames/s,
+# (b) inference service best 23.9 frames/s.
+DOCUMENTED = Throughput(pipeline_fps=23.0, inference_fps=23.9, source="README 'Performance' (make bench, 2 cores)")
+
+
+def measured(path: Path = BENCH_FILE) -> Throughput:
+    """The latest bench run's figures per inference-pod-sized replica, else DOCUMENTED."""
+    try:
+        report = json.loads(path.read_text())
+        cpus = int(report.get("machine", {}).get("cpus") or INFERENCE_CPUS)
+        share = min(1.0, INFERENCE_CPUS / cpus)
+        pipeline, inference = float(report["end_to_end"]["fps"]), float(report["service"]["fps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DOCUMENTED
+    if pipeline <= 0 or inference <= 0:
+        return DOCUMENTED
+    return Throughput(pipeline_fps=round(pipeline * share, 2), inference_fps=round(inference * share, 2),
+                      source=f"{path} ({cpus} cores)")
+
+
+THROUGHPUT = measured()
+
+
+def lag_threshold(fps_per_replica: float, latency_budget_s: float) -> int:
+    """The backlog one replica clears within the budget, never at or below the consumer's in-flight depth."""
+    return max(CONSUMER_INFLIGHT_FRAMES + 1, math.floor(fps_per_replica * latency_budget_s))
