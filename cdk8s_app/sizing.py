@@ -7,7 +7,7 @@ The throughput is measured by `make bench`:
   `end_to_end.fps` (consumer + inference, a backlog drained) and `service.fps` (the inference service
   alone, best of its sweep) are read from it, scaled to the inference pod's CPUs when the bench machine
   had more cores (`machine.cpus`; a linear approximation, exact for the 2-core runs);
-- otherwise `DOCUMENTED`, the figures of the run the README's "Performance" table reports.
+- otherwise `DOCUMENTED`, the figures of the run docs/PERFORMANCE.md reports.
 
 So a synth never needs the bench file, and a fresh bench run moves the thresholds without an edit.
 """
@@ -38,9 +38,9 @@ class Throughput:
     source: str
 
 
-# README "Performance" (make bench, 2 cores, YOLOv4-tiny 416x416): (d) end-to-end capacity 23.0 frames/s,
+# docs/PERFORMANCE.md (make bench, 2 cores, YOLOv4-tiny 416x416): (d) end-to-end capacity 23.0 frames/s,
 # (b) inference service best 23.9 frames/s.
-DOCUMENTED = Throughput(pipeline_fps=23.0, inference_fps=23.9, source="README 'Performance' (make bench, 2 cores)")
+DOCUMENTED = Throughput(pipeline_fps=23.0, inference_fps=23.9, source="docs/PERFORMANCE.md (make bench, 2 cores)")
 
 
 def measured(path: Path = BENCH_FILE) -> Throughput:
