@@ -4,7 +4,7 @@ a message that names it, instead of a traceback."""
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
@@ -29,7 +29,7 @@ def describe_errors(cls: type[BaseSettings], exc: ValidationError) -> str:
     return "invalid configuration:\n" + "\n".join(lines)
 
 
-def load_settings(cls: type[S], **overrides) -> S:
+def load_settings(cls: type[S], **overrides: Any) -> S:
     """Instantiate settings or exit(2) with every problem named by its environment variable."""
     try:
         return cls(**overrides)

@@ -313,7 +313,7 @@ class FrameResult(BaseModel):
     traceparent: str = ""
 
 
-def encode_result(result: dict) -> bytes:
+def encode_result(result: dict[str, Any]) -> bytes:
     """Serialize a result dict (fields of FrameResult) to the results-topic value."""
     return orjson.dumps(result)
 
@@ -337,7 +337,7 @@ def encode_batch(images: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def decode_batch(body: bytes, max_items: int, max_item_bytes: int = MAX_FRAME_BYTES) -> list[memoryview]:
+def decode_batch(body: bytes | bytearray, max_items: int, max_item_bytes: int = MAX_FRAME_BYTES) -> list[memoryview]:
     """Split a batch body; raises ContractError naming the item at fault."""
     view = memoryview(body)
     items: list[memoryview] = []

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -35,7 +36,7 @@ def serve_health(
     heartbeat: Heartbeat,
     registry: CollectorRegistry,
     host: str = "0.0.0.0",
-    details: Callable[[], dict] | None = None,
+    details: Callable[[], dict[str, Any]] | None = None,
 ) -> ThreadingHTTPServer:
     import json
 
@@ -66,7 +67,7 @@ def serve_health(
             else:
                 self._send(404, b'{"error": {"code": "not_found", "message": "unknown path"}}')
 
-        def log_message(self, *args) -> None:  # probes every few seconds would flood the log
+        def log_message(self, *args: Any) -> None:  # probes every few seconds would flood the log
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)

@@ -37,7 +37,7 @@ class TooLarge(ImageHeaderError):
     """The image declares more pixels than the budget (reason code `too_large`)."""
 
 
-def jpeg_size(data: bytes | memoryview) -> tuple[int, int]:
+def jpeg_size(data: bytes | bytearray | memoryview) -> tuple[int, int]:
     """(width, height) from the SOF segment; raises NotAJpeg with the reason."""
     n = len(data)
     if n < 4:
@@ -83,7 +83,7 @@ def jpeg_size(data: bytes | memoryview) -> tuple[int, int]:
     raise NotAJpeg("corrupt JPEG: no frame header (SOF) found")
 
 
-def png_size(data: bytes | memoryview) -> tuple[int, int]:
+def png_size(data: bytes | bytearray | memoryview) -> tuple[int, int]:
     """(width, height) from the IHDR chunk, which the PNG format requires first."""
     if len(data) < 8 + _PNG_IHDR.size or bytes(data[:8]) != PNG_SIGNATURE:
         raise ImageHeaderError("not a PNG: missing signature or IHDR chunk")
@@ -95,7 +95,7 @@ def png_size(data: bytes | memoryview) -> tuple[int, int]:
     return width, height
 
 
-def image_size(data: bytes | memoryview) -> tuple[int, int]:
+def image_size(data: bytes | bytearray | memoryview) -> tuple[int, int]:
     """(width, height) of a JPEG or PNG, from its header; ImageHeaderError for anything else."""
     if len(data) >= 2 and data[0] == 0xFF and data[1] == 0xD8:
         return jpeg_size(data)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .contract import MAX_MESSAGE_BYTES
+from .contract import MAX_MESSAGE_BYTES, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def normalize_bootstrap(value: str) -> str:
     return ",".join(hosts)
 
 
-def msk_iam_token_callback(region: str):
+def msk_iam_token_callback(region: str) -> Callable[[str], tuple[str, float]]:
     """An oauth_cb for confluent-kafka that signs MSK IAM tokens with the pod's AWS identity."""
     from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
 
@@ -138,7 +139,7 @@ def admin_config(settings: KafkaSettings) -> dict[str, Any]:
     return common_config(settings)
 
 
-def ensure_topics(settings: KafkaSettings, specs, timeout_s: float = 30.0) -> list[str]:
+def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], timeout_s: float = 30.0) -> list[str]:
     """Create the contract's topics if missing (idempotent); returns the names it created."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic

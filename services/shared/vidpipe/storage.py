@@ -16,7 +16,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from .contract import check_stream_id
@@ -63,7 +63,7 @@ def is_outage(exc: BaseException) -> bool:
     try:
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:  # pragma: no cover - boto3 is a dependency of this package
-        BotoCoreError = ClientError = ()  # type: ignore[assignment,misc]
+        BotoCoreError = ClientError = ()
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -138,7 +138,7 @@ class LocalStorage:
 
 
 class S3Storage:
-    def __init__(self, bucket: str, prefix: str = "", client=None):
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None):  # a boto3 S3 client (untyped)
         import boto3
 
         self.bucket = bucket
@@ -153,7 +153,8 @@ class S3Storage:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
 
     def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        return body
 
     def list(self, prefix: str = "") -> list[str]:
         keys: list[str] = []
@@ -171,7 +172,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def open_storage(uri: str, s3_client=None) -> Storage:
+def open_storage(uri: str, s3_client: Any = None) -> Storage:
     """`s3://bucket/prefix` -> S3Storage; `file:///path` or a plain path -> LocalStorage."""
     if not uri:
         raise ValueError("storage URI is empty")
@@ -185,7 +186,7 @@ def open_storage(uri: str, s3_client=None) -> Storage:
     return LocalStorage(uri)
 
 
-def fetch_to_local(uri: str, cache_dir: str | os.PathLike[str], s3_client=None) -> Path:
+def fetch_to_local(uri: str, cache_dir: str | os.PathLike[str], s3_client: Any = None) -> Path:
     """A local path for `uri`: itself when local, else an S3 object downloaded into cache_dir."""
     if not uri.startswith("s3://"):
         path = Path(urlparse(uri).path if uri.startswith("file://") else uri)

@@ -5,10 +5,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .contract import DEAD_LETTER_TOPIC, DEFAULT_PARTITIONS, FRAMES_TOPIC, RESULTS_TOPIC, TopicSpec, topic_specs
+
+if TYPE_CHECKING:
+    from .kafka import KafkaSettings
 
 
 class TopicSettings(BaseSettings):
@@ -33,7 +38,7 @@ class TopicSettings(BaseSettings):
         )
 
 
-def ensure(kafka_settings, topic_settings: TopicSettings) -> list[str]:
+def ensure(kafka_settings: KafkaSettings, topic_settings: TopicSettings) -> list[str]:
     from .kafka import ensure_topics
 
     return ensure_topics(kafka_settings, topic_settings.specs()) if topic_settings.create else []
