@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
@@ -41,7 +42,7 @@ def main() -> None:
     if settings.health_port:
         serve_health(settings.health_port, heartbeat, registry)
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current batch, committing and leaving the group", signum)
         worker.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import orjson
 
@@ -24,13 +25,13 @@ class Archiver:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def store(self, items: list[tuple[FrameMeta, bytes, dict]]) -> dict[int, str]:
+    def store(self, items: list[tuple[FrameMeta, bytes, dict[str, Any]]]) -> dict[int, str]:
         """Write each frame and one JSON-lines object of results per stream.
 
         Returns, by item index, why a write failed because of what was written (that record's failure);
         raises StorageUnavailable when any write failed because of the store (retry the batch: keys are
         deterministic, so a retry rewrites the same objects)."""
-        jobs: list[tuple[list[int], Future]] = []
+        jobs: list[tuple[list[int], Future[None]]] = []
         if self.archive_frames:
             for index, (meta, value, _) in enumerate(items):
                 jobs.append(([index], self._pool.submit(self._put_frame, meta, value)))
@@ -58,7 +59,7 @@ class Archiver:
     def _put_frame(self, meta: FrameMeta, value: bytes) -> None:
         self.storage.put(frame_key(meta.stream_id, meta.capture_ts_us, meta.seq), value, JPEG_CONTENT_TYPE)
 
-    def _put_results(self, items: list[tuple[FrameMeta, bytes, dict]]) -> None:
+    def _put_results(self, items: list[tuple[FrameMeta, bytes, dict[str, Any]]]) -> None:
         first, last = items[0][0], items[-1][0]
         key = results_key(first.stream_id, first.capture_ts_us, first.seq, last.seq)
         self.storage.put(key, b"".join(orjson.dumps(doc) + b"\n" for _, _, doc in items), "application/x-ndjson")

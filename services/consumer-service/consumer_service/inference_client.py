@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -38,7 +39,7 @@ class BatchRefused(RuntimeError):
 class BatchAnswer:
     model_name: str
     model_version: str
-    items: list[dict]  # per image: detections..., or {"error": {...}}
+    items: list[dict[str, Any]]  # per image: detections..., or {"error": {...}}
 
 
 class InferenceClient:

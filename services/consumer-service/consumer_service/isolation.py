@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .inference_client import BatchAnswer, BatchRefused, InferenceFailed, InferenceUnavailable
 
@@ -20,7 +21,7 @@ from .inference_client import BatchAnswer, BatchRefused, InferenceFailed, Infere
 class ItemOutcome:
     """One frame's answer: `result` (the service's per-image document) or why there is none."""
 
-    result: dict | None
+    result: dict[str, Any] | None
     code: str = ""
     reason: str = ""
     attempts: int = 0
@@ -85,7 +86,7 @@ class BatchIsolator:
             return [ItemOutcome(None, failure.code, str(failure), prior + tries)]
 
 
-def item_outcome(item: dict, attempts: int) -> ItemOutcome:
+def item_outcome(item: dict[str, Any], attempts: int) -> ItemOutcome:
     error = item.get("error")
     if error is None:
         return ItemOutcome(item, attempts=attempts)

@@ -37,7 +37,7 @@ class Batch:
     first_offsets: dict[TopicPartitionKey, int]  # where to rewind to, per partition
     accepted: list[Any] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
-    work: Future | None = None  # inference + archive, on a worker thread
+    work: Future[Any] | None = None  # inference + archive, on a worker thread
     published: bool = False  # its results and dead letters are handed to the producer
     pending_deliveries: int = 0
     delivery_failed: str | None = None

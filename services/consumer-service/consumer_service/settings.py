@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Self
+
 from pydantic import AnyHttpUrl, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -47,7 +49,7 @@ class ConsumerSettings(BaseSettings):
     log_level: str = "info"
 
     @model_validator(mode="after")
-    def _backoff_order(self):
+    def _backoff_order(self) -> Self:
         if self.retry_max_s < self.retry_initial_s:
             raise ValueError("CONSUMER_RETRY_MAX_S must be >= CONSUMER_RETRY_INITIAL_S")
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -76,7 +77,9 @@ class ResultRefused(ValueError):
         self.code = code
 
 
-def result_document(meta: FrameMeta, inferred: dict, model_name: str, model_version: str, processed_ts_us: int) -> dict:
+def result_document(
+    meta: FrameMeta, inferred: dict[str, Any], model_name: str, model_version: str, processed_ts_us: int
+) -> dict[str, Any]:
     """The results-topic document for one frame, validated by the contract's FrameResult: detections from
     a detector, `outputs` from a raw-mode model. Raises ResultRefused when the answer does not fit the
     contract or the encoded document would exceed MAX_RESULT_BYTES."""

@@ -19,8 +19,10 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -50,6 +52,26 @@ _CONTENT_DELIVERY_ERRORS = {
 }
 # Room kept for the dead-letter headers and Kafka's record overhead.
 _DEAD_LETTER_MARGIN = 64 * 1024
+
+R = TypeVar("R")
+
+
+def record_headers(record: Message) -> list[tuple[str, bytes | None]] | None:
+    """A consumed record's headers as the contract reads them. confluent-kafka types Message.headers()
+    for producing too (a dict, or str values); a consumed record's are a list of (name, bytes | None)."""
+    headers = record.headers()
+    if headers is None:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(name, value.encode() if isinstance(value, str) else value) for name, value in items]
+
+
+def record_origin(record: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed record; only error events (dropped by _usable) lack them."""
+    topic, partition, offset = record.topic(), record.partition(), record.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError(f"record without a source position: {topic}[{partition}]@{offset}")
+    return topic, partition, offset
 
 
 class Stopped(Exception):
@@ -259,7 +281,7 @@ class ConsumerWorker:
         for record in records:
             verdict = triage(
                 record.value(),
-                record.headers(),
+                record_headers(record),
                 self.settings.max_frame_bytes,
                 self.settings.max_frame_age_ms,
                 now_us,
@@ -293,7 +315,9 @@ class ConsumerWorker:
             self.counts.stale += skipped
             self.metrics.stale.inc(skipped)
 
-    def _infer_and_archive(self, batch: Batch) -> tuple[list[tuple[Message, dict]], list[tuple[Message, Rejected]]]:
+    def _infer_and_archive(
+        self, batch: Batch
+    ) -> tuple[list[tuple[Message, dict[str, Any]]], list[tuple[Message, Rejected]]]:
         """Results to publish and records to dead-letter; raises only Stopped (or a bug)."""
         self._drop_stale(batch)
         if not batch.accepted:
@@ -310,7 +334,7 @@ class ConsumerWorker:
             with self._load_lock:
                 self._frames_in_inference -= len(batch.accepted)
         processed_us = time.time_ns() // 1000
-        done: list[tuple[Message, Accepted, dict]] = []
+        done: list[tuple[Message, Accepted, dict[str, Any]]] = []
         refused: list[tuple[Message, Rejected]] = []
         for (record, frame), outcome in zip(batch.accepted, isolated.outcomes, strict=True):
             if outcome.result is None:
@@ -349,7 +373,7 @@ class ConsumerWorker:
         if self._stop.wait(delay * random.uniform(0.8, 1.2)):
             raise Stopped()
 
-    def _retry_outage(self, dependency: str, action, retry_on: tuple[type[BaseException], ...]):
+    def _retry_outage(self, dependency: str, action: Callable[[], R], retry_on: tuple[type[BaseException], ...]) -> R:
         """Retry with jittered exponential backoff while `dependency` is out (retry_on), until done or
         stopping (then Stopped). Past CONSUMER_UNHEALTHY_AFTER_S of outage, /healthz says so."""
         delay = self.settings.retry_initial_s
@@ -416,12 +440,18 @@ class ConsumerWorker:
         return moved
 
     def _produce(
-        self, batch: Batch, topic: str, key: bytes | None, value: bytes, headers=None, on_content_error=None
+        self,
+        batch: Batch,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+        on_content_error: Callable[[str], None] | None = None,
     ) -> None:
         """Produce, counting the delivery against the batch. A delivery the broker refuses for the
         record's content goes to on_content_error(reason) when given; any other failure replays."""
 
-        def on_delivery(error, _message) -> None:
+        def on_delivery(error: KafkaError | None, _message: Message) -> None:
             batch.pending_deliveries -= 1
             if error is None:
                 return
@@ -432,7 +462,14 @@ class ConsumerWorker:
 
         while True:
             try:
-                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+                self.producer.produce(
+                    topic,
+                    key=key,
+                    value=value,
+                    # confluent-kafka asks for list[tuple[str, str | bytes | None]]; list is invariant, ours holds bytes
+                    headers=headers,  # type: ignore[arg-type]
+                    on_delivery=on_delivery,
+                )
                 batch.pending_deliveries += 1
                 return
             except BufferError:  # local queue full: serve callbacks, then try again
@@ -443,7 +480,7 @@ class ConsumerWorker:
                 on_content_error(str(exc.args[0] if exc.args else exc))
                 return
 
-    def _publish_result(self, batch: Batch, record: Message, doc: dict) -> None:
+    def _publish_result(self, batch: Batch, record: Message, doc: dict[str, Any]) -> None:
         def refused(reason: str) -> None:
             batch.results_count -= 1
             self._dead_letter(
@@ -458,13 +495,14 @@ class ConsumerWorker:
         """The original record with why it failed. A value too large to fit beside the error headers
         is left out (its length noted) rather than blocking the partition."""
         value = record.value() or b""
+        topic, partition, offset = record_origin(record)
         headers = dead_letter_headers(
-            record.headers(),
+            record_headers(record),
             rejected.reason,
             rejected.stage,
-            record.topic(),
-            record.partition(),
-            record.offset(),
+            topic,
+            partition,
+            offset,
             rejected.code,
             rejected.attempts,
         )
@@ -479,9 +517,9 @@ class ConsumerWorker:
                 [],
                 rejected.reason,
                 rejected.stage,
-                record.topic(),
-                record.partition(),
-                record.offset(),
+                topic,
+                partition,
+                offset,
                 rejected.code,
                 rejected.attempts,
             )
