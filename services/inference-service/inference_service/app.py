@@ -6,7 +6,9 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -38,6 +40,12 @@ class InferenceFailure:
 
     def __init__(self, message: str):
         self.message = message
+
+
+# Per image: the decoded result (width, height and the decoder's fields), or why the model failed on it.
+InferenceResult = dict[str, Any] | InferenceFailure
+# Per image, out of ModelRunner.run: (the outputs of its batch's run, its index in them), or its failure.
+RunSlot = tuple[dict[str, np.ndarray], int] | InferenceFailure
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -74,9 +82,9 @@ class ModelRunner:
             self.model.run(self.buffer.blank())
             log.warning("model runs one image at a time: serving with batches of 1")
 
-    def run(self, images: list[PreparedImage]) -> list[tuple[dict[str, np.ndarray], int] | InferenceFailure]:
+    def run(self, images: list[PreparedImage]) -> list[RunSlot]:
         """Per image: (the outputs of its run, its index in them), or InferenceFailure."""
-        slots: list[tuple[dict[str, np.ndarray], int] | InferenceFailure] = []
+        slots: list[RunSlot] = []
         for start in range(0, len(images), self.capacity):
             chunk = images[start : start + self.capacity]
             try:
@@ -91,7 +99,7 @@ class ModelRunner:
             slots.extend((outputs, index) for index in range(len(chunk)))
         return slots
 
-    def _run_alone(self, image: PreparedImage, failed: Exception | None):
+    def _run_alone(self, image: PreparedImage, failed: Exception | None) -> RunSlot:
         if failed is None:
             try:
                 return self.model.run(self.buffer.fill([image])), 0
@@ -100,8 +108,8 @@ class ModelRunner:
         log.warning("model failed on an image of %dx%d: %s", image.width, image.height, _one_line(failed))
         return InferenceFailure(f"the model failed on this image: {_one_line(failed)}")
 
-    def finish(self, images: list[PreparedImage], slots: list) -> list[dict | InferenceFailure]:
-        results: list[dict | InferenceFailure] = []
+    def finish(self, images: list[PreparedImage], slots: list[RunSlot]) -> list[InferenceResult]:
+        results: list[InferenceResult] = []
         for image, slot in zip(images, slots, strict=True):
             if isinstance(slot, InferenceFailure):
                 results.append(slot)
@@ -125,7 +133,7 @@ class ServiceState:
         self.metrics = ServiceMetrics()
         self.model: LoadedModel | None = None
         self.load_error: str | None = None
-        self.batcher: DynamicBatcher | None = None
+        self.batcher: DynamicBatcher[PreparedImage, InferenceResult] | None = None
         # What all requests together may hold at once (see budget.py); waits end in 503 + Retry-After.
         self.wait_s = settings.busy_wait_ms / 1000.0
         self.body_bytes = AsyncBudget(settings.max_inflight_body_bytes, "request body bytes in flight")
@@ -157,7 +165,7 @@ class ServiceState:
         self.model = model
         self.metrics.model_loaded.set(1)
 
-    def require_ready(self) -> tuple[LoadedModel, DynamicBatcher]:
+    def require_ready(self) -> tuple[LoadedModel, DynamicBatcher[PreparedImage, InferenceResult]]:
         if self.model is None or self.batcher is None:
             if self.load_error:
                 raise ApiError(503, "model_unavailable", f"model failed to load: {self.load_error}")
@@ -183,19 +191,21 @@ async def read_body(request: Request, limit: int, state: ServiceState) -> tuple[
             raise ApiError(413, "body_too_large", f"body of {declared} bytes exceeds the limit of {limit}", "body")
     budget = state.body_bytes
     held = 0
+    body: bytes | bytearray
     try:
         if declared is not None:
             await budget.acquire(int(declared), state.wait_s)
             held = int(declared)
-            body = bytearray(held)  # filled in place: no second copy when the chunks are joined
+            filled = bytearray(held)  # filled in place: no second copy when the chunks are joined
             size = 0
             async for chunk in request.stream():
                 if size + len(chunk) > held:
                     raise ApiError(
                         400, "bad_content_length", f"body is longer than its Content-Length {held}", "Content-Length"
                     )
-                body[size : size + len(chunk)] = chunk
+                filled[size : size + len(chunk)] = chunk
                 size += len(chunk)
+            body = filled
             if size != held:
                 raise ApiError(400, "bad_content_length", f"body ended after {size} of {held} bytes", "Content-Length")
         else:
@@ -233,7 +243,9 @@ def require_content_type(request: Request, allowed: tuple[str, ...]) -> None:
         )
 
 
-def _prepare_all(items, model: LoadedModel, state: ServiceState) -> list[PreparedImage | ImageError]:
+def _prepare_all(
+    items: Sequence[bytes | bytearray | memoryview], model: LoadedModel, state: ServiceState
+) -> list[PreparedImage | ImageError]:
     """Per image: checked against the pixel budget from its header, then decoded while holding its
     pixels of the service-wide decode budget. BudgetExhausted (overload) escapes; image faults do not."""
     max_pixels = state.settings.max_pixels
@@ -248,7 +260,9 @@ def _prepare_all(items, model: LoadedModel, state: ServiceState) -> list[Prepare
     return prepared
 
 
-async def _prepare(state: ServiceState, items, model: LoadedModel) -> list[PreparedImage | ImageError]:
+async def _prepare(
+    state: ServiceState, items: Sequence[bytes | bytearray | memoryview], model: LoadedModel
+) -> list[PreparedImage | ImageError]:
     try:
         return await run_in_threadpool(_prepare_all, items, model, state)
     except BudgetExhausted:
@@ -256,8 +270,8 @@ async def _prepare(state: ServiceState, items, model: LoadedModel) -> list[Prepa
 
 
 async def _infer(
-    state: ServiceState, images: list[PreparedImage], batcher: DynamicBatcher
-) -> list[dict | InferenceFailure]:
+    state: ServiceState, images: list[PreparedImage], batcher: DynamicBatcher[PreparedImage, InferenceResult]
+) -> list[InferenceResult]:
     try:
         futures = batcher.submit(images)
     except QueueFull as exc:
@@ -284,7 +298,7 @@ def create_app(settings: InferenceSettings) -> FastAPI:
     state = ServiceState(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background so /healthz answers while a large model downloads.
         loader = threading.Thread(target=state.load, name="model-loader", daemon=True)
         loader.start()
@@ -296,49 +310,51 @@ def create_app(settings: InferenceSettings) -> FastAPI:
     app.state.service = state
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError):
+    async def _api_error(request: Request, exc: ApiError) -> Response:
         return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException):
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return error_response(exc.status_code, "http_error", str(exc.detail), None, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _internal_error(request: Request, exc: Exception):
+    async def _internal_error(request: Request, exc: Exception) -> Response:
         # A bug, never an input's fault (inputs get 4xx above): still a JSON error, and logged.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", f"{type(exc).__name__}: {_one_line(exc)}")
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {"loc": [], "msg": "invalid request"}
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first: Mapping[str, Any] = exc.errors()[0] if exc.errors() else {"loc": [], "msg": "invalid request"}
         field = ".".join(str(p) for p in first.get("loc", [])) or None
         return error_response(422, "invalid_request", first.get("msg", "invalid request"), field)
 
     @app.middleware("http")
-    async def _count(request: Request, call_next):
+    async def _count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         state.metrics.requests.labels(request.url.path, str(response.status_code)).inc()
         return response
 
-    @app.get("/healthz", summary="Liveness: the process serves requests")
-    async def healthz():
+    # Routes say response_model=None: their return annotations are for mypy, not response models (that
+    # would validate and re-serialize every answer).
+    @app.get("/healthz", summary="Liveness: the process serves requests", response_model=None)
+    async def healthz() -> Response | dict[str, str]:
         if state.load_error:
             return error_response(503, "model_unavailable", f"model failed to load: {state.load_error}")
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: the model is loaded")
-    async def readyz():
+    @app.get("/readyz", summary="Readiness: the model is loaded", response_model=None)
+    async def readyz() -> dict[str, str]:
         model, _ = state.require_ready()
         return {"status": "ready", "model": model.name, "version": model.version}
 
-    @app.get("/v1/model", summary="The loaded model: name, version, input shape, labels")
-    async def model_info():
+    @app.get("/v1/model", summary="The loaded model: name, version, input shape, labels", response_model=None)
+    async def model_info() -> dict[str, Any]:
         model, _ = state.require_ready()
         return model.describe()
 
-    @app.get("/metrics", summary="Prometheus metrics")
-    async def metrics():
+    @app.get("/metrics", summary="Prometheus metrics", response_model=None)
+    async def metrics() -> Response:
         if state.batcher is not None:
             state.metrics.queue_depth.set(state.batcher.depth)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -346,6 +362,7 @@ def create_app(settings: InferenceSettings) -> FastAPI:
     @app.post(
         "/v1/infer",
         summary="Infer one image",
+        response_model=None,
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -353,7 +370,7 @@ def create_app(settings: InferenceSettings) -> FastAPI:
             }
         },
     )
-    async def infer_one(request: Request):
+    async def infer_one(request: Request) -> dict[str, Any]:
         model, batcher = state.require_ready()
         require_content_type(request, IMAGE_TYPES)
         body, held = await read_body(request, settings.max_image_bytes, state)
@@ -390,6 +407,7 @@ def create_app(settings: InferenceSettings) -> FastAPI:
     @app.post(
         "/v1/infer/batch",
         summary="Infer a batch of JPEGs (length-prefixed binary body; see the message contract)",
+        response_model=None,
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -397,7 +415,7 @@ def create_app(settings: InferenceSettings) -> FastAPI:
             }
         },
     )
-    async def infer_batch(request: Request):
+    async def infer_batch(request: Request) -> dict[str, Any]:
         model, batcher = state.require_ready()
         require_content_type(request, (BATCH_CONTENT_TYPE,))
         body, held = await read_body(request, settings.batch_body_limit, state)
@@ -423,16 +441,15 @@ def create_app(settings: InferenceSettings) -> FastAPI:
         finally:
             state.frames_in_flight.release(count)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-        results = []
+        results: list[dict[str, Any]] = []
         for index, item in enumerate(prepared):
-            if not isinstance(item, ImageError):
-                item = next(inferred)
-            if isinstance(item, ImageError):
-                code, message = item.code, str(item)
-            elif isinstance(item, InferenceFailure):
-                code, message = "inference_failed", item.message
+            outcome = item if isinstance(item, ImageError) else next(inferred)
+            if isinstance(outcome, ImageError):
+                code, message = outcome.code, str(outcome)
+            elif isinstance(outcome, InferenceFailure):
+                code, message = "inference_failed", outcome.message
             else:
-                results.append({"index": index, "request_ms": elapsed_ms, **item})
+                results.append({"index": index, "request_ms": elapsed_ms, **outcome})
                 continue
             state.metrics.frame_errors.labels(_ERROR_METRIC[code]).inc()
             results.append({"index": index, "error": {"code": code, "message": message, "field": f"items[{index}]"}})

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-T = TypeVar("T")
+T = TypeVar("T")  # what is queued (an image)
+R = TypeVar("R")  # what each item's future resolves to (its result)
 
 
 class QueueFull(RuntimeError):
@@ -24,7 +25,7 @@ class BatcherClosed(RuntimeError):
     pass
 
 
-class DynamicBatcher(Generic[T]):
+class DynamicBatcher(Generic[T, R]):
     def __init__(
         self,
         run_batch: Callable[[list[T]], list[Any]],
@@ -32,7 +33,7 @@ class DynamicBatcher(Generic[T]):
         max_delay_s: float,
         max_queue: int,
         on_batch: Callable[[int, float], None] | None = None,
-        finish: Callable[[list[T], Any], list[Any]] | None = None,
+        finish: Callable[[list[T], list[Any]], list[R]] | None = None,
     ):
         """run_batch(items) runs the model; with `finish`, run_batch returns raw outputs and
         finish(items, outputs) turns them into results on a second thread, so the next model
@@ -44,7 +45,7 @@ class DynamicBatcher(Generic[T]):
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
         self._on_batch = on_batch
-        self._pending: deque[tuple[T, Future, float]] = deque()
+        self._pending: deque[tuple[T, Future[R], float]] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="batcher", daemon=True)
@@ -54,7 +55,7 @@ class DynamicBatcher(Generic[T]):
     def depth(self) -> int:
         return len(self._pending)
 
-    def submit(self, items: list[T]) -> list[Future]:
+    def submit(self, items: list[T]) -> list[Future[R]]:
         """Queue items as a unit: all are accepted, or QueueFull is raised for all."""
         now = time.monotonic()
         with self._cond:
@@ -62,9 +63,9 @@ class DynamicBatcher(Generic[T]):
                 raise BatcherClosed("shutting down")
             if len(self._pending) + len(items) > self.max_queue:
                 raise QueueFull(f"{len(self._pending)} frames queued, limit {self.max_queue}")
-            futures = []
+            futures: list[Future[R]] = []
             for item in items:
-                future: Future = Future()
+                future: Future[R] = Future()
                 self._pending.append((item, future, now))
                 futures.append(future)
             self._cond.notify()
@@ -79,7 +80,7 @@ class DynamicBatcher(Generic[T]):
         if self._finisher is not None:
             self._finisher.shutdown(wait=True)
 
-    def _take_batch(self) -> list[tuple[T, Future, float]] | None:
+    def _take_batch(self) -> list[tuple[T, Future[R], float]] | None:
         with self._cond:
             while not self._pending:
                 if self._closed:
@@ -106,21 +107,28 @@ class DynamicBatcher(Generic[T]):
             run_s = time.perf_counter() - started
             if self._on_batch:
                 self._on_batch(len(batch), run_s)
-            if self._finisher is None:
+            if self._finisher is None or self._finish is None:
                 self._deliver(batch, outputs, run_s)
             else:
-                self._finisher.submit(self._finish_batch, batch, items, outputs, run_s)
+                self._finisher.submit(self._finish_batch, self._finish, batch, items, outputs, run_s)
 
-    def _finish_batch(self, batch, items, outputs, run_s: float) -> None:
+    def _finish_batch(
+        self,
+        finish: Callable[[list[T], list[Any]], list[R]],
+        batch: list[tuple[T, Future[R], float]],
+        items: list[T],
+        outputs: list[Any],
+        run_s: float,
+    ) -> None:
         try:
-            results = self._finish(items, outputs)
+            results = finish(items, outputs)
         except BaseException as exc:
             self._fail(batch, exc)
             return
         self._deliver(batch, results, run_s)
 
     @staticmethod
-    def _deliver(batch, results, run_s: float) -> None:
+    def _deliver(batch: list[tuple[T, Future[R], float]], results: list[Any], run_s: float) -> None:
         """Each result gets `model_ms`: the model run of the batch that held it (the queue not included)."""
         model_ms = round(run_s * 1000, 2)
         for (_, future, _), result in zip(batch, results, strict=True):
@@ -129,6 +137,6 @@ class DynamicBatcher(Generic[T]):
             future.set_result(result)
 
     @staticmethod
-    def _fail(batch, exc: BaseException) -> None:
+    def _fail(batch: list[tuple[T, Future[R], float]], exc: BaseException) -> None:
         for _, future, _ in batch:
             future.set_exception(exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 
@@ -48,7 +49,7 @@ class Budget:
             self._cond.notify_all()
 
     @contextmanager
-    def hold(self, amount: int, timeout_s: float):
+    def hold(self, amount: int, timeout_s: float) -> Iterator[None]:
         self.acquire(amount, timeout_s)
         try:
             yield
@@ -63,7 +64,7 @@ class AsyncBudget:
         self.capacity = capacity
         self.name = name
         self._in_use = 0
-        self._waiters: set[asyncio.Future] = set()
+        self._waiters: set[asyncio.Future[None]] = set()
 
     @property
     def in_use(self) -> int:
@@ -99,7 +100,7 @@ class AsyncBudget:
                 waiter.set_result(None)
 
     @asynccontextmanager
-    async def hold(self, amount: int, timeout_s: float):
+    async def hold(self, amount: int, timeout_s: float) -> AsyncIterator[None]:
         await self.acquire(amount, timeout_s)
         try:
             yield

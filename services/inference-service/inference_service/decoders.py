@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol, SupportsFloat
 
 import cv2
 import numpy as np
@@ -14,7 +14,7 @@ from vidpipe.contract import MAX_RAW_OUTPUT_VALUES
 class Decoder(Protocol):
     kind: str
 
-    def decode(self, outputs: dict[str, np.ndarray], index: int, width: int, height: int) -> dict: ...
+    def decode(self, outputs: dict[str, np.ndarray], index: int, width: int, height: int) -> dict[str, Any]: ...
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, class_ids: np.ndarray | None = None) -> list[int]:
@@ -24,11 +24,12 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, class_ids: 
         return []
     xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
     scores = scores.astype(np.float32)
-    # score threshold 0: callers have already dropped what is under theirs
+    # score threshold 0: callers have already dropped what is under theirs. OpenCV's stubs type the
+    # boxes, scores and class ids as Python sequences; the binding takes numpy arrays (no list copies).
     if class_ids is None:
-        kept = cv2.dnn.NMSBoxes(xywh, scores, 0.0, iou_threshold)
+        kept = cv2.dnn.NMSBoxes(xywh, scores, 0.0, iou_threshold)  # type: ignore[arg-type]
     else:
-        kept = cv2.dnn.NMSBoxesBatched(xywh, scores, class_ids.astype(np.int32), 0.0, iou_threshold)
+        kept = cv2.dnn.NMSBoxesBatched(xywh, scores, class_ids.astype(np.int32), 0.0, iou_threshold)  # type: ignore[arg-type]
     order = sorted((int(i) for i in np.asarray(kept).reshape(-1)), key=lambda i: -float(scores[i]))
     return order
 
@@ -44,13 +45,13 @@ class YoloDecoder:
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
 
-    def decode(self, outputs: dict[str, np.ndarray], index: int, width: int, height: int) -> dict:
+    def decode(self, outputs: dict[str, np.ndarray], index: int, width: int, height: int) -> dict[str, Any]:
         boxes = outputs["boxes"][index]
         scores = outputs["scores"][index]
         class_ids = scores.argmax(axis=1)
         best = scores[np.arange(len(scores)), class_ids]
         candidates = np.nonzero(best >= self.score_threshold)[0]
-        detections: list[dict] = []
+        detections: list[dict[str, Any]] = []
         if candidates.size:
             scale = np.array([width, height, width, height], dtype=np.float32)
             cand_boxes = np.clip(boxes[candidates], 0.0, 1.0) * scale
@@ -84,8 +85,8 @@ class RawDecoder:
         self.max_values = max_values  # per tensor
         self.max_frame_values = max_frame_values  # all tensors of one frame, so the result stays under MAX_RESULT_BYTES
 
-    def decode(self, outputs: dict[str, np.ndarray], index: int, width: int, height: int) -> dict:
-        tensors = {}
+    def decode(self, outputs: dict[str, np.ndarray], index: int, width: int, height: int) -> dict[str, Any]:
+        tensors: dict[str, dict[str, Any]] = {}
         budget = self.max_frame_values
         for name, value in outputs.items():
             if not isinstance(value, np.ndarray):  # sequence or map outputs (e.g. ZipMap): described, not sent
@@ -98,13 +99,14 @@ class RawDecoder:
         return {"outputs": tensors}
 
 
-def summarize(item: np.ndarray, include_data: bool) -> dict:
+def summarize(item: np.ndarray, include_data: bool) -> dict[str, Any]:
     """One tensor as a RawOutput dict (see RawDecoder)."""
-    out: dict = {"shape": [int(n) for n in item.shape], "dtype": str(item.dtype)}
+    out: dict[str, Any] = {"shape": [int(n) for n in item.shape], "dtype": str(item.dtype)}
     numeric = item.dtype.kind in "biuf"
     if include_data:
         if item.dtype.kind == "f" and not np.isfinite(item).all():
-            out["data"] = np.where(np.isfinite(item), item, None).tolist()
+            # None as a 0-d object array (what NumPy makes of it anyway): non-finite values become null
+            out["data"] = np.where(np.isfinite(item), item, np.asarray(None)).tolist()
         elif numeric:
             out["data"] = item.tolist()
         elif item.dtype.kind in "OUS" and sum(len(str(v)) for v in item.flat) <= 16 * 1024:
@@ -121,6 +123,6 @@ def summarize(item: np.ndarray, include_data: bool) -> dict:
     return out
 
 
-def _finite(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None  # a mean can overflow to inf
+def _finite(value: SupportsFloat) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None  # a mean can overflow to inf

@@ -9,6 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -50,7 +51,7 @@ class LoadedModel:
         values = self.session.run(self.output_names, {self.input.name: tensor})
         return dict(zip(self.output_names, values, strict=True))
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         spec = self.input
         shape = [spec.fixed_batch or "batch"] + (
             [3, spec.height, spec.width] if spec.layout == "NCHW" else [spec.height, spec.width, 3]
@@ -69,7 +70,7 @@ class LoadedModel:
 MAX_FIXED_BATCH = 256  # as INFERENCE_MAX_BATCH_SIZE: a larger fixed batch would be one huge input tensor
 
 
-def _describe_input(node) -> str:
+def _describe_input(node: ort.NodeArg) -> str:
     return f"{node.name!r} ({node.type}, shape {list(node.shape)})"
 
 

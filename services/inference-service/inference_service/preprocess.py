@@ -44,7 +44,7 @@ class PreparedImage:
     height: int
 
 
-def read_header(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+def read_header(data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """(width, height) declared by a JPEG or PNG header, within the pixel budget; ImageError otherwise."""
     if len(data) == 0:
         raise ImageError("image is empty")
@@ -61,7 +61,7 @@ def read_header(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) -> tuple
 
 
 def decode_and_resize(
-    data: bytes | memoryview, spec: InputSpec, declared: tuple[int, int] | None = None
+    data: bytes | bytearray | memoryview, spec: InputSpec, declared: tuple[int, int] | None = None
 ) -> PreparedImage:
     """Decode and resize one image; every failure is an ImageError naming why (never another exception).
     `declared`: the size read_header() returned, when the caller already checked it."""

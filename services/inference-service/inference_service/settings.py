@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,7 +71,7 @@ class InferenceSettings(BaseSettings):
     log_level: str = "info"
 
     @model_validator(mode="after")
-    def _queue_holds_a_request(self):
+    def _queue_holds_a_request(self) -> Self:
         if self.max_queue < self.max_batch_size:
             raise ValueError("INFERENCE_MAX_QUEUE must be at least INFERENCE_MAX_BATCH_SIZE")
         if self.max_queue < self.max_request_items:
