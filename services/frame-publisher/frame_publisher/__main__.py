@@ -15,13 +15,15 @@ import signal
 import sys
 import threading
 import traceback
+from types import FrameType
+from typing import Any
 
 from vidpipe.config import load_settings
 from vidpipe.contract import check_stream_id
 from vidpipe.kafka import KafkaSettings
 from vidpipe.topics import TopicSettings, ensure
 
-from .publisher import FramePublisher
+from .publisher import FramePublisher, PublishSummary
 from .redact import Redactor, StderrScrubber, redact_url
 from .settings import PublisherSettings
 from .source_secret import SourceSecretError, read_source_secret
@@ -75,7 +77,7 @@ def resolve_stream_id(settings: PublisherSettings, uri: str) -> str:
         ) from None
 
 
-def parse_args(argv: list[str] | None) -> dict:
+def parse_args(argv: list[str] | None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="frame_publisher", description=__doc__.split("\n")[0])
     add = parser.add_argument
     add("--source", help="video file, rtsp:// URL, webcam index (0 or webcam:0) or image folder")
@@ -145,7 +147,7 @@ def _run(
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping capture and flushing pending frames", signum)
         stop.set()
 
@@ -183,6 +185,7 @@ def _run(
         if total and settings.max_frames:
             total = min(total, settings.max_frames)
         progress = tqdm(total=None if settings.loop else total, unit="frame", desc=source.name)
+    summary: PublishSummary | None
     try:
         summary = publisher.run(source, progress, stream_id=stream_id, source_label=redact_url(uri))
     except SourceError as exc:

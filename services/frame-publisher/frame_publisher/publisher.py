@@ -10,10 +10,11 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, check_stream_id
 from vidpipe.kafka import KafkaSettings, producer_config
@@ -22,7 +23,16 @@ from .sampling import DropOldestBuffer, FrameSampler, output_size
 from .settings import Pace, PublisherSettings
 from .sources import Frame, FrameSource
 
+if TYPE_CHECKING:
+    from vidpipe.health import Heartbeat
+
 log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """A progress bar (tqdm's): told of each frame published."""
+
+    def update(self, n: int, /) -> object: ...
 
 
 @dataclass
@@ -41,7 +51,7 @@ class PublishSummary:
     elapsed_s: float = 0.0
     fps: float = 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -64,7 +74,7 @@ class FramePublisher:
         frames_topic: str,
         stop: threading.Event,
         producer: Producer | None = None,
-        heartbeat=None,
+        heartbeat: Heartbeat | None = None,
     ):
         self.settings = settings
         self.heartbeat = heartbeat
@@ -82,7 +92,11 @@ class FramePublisher:
             self.heartbeat.beat()
 
     def run(
-        self, source: FrameSource, progress=None, stream_id: str | None = None, source_label: str | None = None
+        self,
+        source: FrameSource,
+        progress: Progress | None = None,
+        stream_id: str | None = None,
+        source_label: str | None = None,
     ) -> PublishSummary:
         """stream_id: already checked against the contract (__main__.resolve_stream_id); source_label: the
         redacted source shown in the summary."""
@@ -108,7 +122,7 @@ class FramePublisher:
 
     # --- file and folder sources: back-pressure, no drops ---------------------------------------
 
-    def _run_file(self, source: FrameSource, summary: PublishSummary, progress) -> None:
+    def _run_file(self, source: FrameSource, summary: PublishSummary, progress: Progress | None) -> None:
         sampler = FrameSampler(self.settings.target_fps)
         pace = self.settings.pace is Pace.SOURCE
         speed = self.settings.speed
@@ -178,7 +192,7 @@ class FramePublisher:
         return bool(self.settings.max_frames) and summary.frames_published >= self.settings.max_frames
 
     def _publish(
-        self, frame: Frame, summary: PublishSummary, block: bool, buffer: DropOldestBuffer | None = None
+        self, frame: Frame, summary: PublishSummary, block: bool, buffer: DropOldestBuffer[Frame] | None = None
     ) -> None:
         height, width = frame.image.shape[:2]
         size = output_size(width, height, self.settings.resize_to())
@@ -198,7 +212,12 @@ class FramePublisher:
         while True:
             try:
                 self.producer.produce(
-                    self.topic, key=meta.key, value=jpeg, headers=meta.headers(), on_delivery=self._on_delivery
+                    self.topic,
+                    key=meta.key,
+                    value=jpeg,
+                    # confluent-kafka asks for list[tuple[str, str | bytes | None]]; list is invariant, ours holds bytes
+                    headers=meta.headers(),  # type: ignore[arg-type]
+                    on_delivery=self._on_delivery,
                 )
                 break
             except BufferError:
@@ -211,8 +230,10 @@ class FramePublisher:
         summary.last_seq = seq
         summary.frames_published += 1
 
-    def _on_delivery(self, error, message) -> None:
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         summary = self._summary
+        if summary is None:  # cannot happen: run() sets it before anything is produced
+            return
         if error is None:
             summary.frames_delivered += 1
         else:

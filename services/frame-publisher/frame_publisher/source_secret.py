@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
 
@@ -17,7 +18,7 @@ class SourceSecretError(RuntimeError):
     """The secret cannot be read or holds no source; the message never contains the secret's value."""
 
 
-def read_source_secret(arn: str, client=None) -> str:
+def read_source_secret(arn: str, client: Any = None) -> str:  # client: a boto3 secretsmanager client
     match = SECRET_ARN.match(arn)
     if not match:
         raise SourceSecretError(f"{arn!r} is not a Secrets Manager secret ARN")
@@ -37,7 +38,7 @@ def read_source_secret(arn: str, client=None) -> str:
     except BotoCoreError as exc:
         raise SourceSecretError(f"cannot read secret {arn}: {exc}") from None
     text = response.get("SecretString")
-    if not text or not text.strip():
+    if not isinstance(text, str) or not text.strip():
         raise SourceSecretError(f"secret {arn} has no string value (store the source URL as the secret string)")
     text = text.strip()
     if text.startswith("{"):

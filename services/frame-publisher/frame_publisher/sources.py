@@ -38,10 +38,18 @@ class Frame:
 
 
 class FrameSource(Protocol):
-    name: str
-    live: bool
-    fps: float | None
-    frame_count: int | None
+    # Read-only to the publisher, so a source may declare narrower types (a file's fps is a float).
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def live(self) -> bool: ...
+
+    @property
+    def fps(self) -> float | None: ...
+
+    @property
+    def frame_count(self) -> int | None: ...
 
     def frames(self) -> Iterator[Frame]: ...
 
@@ -233,8 +241,8 @@ def default_stream_id(uri: str) -> str:
     webcam<N> for a webcam."""
     parts = split_url(redact_url(uri))  # from the redacted form: an unparseable authority is "***"
     if parts is not None:
-        _scheme, _userinfo, authority, path, _tail = parts
-        return (authority + path).rstrip("/")
+        _scheme, _userinfo, authority, url_path, _tail = parts
+        return (authority + url_path).rstrip("/")
     webcam = uri[len("webcam:") :] if uri.startswith("webcam:") else uri
     if webcam.isdigit():
         return f"webcam{webcam}"
