@@ -7,6 +7,7 @@ refuses `sasl: oauthbearer` ("SASL/OAUTHBEARER is not implemented yet") and spel
 
 Typed constructs come from `cdk8s import` of the vendored CRD (cdk8s_app/crds/).
 """
+
 from __future__ import annotations
 
 from constructs import Construct
@@ -42,12 +43,14 @@ def kafka_trigger_metadata(wiring: PlatformWiring, lag_threshold: int, cap_at_pa
     else:
         metadata["allowIdleConsumers"] = "true"
     if wiring.kafka_auth == "msk-iam":
-        metadata.update({
-            "sasl": "oauthbearer",
-            "saslTokenProvider": "aws_msk_iam",
-            "tls": "enable",
-            "awsRegion": wiring.region,
-        })
+        metadata.update(
+            {
+                "sasl": "oauthbearer",
+                "saslTokenProvider": "aws_msk_iam",
+                "tls": "enable",
+                "awsRegion": wiring.region,
+            }
+        )
     else:
         metadata["tls"] = "enable" if wiring.kafka_tls else "disable"
     return metadata
@@ -62,40 +65,66 @@ class Autoscaling(Construct):
         if wiring.kafka_auth == "msk-iam":
             auth = keda.ScaledObjectSpecTriggersAuthenticationRef(name=TRIGGER_AUTH_NAME, kind="TriggerAuthentication")
             keda.TriggerAuthentication(
-                self, "trigger-auth",
+                self,
+                "trigger-auth",
                 metadata={"name": TRIGGER_AUTH_NAME, "labels": labels},
                 spec=keda.TriggerAuthenticationSpec(pod_identity=self._pod_identity()),
             )
         s = wiring.scaling
-        self._scaled_object(wiring.services.consumer.name, s.consumer_min_replicas, wiring.consumer_max_replicas,
-                            kafka_trigger_metadata(wiring, s.consumer_lag_threshold, cap_at_partitions=True), auth, labels)
-        self._scaled_object(wiring.services.inference.name, s.inference_min_replicas, wiring.inference_max_replicas,
-                            kafka_trigger_metadata(wiring, s.inference_lag_threshold, cap_at_partitions=False), auth, labels)
+        self._scaled_object(
+            wiring.services.consumer.name,
+            s.consumer_min_replicas,
+            wiring.consumer_max_replicas,
+            kafka_trigger_metadata(wiring, s.consumer_lag_threshold, cap_at_partitions=True),
+            auth,
+            labels,
+        )
+        self._scaled_object(
+            wiring.services.inference.name,
+            s.inference_min_replicas,
+            wiring.inference_max_replicas,
+            kafka_trigger_metadata(wiring, s.inference_lag_threshold, cap_at_partitions=False),
+            auth,
+            labels,
+        )
 
     def _pod_identity(self) -> keda.TriggerAuthenticationSpecPodIdentity:
         k = self.wiring.keda
         if k.role_arn:
             return keda.TriggerAuthenticationSpecPodIdentity(
-                provider=keda.TriggerAuthenticationSpecPodIdentityProvider.AWS, role_arn=k.role_arn)
+                provider=keda.TriggerAuthenticationSpecPodIdentityProvider.AWS, role_arn=k.role_arn
+            )
         return keda.TriggerAuthenticationSpecPodIdentity(
             provider=keda.TriggerAuthenticationSpecPodIdentityProvider.AWS,
             identity_owner=keda.TriggerAuthenticationSpecPodIdentityIdentityOwner[k.identity_owner.upper()],
         )
 
-    def _scaled_object(self, target: str, min_replicas: int, max_replicas: int, metadata: dict[str, str],
-                       auth: keda.ScaledObjectSpecTriggersAuthenticationRef | None, labels: dict[str, str]) -> None:
+    def _scaled_object(
+        self,
+        target: str,
+        min_replicas: int,
+        max_replicas: int,
+        metadata: dict[str, str],
+        auth: keda.ScaledObjectSpecTriggersAuthenticationRef | None,
+        labels: dict[str, str],
+    ) -> None:
         s = self.wiring.scaling
         keda.ScaledObject(
-            self, f"{target}-scaledobject",
+            self,
+            f"{target}-scaledobject",
             metadata={"name": target, "labels": labels},
             spec=keda.ScaledObjectSpec(
-                scale_target_ref=keda.ScaledObjectSpecScaleTargetRef(api_version="apps/v1", kind="Deployment", name=target),
+                scale_target_ref=keda.ScaledObjectSpecScaleTargetRef(
+                    api_version="apps/v1", kind="Deployment", name=target
+                ),
                 min_replica_count=min_replicas,
                 max_replica_count=max_replicas,
                 polling_interval=s.polling_interval_s,
                 # Only used for scale-to-zero, which minReplicaCount >= 1 rules out.
                 cooldown_period=300,
-                fallback=keda.ScaledObjectSpecFallback(failure_threshold=3, replicas=max(min_replicas, max_replicas // 2)),
+                fallback=keda.ScaledObjectSpecFallback(
+                    failure_threshold=3, replicas=max(min_replicas, max_replicas // 2)
+                ),
                 advanced=keda.ScaledObjectSpecAdvanced(
                     restore_to_original_replica_count=False,
                     horizontal_pod_autoscaler_config=keda.ScaledObjectSpecAdvancedHorizontalPodAutoscalerConfig(
@@ -107,9 +136,11 @@ class Autoscaling(Construct):
                                 select_policy="Max",
                                 policies=[
                                     keda.ScaledObjectSpecAdvancedHorizontalPodAutoscalerConfigBehaviorScaleUpPolicies(
-                                        type="Pods", value=2, period_seconds=30),
+                                        type="Pods", value=2, period_seconds=30
+                                    ),
                                     keda.ScaledObjectSpecAdvancedHorizontalPodAutoscalerConfigBehaviorScaleUpPolicies(
-                                        type="Percent", value=100, period_seconds=30),
+                                        type="Percent", value=100, period_seconds=30
+                                    ),
                                 ],
                             ),
                             scale_down=keda.ScaledObjectSpecAdvancedHorizontalPodAutoscalerConfigBehaviorScaleDown(
@@ -117,17 +148,20 @@ class Autoscaling(Construct):
                                 select_policy="Min",
                                 policies=[
                                     keda.ScaledObjectSpecAdvancedHorizontalPodAutoscalerConfigBehaviorScaleDownPolicies(
-                                        type="Pods", value=1, period_seconds=60),
+                                        type="Pods", value=1, period_seconds=60
+                                    ),
                                 ],
                             ),
                         ),
                     ),
                 ),
-                triggers=[keda.ScaledObjectSpecTriggers(
-                    type=TRIGGER_TYPE,
-                    name="frames-lag",
-                    metadata=metadata,
-                    authentication_ref=auth,
-                )],
+                triggers=[
+                    keda.ScaledObjectSpecTriggers(
+                        type=TRIGGER_TYPE,
+                        name="frames-lag",
+                        metadata=metadata,
+                        authentication_ref=auth,
+                    )
+                ],
             ),
         )

@@ -5,6 +5,7 @@ Both paths use it:
   each chart in `charts.all()` (the autoscaling chart after the KEDA Helm chart: it needs the CRDs).
 - standalone: cdk8s_app/main.py, then `app.synth()` writes dist/<chart>.k8s.yaml.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ def build_platform_charts(app: cdk8s.App, wiring: PlatformWiring) -> PlatformCha
         # Its own chart without a namespace: a Namespace object is cluster-scoped.
         namespace = cdk8s.Chart(app, "vidpipe-namespace", labels=CHART_LABELS)
         k8s.KubeNamespace(
-            namespace, "namespace",
+            namespace,
+            "namespace",
             metadata=k8s.ObjectMeta(
                 name=wiring.namespace,
                 labels={

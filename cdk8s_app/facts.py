@@ -7,6 +7,7 @@ storage layout) come from the services' own package, vidpipe.
 
 This module never imports aws_cdk or cdk8s: it loads in a plain cdk8s process and in pydantic tests.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -102,8 +103,10 @@ K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 K8S_SECRET_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 TOPIC_NAME = r"^[a-zA-Z0-9._-]{1,249}$"
 REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
-IMAGE = (r"^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?"
-         r"(@sha256:[0-9a-f]{64})?$")
+IMAGE = (
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?"
+    r"(@sha256:[0-9a-f]{64})?$"
+)
 _PARTITION = r"arn:aws[a-z-]*"
 ACCOUNT_ID = r"\d{12}"
 # An IAM role (a path is allowed) or user; never an STS assumed-role session (EKS refuses those).
@@ -128,8 +131,12 @@ def check(pattern: str, value: str, what: str) -> str:
 
 
 def check_secret_arn(value: str) -> str:
-    return check(SECRET_ARN, value, "a complete Secrets Manager secret ARN "
-                 "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)")
+    return check(
+        SECRET_ARN,
+        value,
+        "a complete Secrets Manager secret ARN "
+        "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)",
+    )
 
 
 def check_region(value: str) -> str:
@@ -181,21 +188,29 @@ class StreamSpec(FrozenModel):
     """
 
     name: Annotated[str, Field(pattern=K8S_NAME, max_length=63 - len(PUBLISHER_PREFIX))] = Field(
-        validation_alias=AliasChoices("name", "id"))
+        validation_alias=AliasChoices("name", "id")
+    )
     target_fps: float = Field(default=0.0, ge=0.0, le=1000.0, validation_alias=AliasChoices("target_fps", "targetFps"))
     # The camera's TCP port, for the egress NetworkPolicy (the URL, and so its port, is not known here).
     port: int = Field(default=554, ge=1, le=65535, description="TCP port of the source (RTSP: 554)")
     secret_name: Annotated[str, Field(pattern=K8S_SECRET_NAME, max_length=253)] | None = Field(
-        default=None, validation_alias=AliasChoices("secret_name", "secretName"),
-        description=f"Kubernetes Secret holding the URL; default {STREAM_SECRET_PREFIX}<name>")
+        default=None,
+        validation_alias=AliasChoices("secret_name", "secretName"),
+        description=f"Kubernetes Secret holding the URL; default {STREAM_SECRET_PREFIX}<name>",
+    )
     secret_key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = Field(
-        default=STREAM_SECRET_KEY, validation_alias=AliasChoices("secret_key", "secretKey"))
+        default=STREAM_SECRET_KEY, validation_alias=AliasChoices("secret_key", "secretKey")
+    )
     source_secret_arn: str | None = Field(
-        default=None, validation_alias=AliasChoices("source_secret_arn", "sourceSecretArn"),
-        description="AWS Secrets Manager secret ARN the publisher reads the URL from (instead of a Kubernetes Secret)")
+        default=None,
+        validation_alias=AliasChoices("source_secret_arn", "sourceSecretArn"),
+        description="AWS Secrets Manager secret ARN the publisher reads the URL from (instead of a Kubernetes Secret)",
+    )
     service_account: Annotated[str, Field(pattern=K8S_SECRET_NAME, max_length=253)] | None = Field(
-        default=None, validation_alias=AliasChoices("service_account", "serviceAccount"),
-        description="ServiceAccount of this publisher (default: the shared publisher one)")
+        default=None,
+        validation_alias=AliasChoices("service_account", "serviceAccount"),
+        description="ServiceAccount of this publisher (default: the shared publisher one)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 VIDPIPE_OUTPUTS_FILE: `cdk deploy --outputs-file` JSON (default: the committed fake sample).
 VIDPIPE_K8S_SETTINGS: streams, test source and scaling knobs (default cdk8s_app/settings.yaml).
 """
+
 from __future__ import annotations
 
 import os

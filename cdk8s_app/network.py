@@ -12,6 +12,7 @@ lists, so 443 is open to any address rather than to the VPC CIDR.
 Every ipBlock that contains the EC2 instance metadata address excepts it: no rule lets a pod ask IMDS
 for the node role's credentials (the nodes also answer IMDSv2 only, hop limit 1: cdk_app compute stack).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -65,13 +66,23 @@ class NetworkPolicies(Construct):
         super().__init__(scope, id)
         self.wiring = wiring
         self._policy("default-deny", {}, ingress=[], egress=[])
-        self._policy("allow-dns", {}, egress=[k8s.NetworkPolicyEgressRule(
-            to=[k8s.NetworkPolicyPeer(
-                namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": "kube-system"}),
-                pod_selector=k8s.LabelSelector(match_labels={"k8s-app": "kube-dns"}),
-            )],
-            ports=[k8s.NetworkPolicyPort(port=port(53), protocol="UDP"), *_tcp(53)],
-        )])
+        self._policy(
+            "allow-dns",
+            {},
+            egress=[
+                k8s.NetworkPolicyEgressRule(
+                    to=[
+                        k8s.NetworkPolicyPeer(
+                            namespace_selector=k8s.LabelSelector(
+                                match_labels={"kubernetes.io/metadata.name": "kube-system"}
+                            ),
+                            pod_selector=k8s.LabelSelector(match_labels={"k8s-app": "kube-dns"}),
+                        )
+                    ],
+                    ports=[k8s.NetworkPolicyPort(port=port(53), protocol="UDP"), *_tcp(53)],
+                )
+            ],
+        )
         self._inference()
         self._consumer()
         self._publishers()
@@ -81,10 +92,13 @@ class NetworkPolicies(Construct):
             self._metrics(wiring.metrics_namespace)
 
     # Each policy adds allowances; the default-deny policy above makes everything else refused.
-    def _policy(self, name: str, pod_labels: dict[str, str], ingress: list | None = None, egress: list | None = None) -> None:
+    def _policy(
+        self, name: str, pod_labels: dict[str, str], ingress: list | None = None, egress: list | None = None
+    ) -> None:
         types = [t for t, rules in (("Ingress", ingress), ("Egress", egress)) if rules is not None]
         k8s.KubeNetworkPolicy(
-            self, f"{name}-netpol",
+            self,
+            f"{name}-netpol",
             metadata=k8s.ObjectMeta(name=name, labels=app_labels("vidpipe", "network-policy")),
             spec=k8s.NetworkPolicySpec(
                 pod_selector=k8s.LabelSelector(match_labels=selector_labels(pod_labels) or None),
@@ -95,7 +109,9 @@ class NetworkPolicies(Construct):
         )
 
     def _kafka(self) -> k8s.NetworkPolicyEgressRule:
-        return k8s.NetworkPolicyEgressRule(to=[_cidr(self.wiring.vpc_cidr or ANYWHERE)], ports=_tcp(*self.wiring.kafka_ports))
+        return k8s.NetworkPolicyEgressRule(
+            to=[_cidr(self.wiring.vpc_cidr or ANYWHERE)], ports=_tcp(*self.wiring.kafka_ports)
+        )
 
     @staticmethod
     def _https() -> k8s.NetworkPolicyEgressRule:
@@ -108,7 +124,8 @@ class NetworkPolicies(Construct):
     def _inference(self) -> None:
         inference, consumer = self.wiring.services.inference, self.wiring.services.consumer
         self._policy(
-            inference.name, unit_labels(inference),
+            inference.name,
+            unit_labels(inference),
             ingress=[k8s.NetworkPolicyIngressRule(from_=[_pods(unit_labels(consumer))], ports=_tcp(inference.port))],
             egress=[self._https(), self._pod_identity()],
         )
@@ -116,19 +133,27 @@ class NetworkPolicies(Construct):
     def _consumer(self) -> None:
         inference, consumer = self.wiring.services.inference, self.wiring.services.consumer
         self._policy(
-            consumer.name, unit_labels(consumer),
+            consumer.name,
+            unit_labels(consumer),
             egress=[
                 k8s.NetworkPolicyEgressRule(to=[_pods(unit_labels(inference))], ports=_tcp(inference.port)),
-                self._kafka(), self._https(), self._pod_identity(),
+                self._kafka(),
+                self._https(),
+                self._pod_identity(),
             ],
         )
 
     def _publishers(self) -> None:
         for stream in self.wiring.all_streams:
             self._policy(
-                publisher_name(stream), publisher_labels(self.wiring, stream),
-                egress=[self._kafka(), self._pod_identity(), *self._source(stream),
-                        *([self._https()] if stream.source_secret_arn else [])],  # Secrets Manager
+                publisher_name(stream),
+                publisher_labels(self.wiring, stream),
+                egress=[
+                    self._kafka(),
+                    self._pod_identity(),
+                    *self._source(stream),
+                    *([self._https()] if stream.source_secret_arn else []),
+                ],  # Secrets Manager
             )
 
     def _source(self, stream: StreamSpec) -> list[k8s.NetworkPolicyEgressRule]:
@@ -138,11 +163,13 @@ class NetworkPolicies(Construct):
         return [k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)], ports=_tcp(stream.port))]
 
     def _test_source(self) -> None:
-        publishers = k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(
-            match_labels={"app.kubernetes.io/name": self.wiring.services.publisher.name}))
+        publishers = k8s.NetworkPolicyPeer(
+            pod_selector=k8s.LabelSelector(match_labels={"app.kubernetes.io/name": self.wiring.services.publisher.name})
+        )
         egress = [self._https()] if self.wiring.rtsp_test_source.video_url else []
         self._policy(
-            "rtsp-test-source", TEST_SOURCE_LABELS,
+            "rtsp-test-source",
+            TEST_SOURCE_LABELS,
             ingress=[k8s.NetworkPolicyIngressRule(from_=[publishers], ports=_tcp(RTSP_PORT))],
             egress=egress or None,
         )
@@ -152,8 +179,12 @@ class NetworkPolicies(Construct):
             namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": namespace})
         )
         self._policy(
-            "allow-metrics-scrape", {},  # every pod of the namespace
-            ingress=[k8s.NetworkPolicyIngressRule(
-                from_=[scraper], ports=_tcp(*(unit.port for unit in reversed(self.wiring.services.all()))),
-            )],
+            "allow-metrics-scrape",
+            {},  # every pod of the namespace
+            ingress=[
+                k8s.NetworkPolicyIngressRule(
+                    from_=[scraper],
+                    ports=_tcp(*(unit.port for unit in reversed(self.wiring.services.all()))),
+                )
+            ],
         )

@@ -3,6 +3,7 @@
 Typed L1 constructs (cdk8s-plus-36's generated `k8s` module) keep the output exactly what is written
 here, which is what the strict Kubernetes 1.36 schema check sees.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -146,10 +147,16 @@ class ContainerSpec:
             image_pull_policy="IfNotPresent",
             command=self.command,
             args=self.args,
-            env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=cm)) for cm in self.config_maps] or None,
+            env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=cm)) for cm in self.config_maps]
+            or None,
             env=[k8s.EnvVar(name=k, value=v) for k, v in self.env.items()]
-            + [k8s.EnvVar(name=k, value_from=k8s.EnvVarSource(secret_key_ref=k8s.SecretKeySelector(name=secret, key=key)))
-               for k, (secret, key) in self.secret_env.items()] or None,
+            + [
+                k8s.EnvVar(
+                    name=k, value_from=k8s.EnvVarSource(secret_key_ref=k8s.SecretKeySelector(name=secret, key=key))
+                )
+                for k, (secret, key) in self.secret_env.items()
+            ]
+            or None,
             ports=[k8s.ContainerPort(name=n, container_port=p, protocol="TCP") for n, p in self.ports.items()] or None,
             resources=resources(self.resources),
             security_context=container_security(),

@@ -11,6 +11,7 @@ The throughput is measured by `make bench`:
 
 So a synth never needs the bench file, and a fresh bench run moves the thresholds without an edit.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,11 @@ def measured(path: Path = BENCH_FILE) -> Throughput:
         return DOCUMENTED
     if pipeline <= 0 or inference <= 0:
         return DOCUMENTED
-    return Throughput(pipeline_fps=round(pipeline * share, 2), inference_fps=round(inference * share, 2),
-                      source=f"{path} ({cpus} cores)")
+    return Throughput(
+        pipeline_fps=round(pipeline * share, 2),
+        inference_fps=round(inference * share, 2),
+        source=f"{path} ({cpus} cores)",
+    )
 
 
 THROUGHPUT = measured()

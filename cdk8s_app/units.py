@@ -12,6 +12,7 @@ Renaming a service or changing its port is one edit here (or a different `Servic
 
 Never imports aws_cdk: the charts load this in a plain cdk8s process.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar, Literal
@@ -41,9 +42,13 @@ class ObjectGrant(FrozenModel):
 Grant = KafkaGrant | ObjectGrant
 
 ALL_TOPICS: tuple[TopicRole, ...] = ("frames", "results", "dead_letter")
-_CONNECT = KafkaGrant(sid="Connect", actions=("kafka-cluster:Connect", "kafka-cluster:WriteDataIdempotently"), on="cluster")
+_CONNECT = KafkaGrant(
+    sid="Connect", actions=("kafka-cluster:Connect", "kafka-cluster:WriteDataIdempotently"), on="cluster"
+)
 # Both Kafka clients create missing topics at start-up (TOPICS_CREATE=true): never broker auto-create.
-_CREATE_TOPICS = KafkaGrant(sid="CreateOwnTopics", actions=("kafka-cluster:CreateTopic",), on="topics", topics=ALL_TOPICS)
+_CREATE_TOPICS = KafkaGrant(
+    sid="CreateOwnTopics", actions=("kafka-cluster:CreateTopic",), on="topics", topics=ALL_TOPICS
+)
 _KAFKA_WHY = "MSK cluster UUID unknown at synth: pinned to this cluster name and exact topic/group names"
 
 
@@ -76,25 +81,55 @@ def identity_outputs(name: str) -> tuple[str, str]:
 
 
 PUBLISHER = ServiceUnit(
-    role="publisher", name="frame-publisher", component="publisher", port=8082, pool=GENERAL_POOL,
-    grants=(_CONNECT, _CREATE_TOPICS,
-            KafkaGrant(sid="WriteFrames", actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
-                       on="topics", topics=("frames",))),
+    role="publisher",
+    name="frame-publisher",
+    component="publisher",
+    port=8082,
+    pool=GENERAL_POOL,
+    grants=(
+        _CONNECT,
+        _CREATE_TOPICS,
+        KafkaGrant(
+            sid="WriteFrames",
+            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
+            on="topics",
+            topics=("frames",),
+        ),
+    ),
     nag_reason=_KAFKA_WHY,
 )
 CONSUMER = ServiceUnit(
-    role="consumer", name="consumer-service", component="consumer", port=8081, pool=GENERAL_POOL,
-    grants=(_CONNECT, _CREATE_TOPICS,
-            KafkaGrant(sid="ReadFrames", actions=("kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"),
-                       on="topics", topics=("frames",)),
-            KafkaGrant(sid="WriteResultsAndDeadLetters", actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
-                       on="topics", topics=("results", "dead_letter")),
-            KafkaGrant(sid="UseGroup", actions=("kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"), on="group"),
-            ObjectGrant(sid="PutArchive", actions=("s3:PutObject",), prefix=ARCHIVE_PREFIX)),
+    role="consumer",
+    name="consumer-service",
+    component="consumer",
+    port=8081,
+    pool=GENERAL_POOL,
+    grants=(
+        _CONNECT,
+        _CREATE_TOPICS,
+        KafkaGrant(
+            sid="ReadFrames",
+            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"),
+            on="topics",
+            topics=("frames",),
+        ),
+        KafkaGrant(
+            sid="WriteResultsAndDeadLetters",
+            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
+            on="topics",
+            topics=("results", "dead_letter"),
+        ),
+        KafkaGrant(sid="UseGroup", actions=("kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"), on="group"),
+        ObjectGrant(sid="PutArchive", actions=("s3:PutObject",), prefix=ARCHIVE_PREFIX),
+    ),
     nag_reason=f"{_KAFKA_WHY}; s3:PutObject only under {ARCHIVE_PREFIX}",
 )
 INFERENCE = ServiceUnit(
-    role="inference", name="inference-service", component="inference", port=8080, pool=INFERENCE_POOL,
+    role="inference",
+    name="inference-service",
+    component="inference",
+    port=8080,
+    pool=INFERENCE_POOL,
     grants=(ObjectGrant(sid="ReadModels", actions=("s3:GetObject",), prefix=MODELS_PREFIX),),
     nag_reason=f"s3:GetObject only under {MODELS_PREFIX}",
 )

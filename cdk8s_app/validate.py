@@ -6,6 +6,7 @@ KEDA kinds against the vendored CRD schema with unknown fields rejected.
 
 Exit status 1 when any object fails, with one line per problem naming file, kind and name.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,12 @@ def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
     def visit(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node \
-                    and not node.get("x-kubernetes-preserve-unknown-fields"):
+            if (
+                node.get("type") == "object"
+                and "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
                 node["additionalProperties"] = False
             for value in node.values():
                 visit(value)
@@ -141,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
     keda = sum(1 for _, o in objects if o.get("apiVersion", "").startswith("keda.sh/"))
     status = "FAILED" if problems else "ok"
-    print(f"{status}: {len(objects)} objects in {len(files)} files ({len(objects) - keda} Kubernetes {KUBERNETES_VERSION}"
-          f" strict, {keda} KEDA CRD schema), {len(problems)} problem(s)")
+    print(
+        f"{status}: {len(objects)} objects in {len(files)} files ({len(objects) - keda} Kubernetes {KUBERNETES_VERSION}"
+        f" strict, {keda} KEDA CRD schema), {len(problems)} problem(s)"
+    )
     return 1 if problems else 0
 
 

@@ -14,6 +14,7 @@ configuration on the CDK path.
 
 This module never imports aws_cdk: it must load in a plain cdk8s process.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,13 @@ class WiringError(ValueError):
 
 def required_output_keys(services: Services = SERVICES) -> tuple[str, ...]:
     """The outputs the standalone path cannot do without (the per-service ServiceAccounts are optional)."""
-    return (OutputKeys.REGION, OutputKeys.KAFKA_BOOTSTRAP, OutputKeys.ARCHIVE_URI, OutputKeys.MODEL_URI,
-            *(unit.image_output for unit in services.all()))
+    return (
+        OutputKeys.REGION,
+        OutputKeys.KAFKA_BOOTSTRAP,
+        OutputKeys.ARCHIVE_URI,
+        OutputKeys.MODEL_URI,
+        *(unit.image_output for unit in services.all()),
+    )
 
 
 class Images(FrozenModel):
@@ -159,13 +165,17 @@ class Scaling(FrozenModel):
     see docs/KEDA_KAFKA_LAG.md.
     """
 
-    pipeline_fps_per_replica: float = Field(default=sizing.THROUGHPUT.pipeline_fps, gt=0,
-                                            description="consumer+inference pair, end to end")
-    inference_fps_per_replica: float = Field(default=sizing.THROUGHPUT.inference_fps, gt=0,
-                                             description="inference service alone")
+    pipeline_fps_per_replica: float = Field(
+        default=sizing.THROUGHPUT.pipeline_fps, gt=0, description="consumer+inference pair, end to end"
+    )
+    inference_fps_per_replica: float = Field(
+        default=sizing.THROUGHPUT.inference_fps, gt=0, description="inference service alone"
+    )
     latency_budget_s: float = Field(default=2.0, gt=0, le=60)
 
-    consumer_min_replicas: int = Field(default=1, ge=1, description=">= 1: a group that never committed can stay at zero")
+    consumer_min_replicas: int = Field(
+        default=1, ge=1, description=">= 1: a group that never committed can stay at zero"
+    )
     consumer_max_replicas: int | None = Field(default=None, ge=1, description="default: the partition count")
     inference_min_replicas: int = Field(default=1, ge=1)
     inference_max_replicas: int | None = Field(default=None, ge=1, description="default: the partition count")
@@ -185,8 +195,12 @@ class WorkloadResources(FrozenModel):
     publisher: Resources = Resources(cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi")
     consumer: Resources = Resources(cpu_request="500m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi")
     # The configuration the bench measures per replica (sizing.py): threads = CPU limit.
-    inference: Resources = Resources(cpu_request=sizing.INFERENCE_CPU_REQUEST, cpu_limit=str(sizing.INFERENCE_CPUS),
-                                     memory_request="1Gi", memory_limit="2Gi")
+    inference: Resources = Resources(
+        cpu_request=sizing.INFERENCE_CPU_REQUEST,
+        cpu_limit=str(sizing.INFERENCE_CPUS),
+        memory_request="1Gi",
+        memory_limit="2Gi",
+    )
     inference_threads: int = Field(default=sizing.INFERENCE_CPUS, ge=1, le=64)
 
 
@@ -209,7 +223,9 @@ class PlatformWiring(FrozenModel):
     kafka_bootstrap: str
     kafka_auth: Literal["msk-iam", "none"] = "msk-iam"
     kafka_tls: bool = True
-    kafka_port: int = Field(default=MSK_IAM_PORT, ge=1, le=65535, description="egress port when the broker list is a token")
+    kafka_port: int = Field(
+        default=MSK_IAM_PORT, ge=1, le=65535, description="egress port when the broker list is a token"
+    )
     vpc_cidr: str | None = Field(default=None, description="limits Kafka egress to the VPC; default any address")
     # Also accepted flat, as settings files write them: consumer_group, topic_partitions.
     topics: Topics = Topics()
@@ -351,8 +367,9 @@ class PlatformWiring(FrozenModel):
     # ---- construction from `cdk deploy --outputs-file` -------------------------------------
 
     @classmethod
-    def from_outputs_file(cls, path: str | Path, settings: dict[str, Any] | None = None,
-                          services: Services = SERVICES, **overrides: Any) -> PlatformWiring:
+    def from_outputs_file(
+        cls, path: str | Path, settings: dict[str, Any] | None = None, services: Services = SERVICES, **overrides: Any
+    ) -> PlatformWiring:
         """Build the wiring from a `cdk deploy --outputs-file` JSON plus non-output settings.
 
         settings: the parsed settings file (see load_settings); services: the units the CDK app was
@@ -363,7 +380,9 @@ class PlatformWiring(FrozenModel):
         try:
             document = json.loads(path.read_text())
         except FileNotFoundError:
-            raise WiringError(f"outputs file {path} does not exist (write it with `cdk deploy --outputs-file {path}`)") from None
+            raise WiringError(
+                f"outputs file {path} does not exist (write it with `cdk deploy --outputs-file {path}`)"
+            ) from None
         except json.JSONDecodeError as exc:
             raise WiringError(f"outputs file {path} is not JSON: {exc}") from None
         outputs = merge_stack_outputs(document, path)
@@ -384,8 +403,9 @@ class PlatformWiring(FrozenModel):
         )
         if outputs.get(OutputKeys.NAMESPACE):
             fields["namespace"] = outputs[OutputKeys.NAMESPACE]
-        accounts = {unit.role: outputs[key] for unit in services.all()
-                    if outputs.get(key := identity_outputs(unit.name)[0])}
+        accounts = {
+            unit.role: outputs[key] for unit in services.all() if outputs.get(key := identity_outputs(unit.name)[0])
+        }
         if accounts:
             fields["service_accounts"] = {**fields.get("service_accounts", {}), **accounts}
         if outputs.get(OutputKeys.KEDA_SCALER_ROLE_ARN):
@@ -400,7 +420,9 @@ class PlatformWiring(FrozenModel):
 def merge_stack_outputs(document: Any, path: Path | str = "outputs file") -> dict[str, str]:
     """Flatten {"Stack": {"Key": "value"}} into {"Key": "value"}; a key with two values is an error."""
     if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
-        raise WiringError(f"{path}: expected {{\"StackName\": {{\"OutputKey\": \"value\"}}}} as written by cdk deploy --outputs-file")
+        raise WiringError(
+            f'{path}: expected {{"StackName": {{"OutputKey": "value"}}}} as written by cdk deploy --outputs-file'
+        )
     merged: dict[str, str] = {}
     origin: dict[str, str] = {}
     for stack, outputs in document.items():

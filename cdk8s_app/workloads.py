@@ -3,6 +3,7 @@
 Every variable set here is one the services read (env.example); ConfigMaps reach the containers
 through envFrom, so a setting is changed in one place.
 """
+
 from __future__ import annotations
 
 from cdk8s_plus_36 import k8s
@@ -83,23 +84,35 @@ class Workloads(Construct):
         w = self.wiring
         unit = w.services.inference
         labels = unit_labels(unit)
-        config_map(self, unit.name, {
-            "INFERENCE_MODEL_URI": w.model_uri,
-            "INFERENCE_MODEL_CACHE_DIR": MODEL_CACHE_DIR,
-            "INFERENCE_HOST": "0.0.0.0",
-            "INFERENCE_PORT": str(unit.port),
-            "INFERENCE_INTRA_OP_THREADS": str(w.resources.inference_threads),
-            "INFERENCE_LOG_LEVEL": "info",
-            "AWS_REGION": w.region,
-        }, labels)
+        config_map(
+            self,
+            unit.name,
+            {
+                "INFERENCE_MODEL_URI": w.model_uri,
+                "INFERENCE_MODEL_CACHE_DIR": MODEL_CACHE_DIR,
+                "INFERENCE_HOST": "0.0.0.0",
+                "INFERENCE_PORT": str(unit.port),
+                "INFERENCE_INTRA_OP_THREADS": str(w.resources.inference_threads),
+                "INFERENCE_LOG_LEVEL": "info",
+                "AWS_REGION": w.region,
+            },
+            labels,
+        )
         deployment(
-            self, unit.name, labels,
-            [ContainerSpec(
-                name="inference", image=w.images.inference, resources=w.resources.inference,
-                config_maps=[unit.name], ports={"http": unit.port},
-                # The model downloads from S3 before /readyz turns 200: allow minutes, not seconds.
-                probes=HealthProbes(port=unit.port, startup_seconds=300),
-            )],
+            self,
+            unit.name,
+            labels,
+            [
+                ContainerSpec(
+                    name="inference",
+                    image=w.images.inference,
+                    resources=w.resources.inference,
+                    config_maps=[unit.name],
+                    ports={"http": unit.port},
+                    # The model downloads from S3 before /readyz turns 200: allow minutes, not seconds.
+                    probes=HealthProbes(port=unit.port, startup_seconds=300),
+                )
+            ],
             service_account=w.service_account(unit.role),
             tmp_size="1Gi",  # the model cache lives under /tmp
             grace_seconds=40,  # uvicorn drains in-flight requests for up to 30 s
@@ -107,7 +120,8 @@ class Workloads(Construct):
             automount_token=w.automount_service_account_token,
         )
         k8s.KubeService(
-            self, f"{INFERENCE_SERVICE}-svc",
+            self,
+            f"{INFERENCE_SERVICE}-svc",
             metadata=k8s.ObjectMeta(name=INFERENCE_SERVICE, labels=labels),
             spec=k8s.ServiceSpec(
                 type="ClusterIP",
@@ -121,22 +135,34 @@ class Workloads(Construct):
         w = self.wiring
         unit = w.services.consumer
         labels = unit_labels(unit)
-        config_map(self, unit.name, {
-            "CONSUMER_INFERENCE_URL": inference_url(w),
-            "CONSUMER_ARCHIVE_URI": w.archive_uri,
-            "CONSUMER_GROUP_ID": w.consumer_group,
-            "CONSUMER_HEALTH_PORT": str(unit.port),
-            "CONSUMER_MAX_FRAME_AGE_MS": str(w.consumer_max_frame_age_ms),
-            "CONSUMER_LOG_LEVEL": "info",
-            "KAFKA_CLIENT_ID": unit.name,
-        }, labels)
+        config_map(
+            self,
+            unit.name,
+            {
+                "CONSUMER_INFERENCE_URL": inference_url(w),
+                "CONSUMER_ARCHIVE_URI": w.archive_uri,
+                "CONSUMER_GROUP_ID": w.consumer_group,
+                "CONSUMER_HEALTH_PORT": str(unit.port),
+                "CONSUMER_MAX_FRAME_AGE_MS": str(w.consumer_max_frame_age_ms),
+                "CONSUMER_LOG_LEVEL": "info",
+                "KAFKA_CLIENT_ID": unit.name,
+            },
+            labels,
+        )
         deployment(
-            self, unit.name, labels,
-            [ContainerSpec(
-                name="consumer", image=w.images.consumer, resources=w.resources.consumer,
-                config_maps=[KAFKA_CONFIG, unit.name], ports={"health": unit.port},
-                probes=HealthProbes(port=unit.port, startup_seconds=120),
-            )],
+            self,
+            unit.name,
+            labels,
+            [
+                ContainerSpec(
+                    name="consumer",
+                    image=w.images.consumer,
+                    resources=w.resources.consumer,
+                    config_maps=[KAFKA_CONFIG, unit.name],
+                    ports={"health": unit.port},
+                    probes=HealthProbes(port=unit.port, startup_seconds=120),
+                )
+            ],
             service_account=w.service_account(unit.role),
             automount_token=w.automount_service_account_token,
             tmp_size="256Mi",
@@ -172,13 +198,21 @@ class Workloads(Construct):
             secret_env["PUBLISHER_SOURCE"] = (stream.secret, stream.secret_key)
         config_map(self, name, settings, labels)
         deployment(
-            self, name, labels,
-            [ContainerSpec(
-                name="publisher", image=w.images.publisher, resources=w.resources.publisher,
-                config_maps=[KAFKA_CONFIG, name], ports={"health": unit.port},
-                probes=HealthProbes(port=unit.port, startup_seconds=60),
-                env=env, secret_env=secret_env,
-            )],
+            self,
+            name,
+            labels,
+            [
+                ContainerSpec(
+                    name="publisher",
+                    image=w.images.publisher,
+                    resources=w.resources.publisher,
+                    config_maps=[KAFKA_CONFIG, name],
+                    ports={"health": unit.port},
+                    probes=HealthProbes(port=unit.port, startup_seconds=60),
+                    env=env,
+                    secret_env=secret_env,
+                )
+            ],
             service_account=stream.service_account or w.service_account(unit.role),
             automount_token=w.automount_service_account_token,
             tmp_size="64Mi",
@@ -194,24 +228,65 @@ class Workloads(Construct):
             source = ["-re", "-stream_loop", "-1", "-i", test.video_url]
         else:
             source = ["-re", "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate={test.fps}"]
-        ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "warning", *source,
-                  "-an", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", str(test.fps * 2),
-                  "-f", "rtsp", "-rtsp_transport", "tcp", f"rtsp://127.0.0.1:{RTSP_PORT}/{test.path}"]
+        ffmpeg = [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "warning",
+            *source,
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            str(test.fps * 2),
+            "-f",
+            "rtsp",
+            "-rtsp_transport",
+            "tcp",
+            f"rtsp://127.0.0.1:{RTSP_PORT}/{test.path}",
+        ]
         small = Resources(cpu_request="100m", cpu_limit="500m", memory_request="64Mi", memory_limit="256Mi")
         encoder = Resources(cpu_request="250m", cpu_limit="1", memory_request="128Mi", memory_limit="512Mi")
         deployment(
-            self, TEST_SOURCE_NAME, labels,
+            self,
+            TEST_SOURCE_NAME,
+            labels,
             [
                 ContainerSpec(
-                    name="mediamtx", image=test.image, resources=small, config_maps=[],
-                    ports={"rtsp": RTSP_PORT}, probes=None, tcp_ready_port=RTSP_PORT, command=["/mediamtx"],
+                    name="mediamtx",
+                    image=test.image,
+                    resources=small,
+                    config_maps=[],
+                    ports={"rtsp": RTSP_PORT},
+                    probes=None,
+                    tcp_ready_port=RTSP_PORT,
+                    command=["/mediamtx"],
                     # Only RTSP over TCP; the other listeners are not needed in the cluster.
-                    env={"MTX_RTMP": "no", "MTX_HLS": "no", "MTX_WEBRTC": "no", "MTX_SRT": "no",
-                         "MTX_RTSPTRANSPORTS": "tcp", "MTX_API": "no", "MTX_METRICS": "no"},
+                    env={
+                        "MTX_RTMP": "no",
+                        "MTX_HLS": "no",
+                        "MTX_WEBRTC": "no",
+                        "MTX_SRT": "no",
+                        "MTX_RTSPTRANSPORTS": "tcp",
+                        "MTX_API": "no",
+                        "MTX_METRICS": "no",
+                    },
                 ),
                 # ffmpeg retries by restarting the pod's container when mediamtx is not up yet.
-                ContainerSpec(name="loop", image=test.image, resources=encoder, config_maps=[], ports={},
-                              probes=None, command=ffmpeg[:1], args=ffmpeg[1:]),
+                ContainerSpec(
+                    name="loop",
+                    image=test.image,
+                    resources=encoder,
+                    config_maps=[],
+                    ports={},
+                    probes=None,
+                    command=ffmpeg[:1],
+                    args=ffmpeg[1:],
+                ),
             ],
             service_account=None,
             tmp_size="64Mi",
@@ -221,7 +296,8 @@ class Workloads(Construct):
             recreate=True,
         )
         k8s.KubeService(
-            self, f"{TEST_SOURCE_NAME}-svc",
+            self,
+            f"{TEST_SOURCE_NAME}-svc",
             metadata=k8s.ObjectMeta(name=w.test_source_service, labels=labels),
             spec=k8s.ServiceSpec(
                 type="ClusterIP",

@@ -1,4 +1,5 @@
 """Builds the whole CDK app: the three stacks, the security gate (cdk-nag) and tags."""
+
 from __future__ import annotations
 
 import os
@@ -40,10 +41,22 @@ def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Se
     """services: the deployed service units (cdk8s_app/units.py); the charts take the same ones."""
     config = load_config(app.node.get_all_context())
     env = environment()
-    network = NetworkStack(app, f"{config.prefix}-network", config=config, env=env,
-                           description="vidpipe: VPC, NAT, VPC endpoints, flow logs")
-    data = DataStack(app, f"{config.prefix}-data", config=config, env=env, vpc=network.vpc, project_root=project_root,
-                     description="vidpipe: archive bucket and MSK (retained)")
+    network = NetworkStack(
+        app,
+        f"{config.prefix}-network",
+        config=config,
+        env=env,
+        description="vidpipe: VPC, NAT, VPC endpoints, flow logs",
+    )
+    data = DataStack(
+        app,
+        f"{config.prefix}-data",
+        config=config,
+        env=env,
+        vpc=network.vpc,
+        project_root=project_root,
+        description="vidpipe: archive bucket and MSK (retained)",
+    )
     # The bucket is referenced by name (derived, not imported); the order still matters.
     compute = ComputeStack(
         app,
@@ -64,8 +77,12 @@ def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Se
     deploy_access = None
     if config.github_repository:
         deploy_access = DeployAccessStack(
-            app, f"{config.prefix}-deploy-access", env=env, config=config,
-            description="vidpipe: GitHub Actions OIDC deploy role (bound to one repository and environment)")
+            app,
+            f"{config.prefix}-deploy-access",
+            env=env,
+            config=config,
+            description="vidpipe: GitHub Actions OIDC deploy role (bound to one repository and environment)",
+        )
     for key, value in {"project": "vidpipe", "environment": config.environment}.items():
         cdk.Tags.of(app).add(key, value)
     platform = Platform(config=config, network=network, data=data, compute=compute, deploy_access=deploy_access)

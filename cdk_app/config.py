@@ -4,6 +4,7 @@ Every key lives under the `vidpipe:` prefix so `cdk deploy -c vidpipe:brokerInst
 overrides one value. Values given on the command line arrive as strings; pydantic coerces them
 ("3" -> 3, "false" -> False, JSON for lists). A bad value stops synth with a message naming the key.
 """
+
 from __future__ import annotations
 
 import json
@@ -126,12 +127,16 @@ class PlatformConfig(_Model):
         default=NodeGroupConfig(instanceTypes=["c6i.xlarge"], minSize=1, desiredSize=2, maxSize=6),
         alias="inferenceNodes",
     )
-    keda_chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = Field(default="2.18.0", alias="kedaChartVersion")
+    keda_chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = Field(
+        default="2.18.0", alias="kedaChartVersion"
+    )
 
     # MSK
     kafka_version: Literal["3.8.x", "3.9.x"] = Field(default="3.9.x", alias="kafkaVersion")
     brokers_per_az: int = Field(default=1, alias="brokersPerAz", ge=1, le=10)
-    broker_instance_type: str = Field(default="kafka.m7g.large", alias="brokerInstanceType", pattern=r"^kafka\.[a-z0-9]+\.[a-z0-9]+$")
+    broker_instance_type: str = Field(
+        default="kafka.m7g.large", alias="brokerInstanceType", pattern=r"^kafka\.[a-z0-9]+\.[a-z0-9]+$"
+    )
     broker_volume_gib: int = Field(default=100, alias="brokerVolumeGiB", ge=1, le=16384)
     replication_factor: int = Field(default=3, alias="replicationFactor", ge=1, le=3)
     min_insync_replicas: int = Field(default=2, alias="minInsyncReplicas", ge=1, le=3)
@@ -156,7 +161,8 @@ class PlatformConfig(_Model):
     # CI/CD: the GitHub OIDC deploy role (stack <prefix>-deploy-access), only when githubRepository is set.
     github_repository: str | None = Field(default=None, alias="githubRepository")  # "owner/name"
     github_environment: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,255}$")] = Field(
-        default="production", alias="githubEnvironment")
+        default="production", alias="githubEnvironment"
+    )
     # An account has one provider per URL: import an existing one instead of creating it.
     github_oidc_provider_arn: str | None = Field(default=None, alias="githubOidcProviderArn")
 
@@ -168,11 +174,13 @@ class PlatformConfig(_Model):
         if re.fullmatch(STS_SESSION_ARN, value):
             raise ValueError(
                 f"{value!r} is a temporary session, which EKS access entries refuse: give the role itself, "
-                "arn:aws:iam::<account>:role/<name> (the name is the part after assumed-role/)")
+                "arn:aws:iam::<account>:role/<name> (the name is the part after assumed-role/)"
+            )
         if not re.fullmatch(IAM_PRINCIPAL_ARN, value):
             raise ValueError(
                 f"{value!r} is not an IAM role or user ARN "
-                "(arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>)")
+                "(arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>)"
+            )
         return value
 
     @field_validator("github_repository")
@@ -192,7 +200,8 @@ class PlatformConfig(_Model):
         if not re.fullmatch(GITHUB_OIDC_PROVIDER_ARN, value):
             raise ValueError(
                 f"{value!r} is not the ARN of GitHub's OIDC provider "
-                "(arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com)")
+                "(arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com)"
+            )
         return value
 
     @field_validator("flow_log_retention_days", "broker_log_retention_days")
@@ -233,7 +242,9 @@ class PlatformConfig(_Model):
                 f"{CONTEXT_PREFIX}replicationFactor ({self.replication_factor})"
             )
         if self.nat_gateways > self.max_azs:
-            raise ConfigError(f"{CONTEXT_PREFIX}natGateways ({self.nat_gateways}) exceeds {CONTEXT_PREFIX}maxAzs ({self.max_azs})")
+            raise ConfigError(
+                f"{CONTEXT_PREFIX}natGateways ({self.nat_gateways}) exceeds {CONTEXT_PREFIX}maxAzs ({self.max_azs})"
+            )
         if self.frames_expire_after_days <= self.frames_ia_after_days:
             raise ConfigError(
                 f"{CONTEXT_PREFIX}framesExpireAfterDays ({self.frames_expire_after_days}) must be later than "
@@ -299,11 +310,12 @@ def load_config(context: dict[str, Any]) -> PlatformConfig:
     raw: dict[str, Any] = {}
     for key, value in context.items():
         if key.startswith(CONTEXT_PREFIX):
-            raw[key[len(CONTEXT_PREFIX):]] = _decode(value)
+            raw[key[len(CONTEXT_PREFIX) :]] = _decode(value)
     renamed = sorted(k for k in raw if k in RENAMED_KEYS)
     if renamed:
-        raise ConfigError("; ".join(
-            f"context key {CONTEXT_PREFIX}{k} was renamed {CONTEXT_PREFIX}{RENAMED_KEYS[k]}" for k in renamed))
+        raise ConfigError(
+            "; ".join(f"context key {CONTEXT_PREFIX}{k} was renamed {CONTEXT_PREFIX}{RENAMED_KEYS[k]}" for k in renamed)
+        )
     known = {f.alias or name for name, f in PlatformConfig.model_fields.items()}
     unknown = sorted(set(raw) - known)
     if unknown:

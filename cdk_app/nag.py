@@ -3,6 +3,7 @@
 Wildcard findings (IAM5) are acknowledged one finding at a time (`AwsSolutions-IAM5[Resource::...]`),
 so a new wildcard in the same policy fails synth again.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -14,7 +15,6 @@ from constructs import IConstruct
 if TYPE_CHECKING:
     from .app import Platform
     from .stacks import ComputeStack, DataStack, NetworkStack
-
 
 
 def ack(construct: IConstruct, rule: str, reason: str, findings: Iterable[str] = ()) -> None:
@@ -58,8 +58,11 @@ def acknowledge_findings(platform: Platform) -> None:
 
 def _network(stack: NetworkStack) -> None:
     for endpoint in ("Ecr", "EcrDocker", "Sts", "Logs"):
-        ack(stack.vpc.node.find_child(endpoint).node.find_child("SecurityGroup"), "AwsSolutions-EC23",
-            "Endpoint security group admits 443 from the VPC CIDR only (a Fn::GetAtt the rule cannot evaluate)")
+        ack(
+            stack.vpc.node.find_child(endpoint).node.find_child("SecurityGroup"),
+            "AwsSolutions-EC23",
+            "Endpoint security group admits 443 from the VPC CIDR only (a Fn::GetAtt the rule cannot evaluate)",
+        )
 
 
 def _data(stack: DataStack) -> None:
@@ -75,17 +78,29 @@ def _data(stack: DataStack) -> None:
         [f"Action::s3:{a}" for a in ("GetObject*", "GetBucket*", "List*", "DeleteObject*", "Abort*")]
         + [f"Resource::{_bootstrap_assets(stack)}", f"Resource::<{bucket}.Arn>/*"],
     )
-    ack(_child(stack, "AWS679f53fac002430cb0da5b7982bd2287"), "AwsSolutions-IAM4",
-        "CDK's AwsCustomResource handler (GetBootstrapBrokers): CloudWatch Logs only", lambda_basic)
+    ack(
+        _child(stack, "AWS679f53fac002430cb0da5b7982bd2287"),
+        "AwsSolutions-IAM4",
+        "CDK's AwsCustomResource handler (GetBootstrapBrokers): CloudWatch Logs only",
+        lambda_basic,
+    )
 
 
 def _compute(stack: ComputeStack) -> None:
     cluster = stack.cluster
-    ack(cluster.node.find_child("Role"), "AwsSolutions-IAM4", "EKS control plane role needs AmazonEKSClusterPolicy",
-        managed("AmazonEKSClusterPolicy"))
+    ack(
+        cluster.node.find_child("Role"),
+        "AwsSolutions-IAM4",
+        "EKS control plane role needs AmazonEKSClusterPolicy",
+        managed("AmazonEKSClusterPolicy"),
+    )
     for group in stack.node_groups:
-        ack(group.role, "AwsSolutions-IAM4", "Managed node group role: the policies EKS documents for worker nodes",
-            managed("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"))
+        ack(
+            group.role,
+            "AwsSolutions-IAM4",
+            "Managed node group role: the policies EKS documents for worker nodes",
+            managed("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"),
+        )
 
     provider = cluster.node.find_child("KubectlProvider")
     handler = provider.node.find_child("Handler")
@@ -95,12 +110,28 @@ def _compute(stack: ComputeStack) -> None:
         f'{{"Fn::If":["{has_ecr_public}",{{"Fn::Join":["",["arn:",{{"Ref":"AWS::Partition"}},'
         '":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}'
     )
-    ack(handler, "AwsSolutions-IAM4", "CDK's kubectl handler in the VPC: logs, ENIs and Helm chart pulls",
-        managed("service-role/AWSLambdaBasicExecutionRole", "service-role/AWSLambdaVPCAccessExecutionRole",
-                "AmazonEC2ContainerRegistryReadOnly") + [f"Policy::{ecr_public}"])
+    ack(
+        handler,
+        "AwsSolutions-IAM4",
+        "CDK's kubectl handler in the VPC: logs, ENIs and Helm chart pulls",
+        managed(
+            "service-role/AWSLambdaBasicExecutionRole",
+            "service-role/AWSLambdaVPCAccessExecutionRole",
+            "AmazonEC2ContainerRegistryReadOnly",
+        )
+        + [f"Policy::{ecr_public}"],
+    )
     on_event = provider.node.find_child("Provider").node.find_child("framework-onEvent")
-    ack(on_event, "AwsSolutions-IAM4", "CDK's custom-resource provider framework: logs and ENIs",
-        managed("service-role/AWSLambdaBasicExecutionRole", "service-role/AWSLambdaVPCAccessExecutionRole"))
-    ack(on_event, "AwsSolutions-IAM5", "CDK's provider framework invokes every version of the kubectl handler",
-        [f"Resource::<{logical_id(handler)}.Arn>:*"])
+    ack(
+        on_event,
+        "AwsSolutions-IAM4",
+        "CDK's custom-resource provider framework: logs and ENIs",
+        managed("service-role/AWSLambdaBasicExecutionRole", "service-role/AWSLambdaVPCAccessExecutionRole"),
+    )
+    ack(
+        on_event,
+        "AwsSolutions-IAM5",
+        "CDK's provider framework invokes every version of the kubectl handler",
+        [f"Resource::<{logical_id(handler)}.Arn>:*"],
+    )
     # The services' and KEDA's own policies are acknowledged with their units (cdk_app/units.py).

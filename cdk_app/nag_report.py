@@ -3,6 +3,7 @@
 Unacknowledged findings come from validation-report.json (synth fails on them); acknowledgements
 from each stack's metadata (aws:cdk:acknowledged-rules). Exit code 1 when anything is unacknowledged.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,10 @@ def summarize(assembly: Path) -> NagSummary:
 def main(argv: list[str]) -> int:
     assembly = Path(argv[1] if len(argv) > 1 else "cdk.out")
     summary = summarize(assembly)
-    print(f"cdk-nag AwsSolutions: {len(summary.unacknowledged)} unacknowledged, "
-          f"{len(summary.acknowledged)} acknowledged finding(s) in {assembly}")
+    print(
+        f"cdk-nag AwsSolutions: {len(summary.unacknowledged)} unacknowledged, "
+        f"{len(summary.acknowledged)} acknowledged finding(s) in {assembly}"
+    )
     for rule, count in sorted(summary.by_rule().items()):
         print(f"  {rule:<22} {count:>3} acknowledged")
     for finding, path in summary.unacknowledged:

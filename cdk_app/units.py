@@ -4,6 +4,7 @@ declare, and the cdk-nag acknowledgement of exactly the wildcard resources those
 Policy and acknowledgement come from the same grants, so a new grant either is covered by the
 unit's reason or fails synth; no ARN is spelled twice.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -45,14 +46,18 @@ class GrantTargets:
         if isinstance(grant, ObjectGrant):
             resources = [self.bucket.arn_for_objects(f"{grant.prefix}*")]
         else:
-            resources = [self.kafka.cluster if kind == "cluster" else getattr(self.kafka, kind)(name)
-                         for kind, name in self._kafka_names(grant)]
+            resources = [
+                self.kafka.cluster if kind == "cluster" else getattr(self.kafka, kind)(name)
+                for kind, name in self._kafka_names(grant)
+            ]
         return iam.PolicyStatement(sid=grant.sid, actions=list(grant.actions), resources=resources)
 
     def nag_findings(self, grants: Iterable[Grant]) -> list[str]:
         """The IAM5 findings the grants raise, as cdk-nag renders the resources (all carry a wildcard)."""
-        kafka = (f"arn:<AWS::Partition>:kafka:{rendered(self.stack.region, 'Region')}:"
-                 f"{rendered(self.stack.account, 'AccountId')}")
+        kafka = (
+            f"arn:<AWS::Partition>:kafka:{rendered(self.stack.region, 'Region')}:"
+            f"{rendered(self.stack.account, 'AccountId')}"
+        )
         # archive_bucket_name() uses the pseudo parameters themselves, never literals.
         bucket = facts.archive_bucket_name(self.resource_prefix, "<AWS::AccountId>", "<AWS::Region>")
         findings: list[str] = []
@@ -60,8 +65,10 @@ class GrantTargets:
             if isinstance(grant, ObjectGrant):
                 resources = [f"arn:<AWS::Partition>:s3:::{bucket}/{grant.prefix}*"]
             else:
-                resources = [f"{kafka}:{facts.kafka_resource(kind, self.kafka_cluster_name, name)}"
-                             for kind, name in self._kafka_names(grant)]
+                resources = [
+                    f"{kafka}:{facts.kafka_resource(kind, self.kafka_cluster_name, name)}"
+                    for kind, name in self._kafka_names(grant)
+                ]
             findings.extend(f"Resource::{r}" for r in resources if f"Resource::{r}" not in findings)
         return findings
 
@@ -79,8 +86,13 @@ def deploy_identity(
 ) -> ServiceIdentity:
     """ServiceAccount `name` with a Pod Identity role allowed `grants` (and `extra`, exact ARNs only)."""
     identity = ServiceIdentity(
-        targets.stack, f"Identity-{name}", cluster=cluster, name=name, namespace=namespace,
-        statements=[*(targets.statement(g) for g in grants), *extra], after=after,
+        targets.stack,
+        f"Identity-{name}",
+        cluster=cluster,
+        name=name,
+        namespace=namespace,
+        statements=[*(targets.statement(g) for g in grants), *extra],
+        after=after,
     )
     findings = targets.nag_findings(grants)
     if findings:

@@ -3,6 +3,7 @@
 The charts never create the namespace or the ServiceAccounts (this app does, with Pod Identity);
 the autoscaling chart (KEDA ScaledObjects) waits for the KEDA Helm release and its CRDs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -40,8 +41,12 @@ class WorkloadInputs:
 
 def stream_wiring(stream: StreamSpec, service_account: str | None) -> StreamSpec:
     """The same stream model on both sides; the CDK app adds the ServiceAccount it created for it."""
-    return StreamSpec.model_validate({**stream.model_dump(exclude={"service_account"}, exclude_none=True),
-                                      **({"service_account": service_account} if service_account else {})})
+    return StreamSpec.model_validate(
+        {
+            **stream.model_dump(exclude={"service_account"}, exclude_none=True),
+            **({"service_account": service_account} if service_account else {}),
+        }
+    )
 
 
 def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiring:
@@ -68,7 +73,8 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiri
         return PlatformWiring.model_validate(fields)
     except ValidationError as exc:
         problems = "\n  ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'wiring'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'wiring'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise ConfigError(
             f"the Kubernetes wiring rejects the configuration (see {CONTEXT_PREFIX}streams, "

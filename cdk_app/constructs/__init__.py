@@ -1,4 +1,5 @@
 """Reusable units: each one owns one resource family and its hardening."""
+
 from .archive_bucket import ArchiveBucket
 from .kafka_cluster import KafkaArns, KafkaCluster
 from .model_artifact import ModelArtifact

@@ -1,4 +1,5 @@
 """The archive bucket: frames and results under archive/, models under models/."""
+
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration, RemovalPolicy
@@ -46,7 +47,9 @@ class ArchiveBucket(Construct):
             self,
             "AccessLogs",
             **common,
-            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(access_log_expire_after_days))],
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(access_log_expire_after_days))
+            ],
         )
         self.bucket = s3.Bucket(
             self,
@@ -68,7 +71,9 @@ class ArchiveBucket(Construct):
                     ],
                     expiration=Duration.days(frames_expire_after_days),
                 ),
-                s3.LifecycleRule(id="results", prefix=RESULTS_PREFIX, expiration=Duration.days(results_expire_after_days)),
+                s3.LifecycleRule(
+                    id="results", prefix=RESULTS_PREFIX, expiration=Duration.days(results_expire_after_days)
+                ),
                 s3.LifecycleRule(
                     id="noncurrent-and-incomplete",
                     noncurrent_version_expiration=Duration.days(noncurrent_expire_after_days),

@@ -1,4 +1,5 @@
 """Amazon MSK (provisioned): IAM client auth over TLS, KMS at rest, broker logs, our server properties."""
+
 from __future__ import annotations
 
 from aws_cdk import ArnFormat, RemovalPolicy, Stack
@@ -36,10 +37,18 @@ class KafkaCluster(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.cluster_name = cluster_name
-        self.key = kms.Key(self, "Key", description=f"{cluster_name}: MSK data at rest", enable_key_rotation=True,
-                           removal_policy=removal_policy)
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=f"{cluster_name}: MSK data at rest",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+        )
         self.security_group = ec2.SecurityGroup(
-            self, "SecurityGroup", vpc=vpc, description=f"{cluster_name} brokers: clients are added by the compute stack",
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description=f"{cluster_name} brokers: clients are added by the compute stack",
             allow_all_outbound=False,
         )
         self.log_group = logs.LogGroup(

@@ -6,6 +6,7 @@ keda) come from the same unit.
 A plain class, not a Construct: it adds its resources where they always were (the cluster's manifests
 and Helm chart, the stack's identity), so their logical ids do not move.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -36,8 +37,13 @@ class KedaAddOn:
         unit = self.unit
         self.namespace = namespace(unit.namespace, unit.pod_security)
         self.identity: ServiceIdentity = deploy_identity(
-            targets, cluster, name=unit.service_account, namespace=unit.namespace,
-            grants=unit.grants, nag_reason=unit.nag_reason, after=[self.namespace],
+            targets,
+            cluster,
+            name=unit.service_account,
+            namespace=unit.namespace,
+            grants=unit.grants,
+            nag_reason=unit.nag_reason,
+            after=[self.namespace],
         )
         self.chart = cluster.add_helm_chart(
             "Keda",

@@ -1,4 +1,5 @@
 """The default model, uploaded from the local cache (`make model`) to s3://<bucket>/models/."""
+
 from __future__ import annotations
 
 from pathlib import Path

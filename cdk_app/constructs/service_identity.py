@@ -1,4 +1,5 @@
 """One Kubernetes ServiceAccount bound to one IAM role through EKS Pod Identity."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

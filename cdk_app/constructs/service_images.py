@@ -1,4 +1,5 @@
 """The service images, built from services/ by `cdk deploy` and pushed to the bootstrap ECR repo."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,19 @@ from cdk8s_app.units import SERVICES, Services
 DOCKERFILE = "Dockerfile"
 
 # Never part of an image: caches, tests, local outputs (the asset hash ignores them too).
-_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache", "**/.ruff_cache", "**/*.egg-info",
-            "**/.venv", "**/tests", "**/*.onnx", "**/*.mp4", "**/.DS_Store"]
+_EXCLUDE = [
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/.pytest_cache",
+    "**/.mypy_cache",
+    "**/.ruff_cache",
+    "**/*.egg-info",
+    "**/.venv",
+    "**/tests",
+    "**/*.onnx",
+    "**/*.mp4",
+    "**/.DS_Store",
+]
 
 
 class ServiceImages(Construct):
@@ -28,7 +40,9 @@ class ServiceImages(Construct):
             raise FileNotFoundError(f"{dockerfile} is missing: the service images cannot be built")
         for folder, construct_id in folders.items():
             if not (services_dir / folder / "pyproject.toml").is_file():
-                raise FileNotFoundError(f"{services_dir / folder}/pyproject.toml is missing: the {folder} image cannot be built")
+                raise FileNotFoundError(
+                    f"{services_dir / folder}/pyproject.toml is missing: the {folder} image cannot be built"
+                )
             # Each image's context leaves the other services out, so a change to one rebuilds only its image.
             others = [other for other in folders if other != folder]
             self.assets[folder] = ecr_assets.DockerImageAsset(

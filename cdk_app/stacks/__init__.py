@@ -1,5 +1,6 @@
 """Stacks split by lifecycle: network (rarely changes), data (outlives deploys), compute (changes often);
 deploy access (the CI role, optional) changes only by hand."""
+
 from .compute import ComputeStack
 from .data import DataStack
 from .deploy_access import DeployAccessStack

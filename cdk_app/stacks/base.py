@@ -1,4 +1,5 @@
 """What every stack of the app shares."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 The stack composes: what each service needs comes from its unit (cdk8s_app/units.py, rendered by
 cdk_app/units.py), KEDA from its add-on (constructs/keda.py), the charts from cdk8s_app.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,12 +54,18 @@ class ComputeStack(PlatformStack):
 
         # The workloads meet the restricted Pod Security profile; KEDA's chart is held to its unit's level.
         self.app_namespace = self._namespace(config.namespace, "restricted")
-        targets = GrantTargets(stack=self, kafka=KafkaArns(self, config.kafka_cluster_name),
-                               kafka_cluster_name=config.kafka_cluster_name, bucket=bucket,
-                               resource_prefix=config.prefix, topics=config.topics)
+        targets = GrantTargets(
+            stack=self,
+            kafka=KafkaArns(self, config.kafka_cluster_name),
+            kafka_cluster_name=config.kafka_cluster_name,
+            bucket=bucket,
+            resource_prefix=config.prefix,
+            topics=config.topics,
+        )
         self.identities = self._identities(config, targets)
         self.keda = KedaAddOn(config.keda_chart_version).deploy(
-            self.cluster, targets, self._namespace, chart_after=self.node_groups)
+            self.cluster, targets, self._namespace, chart_after=self.node_groups
+        )
         self.identities[self.keda.unit.service_account] = self.keda.identity
         self.keda_namespace, self.keda_chart = self.keda.namespace, self.keda.chart
         self.images = ServiceImages(self, "Images", services_dir=services_dir, services=services)
@@ -79,7 +86,9 @@ class ComputeStack(PlatformStack):
                     vpc_cidr=vpc.vpc_cidr_block,
                     services=services,
                     stream_service_accounts={
-                        s.name: services.publisher.stream_identity(s.name) for s in config.streams if s.source_secret_arn
+                        s.name: services.publisher.stream_identity(s.name)
+                        for s in config.streams
+                        if s.source_secret_arn
                     },
                 ),
             ),
@@ -91,8 +100,12 @@ class ComputeStack(PlatformStack):
     # --- cluster ---------------------------------------------------------------------------
 
     def _cluster(self, config: PlatformConfig, vpc: ec2.IVpc) -> eks.Cluster:
-        secrets_key = kms.Key(self, "SecretsKey", description=f"{config.prefix}: EKS secrets envelope encryption",
-                              enable_key_rotation=True)
+        secrets_key = kms.Key(
+            self,
+            "SecretsKey",
+            description=f"{config.prefix}: EKS secrets envelope encryption",
+            enable_key_rotation=True,
+        )
         cluster = eks.Cluster(
             self,
             "Cluster",
@@ -124,11 +137,16 @@ class ComputeStack(PlatformStack):
         cluster.grant_access(
             "Admin",
             config.admin_principal_arn,  # type: ignore[arg-type]  # required by the config
-            [eks.AccessPolicy.from_access_policy_name("AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER)],
+            [
+                eks.AccessPolicy.from_access_policy_name(
+                    "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER
+                )
+            ],
         )
         # The charts ship NetworkPolicies: the VPC CNI enforces them only with this switch on.
-        vpc_cni = eks.Addon(self, "VpcCni", cluster=cluster, addon_name="vpc-cni",
-                            configuration_values={"enableNetworkPolicy": "true"})
+        vpc_cni = eks.Addon(
+            self, "VpcCni", cluster=cluster, addon_name="vpc-cni", configuration_values={"enableNetworkPolicy": "true"}
+        )
         vpc_cni.node.default_child.add_property_override("ResolveConflicts", "OVERWRITE")  # type: ignore[union-attr]
         return cluster
 
@@ -152,8 +170,12 @@ class ComputeStack(PlatformStack):
             block_devices=[
                 ec2.BlockDevice(
                     device_name="/dev/xvda",  # the AL2023 EKS AMI's root device
-                    volume=ec2.BlockDeviceVolume.ebs(disk_size_gib, volume_type=ec2.EbsDeviceVolumeType.GP3,
-                                                     encrypted=True, delete_on_termination=True),
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        disk_size_gib,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        encrypted=True,
+                        delete_on_termination=True,
+                    ),
                 )
             ],
         )
@@ -215,18 +237,34 @@ class ComputeStack(PlatformStack):
         Secrets Manager gets its own publisher identity, allowed to read exactly that secret (the other
         publishers cannot); the URL never enters the template or a manifest. A secret encrypted with a
         customer managed KMS key also needs kms:Decrypt for this role."""
+
         def identity(name: str, unit, extra=()) -> ServiceIdentity:
-            return deploy_identity(targets, self.cluster, name=name, namespace=config.namespace, grants=unit.grants,
-                                   nag_reason=unit.nag_reason, extra=extra, after=[self.app_namespace])
+            return deploy_identity(
+                targets,
+                self.cluster,
+                name=name,
+                namespace=config.namespace,
+                grants=unit.grants,
+                nag_reason=unit.nag_reason,
+                extra=extra,
+                after=[self.app_namespace],
+            )
 
         identities = {unit.name: identity(unit.name, unit) for unit in self.services.all()}
         publisher = self.services.publisher
         for stream in config.streams:
             if stream.source_secret_arn:
                 identities[publisher.stream_identity(stream.name)] = identity(
-                    publisher.stream_identity(stream.name), publisher,
-                    extra=[iam.PolicyStatement(sid="ReadSourceSecret", actions=["secretsmanager:GetSecretValue"],
-                                               resources=[stream.source_secret_arn])])
+                    publisher.stream_identity(stream.name),
+                    publisher,
+                    extra=[
+                        iam.PolicyStatement(
+                            sid="ReadSourceSecret",
+                            actions=["secretsmanager:GetSecretValue"],
+                            resources=[stream.source_secret_arn],
+                        )
+                    ],
+                )
         return identities
 
     # --- outputs ---------------------------------------------------------------------------

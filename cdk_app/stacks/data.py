@@ -1,4 +1,5 @@
 """Data that outlives deploys: the archive bucket (with the model) and the MSK cluster (retained)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,10 +51,16 @@ class DataStack(PlatformStack):
             log_retention_days=config.broker_log_retention_days,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        CfnOutput(self, "ArchiveBucketName", value=self.archive.bucket.bucket_name, description="Archive and model bucket")
-        CfnOutput(self, "AccessLogBucketName", value=self.archive.access_logs.bucket_name, description="S3 server access logs")
+        CfnOutput(
+            self, "ArchiveBucketName", value=self.archive.bucket.bucket_name, description="Archive and model bucket"
+        )
+        CfnOutput(
+            self, "AccessLogBucketName", value=self.archive.access_logs.bucket_name, description="S3 server access logs"
+        )
         CfnOutput(self, "KafkaClusterArn", value=self.kafka.cluster.cluster_arn, description="MSK cluster ARN")
         CfnOutput(
-            self, "KafkaBootstrapBrokersSaslIam", value=self.kafka.bootstrap_brokers_sasl_iam,
+            self,
+            "KafkaBootstrapBrokersSaslIam",
+            value=self.kafka.bootstrap_brokers_sasl_iam,
             description="MSK bootstrap brokers (SASL/IAM over TLS, port 9098)",
         )

@@ -4,6 +4,7 @@ GitHub environment, with only what `cdk deploy` and the workflow's cluster check
 Deployed once by hand with admin credentials (the workflow cannot create the role it assumes), and only
 present in the app when `vidpipe:githubRepository` is set: see docs/DEPLOY.md "CI/CD".
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,8 +39,9 @@ class DeployAccessStack(Stack):
             self.oidc_provider_arn = config.github_oidc_provider_arn
             self.oidc_provider: iam.OidcProviderNative | None = None
         else:
-            self.oidc_provider = iam.OidcProviderNative(self, "GitHubOidcProvider", url=GITHUB_OIDC_URL,
-                                                        client_ids=[STS_AUDIENCE])
+            self.oidc_provider = iam.OidcProviderNative(
+                self, "GitHubOidcProvider", url=GITHUB_OIDC_URL, client_ids=[STS_AUDIENCE]
+            )
             self.oidc_provider_arn = self.oidc_provider.oidc_provider_arn
 
         self.subject = github_subject(config.github_repository, config.github_environment)
@@ -51,26 +53,35 @@ class DeployAccessStack(Stack):
             # Only this repository's jobs in this environment; a fork or another branch's job has another sub.
             assumed_by=iam.WebIdentityPrincipal(
                 self.oidc_provider_arn,
-                conditions={"StringEquals": {f"{GITHUB_OIDC_HOST}:aud": STS_AUDIENCE,
-                                             f"{GITHUB_OIDC_HOST}:sub": self.subject}},
+                conditions={
+                    "StringEquals": {f"{GITHUB_OIDC_HOST}:aud": STS_AUDIENCE, f"{GITHUB_OIDC_HOST}:sub": self.subject}
+                },
             ),
             # A first deploy (MSK 25-40 min, EKS ~15 min) outlasts the 1-hour default.
             max_session_duration=Duration.hours(2),
         )
         qualifier = self.node.try_get_context(QUALIFIER_CONTEXT) or DefaultStackSynthesizer.DEFAULT_QUALIFIER
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="AssumeCdkBootstrapRoles",
-            actions=["sts:AssumeRole", "sts:TagSession"],
-            resources=[
-                f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/cdk-{qualifier}-{name}-role-{Aws.ACCOUNT_ID}-{Aws.REGION}"
-                for name in BOOTSTRAP_ROLES
-            ],
-        ))
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="CheckCluster",
-            actions=["eks:DescribeCluster"],
-            resources=[self.format_arn(service="eks", resource="cluster", resource_name=config.prefix)],
-        ))
-        CfnOutput(self, "DeployRoleArn", value=self.role.role_arn,
-                  description="GitHub repository variable AWS_DEPLOY_ROLE_ARN")
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="AssumeCdkBootstrapRoles",
+                actions=["sts:AssumeRole", "sts:TagSession"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/cdk-{qualifier}-{name}-role-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+                    for name in BOOTSTRAP_ROLES
+                ],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="CheckCluster",
+                actions=["eks:DescribeCluster"],
+                resources=[self.format_arn(service="eks", resource="cluster", resource_name=config.prefix)],
+            )
+        )
+        CfnOutput(
+            self,
+            "DeployRoleArn",
+            value=self.role.role_arn,
+            description="GitHub repository variable AWS_DEPLOY_ROLE_ARN",
+        )
         CfnOutput(self, "TrustedSubject", value=self.subject, description="The only OIDC subject the role trusts")

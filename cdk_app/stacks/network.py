@@ -1,4 +1,5 @@
 """VPC across AZs: public subnets for NAT, private subnets for nodes and brokers, endpoints, flow logs."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,7 +31,10 @@ class NetworkStack(PlatformStack):
             restrict_default_security_group=True,
         )
         flow_logs = logs.LogGroup(
-            self, "FlowLogs", retention=log_retention(config.flow_log_retention_days), removal_policy=RemovalPolicy.DESTROY
+            self,
+            "FlowLogs",
+            retention=log_retention(config.flow_log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
 

@@ -1,4 +1,5 @@
 """Helpers shared by the infrastructure tests (imported by name: tests/infra is on sys.path)."""
+
 from __future__ import annotations
 
 import json

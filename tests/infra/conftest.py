@@ -5,6 +5,7 @@ user passes with -c (a test admin principal and GitHub repository, so the deploy
 synthesized too) and `aws:cdk:disable-asset-staging`, so nothing large is copied; it writes into a
 temporary folder.
 """
+
 from __future__ import annotations
 
 import json

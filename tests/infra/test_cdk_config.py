@@ -1,4 +1,5 @@
 """Configuration comes from CDK context, parsed once; a bad value fails synth naming the key."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,34 +24,50 @@ def test_cdk_json_context_is_valid_and_typed():
 def test_cdk_json_holds_no_user_values():
     # Who administers the cluster and which repository deploys are the user's: -c, never committed.
     context = cdk_json_context()
-    assert not {"vidpipe:adminPrincipalArn", "vidpipe:adminRoleArn", "vidpipe:githubRepository",
-                "vidpipe:githubOidcProviderArn"} & set(context)
+    assert not {
+        "vidpipe:adminPrincipalArn",
+        "vidpipe:adminRoleArn",
+        "vidpipe:githubRepository",
+        "vidpipe:githubOidcProviderArn",
+    } & set(context)
 
 
 def test_command_line_strings_are_coerced():
     # `cdk synth -c vidpipe:brokersPerAz=2 -c vidpipe:streams='[...]'` passes strings.
-    config = load_config(user_context(**{"vidpipe:brokersPerAz": "2",
-                                         "vidpipe:streams": '[{"id": "lobby", "port": 8554}]',
-                                         "vidpipe:endpointPublicCidrs": '["203.0.113.0/24", "198.51.100.7/32"]'}))
+    config = load_config(
+        user_context(
+            **{
+                "vidpipe:brokersPerAz": "2",
+                "vidpipe:streams": '[{"id": "lobby", "port": 8554}]',
+                "vidpipe:endpointPublicCidrs": '["203.0.113.0/24", "198.51.100.7/32"]',
+            }
+        )
+    )
     assert config.brokers_per_az == 2
     assert config.streams[0].name == "lobby" and config.streams[0].port == 8554
     assert config.endpoint_public_cidrs == ["203.0.113.0/24", "198.51.100.7/32"]
 
 
-@pytest.mark.parametrize("principal", [
-    "arn:aws:iam::111122223333:role/admin",
-    "arn:aws:iam::111122223333:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Admin_0123abcd",
-    "arn:aws:iam::111122223333:user/alice",
-    "arn:aws-cn:iam::111122223333:role/admin",
-])
+@pytest.mark.parametrize(
+    "principal",
+    [
+        "arn:aws:iam::111122223333:role/admin",
+        "arn:aws:iam::111122223333:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Admin_0123abcd",
+        "arn:aws:iam::111122223333:user/alice",
+        "arn:aws-cn:iam::111122223333:role/admin",
+    ],
+)
 def test_admin_principal_is_a_role_or_user(principal):
     assert load_config(user_context(**{"vidpipe:adminPrincipalArn": principal})).admin_principal_arn == principal
 
 
-@pytest.mark.parametrize("context", [
-    {},  # nothing in cdk.json, nothing on the command line
-    {"vidpipe:adminPrincipalArn": ""},
-])
+@pytest.mark.parametrize(
+    "context",
+    [
+        {},  # nothing in cdk.json, nothing on the command line
+        {"vidpipe:adminPrincipalArn": ""},
+    ],
+)
 def test_missing_admin_principal_names_the_key(context):
     with pytest.raises(ConfigError, match=r"vidpipe:adminPrincipalArn is required") as error:
         load_config({**cdk_json_context(), **context})
@@ -70,17 +87,27 @@ def test_renamed_admin_key_says_so():
         ("vidpipe:brokerInstanceType", "m7g.large", "vidpipe:brokerInstanceType"),
         ("vidpipe:adminPrincipalArn", "arn:aws:iam::123:user/me", "vidpipe:adminPrincipalArn"),
         ("vidpipe:adminPrincipalArn", "arn:aws:iam::111122223333:group/admins", "vidpipe:adminPrincipalArn"),
-        ("vidpipe:adminPrincipalArn", "arn:aws:sts::111122223333:assumed-role/admin/alice", "vidpipe:adminPrincipalArn"),
+        (
+            "vidpipe:adminPrincipalArn",
+            "arn:aws:sts::111122223333:assumed-role/admin/alice",
+            "vidpipe:adminPrincipalArn",
+        ),
         ("vidpipe:endpointPublicCidrs", ["203.0.113.7"], "vidpipe:endpointPublicCidrs"),
         ("vidpipe:endpointPublicCidrs", ["203.0.113.7/24"], "vidpipe:endpointPublicCidrs"),  # host bits set
         ("vidpipe:endpointPublicCidrs", ["2001:db8::/32"], "vidpipe:endpointPublicCidrs"),
         ("vidpipe:githubRepository", "https://github.com/o/r", "vidpipe:githubRepository"),
         ("vidpipe:githubRepository", "owner-only", "vidpipe:githubRepository"),
         ("vidpipe:githubEnvironment", "prod env", "vidpipe:githubEnvironment"),
-        ("vidpipe:githubOidcProviderArn", "arn:aws:iam::111122223333:oidc-provider/example.com",
-         "vidpipe:githubOidcProviderArn"),
-        ("vidpipe:inferenceNodes", {"instanceTypes": ["c6i.xlarge"], "minSize": 3, "desiredSize": 2, "maxSize": 6},
-         "vidpipe:inferenceNodes"),
+        (
+            "vidpipe:githubOidcProviderArn",
+            "arn:aws:iam::111122223333:oidc-provider/example.com",
+            "vidpipe:githubOidcProviderArn",
+        ),
+        (
+            "vidpipe:inferenceNodes",
+            {"instanceTypes": ["c6i.xlarge"], "minSize": 3, "desiredSize": 2, "maxSize": 6},
+            "vidpipe:inferenceNodes",
+        ),
         ("vidpipe:topics", {"partitions": 0}, "vidpipe:topics.partitions"),
         ("vidpipe:streams", [{"id": "lobby", "serviceAccount": "mine"}], "vidpipe:streams[0].serviceAccount"),
         ("vidpipe:flowLogRetentionDays", 10, "vidpipe:flowLogRetentionDays"),
@@ -109,8 +136,10 @@ def test_synth_fails_with_the_key_in_the_message(tmp_path_factory, clean_env):
 
     from cdk_app.app import build_platform
 
-    app = cdk.App(context=session_context(tmp_path_factory, **{"vidpipe:brokerVolumeGiB": -5}),
-                  outdir=str(tmp_path_factory.mktemp("bad")))
+    app = cdk.App(
+        context=session_context(tmp_path_factory, **{"vidpipe:brokerVolumeGiB": -5}),
+        outdir=str(tmp_path_factory.mktemp("bad")),
+    )
     with pytest.raises(ConfigError, match="vidpipe:brokerVolumeGiB"):
         build_platform(app)
 
@@ -134,8 +163,10 @@ def test_missing_model_fails_synth_with_how_to_fix(tmp_path_factory, clean_env):
     from cdk_app.constructs.model_artifact import ModelMissingError
 
     empty = tmp_path_factory.mktemp("no-model")
-    app = cdk.App(context=session_context(tmp_path_factory, **{"vidpipe:modelDir": str(empty)}),
-                  outdir=str(tmp_path_factory.mktemp("nomodel")))
+    app = cdk.App(
+        context=session_context(tmp_path_factory, **{"vidpipe:modelDir": str(empty)}),
+        outdir=str(tmp_path_factory.mktemp("nomodel")),
+    )
     with pytest.raises(ModelMissingError, match=r"make model"):
         build_platform(app)
 
@@ -147,11 +178,17 @@ def test_a_stream_source_url_fails_naming_the_streams_key_without_repeating_it(t
     from cdk_app.app import build_platform
 
     streams = [{"id": "lobby", "source": "rtsp://admin:s3cret@camera-lobby.internal:554/s1"}]
-    app = cdk.App(context=session_context(tmp_path_factory, **{"vidpipe:streams": streams}),
-                  outdir=str(tmp_path_factory.mktemp("streams")))
+    app = cdk.App(
+        context=session_context(tmp_path_factory, **{"vidpipe:streams": streams}),
+        outdir=str(tmp_path_factory.mktemp("streams")),
+    )
     with pytest.raises(ConfigError, match=r"vidpipe:streams") as caught:
         build_platform(app)
-    assert "sourceSecretArn" in str(caught.value) and "s3cret" not in str(caught.value) and "rtsp://" not in str(caught.value)
+    assert (
+        "sourceSecretArn" in str(caught.value)
+        and "s3cret" not in str(caught.value)
+        and "rtsp://" not in str(caught.value)
+    )
 
 
 def test_broker_configuration_follows_the_contract_and_the_topics_setting():
@@ -165,10 +202,21 @@ def test_broker_configuration_follows_the_contract_and_the_topics_setting():
     default = server(load_config(user_context()))
     assert default["message.max.bytes"] == default["replica.fetch.max.bytes"] == str(contract.MAX_MESSAGE_BYTES)
     assert default["num.partitions"] == str(contract.DEFAULT_PARTITIONS)
-    config = load_config(user_context(**{"vidpipe:topics": {"partitions": 12, "frames": "cams.frames"},
-                                         "vidpipe:replicationFactor": 2, "vidpipe:minInsyncReplicas": 1}))
+    config = load_config(
+        user_context(
+            **{
+                "vidpipe:topics": {"partitions": 12, "frames": "cams.frames"},
+                "vidpipe:replicationFactor": 2,
+                "vidpipe:minInsyncReplicas": 1,
+            }
+        )
+    )
     changed = server(config)
-    assert (changed["num.partitions"], changed["default.replication.factor"], changed["min.insync.replicas"]) == ("12", "2", "1")
+    assert (changed["num.partitions"], changed["default.replication.factor"], changed["min.insync.replicas"]) == (
+        "12",
+        "2",
+        "1",
+    )
     assert (config.topics.frames, config.topics.results) == ("cams.frames", contract.RESULTS_TOPIC)
 
 
@@ -179,8 +227,7 @@ def test_cdk_json_holds_overrides_only():
     for key in cdk_json_context():
         if key.startswith("vidpipe:"):
             name = key.removeprefix("vidpipe:")
-            assert configured[name] != defaults.get(name), (
-                f"{key} repeats the default in cdk_app/config.py")
+            assert configured[name] != defaults.get(name), f"{key} repeats the default in cdk_app/config.py"
 
 
 def test_cdk_app_without_admin_principal_exits_naming_the_key(tmp_path):

@@ -1,5 +1,6 @@
 """The CI deploy role: GitHub OIDC, trusted only for this repository's jobs in its GitHub environment,
 allowed only to use the CDK bootstrap roles and describe the project's cluster."""
+
 from __future__ import annotations
 
 import json
@@ -41,19 +42,25 @@ def test_trust_is_bound_to_the_repository_environment_and_sts_audience(synth):
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert set(statement["Principal"]) == {"Federated"}
     # Exact matches only (StringEquals): no StringLike, no wildcard subject, no branch or pull-request subject.
-    assert statement["Condition"] == {"StringEquals": {
-        f"{OIDC}:aud": "sts.amazonaws.com",
-        f"{OIDC}:sub": f"repo:{TEST_GITHUB_REPOSITORY}:environment:production",
-    }}
+    assert statement["Condition"] == {
+        "StringEquals": {
+            f"{OIDC}:aud": "sts.amazonaws.com",
+            f"{OIDC}:sub": f"repo:{TEST_GITHUB_REPOSITORY}:environment:production",
+        }
+    }
     assert role["MaxSessionDuration"] == 7200
     assert role["RoleName"] == "vidpipe-dev-github-deploy"
 
 
 def test_oidc_provider_is_created_for_github_with_the_sts_audience(deploy_access):
     deploy_access.resource_count_is("AWS::IAM::OIDCProvider", 1)
-    deploy_access.has_resource_properties("AWS::IAM::OIDCProvider", {
-        "Url": f"https://{OIDC}", "ClientIdList": ["sts.amazonaws.com"],
-    })
+    deploy_access.has_resource_properties(
+        "AWS::IAM::OIDCProvider",
+        {
+            "Url": f"https://{OIDC}",
+            "ClientIdList": ["sts.amazonaws.com"],
+        },
+    )
     deploy_access.resource_count_is("AWS::Lambda::Function", 0)  # native resource, no custom-resource Lambda
 
 
@@ -82,13 +89,16 @@ def test_outputs_name_the_role_and_the_trusted_subject(synth):
 
 def test_existing_oidc_provider_is_imported_not_created(tmp_path_factory, clean_env):
     arn = "arn:aws:iam::000000000000:oidc-provider/token.actions.githubusercontent.com"
-    platform, outdir = build(tmp_path_factory, **{"vidpipe:githubOidcProviderArn": arn,
-                                                  "vidpipe:githubEnvironment": "aws-prod"})
+    platform, outdir = build(
+        tmp_path_factory, **{"vidpipe:githubOidcProviderArn": arn, "vidpipe:githubEnvironment": "aws-prod"}
+    )
     template = json.loads((outdir / f"{platform.deploy_access.artifact_id}.template.json").read_text())
     assert not resources(template, "AWS::IAM::OIDCProvider")
     (statement,) = deploy_role(template)["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Federated": arn}
-    assert statement["Condition"]["StringEquals"][f"{OIDC}:sub"] == f"repo:{TEST_GITHUB_REPOSITORY}:environment:aws-prod"
+    assert (
+        statement["Condition"]["StringEquals"][f"{OIDC}:sub"] == f"repo:{TEST_GITHUB_REPOSITORY}:environment:aws-prod"
+    )
 
 
 def test_stack_absent_without_a_repository(tmp_path_factory, clean_env):

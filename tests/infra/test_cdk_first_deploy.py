@@ -2,6 +2,7 @@
 in standard support that cannot slide into extended support, a private API endpoint unless the user
 opens it to named CIDRs, nodes that keep their credentials from pods, and the cross-stack exports the
 docs describe."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -52,17 +53,22 @@ def test_configured_principal_gets_cluster_admin_at_cluster_scope(synth):
 
 def test_cluster_admits_only_access_entries(compute):
     # Authentication mode API: no aws-auth ConfigMap; the access entries above are the whole list.
-    compute.has_resource_properties("AWS::EKS::Cluster", {"AccessConfig": Match.object_like({"AuthenticationMode": "API"})})
+    compute.has_resource_properties(
+        "AWS::EKS::Cluster", {"AccessConfig": Match.object_like({"AuthenticationMode": "API"})}
+    )
 
 
 # --- Kubernetes version and support -----------------------------------------------------------
 
 
 def test_version_in_standard_support_and_never_extended(compute):
-    compute.has_resource_properties("AWS::EKS::Cluster", {
-        "Version": Match.string_like_regexp(r"^1\.3[56]$"),  # standard support in late 2026 (1.33 left it)
-        "UpgradePolicy": {"SupportType": "STANDARD"},
-    })
+    compute.has_resource_properties(
+        "AWS::EKS::Cluster",
+        {
+            "Version": Match.string_like_regexp(r"^1\.3[56]$"),  # standard support in late 2026 (1.33 left it)
+            "UpgradePolicy": {"SupportType": "STANDARD"},
+        },
+    )
 
 
 def test_one_kubernetes_minor_everywhere(synth):
@@ -87,17 +93,27 @@ def test_one_kubernetes_minor_everywhere(synth):
         source = (ROOT / "cdk8s_app" / f"{module}.py").read_text()
         assert not re.search(rf"cdk8s_plus_(?!{minor})\d+", source), module
     # kubernetes-validate ships this minor's strict schemas (it raises for a version it lacks).
-    kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}},
-                                 KUBERNETES_VERSION, strict=True)
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, KUBERNETES_VERSION, strict=True
+    )
 
 
 # --- API endpoint -----------------------------------------------------------------------------
 
 
 def test_endpoint_private_by_default(compute):
-    compute.has_resource_properties("AWS::EKS::Cluster", {"ResourcesVpcConfig": Match.object_like({
-        "EndpointPrivateAccess": True, "EndpointPublicAccess": False, "PublicAccessCidrs": Match.absent(),
-    })})
+    compute.has_resource_properties(
+        "AWS::EKS::Cluster",
+        {
+            "ResourcesVpcConfig": Match.object_like(
+                {
+                    "EndpointPrivateAccess": True,
+                    "EndpointPublicAccess": False,
+                    "PublicAccessCidrs": Match.absent(),
+                }
+            )
+        },
+    )
 
 
 def test_kubectl_handler_runs_in_the_vpc_to_reach_the_private_endpoint(synth):
@@ -129,8 +145,11 @@ def test_nodes_require_imdsv2_with_hop_limit_one(synth, compute):
     for name, group in groups.items():
         ref = group["Properties"]["LaunchTemplate"]["Id"]["Ref"]
         data = templates[ref]["Properties"]["LaunchTemplateData"]
-        assert data["MetadataOptions"] == {"HttpEndpoint": "enabled", "HttpTokens": "required",
-                                           "HttpPutResponseHopLimit": 1}, name
+        assert data["MetadataOptions"] == {
+            "HttpEndpoint": "enabled",
+            "HttpTokens": "required",
+            "HttpPutResponseHopLimit": 1,
+        }, name
         (root,) = data["BlockDeviceMappings"]
         assert root["Ebs"] == {"VolumeSize": 40, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}
         assert "DiskSize" not in group["Properties"]  # EKS refuses it next to a launch template
@@ -141,10 +160,17 @@ def test_nodes_require_imdsv2_with_hop_limit_one(synth, compute):
 
 # What docs/DEPLOY.md ("Cross-stack references") lists; a change here changes what a later deploy can do.
 EXPECTED_EXPORTS = {
-    "network": {"Vpc": "Ref", "VpcprivateSubnet1Subnet": "Ref", "VpcprivateSubnet2Subnet": "Ref",
-                "VpcprivateSubnet3Subnet": "Ref", "Vpc.CidrBlock": "GetAtt"},
-    "data": {"KafkaSecurityGroup.GroupId": "GetAtt",
-             "KafkaClusterBootstrapBrokersBootstrapBrokerStringSaslIam.BootstrapBrokerStringSaslIam": "GetAtt"},
+    "network": {
+        "Vpc": "Ref",
+        "VpcprivateSubnet1Subnet": "Ref",
+        "VpcprivateSubnet2Subnet": "Ref",
+        "VpcprivateSubnet3Subnet": "Ref",
+        "Vpc.CidrBlock": "GetAtt",
+    },
+    "data": {
+        "KafkaSecurityGroup.GroupId": "GetAtt",
+        "KafkaClusterBootstrapBrokersBootstrapBrokerStringSaslIam.BootstrapBrokerStringSaslIam": "GetAtt",
+    },
 }
 
 
@@ -170,9 +196,13 @@ def test_cross_stack_exports_are_the_documented_ones(synth):
         exported.update(exports)
         assert set(exports.values()) == set(EXPECTED_EXPORTS.get(key, {})), key
     assert not _exports(synth.templates[platform.deploy_access.stack_name])
-    imported = {name for t in synth.templates.values() for name in re.findall(r'"Fn::ImportValue": "([^"]+)"', json.dumps(t))}
+    imported = {
+        name for t in synth.templates.values() for name in re.findall(r'"Fn::ImportValue": "([^"]+)"', json.dumps(t))
+    }
     assert imported == set(exported), "every export is imported (CDK drops unused ones), and nothing else is"
-    compute_imports = set(re.findall(r'"Fn::ImportValue": "([^"]+)"', json.dumps(synth.templates[platform.compute.stack_name])))
+    compute_imports = set(
+        re.findall(r'"Fn::ImportValue": "([^"]+)"', json.dumps(synth.templates[platform.compute.stack_name]))
+    )
     assert compute_imports == set(exported)  # compute uses all 7; data uses the network's VPC and subnets
     assert not re.search(r"Fn::ImportValue", json.dumps(synth.templates[platform.network.stack_name]))
 

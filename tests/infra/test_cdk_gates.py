@@ -1,4 +1,5 @@
 """The security gates every synth must pass: cdk-nag (AwsSolutions) and cfn-lint."""
+
 from __future__ import annotations
 
 import subprocess

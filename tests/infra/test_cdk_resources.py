@@ -1,4 +1,5 @@
 """Fine-grained checks on the synthesized templates: what each stack must guarantee."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,10 @@ def test_buckets_are_private_encrypted_and_ssl_only(synth, data):
     for bucket in buckets.values():
         props = bucket["Properties"]
         assert props["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
         }
         rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
         assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
@@ -32,38 +36,65 @@ def test_buckets_are_private_encrypted_and_ssl_only(synth, data):
     data.resource_count_is("AWS::S3::BucketPolicy", 2)
     data.all_resources_properties(
         "AWS::S3::BucketPolicy",
-        {"PolicyDocument": {"Statement": Match.array_with([Match.object_like({
-            "Effect": "Deny", "Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        })])}},
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "s3:*",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
     )
 
 
 def test_archive_bucket_versioning_lifecycle_and_access_logs(data):
-    data.has_resource_properties("AWS::S3::Bucket", {
-        "VersioningConfiguration": {"Status": "Enabled"},
-        "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "archive-bucket/"},
-        "LifecycleConfiguration": {"Rules": Match.array_with([
-            Match.object_like({"Prefix": "archive/frames/", "ExpirationInDays": 90,
-                               "Transitions": [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}]}),
-            Match.object_like({"NoncurrentVersionExpiration": {"NoncurrentDays": 30}}),
-        ])},
-    })
+    data.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "archive-bucket/"},
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Prefix": "archive/frames/",
+                                "ExpirationInDays": 90,
+                                "Transitions": [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}],
+                            }
+                        ),
+                        Match.object_like({"NoncurrentVersionExpiration": {"NoncurrentDays": 30}}),
+                    ]
+                )
+            },
+        },
+    )
 
 
 # --- MSK -----------------------------------------------------------------------------------
 
 
 def test_msk_iam_auth_tls_and_encryption_at_rest(data):
-    data.has_resource_properties("AWS::MSK::Cluster", {
-        "ClientAuthentication": {"Sasl": {"Iam": {"Enabled": True}}},
-        "EncryptionInfo": {
-            "EncryptionInTransit": {"ClientBroker": "TLS", "InCluster": True},
-            "EncryptionAtRest": {"DataVolumeKMSKeyId": Match.any_value()},
+    data.has_resource_properties(
+        "AWS::MSK::Cluster",
+        {
+            "ClientAuthentication": {"Sasl": {"Iam": {"Enabled": True}}},
+            "EncryptionInfo": {
+                "EncryptionInTransit": {"ClientBroker": "TLS", "InCluster": True},
+                "EncryptionAtRest": {"DataVolumeKMSKeyId": Match.any_value()},
+            },
+            "LoggingInfo": {"BrokerLogs": {"CloudWatchLogs": {"Enabled": True, "LogGroup": Match.any_value()}}},
+            "NumberOfBrokerNodes": 3,  # 1 per AZ x 3 AZs
+            "BrokerNodeGroupInfo": Match.object_like({"InstanceType": "kafka.m7g.large"}),
         },
-        "LoggingInfo": {"BrokerLogs": {"CloudWatchLogs": {"Enabled": True, "LogGroup": Match.any_value()}}},
-        "NumberOfBrokerNodes": 3,  # 1 per AZ x 3 AZs
-        "BrokerNodeGroupInfo": Match.object_like({"InstanceType": "kafka.m7g.large"}),
-    })
+    )
     data.has_resource("AWS::MSK::Cluster", {"DeletionPolicy": "Retain"})
 
 
@@ -79,50 +110,77 @@ def test_msk_configuration_matches_the_contract(synth):
 
 
 def test_kafka_port_opened_from_the_eks_cluster_security_group_only(compute):
-    compute.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
-        "IpProtocol": "tcp", "FromPort": 9098, "ToPort": 9098,
-        "SourceSecurityGroupId": {"Fn::GetAtt": [Match.string_like_regexp("^Cluster"), "ClusterSecurityGroupId"]},
-    })
+    compute.has_resource_properties(
+        "AWS::EC2::SecurityGroupIngress",
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 9098,
+            "ToPort": 9098,
+            "SourceSecurityGroupId": {"Fn::GetAtt": [Match.string_like_regexp("^Cluster"), "ClusterSecurityGroupId"]},
+        },
+    )
 
 
 # --- EKS -----------------------------------------------------------------------------------
 
 
 def test_eks_version_logging_and_secrets_encryption(compute):
-    compute.has_resource_properties("AWS::EKS::Cluster", {
-        "Version": "1.36",
-        "EncryptionConfig": [Match.object_like({"Resources": ["secrets"]})],
-        "Logging": {"ClusterLogging": {"EnabledTypes": Match.array_with([{"Type": "audit"}])}},
-    })
+    compute.has_resource_properties(
+        "AWS::EKS::Cluster",
+        {
+            "Version": "1.36",
+            "EncryptionConfig": [Match.object_like({"Resources": ["secrets"]})],
+            "Logging": {"ClusterLogging": {"EnabledTypes": Match.array_with([{"Type": "audit"}])}},
+        },
+    )
 
 
 def test_managed_node_groups_and_vpc_cni_network_policy(compute):
     compute.resource_count_is("AWS::EKS::Nodegroup", 2)
-    compute.has_resource_properties("AWS::EKS::Nodegroup", {
-        "InstanceTypes": ["c6i.xlarge"], "Labels": {"vidpipe.io/pool": "inference"},
-        "ScalingConfig": {"MinSize": 1, "DesiredSize": 2, "MaxSize": 6},
-    })
-    compute.has_resource_properties("AWS::EKS::Addon", {
-        "AddonName": "vpc-cni", "ConfigurationValues": json.dumps({"enableNetworkPolicy": "true"}).replace(" ", ""),
-    })
+    compute.has_resource_properties(
+        "AWS::EKS::Nodegroup",
+        {
+            "InstanceTypes": ["c6i.xlarge"],
+            "Labels": {"vidpipe.io/pool": "inference"},
+            "ScalingConfig": {"MinSize": 1, "DesiredSize": 2, "MaxSize": 6},
+        },
+    )
+    compute.has_resource_properties(
+        "AWS::EKS::Addon",
+        {
+            "AddonName": "vpc-cni",
+            "ConfigurationValues": json.dumps({"enableNetworkPolicy": "true"}).replace(" ", ""),
+        },
+    )
     compute.has_resource_properties("AWS::EKS::Addon", {"AddonName": "eks-pod-identity-agent"})
 
 
 def test_one_pod_identity_per_service_and_no_irsa_annotation(synth, compute):
     associations = resources(synth.templates[synth.platform.compute.stack_name], "AWS::EKS::PodIdentityAssociation")
     accounts = sorted((a["Properties"]["Namespace"], a["Properties"]["ServiceAccount"]) for a in associations.values())
-    assert accounts == [("keda", "keda-operator"), ("vidpipe", "consumer-service"),
-                        ("vidpipe", "frame-publisher"), ("vidpipe", "inference-service")]
+    assert accounts == [
+        ("keda", "keda-operator"),
+        ("vidpipe", "consumer-service"),
+        ("vidpipe", "frame-publisher"),
+        ("vidpipe", "inference-service"),
+    ]
     compute.resource_count_is("AWS::IAM::OIDCProvider", 0)
     assert "eks.amazonaws.com/role-arn" not in json.dumps(synth.templates[synth.platform.compute.stack_name])
 
 
 def test_keda_helm_chart_is_pinned_and_uses_our_service_account(compute):
-    compute.has_resource_properties("Custom::AWSCDK-EKS-HelmChart", {
-        "Chart": "keda", "Repository": "https://kedacore.github.io/charts", "Namespace": "keda",
-        "Version": Match.string_like_regexp(r"^\d+\.\d+\.\d+$"),
-        "Values": json.dumps({"serviceAccount": {"operator": {"create": False, "name": "keda-operator"}}}, separators=(",", ":")),
-    })
+    compute.has_resource_properties(
+        "Custom::AWSCDK-EKS-HelmChart",
+        {
+            "Chart": "keda",
+            "Repository": "https://kedacore.github.io/charts",
+            "Namespace": "keda",
+            "Version": Match.string_like_regexp(r"^\d+\.\d+\.\d+$"),
+            "Values": json.dumps(
+                {"serviceAccount": {"operator": {"create": False, "name": "keda-operator"}}}, separators=(",", ":")
+            ),
+        },
+    )
 
 
 # --- IAM -----------------------------------------------------------------------------------
@@ -160,7 +218,9 @@ def test_no_s3_or_kafka_actions_on_every_resource(synth):
 def _identity_statements(synth, name: str) -> list[dict]:
     identity = synth.platform.compute.identities[name]
     logical_id = synth.platform.compute.get_logical_id(identity.policy.node.default_child)
-    return synth.templates[synth.platform.compute.stack_name]["Resources"][logical_id]["Properties"]["PolicyDocument"]["Statement"]
+    return synth.templates[synth.platform.compute.stack_name]["Resources"][logical_id]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
 
 
 def _grants(statements: list[dict]) -> set[tuple[str, str]]:
@@ -185,7 +245,9 @@ def test_consumer_reads_frames_writes_results_dlq_and_archive_prefix(synth):
     assert len(reads) == 1 and "video.frames.v1" in next(iter(reads))
     assert sorted(w.rsplit("/", 1)[-1].rstrip('"]}') for w in writes) == ["video.frames.dlq.v1", "video.results.v1"]
     assert {a for a, r in grants if "group/vidpipe-dev/*/video-inference" in r} == {
-        "kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}
+        "kafka-cluster:AlterGroup",
+        "kafka-cluster:DescribeGroup",
+    }
     s3 = {(a, r) for a, r in grants if a.startswith("s3:")}
     assert len(s3) == 1 and next(iter(s3))[0] == "s3:PutObject" and "/archive/*" in next(iter(s3))[1]
 
@@ -199,8 +261,12 @@ def test_inference_reads_only_the_models_prefix(synth):
 
 def test_keda_operator_only_describes(synth):
     actions = {a for a, _ in _grants(_identity_statements(synth, "keda-operator"))}
-    assert actions == {"kafka-cluster:Connect", "kafka-cluster:DescribeCluster",
-                       "kafka-cluster:DescribeGroup", "kafka-cluster:DescribeTopic"}
+    assert actions == {
+        "kafka-cluster:Connect",
+        "kafka-cluster:DescribeCluster",
+        "kafka-cluster:DescribeGroup",
+        "kafka-cluster:DescribeTopic",
+    }
 
 
 # --- network -------------------------------------------------------------------------------
@@ -208,7 +274,9 @@ def test_keda_operator_only_describes(synth):
 
 def test_vpc_endpoints_nat_and_flow_logs(synth, network):
     template = synth.templates[synth.platform.network.stack_name]
-    services = json.dumps([r["Properties"]["ServiceName"] for r in resources(template, "AWS::EC2::VPCEndpoint").values()])
+    services = json.dumps(
+        [r["Properties"]["ServiceName"] for r in resources(template, "AWS::EC2::VPCEndpoint").values()]
+    )
     for service in (".s3", ".ecr.api", ".ecr.dkr", ".sts", ".logs"):
         assert service in services, service
     network.resource_count_is("AWS::EC2::NatGateway", 1)
@@ -221,25 +289,48 @@ def test_vpc_endpoints_nat_and_flow_logs(synth, network):
 
 def test_three_docker_images_built_from_services(synth):
     assets = json.loads((synth.assembly_dir / f"{synth.platform.compute.artifact_id}.assets.json").read_text())
-    images = sorted((v["source"]["dockerBuildArgs"]["SERVICE"], v["source"]["dockerFile"], v["source"]["platform"],
-                     v["source"]["directory"]) for v in assets["dockerImages"].values())
+    images = sorted(
+        (
+            v["source"]["dockerBuildArgs"]["SERVICE"],
+            v["source"]["dockerFile"],
+            v["source"]["platform"],
+            v["source"]["directory"],
+        )
+        for v in assets["dockerImages"].values()
+    )
     # One Dockerfile, the service chosen by build argument, services/ as the context.
     assert [i[0] for i in images] == ["consumer-service", "frame-publisher", "inference-service"]
     assert all(i[1:3] == ("Dockerfile", "linux/amd64") and i[3].endswith("/services") for i in images)
 
 
 def test_model_uploaded_under_models_prefix(data):
-    data.has_resource_properties("Custom::CDKBucketDeployment", {"DestinationBucketKeyPrefix": "models/", "Prune": False})
+    data.has_resource_properties(
+        "Custom::CDKBucketDeployment", {"DestinationBucketKeyPrefix": "models/", "Prune": False}
+    )
 
 
 EXPECTED_OUTPUTS = {
     "data": {"ArchiveBucketName", "AccessLogBucketName", "KafkaClusterArn", "KafkaBootstrapBrokersSaslIam"},
     "compute": {
-        "Region", "ClusterName", "KubeconfigCommand", "ArchiveBucketName", "ArchiveUri", "ModelUri",
-        "PublisherImageUri", "ConsumerImageUri", "InferenceImageUri", "Namespace", "KedaNamespace",
-        "FramePublisherServiceAccount", "FramePublisherRoleArn", "ConsumerServiceServiceAccount",
-        "ConsumerServiceRoleArn", "InferenceServiceServiceAccount", "InferenceServiceRoleArn",
-        "KedaOperatorServiceAccount", "KedaOperatorRoleArn",
+        "Region",
+        "ClusterName",
+        "KubeconfigCommand",
+        "ArchiveBucketName",
+        "ArchiveUri",
+        "ModelUri",
+        "PublisherImageUri",
+        "ConsumerImageUri",
+        "InferenceImageUri",
+        "Namespace",
+        "KedaNamespace",
+        "FramePublisherServiceAccount",
+        "FramePublisherRoleArn",
+        "ConsumerServiceServiceAccount",
+        "ConsumerServiceRoleArn",
+        "InferenceServiceServiceAccount",
+        "InferenceServiceRoleArn",
+        "KedaOperatorServiceAccount",
+        "KedaOperatorRoleArn",
     },
 }
 
@@ -278,4 +369,6 @@ def test_environment_agnostic_no_account_or_region_literals(synth):
         # The admin principal is the user's own ARN (-c vidpipe:adminPrincipalArn): its account is given.
         text = json.dumps(template).replace(TEST_ADMIN_PRINCIPAL, "<admin principal>")
         assert not re.search(r"(?<![0-9A-Za-z.])\d{12}(?![0-9A-Za-z.])", text), f"{name}: a 12-digit account id"
-        assert not re.search(r"\b(us|eu|ap|sa|ca|me|af)-(east|west|north|south|central|northeast|southeast)-\d\b", text), name
+        assert not re.search(
+            r"\b(us|eu|ap|sa|ca|me|af)-(east|west|north|south|central|northeast|southeast)-\d\b", text
+        ), name

@@ -4,6 +4,7 @@ An intended change: `UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/infra -
 review the diff of tests/infra/snapshots/ like code. Asset hashes and local paths are normalized;
 the embedded Kubernetes manifests are replaced by a placeholder (cdk8s_app has its own tests).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -46,7 +47,12 @@ def test_templates_match_snapshot(synth):
             continue
         expected = path.read_text()
         if actual != expected:
-            diff = "".join(list(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
-                                                     f"snapshot/{name}", f"synth/{name}", n=2))[:80])
+            diff = "".join(
+                list(
+                    difflib.unified_diff(
+                        expected.splitlines(True), actual.splitlines(True), f"snapshot/{name}", f"synth/{name}", n=2
+                    )
+                )[:80]
+            )
             stale.append(diff)
     assert not stale, "templates differ from tests/infra/snapshots (UPDATE_SNAPSHOTS=1 to accept):\n" + "\n".join(stale)

@@ -1,4 +1,5 @@
 """The cdk8s charts (cdk8s_app/) are embedded in the compute stack with every CDK token resolved."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,11 @@ def _manifests(synth) -> dict[str, dict]:
 
 
 def _chart_manifests(synth) -> dict[str, str]:
-    return {k: json.dumps(v["Properties"]["Manifest"]) for k, v in _manifests(synth).items()
-            if "cdk8s" in json.dumps(v["Properties"]["Manifest"])}
+    return {
+        k: json.dumps(v["Properties"]["Manifest"])
+        for k, v in _manifests(synth).items()
+        if "cdk8s" in json.dumps(v["Properties"]["Manifest"])
+    }
 
 
 def test_workload_chart_embeds_deployments_with_resolved_references(synth):

@@ -1,5 +1,6 @@
 """The deploy workflow cannot be driven from a fork, deploys only tested commits, and asks AWS for
 credentials only after synth passed, in the GitHub environment the deploy role trusts."""
+
 from __future__ import annotations
 
 import pytest
@@ -56,7 +57,9 @@ def test_deploy_job_is_held_to_this_repository_main_and_environment(deploy):
 def test_credentials_only_after_install_and_synth(deploy):
     steps = deploy["jobs"]["deploy"]["steps"]
     runs = [s.get("run", "") for s in steps]
-    credentials = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+    credentials = next(
+        i for i, s in enumerate(steps) if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+    )
     synth = next(i for i, r in enumerate(runs) if "make synth" in r)
     install = next(i for i, r in enumerate(runs) if "make venv" in r)
     assert install < synth < credentials

@@ -1,6 +1,7 @@
 """Renaming a service or changing its port is one edit to its unit (cdk8s_app/units.py): the CDK app and
 the charts both follow. Built here with renamed units, as `build_platform(..., services=...)` and
 `build_platform_charts` take them."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,12 @@ from cdk8s_app.units import SERVICES, identity_outputs
 
 pytestmark = pytest.mark.infra
 
-RENAMED = SERVICES.model_copy(update={
-    "consumer": SERVICES.consumer.model_copy(update={"name": "frame-consumer", "port": 9181}),
-    "inference": SERVICES.inference.model_copy(update={"name": "detector", "port": 9090}),
-})
+RENAMED = SERVICES.model_copy(
+    update={
+        "consumer": SERVICES.consumer.model_copy(update={"name": "frame-consumer", "port": 9181}),
+        "inference": SERVICES.inference.model_copy(update={"name": "detector", "port": 9090}),
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +58,15 @@ def test_the_cdk_app_follows_a_renamed_service(renamed_cdk):
         account_key, role_key = identity_outputs(name)
         assert template["Outputs"][account_key]["Value"] == name and role_key in template["Outputs"]
     assert "ConsumerServiceServiceAccount" not in template["Outputs"]
-    charts = "\n".join(json.dumps(r["Properties"]["Manifest"])
-                       for r in _resources(template, "Custom::AWSCDK-EKS-KubernetesResource"))
-    for expected in ('\\"serviceAccountName\\":\\"frame-consumer\\"', '\\"serviceAccountName\\":\\"detector\\"',
-                     '\\"containerPort\\":9090', '\\"CONSUMER_HEALTH_PORT\\":\\"9181\\"'):
+    charts = "\n".join(
+        json.dumps(r["Properties"]["Manifest"]) for r in _resources(template, "Custom::AWSCDK-EKS-KubernetesResource")
+    )
+    for expected in (
+        '\\"serviceAccountName\\":\\"frame-consumer\\"',
+        '\\"serviceAccountName\\":\\"detector\\"',
+        '\\"containerPort\\":9090',
+        '\\"CONSUMER_HEALTH_PORT\\":\\"9181\\"',
+    ):
         assert expected in charts, expected
     assert "consumer-service" not in charts and "inference-service" not in charts
 
@@ -88,5 +96,8 @@ def test_the_charts_follow_a_renamed_service(tmp_path):
     policy = manifests.get("NetworkPolicy", "detector")["spec"]
     assert policy["ingress"][0]["ports"][0]["port"] == 9090
     assert policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "frame-consumer"
-    assert {o["spec"]["scaleTargetRef"]["name"] for o in manifests.kind("ScaledObject")} == {"frame-consumer", "detector"}
+    assert {o["spec"]["scaleTargetRef"]["name"] for o in manifests.kind("ScaledObject")} == {
+        "frame-consumer",
+        "detector",
+    }
     assert not [o for o in manifests.objects if o["metadata"]["name"] in ("consumer-service", "inference-service")]

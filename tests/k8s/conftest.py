@@ -1,4 +1,5 @@
 """Synthesize the cdk8s charts once per session (jsii start-up dominates) and share the objects."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Shared by the cdk8s tests: synthesize charts in-process and look objects up."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """KEDA ScaledObjects scale on the consumer group's lag with MSK IAM auth, within safe bounds."""
+
 from __future__ import annotations
 
 import math
@@ -22,11 +23,16 @@ def kafka_trigger(scaled_object: dict) -> dict:
 def test_trigger_watches_the_consumer_group_on_the_frames_topic_with_msk_iam(manifests, wiring, name):
     trigger = kafka_trigger(manifests.get("ScaledObject", name))
     meta = trigger["metadata"]
-    assert meta["consumerGroup"] == wiring.consumer_group == manifests.config_map("consumer-service")["CONSUMER_GROUP_ID"]
+    assert (
+        meta["consumerGroup"] == wiring.consumer_group == manifests.config_map("consumer-service")["CONSUMER_GROUP_ID"]
+    )
     assert meta["topic"] == wiring.topics.frames
     assert meta["bootstrapServers"] == wiring.kafka_bootstrap
     assert {k: meta[k] for k in ("sasl", "saslTokenProvider", "tls", "awsRegion")} == {
-        "sasl": "oauthbearer", "saslTokenProvider": "aws_msk_iam", "tls": "enable", "awsRegion": wiring.region,
+        "sasl": "oauthbearer",
+        "saslTokenProvider": "aws_msk_iam",
+        "tls": "enable",
+        "awsRegion": wiring.region,
     }
     assert all(isinstance(v, str) for v in meta.values())
     auth = manifests.get("TriggerAuthentication", trigger["authenticationRef"]["name"])
@@ -55,7 +61,9 @@ def test_lag_thresholds_derive_from_measured_throughput_and_latency_budget(manif
 
     s = wiring.scaling
     assert (s.pipeline_fps_per_replica, s.inference_fps_per_replica) == (
-        sizing.THROUGHPUT.pipeline_fps, sizing.THROUGHPUT.inference_fps), "defaults come from sizing.py only"
+        sizing.THROUGHPUT.pipeline_fps,
+        sizing.THROUGHPUT.inference_fps,
+    ), "defaults come from sizing.py only"
     consumer = kafka_trigger(manifests.get("ScaledObject", "consumer-service"))["metadata"]
     inference = kafka_trigger(manifests.get("ScaledObject", "inference-service"))["metadata"]
     floor = sizing.CONSUMER_INFLIGHT_FRAMES + 1
@@ -84,16 +92,21 @@ def test_consumer_max_replicas_above_partitions_is_refused(wiring):
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="exceeds topic_partitions"):
-        wiring.model_validate({**wiring.model_dump(), "scaling": {"consumer_max_replicas": wiring.topic_partitions + 1}})
+        wiring.model_validate(
+            {**wiring.model_dump(), "scaling": {"consumer_max_replicas": wiring.topic_partitions + 1}}
+        )
 
 
 def test_role_arn_replaces_identity_owner(wiring):
     from tests.k8s.k8s_helpers import synthesize
 
     role = "arn:aws:iam::123456789012:role/example-keda-scaler"
-    manifests = synthesize(wiring.model_copy(update={"keda": type(wiring.keda)(role_arn=role), "create_namespace": False}))
+    manifests = synthesize(
+        wiring.model_copy(update={"keda": type(wiring.keda)(role_arn=role), "create_namespace": False})
+    )
     assert manifests.get("TriggerAuthentication", "vidpipe-kafka-msk-iam")["spec"]["podIdentity"] == {
-        "provider": "aws", "roleArn": role,
+        "provider": "aws",
+        "roleArn": role,
     }
     assert "vidpipe-namespace" not in manifests.charts
 
@@ -101,8 +114,14 @@ def test_role_arn_replaces_identity_owner(wiring):
 def test_plain_kafka_has_no_sasl_and_no_trigger_authentication(wiring):
     from tests.k8s.k8s_helpers import synthesize
 
-    plain = wiring.model_validate({**wiring.model_dump(), "kafka_auth": "none", "kafka_tls": False,
-                                   "kafka_bootstrap": "kafka.example.internal:9092"})
+    plain = wiring.model_validate(
+        {
+            **wiring.model_dump(),
+            "kafka_auth": "none",
+            "kafka_tls": False,
+            "kafka_bootstrap": "kafka.example.internal:9092",
+        }
+    )
     manifests = synthesize(plain)
     assert not manifests.kind("TriggerAuthentication")
     meta = kafka_trigger(manifests.get("ScaledObject", "consumer-service"))["metadata"]

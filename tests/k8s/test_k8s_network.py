@@ -1,4 +1,5 @@
 """NetworkPolicies: default deny; only the consumer reaches inference; egress limited to what is needed."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -12,8 +13,11 @@ AGENT = {"169.254.170.23/32", "fd00:ec2::23/128"}
 
 def policies_selecting(manifests, labels: dict[str, str]) -> list[dict]:
     """Policies whose podSelector matches a pod with these labels."""
-    return [p for p in manifests.kind("NetworkPolicy")
-            if p["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()]
+    return [
+        p
+        for p in manifests.kind("NetworkPolicy")
+        if p["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+    ]
 
 
 def pod_labels(manifests, deployment: str) -> dict[str, str]:
@@ -92,10 +96,13 @@ IMDS = ipaddress.ip_network("169.254.169.254/32")
 
 
 def ip_blocks(manifests) -> list[tuple[str, dict]]:
-    return [(policy["metadata"]["name"], peer["ipBlock"])
-            for policy in manifests.kind("NetworkPolicy")
-            for rule in policy["spec"].get("egress", [])
-            for peer in rule.get("to", []) if "ipBlock" in peer]
+    return [
+        (policy["metadata"]["name"], peer["ipBlock"])
+        for policy in manifests.kind("NetworkPolicy")
+        for rule in policy["spec"].get("egress", [])
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+    ]
 
 
 def _contains_imds(cidr: str) -> bool:

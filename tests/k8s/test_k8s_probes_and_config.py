@@ -1,5 +1,6 @@
 """Probes hit paths and ports the services really serve; ConfigMaps set only variables the services
 read, with values the services' own settings classes accept."""
+
 from __future__ import annotations
 
 import http.client
@@ -33,8 +34,10 @@ def env_of(manifests, deployment: dict, container: str = None) -> dict[str, str]
 
 
 def probe_targets(container: dict) -> dict[str, tuple[str, int]]:
-    return {kind: (container[kind]["httpGet"]["path"], container[kind]["httpGet"]["port"])
-            for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    return {
+        kind: (container[kind]["httpGet"]["path"], container[kind]["httpGet"]["port"])
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe")
+    }
 
 
 @pytest.fixture(scope="module")

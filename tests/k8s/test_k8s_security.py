@@ -1,4 +1,5 @@
 """Every container is hardened: non-root uid 10001, read-only root, no capabilities, seccomp."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,8 +40,9 @@ def test_services_run_under_their_own_service_accounts(manifests, wiring):
         "inference-service": wiring.service_accounts.inference,
         "consumer-service": wiring.service_accounts.consumer,
     }
-    expected.update({f"publisher-{s.name}": s.service_account or wiring.service_accounts.publisher
-                     for s in wiring.all_streams})
+    expected.update(
+        {f"publisher-{s.name}": s.service_account or wiring.service_accounts.publisher for s in wiring.all_streams}
+    )
     for name, account in expected.items():
         assert manifests.get("Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"] == account
 

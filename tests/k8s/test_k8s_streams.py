@@ -1,4 +1,5 @@
 """Streams are configuration: one publisher Deployment per stream; the test source adds one live stream."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,11 @@ pytestmark = pytest.mark.infra
 
 
 def publishers(manifests) -> dict[str, dict]:
-    return {d["metadata"]["name"]: d for d in manifests.kind("Deployment")
-            if d["metadata"]["labels"]["app.kubernetes.io/name"] == "frame-publisher"}
+    return {
+        d["metadata"]["name"]: d
+        for d in manifests.kind("Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/name"] == "frame-publisher"
+    }
 
 
 def publisher_env(deployment: dict) -> dict[str, dict]:
@@ -49,19 +53,27 @@ def test_publishers_read_the_camera_url_from_their_secret(manifests, wiring):
 
 def test_secret_name_and_key_are_configurable_and_secrets_manager_is_an_alternative(wiring):
     arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vidpipe/gate-AbC123"
-    streams = [{"name": "gate", "secretName": "cameras.gate", "secretKey": "url", "port": 8554},
-               {"name": "yard", "sourceSecretArn": arn, "port": 322}]
+    streams = [
+        {"name": "gate", "secretName": "cameras.gate", "secretKey": "url", "port": 8554},
+        {"name": "yard", "sourceSecretArn": arn, "port": 322},
+    ]
     manifests = synthesize(wiring.model_copy(update={"streams": [StreamSpec.model_validate(s) for s in streams]}))
     gate = publisher_env(manifests.get("Deployment", "publisher-gate"))["PUBLISHER_SOURCE"]
     assert gate["valueFrom"]["secretKeyRef"] == {"name": "cameras.gate", "key": "url"}
     yard = manifests.get("Deployment", "publisher-yard")
     assert "PUBLISHER_SOURCE" not in publisher_env(yard), "the publisher reads Secrets Manager itself"
     assert manifests.config_map("publisher-yard")["PUBLISHER_SOURCE_SECRET_ARN"] == arn
-    yard_ports = {p["port"] for rule in manifests.get("NetworkPolicy", "publisher-yard")["spec"]["egress"]
-                  for p in rule.get("ports", [])}
+    yard_ports = {
+        p["port"]
+        for rule in manifests.get("NetworkPolicy", "publisher-yard")["spec"]["egress"]
+        for p in rule.get("ports", [])
+    }
     assert {322, 443} <= yard_ports, "the camera's port, and HTTPS for Secrets Manager"
-    gate_ports = {p["port"] for rule in manifests.get("NetworkPolicy", "publisher-gate")["spec"]["egress"]
-                  for p in rule.get("ports", [])}
+    gate_ports = {
+        p["port"]
+        for rule in manifests.get("NetworkPolicy", "publisher-gate")["spec"]["egress"]
+        for p in rule.get("ports", [])
+    }
     assert 8554 in gate_ports and 443 not in gate_ports
 
 
@@ -92,8 +104,9 @@ def test_the_standalone_synth_writes_no_camera_url(tmp_path):
     import sys
 
     env = {**os.environ, "CDK8S_OUTDIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "cdk8s_app.main"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "cdk8s_app.main"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     files = sorted(tmp_path.glob("*.k8s.yaml"))
     assert files
@@ -104,8 +117,13 @@ def test_the_standalone_synth_writes_no_camera_url(tmp_path):
     assert workloads.count("secretKeyRef:") == 2 and "name: vidpipe-stream-lobby" in workloads
 
 
-@pytest.mark.parametrize("entry", [{"name": "cam", "source": "rtsp://admin:s3cret@cam/live"},
-                                   {"id": "cam", "source": "rtsp://cam.example.internal/live"}])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "cam", "source": "rtsp://admin:s3cret@cam/live"},
+        {"id": "cam", "source": "rtsp://cam.example.internal/live"},
+    ],
+)
 def test_a_source_url_in_the_settings_is_refused_without_repeating_it(entry):
     from cdk8s_app.wiring import PlatformWiring, WiringError
     from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS
@@ -145,8 +163,15 @@ def test_test_source_is_off_by_default(settings):
     assert all(s.name != "test-source" for s in default.all_streams)
 
 
-@pytest.mark.parametrize("fields", [{"port": 0}, {"secretName": "Not_A_Name"}, {"secretKey": "a b"},
-                                    {"sourceSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:nosuffix"}])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"port": 0},
+        {"secretName": "Not_A_Name"},
+        {"secretKey": "a b"},
+        {"sourceSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:nosuffix"},
+    ],
+)
 def test_stream_settings_are_checked(fields):
     from pydantic import ValidationError
 

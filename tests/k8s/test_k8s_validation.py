@@ -1,4 +1,5 @@
 """Every synthesized object validates: Kubernetes 1.36 strict schemas (the cluster's minor), KEDA kinds against the CRD."""
+
 from __future__ import annotations
 
 import copy
@@ -13,9 +14,19 @@ pytestmark = pytest.mark.infra
 
 def test_charts_hold_the_expected_kinds(manifests):
     kinds = {o["kind"] for o in manifests.objects}
-    assert {"Namespace", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy",
-            "ScaledObject", "TriggerAuthentication"} <= kinds
-    assert not manifests.kind("ServiceAccount"), "the CDK stack creates ServiceAccounts (Pod Identity); charts only reference them"
+    assert {
+        "Namespace",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ScaledObject",
+        "TriggerAuthentication",
+    } <= kinds
+    assert not manifests.kind("ServiceAccount"), (
+        "the CDK stack creates ServiceAccounts (Pod Identity); charts only reference them"
+    )
 
 
 def test_builtin_kinds_validate_strictly_for_the_cluster_minor(manifests):

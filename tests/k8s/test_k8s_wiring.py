@@ -1,4 +1,5 @@
 """The wiring: from an outputs file (standalone) or from CDK tokens (add_cdk8s_chart)."""
+
 from __future__ import annotations
 
 import json
@@ -73,15 +74,19 @@ def test_sample_outputs_hold_only_fake_values():
     assert buckets and all(b.startswith("example-") for b in buckets), buckets
 
 
-@pytest.mark.parametrize("value", [
-    "arn:aws:iam::210987654321:role/ops",                      # another account
-    "b-1.prod-kafka.c2.kafka.eu-west-1.amazonaws.com:9098",    # a broker that is not example.*
-    "555566667777.dkr.ecr.eu-west-1.amazonaws.com/repo:tag",   # another account's registry
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "arn:aws:iam::210987654321:role/ops",  # another account
+        "b-1.prod-kafka.c2.kafka.eu-west-1.amazonaws.com:9098",  # a broker that is not example.*
+        "555566667777.dkr.ecr.eu-west-1.amazonaws.com/repo:tag",  # another account's registry
+    ],
+)
 def test_the_fake_values_check_catches_real_looking_ones(value):
     text = value
-    real = (set(ACCOUNT_ID.findall(text)) - FAKE_DIGITS
-            or any(".example." not in h and not h.startswith(f"{FAKE_ACCOUNT}.dkr.ecr.") for h in HOST.findall(text)))
+    real = set(ACCOUNT_ID.findall(text)) - FAKE_DIGITS or any(
+        ".example." not in h and not h.startswith(f"{FAKE_ACCOUNT}.dkr.ecr.") for h in HOST.findall(text)
+    )
     assert real
 
 
@@ -148,13 +153,16 @@ def test_token_strings_are_accepted_and_carried_through():
     assert validate_objects(("tokens", o) for o in manifests.objects) == []
 
 
-@pytest.mark.parametrize("field,value", [
-    ("region", "not a region"),
-    ("kafka_bootstrap", "no-port-here"),
-    ("archive_uri", "/local/folder"),
-    ("images", {"publisher": "UPPER CASE", "consumer": "x", "inference": "y"}),
-    ("keda", {"role_arn": "arn:aws:iam::123456789012:role/r", "identity_owner": "keda"}),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("region", "not a region"),
+        ("kafka_bootstrap", "no-port-here"),
+        ("archive_uri", "/local/folder"),
+        ("images", {"publisher": "UPPER CASE", "consumer": "x", "inference": "y"}),
+        ("keda", {"role_arn": "arn:aws:iam::123456789012:role/r", "identity_owner": "keda"}),
+    ],
+)
 def test_literal_values_are_still_checked(wiring, field, value):
     from pydantic import ValidationError
 
@@ -168,10 +176,13 @@ def test_standalone_synth_writes_valid_manifests(tmp_path):
     env.pop("VIDPIPE_OUTPUTS_FILE", None)
     subprocess.run([sys.executable, "-m", "cdk8s_app.main"], cwd=ROOT, env=env, check=True, capture_output=True)
     assert sorted(p.name for p in tmp_path.glob("*.k8s.yaml")) == [
-        "0000-vidpipe-namespace.k8s.yaml", "0001-vidpipe-workloads.k8s.yaml", "0002-vidpipe-autoscaling.k8s.yaml",
+        "0000-vidpipe-namespace.k8s.yaml",
+        "0001-vidpipe-workloads.k8s.yaml",
+        "0002-vidpipe-autoscaling.k8s.yaml",
     ]
-    result = subprocess.run([sys.executable, "-m", "cdk8s_app.validate", str(tmp_path)], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cdk8s_app.validate", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert "0 problem(s)" in result.stdout
 
