@@ -9,7 +9,7 @@ CACHE := .cache
 MODEL := $(CACHE)/models/yolov4-tiny.onnx
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv model sample broker rtsp-deps demo test test-fast faults bench topics clean
+.PHONY: help setup venv model sample broker rtsp-deps demo test test-fast lint faults bench topics clean
 
 help:
 	@echo "make demo    stream the sample video through a local Kafka broker to the model; writes out/summary.json"
@@ -19,6 +19,7 @@ help:
 	@echo "make synth   synthesize the CDK app offline (cdk.out/), with cdk-nag and cfn-lint"
 	@echo "make k8s     synthesize the Kubernetes manifests with cdk8s (dist/)"
 	@echo "make images  build the three service images from the CDK assets with podman (no Docker engine)"
+	@echo "make lint    ruff (lint, format) and mypy (strict on the services)"
 	@echo "make setup   only install and fetch (venv, model, sample video, Kafka broker)"
 
 # The packages (pyproject.toml) are installed editable: the venv imports them as the images do.
@@ -52,8 +53,14 @@ demo: setup
 	$(PY) -m tools.demo
 
 # node_modules: the pinned CDK and cdk8s CLIs (mk/node.mk); images: the three service images (mk/images.mk).
-test: setup rtsp-deps node_modules images
+test: lint setup rtsp-deps node_modules images
 	$(PY) -m pytest
+
+# ruff (lint and format) on the whole tree, mypy strict on the contract and the services (pyproject.toml).
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # The fault-injection suite alone (make test runs it too), then its table for the README.
 faults: setup rtsp-deps

@@ -496,16 +496,12 @@ class ConsumerWorker:
         is left out (its length noted) rather than blocking the partition."""
         value = record.value() or b""
         topic, partition, offset = record_origin(record)
-        headers = dead_letter_headers(
-            record_headers(record),
-            rejected.reason,
-            rejected.stage,
-            topic,
-            partition,
-            offset,
-            rejected.code,
-            rejected.attempts,
-        )
+
+        def with_error(original: list[tuple[str, bytes | None]] | None) -> list[tuple[str, bytes]]:
+            return dead_letter_headers(original, rejected.reason, rejected.stage, topic, partition, offset,
+                                       rejected.code, rejected.attempts)  # fmt: skip
+
+        headers = with_error(record_headers(record))
         size = len(value) + len(record.key() or b"") + sum(len(k) + len(v) for k, v in headers)
         if size > MAX_MESSAGE_BYTES - _DEAD_LETTER_MARGIN:
             headers.append((Header.ERROR_VALUE_DROPPED, str(len(value)).encode()))
@@ -513,17 +509,7 @@ class ConsumerWorker:
 
         def without_original(reason: str) -> None:
             # Even the headers do not fit: keep only why, where, and the key.
-            minimal = dead_letter_headers(
-                [],
-                rejected.reason,
-                rejected.stage,
-                topic,
-                partition,
-                offset,
-                rejected.code,
-                rejected.attempts,
-            )
-            minimal.append((Header.ERROR_VALUE_DROPPED, str(len(record.value() or b"")).encode()))
+            minimal = with_error([]) + [(Header.ERROR_VALUE_DROPPED, str(len(record.value() or b"")).encode())]
             self._produce(batch, self.topics.dead_letter, (record.key() or b"")[:1024], b"", minimal)
 
         self._produce(batch, self.topics.dead_letter, record.key(), value, headers, on_content_error=without_original)
