@@ -21,6 +21,12 @@ def test_env_example_matches_settings_classes():
     }
     assert read - documented == set(), "undocumented variables"
     assert documented - read == set(), "documented variables nothing reads"
+    # Only live lines count: a variable the services read is never documented as a commented-out line
+    # (that would pass a search for its name while a copied env.example leaves it unset), nor twice.
+    commented = set(re.findall(r"^#\s*([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    assert commented & read == set(), "settings documented only as comments"
+    lines = re.findall(r"^([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    assert len(lines) == len(set(lines)), "a variable documented twice"
 
 
 def test_env_example_values_load_as_is(monkeypatch):
