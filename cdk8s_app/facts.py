@@ -89,7 +89,6 @@ class OutputKeys:
     NAMESPACE = "Namespace"
     # When present KEDA assumes this role (podIdentity.roleArn); otherwise it uses the operator's own
     # Pod Identity (identityOwner: keda), which is what the CDK app sets up.
-    KEDA_SCALER_ROLE_ARN = "KedaScalerRoleArn"
     SERVICE_ACCOUNT = "ServiceAccount"  # suffixes of the per-identity outputs
     ROLE_ARN = "RoleArn"
     IMAGE_URI = "ImageUri"

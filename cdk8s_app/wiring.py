@@ -408,8 +408,6 @@ class PlatformWiring(FrozenModel):
         }
         if accounts:
             fields["service_accounts"] = {**fields.get("service_accounts", {}), **accounts}
-        if outputs.get(OutputKeys.KEDA_SCALER_ROLE_ARN):
-            fields["keda"] = {"role_arn": outputs[OutputKeys.KEDA_SCALER_ROLE_ARN]}
         fields.update(overrides)
         try:
             return cls.model_validate(fields)
