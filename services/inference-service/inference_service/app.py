@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -53,8 +54,8 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 
 
 class ModelRunner:
-    """Fills the reusable input tensor and runs the model (on the batcher's worker thread);
-    decoding the outputs happens in finish(), on the batcher's second thread.
+    """Fills a reusable input tensor and runs the model on one of its instances (on a batcher worker
+    thread, one worker per instance); decoding the outputs happens in finish(), on a finisher thread.
 
     A model run that raises is retried image by image, so one input the model cannot take fails
     alone (InferenceFailure) and the others in its batch still get their results."""
@@ -62,15 +63,21 @@ class ModelRunner:
     def __init__(self, model: LoadedModel, max_batch: int):
         self.model = model
         self.capacity = model.input.fixed_batch or max_batch
-        self.buffer = InputBuffer(model.input, self.capacity)
+        self._free: queue.SimpleQueue[tuple[int, InputBuffer]] = queue.SimpleQueue()
+        self._fill_pool()
+
+    def _fill_pool(self) -> None:
+        self._free = queue.SimpleQueue()
+        for instance in range(self.model.instances):
+            self._free.put((instance, InputBuffer(self.model.input, self.capacity)))
 
     def warm_up(self) -> None:
-        """One run at the largest batch, so onnxruntime allocates its memory at start-up, not
-        under the first full batch (memory stays flat afterwards) and no request pays for it.
-        A model whose batch axis is declared dynamic but only runs one image at a time (a reshape
+        """One run at the largest batch on every instance, so the runtime allocates its memory at
+        start-up, not under the first full batch (memory stays flat afterwards) and no request pays for
+        it. A model whose batch axis is declared dynamic but only runs one image at a time (a reshape
         inside, say) is served one image per run rather than failing every batch."""
         try:
-            self.model.run(self.buffer.blank())
+            self._warm_all()
         except Exception as exc:
             if self.model.input.fixed_batch is not None or self.capacity == 1:
                 raise
@@ -78,31 +85,49 @@ class ModelRunner:
                 "model failed a run of %d blank images (%s); trying one image per run", self.capacity, _one_line(exc)
             )
             self.capacity = 1
-            self.buffer = InputBuffer(self.model.input, 1)
-            self.model.run(self.buffer.blank())
+            self._fill_pool()
+            self._warm_all()
             log.warning("model runs one image at a time: serving with batches of 1")
+
+    def _warm_all(self) -> None:
+        held = [self._free.get() for _ in range(self.model.instances)]
+        try:
+            for instance, buffer in held:
+                self.model.run(buffer.blank(), instance)
+        finally:
+            for pair in held:
+                self._free.put(pair)
 
     def run(self, images: list[PreparedImage]) -> list[RunSlot]:
         """Per image: (the outputs of its run, its index in them), or InferenceFailure."""
+        instance, buffer = self._free.get()  # one worker per instance: never waits long
+        try:
+            return self._run_on(instance, buffer, images)
+        finally:
+            self._free.put((instance, buffer))
+
+    def _run_on(self, instance: int, buffer: InputBuffer, images: list[PreparedImage]) -> list[RunSlot]:
         slots: list[RunSlot] = []
         for start in range(0, len(images), self.capacity):
             chunk = images[start : start + self.capacity]
             try:
-                outputs = self.model.run(self.buffer.fill(chunk))
-            except Exception as exc:  # onnxruntime raises for inputs it cannot run: find which
+                outputs = self.model.run(buffer.fill(chunk), instance)
+            except Exception as exc:  # the runtime raises for inputs it cannot run: find which
                 if len(chunk) > 1:
                     log.warning(
                         "model failed on a batch of %d images (%s); running them one by one", len(chunk), _one_line(exc)
                     )
-                slots.extend(self._run_alone(image, exc if len(chunk) == 1 else None) for image in chunk)
+                slots.extend(
+                    self._run_alone(instance, buffer, image, exc if len(chunk) == 1 else None) for image in chunk
+                )
                 continue
             slots.extend((outputs, index) for index in range(len(chunk)))
         return slots
 
-    def _run_alone(self, image: PreparedImage, failed: Exception | None) -> RunSlot:
+    def _run_alone(self, instance: int, buffer: InputBuffer, image: PreparedImage, failed: Exception | None) -> RunSlot:
         if failed is None:
             try:
-                return self.model.run(self.buffer.fill([image])), 0
+                return self.model.run(buffer.fill([image]), instance), 0
             except Exception as exc:
                 failed = exc
         log.warning("model failed on an image of %dx%d: %s", image.width, image.height, _one_line(failed))
@@ -161,8 +186,10 @@ class ServiceState:
             max_delay_s=self.settings.max_queue_delay_ms / 1000.0,
             max_queue=self.settings.max_queue,
             on_batch=self.metrics.observe_batch,
+            workers=model.instances,
         )
         self.model = model
+        self.metrics.observe_runtime(model.runtime)
         self.metrics.model_loaded.set(1)
 
     def require_ready(self) -> tuple[LoadedModel, DynamicBatcher[PreparedImage, InferenceResult]]:

@@ -1,7 +1,9 @@
 """Dynamic batching: frames from concurrent requests share one model run.
 
 A worker thread takes up to `max_batch` pending frames, waiting at most `max_delay` after the
-oldest arrived; the queue is bounded so overload is answered (503) instead of buffered.
+oldest arrived; the queue is bounded so overload is answered (503) instead of buffered. With several
+model instances there is a worker per instance: while all are busy, pending frames gather into the next
+full batches.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ class DynamicBatcher(Generic[T, R]):
         max_queue: int,
         on_batch: Callable[[int, float], None] | None = None,
         finish: Callable[[list[T], list[Any]], list[R]] | None = None,
+        workers: int = 1,
     ):
         """run_batch(items) runs the model; with `finish`, run_batch returns raw outputs and
         finish(items, outputs) turns them into results on a second thread, so the next model
         run does not wait for post-processing."""
         self._run_batch = run_batch
         self._finish = finish
-        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish") if finish else None
+        self._finisher = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finish") if finish else None
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
@@ -48,8 +51,11 @@ class DynamicBatcher(Generic[T, R]):
         self._pending: deque[tuple[T, Future[R], float]] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._work, name="batcher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"batcher-{index}", daemon=True) for index in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def depth(self) -> int:
@@ -75,25 +81,33 @@ class DynamicBatcher(Generic[T, R]):
         """Finish what is queued, then stop the worker."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout)
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self._finisher is not None:
             self._finisher.shutdown(wait=True)
 
     def _take_batch(self) -> list[tuple[T, Future[R], float]] | None:
         with self._cond:
-            while not self._pending:
-                if self._closed:
-                    return None
-                self._cond.wait()
-            deadline = self._pending[0][2] + self.max_delay_s
-            while len(self._pending) < self.max_batch and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            count = min(self.max_batch, len(self._pending))
-            return [self._pending.popleft() for _ in range(count)]
+            while True:
+                while not self._pending:
+                    if self._closed:
+                        return None
+                    self._cond.wait()
+                deadline = self._pending[0][2] + self.max_delay_s
+                while 0 < len(self._pending) < self.max_batch and not self._closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                if not self._pending:  # another worker took them
+                    continue
+                count = min(self.max_batch, len(self._pending))
+                batch = [self._pending.popleft() for _ in range(count)]
+                if self._pending:
+                    self._cond.notify()  # more for an idle worker
+                return batch
 
     def _work(self) -> None:
         while (batch := self._take_batch()) is not None:

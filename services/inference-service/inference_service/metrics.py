@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -29,6 +31,23 @@ class ServiceMetrics:
         )
         self.queue_depth = Gauge("inference_queue_depth", "Frames waiting for the model", registry=self.registry)
         self.model_loaded = Gauge("inference_model_loaded", "1 once the model is loaded", registry=self.registry)
+        self.runtime = Gauge(
+            "inference_runtime_info",
+            "1 for the runtime serving the model: backend, precision",
+            ["backend", "precision"],
+            registry=self.registry,
+        )
+        self.instances = Gauge("inference_model_instances", "Model instances run at once", registry=self.registry)
+        self.threads = Gauge(
+            "inference_threads_per_instance", "Runtime threads of each model instance", registry=self.registry
+        )
+        self.cpu_limit = Gauge("inference_cpu_limit", "CPUs of the pod's limit (cgroup quota)", registry=self.registry)
+
+    def observe_runtime(self, runtime: dict[str, Any]) -> None:
+        self.runtime.labels(str(runtime["backend"]), str(runtime["precision"])).set(1)
+        self.instances.set(runtime["instances"])
+        self.threads.set(runtime["threads_per_instance"])
+        self.cpu_limit.set(runtime["cpu_limit"])
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -1,11 +1,10 @@
-"""Load an ONNX model into a tuned onnxruntime session and describe it."""
+"""Load an ONNX model into a runtime (OpenVINO or onnxruntime, see backends.py) and describe it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,21 @@ import onnxruntime as ort
 
 from vidpipe.storage import fetch_to_local
 
+from .accuracy_gate import GateVerdict, read_verdict
+from .backends import (
+    Backend,
+    OpenVinoBackend,
+    OrtBackend,
+    TensorInfo,
+    default_instances,
+    openvino_version,
+    ort_session_options,
+    threads_for,
+)
+from .cpu import bf16_flags, cpu_limit, is_x86_64
 from .decoders import Decoder, RawDecoder, YoloDecoder
 from .preprocess import InputSpec
-from .settings import DecoderMode, InferenceSettings
+from .settings import BackendChoice, DecoderMode, InferenceSettings, PrecisionChoice
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +47,7 @@ class ModelError(RuntimeError):
 
 @dataclass
 class LoadedModel:
-    session: ort.InferenceSession
+    backend: Backend
     input: InputSpec
     output_names: list[str]
     name: str
@@ -46,9 +57,15 @@ class LoadedModel:
     source_uri: str
     load_seconds: float
     metadata: dict[str, str] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)  # backend, precision, instances, why
 
-    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        values = self.session.run(self.output_names, {self.input.name: tensor})
+    @property
+    def instances(self) -> int:
+        return self.backend.instances
+
+    def run(self, tensor: np.ndarray, instance: int = 0) -> dict[str, np.ndarray]:
+        """One batch on one model instance (instances run concurrently; one instance runs one batch)."""
+        values = self.backend.run(instance, tensor)
         return dict(zip(self.output_names, values, strict=True))
 
     def describe(self) -> dict[str, Any]:
@@ -64,20 +81,21 @@ class LoadedModel:
             "outputs": self.output_names,
             "labels": self.labels,
             "source": self.source_uri,
+            "runtime": self.runtime,
         }
 
 
 MAX_FIXED_BATCH = 256  # as INFERENCE_MAX_BATCH_SIZE: a larger fixed batch would be one huge input tensor
 
 
-def _describe_input(node: ort.NodeArg) -> str:
+def _describe_input(node: TensorInfo) -> str:
     return f"{node.name!r} ({node.type}, shape {list(node.shape)})"
 
 
-def _input_spec(session: ort.InferenceSession, settings: InferenceSettings) -> InputSpec:
+def _input_spec(backend: Backend, settings: InferenceSettings) -> InputSpec:
     """How to feed the model's one image input; ModelError naming the input and its shape for a model this
     service cannot feed (refused at start-up: /healthz reports model_unavailable with the message)."""
-    inputs = session.get_inputs()
+    inputs = backend.inputs
     if len(inputs) != 1:
         listed = ", ".join(_describe_input(node) for node in inputs) or "none"
         raise ModelError(
@@ -148,16 +166,8 @@ def _decoder(
 
 
 def session_options(settings: InferenceSettings) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # One batch runs at a time (the batcher serializes), so parallelism belongs inside the op.
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = settings.intra_op_threads or (os.cpu_count() or 1)
-    options.inter_op_num_threads = 1
-    # Idle intra-op threads would otherwise spin between runs, taking the CPU that request
-    # threads need to decode the next JPEGs (measured: service throughput, make bench).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
+    """onnxruntime options for one session using the whole pod (the bench's bare figure)."""
+    return ort_session_options(settings.intra_op_threads or cpu_limit())
 
 
 def file_sha256(path: Path) -> str:
@@ -168,31 +178,108 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _precision(settings: InferenceSettings, openvino: bool, verdict: GateVerdict) -> tuple[str, str]:
+    """(precision to ask the runtime for, why)."""
+    if settings.precision is PrecisionChoice.F32:
+        return "f32", "INFERENCE_PRECISION=f32"
+    if settings.precision is PrecisionChoice.BF16:
+        if not openvino:
+            raise ModelError("INFERENCE_PRECISION=bf16 needs the OpenVINO backend (onnxruntime serves f32 only)")
+        return "bf16", "INFERENCE_PRECISION=bf16"
+    if not openvino:
+        return "f32", "auto: onnxruntime serves f32"
+    flags = bf16_flags()
+    if not flags:
+        return "f32", "auto: this CPU has no AMX-BF16 or AVX512-BF16"
+    if not verdict.allows_bf16:
+        return "f32", f"auto: {verdict.reason}"
+    return "bf16", f"auto: CPU has {', '.join(flags)}; {verdict.reason}"
+
+
+def _open_backend(
+    settings: InferenceSettings, path: Path, sha256: str
+) -> tuple[Backend, InputSpec, GateVerdict, dict[str, Any]]:
+    cpus = cpu_limit()
+    instances = settings.instances or default_instances(cpus)
+    threads = settings.intra_op_threads or threads_for(cpus, instances)
+    choice = settings.backend
+    version = openvino_version() if choice is not BackendChoice.ONNXRUNTIME else None
+    if choice is BackendChoice.OPENVINO and version is None:
+        raise ModelError("INFERENCE_BACKEND=openvino but the openvino package cannot be imported")
+    openvino = choice is BackendChoice.OPENVINO or (
+        choice is BackendChoice.AUTO and is_x86_64() and version is not None
+    )
+    verdict = read_verdict(settings.model_uri, sha256, settings.model_cache_dir)
+    precision, why = _precision(settings, openvino, verdict)
+    backend: Backend | None = None
+    if openvino:
+        try:
+            backend = OpenVinoBackend(path, instances, threads, precision)
+            spec = _input_spec(backend, settings)
+        except Exception as exc:
+            if choice is BackendChoice.OPENVINO or settings.precision is PrecisionChoice.BF16:
+                if isinstance(exc, ModelError):
+                    raise
+                raise ModelError(f"{settings.model_uri}: OpenVINO cannot load this model ({exc})") from None
+            log.warning("OpenVINO cannot serve %s (%s); using onnxruntime", settings.model_uri, exc)
+            backend, precision, why = None, "f32", "auto: OpenVINO could not serve this model"
+        else:
+            if backend.precision != precision:
+                why += f"; the runtime computes in {backend.precision} on this CPU"
+                log.warning("asked OpenVINO for %s; it computes in %s on this CPU", precision, backend.precision)
+    if backend is None:
+        try:
+            backend = OrtBackend(path, instances, threads)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise ModelError(f"{settings.model_uri}: not a loadable ONNX model ({exc})") from None
+        spec = _input_spec(backend, settings)
+    runtime: dict[str, Any] = {
+        "backend": backend.name,
+        "backend_version": version if backend.name == "openvino" else ort.__version__,
+        "precision": backend.precision,
+        "precision_reason": why,
+        "instances": backend.instances,
+        "threads_per_instance": backend.threads_per_instance,
+        "cpu_limit": cpus,
+        "accuracy_gate": verdict.describe(),
+    }
+    return backend, spec, verdict, runtime
+
+
 def load_model(settings: InferenceSettings) -> LoadedModel:
     started = time.perf_counter()
     path: Path = fetch_to_local(settings.model_uri, settings.model_cache_dir)
-    try:
-        session = ort.InferenceSession(str(path), session_options(settings), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise ModelError(f"{settings.model_uri}: not a loadable ONNX model ({exc})") from None
-    meta = session.get_modelmeta()
-    metadata = dict(meta.custom_metadata_map)
-    output_names = [o.name for o in session.get_outputs()]
+    sha256 = file_sha256(path)
+    backend, spec, _verdict, runtime = _open_backend(settings, path, sha256)
+    metadata = backend.metadata
+    output_names = backend.output_names
     labels = _labels(metadata, settings)
     model = LoadedModel(
-        session=session,
-        input=_input_spec(session, settings),
+        backend=backend,
+        input=spec,
         output_names=output_names,
-        name=metadata.get("name") or meta.graph_name or path.stem,
+        name=metadata.get("name") or backend.graph_name or path.stem,
         # A model without version metadata is identified by its bytes (onnxruntime's own default is a
         # meaningless 9223372036854775807).
-        version=metadata.get("version") or f"sha256-{file_sha256(path)[:12]}",
+        version=metadata.get("version") or f"sha256-{sha256[:12]}",
         labels=labels,
         decoder=_decoder(metadata, output_names, labels, settings),
         source_uri=settings.model_uri,
         load_seconds=0.0,
         metadata=metadata,
+        runtime=runtime,
     )
     model.load_seconds = time.perf_counter() - started
-    log.info("loaded model %s %s from %s in %.2fs", model.name, model.version, settings.model_uri, model.load_seconds)
+    log.info(
+        "loaded model %s %s from %s in %.2fs: %s %s, %d instance(s) x %d thread(s) (%s)",
+        model.name,
+        model.version,
+        settings.model_uri,
+        model.load_seconds,
+        runtime["backend"],
+        runtime["precision"],
+        runtime["instances"],
+        runtime["threads_per_instance"],
+        runtime["precision_reason"],
+    )
     return model

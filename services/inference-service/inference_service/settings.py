@@ -16,6 +16,18 @@ class DecoderMode(StrEnum):
     RAW = "raw"  # any ONNX model: the output tensors as JSON
 
 
+class BackendChoice(StrEnum):
+    AUTO = "auto"  # OpenVINO on x86-64 where it loads (and can feed) the model, onnxruntime otherwise
+    OPENVINO = "openvino"
+    ONNXRUNTIME = "onnxruntime"
+
+
+class PrecisionChoice(StrEnum):
+    AUTO = "auto"  # bf16 where the CPU has AMX-BF16/AVX512-BF16 and the model passed the accuracy gate
+    F32 = "f32"
+    BF16 = "bf16"  # OpenVINO only; computes in f32 on a CPU without native bf16
+
+
 class InferenceSettings(BaseSettings):
     """INFERENCE_* variables (see env.example)."""
 
@@ -65,7 +77,14 @@ class InferenceSettings(BaseSettings):
         le=60_000.0,
         description="How long a request waits for body or decode memory before 503 + Retry-After",
     )
-    intra_op_threads: int = Field(default=0, ge=0, description="0 = onnxruntime's choice (all cores)")
+    backend: BackendChoice = BackendChoice.AUTO
+    precision: PrecisionChoice = PrecisionChoice.AUTO
+    instances: int = Field(
+        default=0, ge=0, le=256, description="Model instances run at once; 0 = one per two CPUs of the pod's limit"
+    )
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="Threads per model instance; 0 = the pod's CPU limit / instances"
+    )
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "info"

@@ -1,0 +1,209 @@
+"""Inference runtimes behind one interface: onnxruntime, and OpenVINO (f32 or bf16).
+
+A backend holds `instances` independent model instances (onnxruntime: a session each; OpenVINO: one
+compiled model with that many streams and an infer request per stream). Each instance runs one batch
+at a time; different instances run at once, each on its share of the pod's CPUs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A model input as the service validates it: onnxruntime's type names (tensor(float), ...) and
+    its shape, with None or a name for a dynamic axis."""
+
+    name: str
+    type: str
+    shape: list[int | str | None]
+
+
+class Backend(Protocol):
+    name: str  # "onnxruntime" | "openvino"
+    precision: str  # what the runtime actually computes in: "f32" | "bf16"
+    instances: int
+    threads_per_instance: int
+
+    @property
+    def inputs(self) -> list[TensorInfo]: ...
+
+    @property
+    def output_names(self) -> list[str]: ...
+
+    @property
+    def metadata(self) -> dict[str, str]: ...
+
+    @property
+    def graph_name(self) -> str: ...
+
+    def run(self, instance: int, tensor: np.ndarray) -> list[np.ndarray]:
+        """Outputs in output_names order. Thread-safe across different instances only."""
+        ...
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+def ort_session_options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # An instance runs one batch at a time, so its parallelism belongs inside the op.
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle intra-op threads would otherwise spin between runs, taking the CPU that request
+    # threads need to decode the next JPEGs (measured: service throughput, make bench).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+class OrtBackend:
+    name = "onnxruntime"
+    precision = "f32"
+
+    def __init__(self, path: Path, instances: int, threads: int):
+        self.instances = instances
+        self.threads_per_instance = threads
+        self._sessions = [
+            ort.InferenceSession(str(path), ort_session_options(threads), providers=["CPUExecutionProvider"])
+            for _ in range(instances)
+        ]
+        first = self._sessions[0]
+        self._inputs = [TensorInfo(node.name, node.type, list(node.shape)) for node in first.get_inputs()]
+        self._outputs = [node.name for node in first.get_outputs()]
+        meta = first.get_modelmeta()
+        self._metadata = dict(meta.custom_metadata_map)
+        self._graph_name = str(meta.graph_name)
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return self._inputs
+
+    @property
+    def output_names(self) -> list[str]:
+        return self._outputs
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self._metadata
+
+    @property
+    def graph_name(self) -> str:
+        return self._graph_name
+
+    def run(self, instance: int, tensor: np.ndarray) -> list[np.ndarray]:
+        values: list[np.ndarray] = self._sessions[instance].run(self._outputs, {self._inputs[0].name: tensor})
+        return values
+
+
+# OpenVINO element types as onnxruntime names them, so validation messages read the same on both.
+_OV_TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "f64": "tensor(double)", "u8": "tensor(uint8)"}
+
+
+def _ov_type(element_type: Any) -> str:
+    name = str(element_type.get_type_name())
+    return _OV_TYPES.get(name, f"tensor({element_type.to_string()})")
+
+
+def openvino_version() -> str | None:
+    try:
+        import openvino as ov  # type: ignore[import-untyped]
+    except Exception:
+        return None
+    return str(ov.__version__).split("-")[0]
+
+
+class OpenVinoBackend:
+    name = "openvino"
+
+    def __init__(self, path: Path, instances: int, threads: int, precision: str):
+        import openvino as ov
+
+        core = ov.Core()
+        # Read the file into memory rather than mapping it: a model file replaced on disk while mapped
+        # (a re-download into the cache) would end the process with SIGBUS.
+        core.set_property({"ENABLE_MMAP": False})
+        model = core.read_model(str(path))
+        self._inputs = [
+            TensorInfo(
+                port.get_any_name(),
+                _ov_type(port.get_element_type()),
+                [dim.get_length() if dim.is_static else None for dim in port.get_partial_shape()]
+                if port.get_partial_shape().rank.is_static
+                else [],
+            )
+            for port in model.inputs
+        ]
+        self._outputs = [port.get_any_name() for port in model.outputs]
+        self._metadata = _ov_metadata(model)
+        self._graph_name = str(model.get_friendly_name())
+        config = {
+            "INFERENCE_PRECISION_HINT": precision,
+            # Streams are the instances: each runs one request on its own threads.
+            "NUM_STREAMS": str(instances),
+            "INFERENCE_NUM_THREADS": str(instances * threads),
+            "PERFORMANCE_HINT": "THROUGHPUT" if instances > 1 else "LATENCY",
+        }
+        self._compiled = core.compile_model(model, "CPU", config)
+        actual = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = "bf16" if "bf16" in actual.lower() else "f32"
+        self.instances = instances
+        self.threads_per_instance = threads
+        self._requests = [self._compiled.create_infer_request() for _ in range(instances)]
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return self._inputs
+
+    @property
+    def output_names(self) -> list[str]:
+        return self._outputs
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self._metadata
+
+    @property
+    def graph_name(self) -> str:
+        return self._graph_name
+
+    def run(self, instance: int, tensor: np.ndarray) -> list[np.ndarray]:
+        request = self._requests[instance]
+        request.infer({0: tensor})
+        # Copies: the request's output tensors are reused by its next run, while these are decoded later.
+        return [np.array(request.get_output_tensor(i).data, copy=True) for i in range(len(self._outputs))]
+
+
+def _ov_metadata(model: Any) -> dict[str, str]:
+    """The ONNX file's metadata_props, which OpenVINO keeps under rt_info["framework"]."""
+    try:
+        info = model.get_rt_info()
+        if "framework" not in info:
+            return {}
+        keys = list(info["framework"].keys())
+        return {str(key): str(model.get_rt_info(["framework", key]).astype(str)) for key in keys}
+    except Exception as exc:
+        log.warning("model metadata not readable through OpenVINO: %s", exc)
+        return {}
+
+
+def default_instances(cpus: int) -> int:
+    """Model instances for a pod with `cpus` CPUs: one per two CPUs, at least one (measured: on 16 vCPUs
+    8 onnxruntime sessions x 2 threads ran 2.5x one session of 16 threads; OpenVINO's own throughput
+    hint picks about the same number of streams)."""
+    return max(1, cpus // 2)
+
+
+def threads_for(cpus: int, instances: int) -> int:
+    return max(1, cpus // instances)
