@@ -1,0 +1,167 @@
+"""python -m tools.accuracy: the accuracy gate. Runs the model at a reduced precision (default bf16, on
+OpenVINO) and at f32 over every frame of the sample video, and reports detection F1 at IoU 0.5 (matched
+by class) and the mean and max score difference of matched detections. With --write, the report goes
+beside the model as `<model>.accuracy.json` (keyed by the model file's sha256), where the inference
+service reads it at start-up: INFERENCE_PRECISION=auto serves bf16 only if F1 >= 0.97 there.
+
+Exit codes: 0 passed, 1 failed the gate, 2 bad arguments or unreadable inputs, 3 the runtime did not
+compute in the asked precision on this CPU (no AMX-BF16/AVX512-BF16: run the gate where the service runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inference_service.accuracy_gate import MIN_F1, SUFFIX
+from inference_service.cpu import bf16_flags
+from inference_service.model import LoadedModel, file_sha256, load_model
+from inference_service.preprocess import InputBuffer, PreparedImage, decode_and_resize
+from inference_service.settings import InferenceSettings
+from tools.accuracy.compare import Agreement
+from tools.paths import DEFAULT_MODEL, SAMPLE_VIDEO
+
+BATCH = 8
+
+
+def frames(video: Path, limit: int | None) -> Iterator[bytes]:
+    """The video's frames as PNG (lossless), so they enter the service's own decode-and-resize."""
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise SystemExit(f"{video}: not a readable video")
+    count = 0
+    try:
+        while limit is None or count < limit:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield cv2.imencode(".png", frame)[1].tobytes()
+            count += 1
+    finally:
+        capture.release()
+
+
+def detect(model: LoadedModel, images: list[PreparedImage], buffer: InputBuffer) -> list[list[dict[str, Any]]]:
+    outputs = model.run(buffer.fill(images))
+    return [
+        model.decoder.decode(outputs, index, image.width, image.height)["detections"]
+        for index, image in enumerate(images)
+    ]
+
+
+def _load(model_uri: str, backend: str, precision: str, args: argparse.Namespace) -> LoadedModel:
+    settings = InferenceSettings(
+        model_uri=model_uri,
+        backend=backend,
+        precision=precision,
+        instances=1,
+        decoder="yolo",
+        score_threshold=args.score_threshold,
+        iou_threshold=args.nms_iou,
+        max_detections=10_000,
+    )
+    return load_model(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.accuracy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="local .onnx path (default: %(default)s)")
+    parser.add_argument("--video", default=str(SAMPLE_VIDEO), help="(default: %(default)s)")
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "f32"], help="the precision tested")
+    parser.add_argument("--backend", default="openvino", choices=["openvino", "onnxruntime"], help="tested runtime")
+    parser.add_argument(
+        "--reference-backend", default="openvino", choices=["openvino", "onnxruntime"], help="f32 reference runtime"
+    )
+    parser.add_argument("--frames", type=int, default=None, help="only the first N frames (default: all)")
+    parser.add_argument("--score-threshold", type=float, default=0.3)
+    parser.add_argument("--nms-iou", type=float, default=0.45, help="class-wise NMS IoU")
+    parser.add_argument("--match-iou", type=float, default=0.5)
+    parser.add_argument("--write", action="store_true", help=f"write <model>{SUFFIX} beside the model")
+    parser.add_argument("--out", type=Path, help="write the report here instead")
+    args = parser.parse_args(argv)
+
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        print(f"{args.model}: no such file (an s3:// model: download it, run the gate, upload the report beside it)")
+        return 2
+    reference = _load(args.model, args.reference_backend, "f32", args)
+    tested = _load(args.model, args.backend, args.precision, args)
+    actual = tested.runtime["precision"]
+    agreement = Agreement()
+    ref_buffer, test_buffer = InputBuffer(reference.input, BATCH), InputBuffer(tested.input, BATCH)
+    count = 0
+    pending: list[PreparedImage] = []
+
+    def flush() -> None:
+        for ref, got in zip(detect(reference, pending, ref_buffer), detect(tested, pending, test_buffer), strict=True):
+            agreement.add_frame(ref, got, args.match_iou)
+        pending.clear()
+
+    for data in frames(Path(args.video), args.frames):
+        pending.append(decode_and_resize(data, reference.input))
+        count += 1
+        if len(pending) == BATCH:
+            flush()
+    if pending:
+        flush()
+    if count == 0:
+        print(f"{args.video}: no frames")
+        return 2
+    summary = agreement.summary()
+    report: dict[str, Any] = {
+        "model": model_path.name,
+        "model_sha256": file_sha256(model_path),
+        "precision": actual,
+        "asked_precision": args.precision,
+        "backend": f"{tested.runtime['backend']} {tested.runtime['backend_version']}",
+        "reference": f"f32 on {reference.runtime['backend']} {reference.runtime['backend_version']}",
+        "cpu": _cpu_name(),
+        "cpu_bf16_flags": bf16_flags(),
+        "video": Path(args.video).name,
+        "frames": count,
+        "score_threshold": args.score_threshold,
+        "nms_iou": args.nms_iou,
+        "match_iou": args.match_iou,
+        **summary,
+        "min_f1": MIN_F1,
+        "passed": summary["f1"] >= MIN_F1,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    print(json.dumps(report, indent=2))
+    if actual != args.precision:
+        print(
+            f"the runtime computed in {actual}, not {args.precision}, on this CPU (bf16 flags: "
+            f"{', '.join(bf16_flags()) or 'none'}): no verdict written; run the gate on a CPU with AMX-BF16 "
+            "or AVX512-BF16",
+            file=sys.stderr,
+        )
+        return 3
+    out = args.out or (model_path.with_name(model_path.name + SUFFIX) if args.write else None)
+    if out is not None:
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+    return 0 if report["passed"] else 1
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
