@@ -21,8 +21,8 @@ def test_matching_is_by_class_at_the_iou_and_one_to_one():
     agreement = Agreement()
     reference = [det(0, 0.9, [0, 0, 10, 10]), det(1, 0.8, [50, 50, 60, 60]), det(2, 0.5, [100, 100, 110, 110])]
     tested = [
-        det(0, 0.88, [0, 0, 10, 11]),  # kept
-        det(0, 0.70, [0, 0, 10, 10]),  # a duplicate of the same object: added, not matched twice
+        det(0, 0.88, [0, 0, 10, 10]),  # kept (the best overlap of its class)
+        det(0, 0.70, [0, 0, 10, 11]),  # a duplicate of the same object: added, not matched twice
         det(3, 0.80, [50, 50, 60, 60]),  # right box, wrong class: added (and class 1 lost)
         det(2, 0.45, [104, 100, 114, 110]),  # IoU 0.43 < 0.5: added (and class 2 lost)
     ]
