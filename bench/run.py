@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+import psutil
 
 from tools.harness.processes import (
     ServiceProcess,
@@ -449,13 +450,9 @@ def naive(bootstrap: str, model: Path, workdir: Path, frames: int) -> dict:
 
 def rss_mb(pid: int) -> float:
     try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+        return float(psutil.Process(pid).memory_info().rss) / 2**20
+    except psutil.Error:
+        return 0.0
 
 
 def overload(

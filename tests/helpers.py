@@ -100,3 +100,12 @@ def tiny_model(path, layout="NCHW"):
     model.ir_version = 9
     onnx.save(model, path)
     return path
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident memory (VmHWM), MiB. psutil reports the current RSS only, not the peak."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")

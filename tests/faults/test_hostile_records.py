@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 
 from tests.conftest import topic_env
 from tests.faults.harness import Account, record_row
-from tests.helpers import read_all, results_by_seq, video_jpegs
+from tests.helpers import peak_rss_mb, read_all, results_by_seq, video_jpegs
 from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process
 from vidpipe.contract import BATCH_CONTENT_TYPE, FrameMeta, Header, decode_batch, header_dict
 from vidpipe.kafka import producer_config
@@ -166,13 +166,6 @@ class FailingProxy:
         self.server.shutdown()
 
 
-def peak_rss(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def test_each_hostile_record_costs_one_dead_letter_and_nothing_waits(
     kafka_bootstrap, kafka_settings, topics, default_model, sample_video, tmp_path
 ):
@@ -228,7 +221,7 @@ def test_each_hostile_record_costs_one_dead_letter_and_nothing_waits(
         results = read_all(kafka_settings, topics.results, expect=hostile_good + 20, timeout_s=120)
         assert consumer.running and consumer.process.pid == consumer_pid, consumer.log_tail()
         assert inference.running and inference.process.pid == inference_pid, inference.log_tail()
-        inference_peak = peak_rss(inference_pid)
+        inference_peak = peak_rss_mb(inference_pid) * 2**20
     finally:
         for process in (consumer, inference):
             if process is not None:

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from inference_service.app import create_app
 from inference_service.budget import AsyncBudget, Budget, BudgetExhausted
 from inference_service.settings import InferenceSettings
-from tests.helpers import tiny_model
+from tests.helpers import peak_rss_mb, tiny_model
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
 
 _IMAGE = np.zeros((48, 64, 3), np.uint8)
@@ -272,13 +272,6 @@ def test_async_budget_waits_for_a_release_then_times_out():
     asyncio.run(scenario())
 
 
-def _peak_rss_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
-
-
 def test_peak_memory_stays_bounded_under_a_batch_of_bombs_and_budget_sized_frames(client):
     """The service runs in this process (TestClient): reset the peak RSS, send 24 bombs and 8 frames at
     the full 4096x2160 budget (tiny PNGs that decode to 26 MB each), and read the new peak."""
@@ -289,9 +282,9 @@ def test_peak_memory_stays_bounded_under_a_batch_of_bombs_and_budget_sized_frame
         pytest.skip("cannot reset the peak RSS here")
     full = cv2.imencode(".png", np.zeros((2160, 4096, 3), np.uint8))[1].tobytes()
     bombs = [CORPUS[n][0] for n in CORPUS if "bomb" in n] * 4
-    before = _peak_rss_mb()
+    before = peak_rss_mb()
     response = post_batch(client, bombs + [full] * 8)
-    growth = _peak_rss_mb() - before
+    growth = peak_rss_mb() - before
     assert response.status_code == 200
     codes = [r.get("error", {}).get("code") for r in response.json()["results"]]
     assert codes == ["too_large"] * len(bombs) + [None] * 8

@@ -37,6 +37,8 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[2]
 POM = Path(__file__).resolve().with_name("pom.xml")
 DEFAULT_LIBS_DIR = ROOT / ".cache" / "kafka" / "libs"
@@ -101,23 +103,19 @@ def random_cluster_id() -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped, is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
+    except psutil.AccessDenied:
         return True
 
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
         return ""
 
 
