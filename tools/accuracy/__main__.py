@@ -24,11 +24,12 @@ import numpy as np
 
 from inference_service.accuracy_gate import MIN_F1, SUFFIX
 from inference_service.cpu import bf16_flags
-from inference_service.model import LoadedModel, file_sha256, load_model
+from inference_service.model import LoadedModel, load_model
 from inference_service.preprocess import InputBuffer, PreparedImage, decode_and_resize
 from inference_service.settings import InferenceSettings
 from tools.accuracy.compare import Agreement
 from tools.paths import DEFAULT_MODEL, SAMPLE_VIDEO
+from vidpipe.storage import sha256_file
 
 BATCH = 8
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = agreement.summary()
     report: dict[str, Any] = {
         "model": model_path.name,
-        "model_sha256": file_sha256(model_path),
+        "model_sha256": sha256_file(model_path),
         "precision": actual,
         "asked_precision": args.precision,
         "backend": f"{tested.runtime['backend']} {tested.runtime['backend_version']}",

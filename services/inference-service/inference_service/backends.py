@@ -33,18 +33,10 @@ class Backend(Protocol):
     precision: str  # what the runtime actually computes in: "f32" | "bf16"
     instances: int
     threads_per_instance: int
-
-    @property
-    def inputs(self) -> list[TensorInfo]: ...
-
-    @property
-    def output_names(self) -> list[str]: ...
-
-    @property
-    def metadata(self) -> dict[str, str]: ...
-
-    @property
-    def graph_name(self) -> str: ...
+    inputs: list[TensorInfo]
+    output_names: list[str]
+    metadata: dict[str, str]  # the model's custom metadata (name, version, labels, decoder...)
+    graph_name: str
 
     def run(self, instance: int, tensor: np.ndarray) -> list[np.ndarray]:
         """Outputs in output_names order. Thread-safe across different instances only."""
@@ -80,30 +72,14 @@ class OrtBackend:
             for _ in range(instances)
         ]
         first = self._sessions[0]
-        self._inputs = [TensorInfo(node.name, node.type, list(node.shape)) for node in first.get_inputs()]
-        self._outputs = [node.name for node in first.get_outputs()]
+        self.inputs = [TensorInfo(node.name, node.type, list(node.shape)) for node in first.get_inputs()]
+        self.output_names = [node.name for node in first.get_outputs()]
         meta = first.get_modelmeta()
-        self._metadata = dict(meta.custom_metadata_map)
-        self._graph_name = str(meta.graph_name)
-
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> list[str]:
-        return self._outputs
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return self._metadata
-
-    @property
-    def graph_name(self) -> str:
-        return self._graph_name
+        self.metadata = dict(meta.custom_metadata_map)
+        self.graph_name = str(meta.graph_name)
 
     def run(self, instance: int, tensor: np.ndarray) -> list[np.ndarray]:
-        values: list[np.ndarray] = self._sessions[instance].run(self._outputs, {self._inputs[0].name: tensor})
+        values: list[np.ndarray] = self._sessions[instance].run(self.output_names, {self.inputs[0].name: tensor})
         return values
 
 
@@ -135,7 +111,7 @@ class OpenVinoBackend:
         # (a re-download into the cache) would end the process with SIGBUS.
         core.set_property({"ENABLE_MMAP": False})
         model = core.read_model(str(path))
-        self._inputs = [
+        self.inputs = [
             TensorInfo(
                 port.get_any_name(),
                 _ov_type(port.get_element_type()),
@@ -145,9 +121,9 @@ class OpenVinoBackend:
             )
             for port in model.inputs
         ]
-        self._outputs = [port.get_any_name() for port in model.outputs]
-        self._metadata = _ov_metadata(model)
-        self._graph_name = str(model.get_friendly_name())
+        self.output_names = [port.get_any_name() for port in model.outputs]
+        self.metadata = _ov_metadata(model)
+        self.graph_name = str(model.get_friendly_name())
         config = {
             "INFERENCE_PRECISION_HINT": precision,
             # Streams are the instances: each runs one request on its own threads.
@@ -162,27 +138,11 @@ class OpenVinoBackend:
         self.threads_per_instance = threads
         self._requests = [self._compiled.create_infer_request() for _ in range(instances)]
 
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> list[str]:
-        return self._outputs
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return self._metadata
-
-    @property
-    def graph_name(self) -> str:
-        return self._graph_name
-
     def run(self, instance: int, tensor: np.ndarray) -> list[np.ndarray]:
         request = self._requests[instance]
         request.infer({0: tensor})
         # Copies: the request's output tensors are reused by its next run, while these are decoded later.
-        return [np.array(request.get_output_tensor(i).data, copy=True) for i in range(len(self._outputs))]
+        return [np.array(request.get_output_tensor(i).data, copy=True) for i in range(len(self.output_names))]
 
 
 def _ov_metadata(model: Any) -> dict[str, str]:

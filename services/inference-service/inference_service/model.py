@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from vidpipe.storage import fetch_to_local
+from vidpipe.storage import fetch_to_local, sha256_file
 
 from .accuracy_gate import GateVerdict, read_verdict
 from .backends import (
@@ -170,14 +169,6 @@ def session_options(settings: InferenceSettings) -> ort.SessionOptions:
     return ort_session_options(settings.intra_op_threads or cpu_limit())
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _precision(settings: InferenceSettings, openvino: bool, verdict: GateVerdict) -> tuple[str, str]:
     """(precision to ask the runtime for, why)."""
     if settings.precision is PrecisionChoice.F32:
@@ -249,7 +240,7 @@ def _open_backend(
 def load_model(settings: InferenceSettings) -> LoadedModel:
     started = time.perf_counter()
     path: Path = fetch_to_local(settings.model_uri, settings.model_cache_dir)
-    sha256 = file_sha256(path)
+    sha256 = sha256_file(path)
     backend, spec, _verdict, runtime = _open_backend(settings, path, sha256)
     metadata = backend.metadata
     output_names = backend.output_names

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -73,6 +74,15 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno in _TRANSIENT_ERRNOS or isinstance(exc, (ConnectionError, TimeoutError))
     return False
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """A file's sha256, read in 1 MiB blocks (model files are tens of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def stream_segment(stream_id: str) -> str:
