@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from tools.package_files import PackageFileError, download, extract_verified, sha256_file
+from tools.package_files import PackageFileError, download, extract_verified
+from vidpipe.storage import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = ROOT / ".cache"
