@@ -30,8 +30,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml $(wildcard services/*/pyproj
 
 venv: $(VENV)/.installed
 
-model: $(VENV)/.installed
+# The model, then its bf16 accuracy gate where the CPU can compute bf16 (a no-op elsewhere, and once per
+# model): INFERENCE_PRECISION=auto serves bf16 only with a passed gate beside the model (tools/accuracy).
+model: $(VENV)/.installed sample
 	$(PY) -m tools.model.fetch_model --cache-dir $(CACHE)
+	$(PY) -m tools.accuracy --model $(MODEL) --write --if-needed || [ $$? -eq 1 ]
 
 sample: $(VENV)/.installed
 	$(PY) -m tools.media.fetch_sample --cache-dir $(CACHE)

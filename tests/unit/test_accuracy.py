@@ -41,3 +41,26 @@ def test_f1_over_frames_and_empty_runs():
     agreement.add_frame([det(0, 0.5, [0, 0, 10, 10])], [])
     assert agreement.f1 == pytest.approx(6 / 7)
     assert agreement.summary()["score_diff_max"] == pytest.approx(0.1)
+
+
+def test_set_up_mode_skips_the_gate_where_it_cannot_or_need_not_run(tmp_path, monkeypatch, capsys):
+    """make model runs the gate with --if-needed: nothing on a CPU without bf16, nothing twice per model."""
+    import json
+
+    import tools.accuracy.__main__ as gate
+    from vidpipe.storage import sha256_file
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not loaded in this test")
+    loads: list[str] = []
+    monkeypatch.setattr(gate, "_load", lambda *args: loads.append("load"))
+    monkeypatch.setattr(gate, "bf16_flags", lambda: [])
+    assert gate.main(["--model", str(model), "--write", "--if-needed"]) == 0
+    assert "nothing to gate" in capsys.readouterr().err and loads == []
+
+    monkeypatch.setattr(gate, "bf16_flags", lambda: ["amx_bf16"])
+    (tmp_path / "m.onnx.accuracy.json").write_text(
+        json.dumps({"model_sha256": sha256_file(model), "asked_precision": "bf16", "f1": 0.98})
+    )
+    assert gate.main(["--model", str(model), "--write", "--if-needed"]) == 0
+    assert "already holds" in capsys.readouterr().err and loads == []

@@ -88,12 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--match-iou", type=float, default=0.5)
     parser.add_argument("--write", action="store_true", help=f"write <model>{SUFFIX} beside the model")
     parser.add_argument("--out", type=Path, help="write the report here instead")
+    parser.add_argument(
+        "--if-needed",
+        action="store_true",
+        help="set-up mode (make model): do nothing when this CPU cannot compute the precision, or when the gate "
+        "file beside the model already holds a report for this model's bytes",
+    )
     args = parser.parse_args(argv)
 
     model_path = Path(args.model)
     if not model_path.is_file():
         print(f"{args.model}: no such file (an s3:// model: download it, run the gate, upload the report beside it)")
         return 2
+    if args.if_needed and (reason := _not_needed(model_path, args.precision)):
+        print(f"accuracy gate: {reason}", file=sys.stderr)
+        return 0
     reference = _load(args.model, args.reference_backend, "f32", args)
     tested = _load(args.model, args.backend, args.precision, args)
     actual = tested.runtime["precision"]
@@ -151,6 +160,22 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
     return 0 if report["passed"] else 1
+
+
+def _not_needed(model_path: Path, precision: str) -> str | None:
+    """Why the gate need not run now, or None. Without the CPU's bf16 instructions the runtime would compute
+    in f32 and the verdict could not be written anyway (exit 3); an existing report for these model bytes
+    stands until the model changes."""
+    if precision == "bf16" and not bf16_flags():
+        return "this CPU has no AMX-BF16 or AVX512-BF16: the service serves f32 here, nothing to gate"
+    gate = model_path.with_name(model_path.name + SUFFIX)
+    try:
+        existing = json.loads(gate.read_text())
+    except (OSError, ValueError):
+        return None
+    if existing.get("model_sha256") == sha256_file(model_path) and existing.get("asked_precision") == precision:
+        return f"{gate.name} already holds this model's verdict (f1 {existing.get('f1')})"
+    return None
 
 
 def _cpu_name() -> str:
