@@ -5,8 +5,12 @@ The throughput is measured by `make bench`:
 
 - when bench/results/latest.json exists (it is gitignored: a measurement of the machine it ran on),
   `end_to_end.fps` (consumer + inference, a backlog drained) and `service.fps` (the inference service
-  alone, best of its sweep) are read from it, scaled to the inference pod's CPUs when the bench machine
-  had more cores (`machine.cpus`; a linear approximation, exact for the 2-core runs);
+  alone, best of its sweep, running the best bare configuration) are read from it, scaled to the
+  inference pod's CPUs when the bench machine had more (`fps_per_vcpu.cpus`, the bench's cgroup CPU
+  limit, else `machine.cpus`; a linear approximation, exact for the 2-core runs);
+- the model instances and threads per instance the pod runs are the bench's best configuration
+  (`bare.best`), its threads per instance kept and its instance count fitted to the pod's CPUs, so the
+  pod runs what the throughput was measured with;
 - otherwise `DOCUMENTED`, the figures of the run docs/PERFORMANCE.md reports.
 
 So a synth never needs the bench file, and a fresh bench run moves the thresholds without an edit.
@@ -37,6 +41,8 @@ class Throughput:
     pipeline_fps: float  # consumer + inference pair, end to end, per replica
     inference_fps: float  # the inference service alone, per replica
     source: str
+    instances: int = 1  # model instances per inference pod (INFERENCE_INSTANCES)
+    threads_per_instance: int = INFERENCE_CPUS  # INFERENCE_INTRA_OP_THREADS
 
 
 # docs/PERFORMANCE.md (make bench, 2 cores, YOLOv4-tiny 416x416): (d) end-to-end capacity 23.0 frames/s,
@@ -48,10 +54,14 @@ def measured(path: Path = BENCH_FILE) -> Throughput:
     """The latest bench run's figures per inference-pod-sized replica, else DOCUMENTED."""
     try:
         report = json.loads(path.read_text())
-        cpus = int(report.get("machine", {}).get("cpus") or INFERENCE_CPUS)
+        cpus = int(
+            report.get("fps_per_vcpu", {}).get("cpus") or report.get("machine", {}).get("cpus") or INFERENCE_CPUS
+        )
         share = min(1.0, INFERENCE_CPUS / cpus)
         pipeline, inference = float(report["end_to_end"]["fps"]), float(report["service"]["fps"])
-    except (OSError, ValueError, KeyError, TypeError):
+        best = report.get("bare", {}).get("best", {})
+        threads = min(INFERENCE_CPUS, max(1, int(best.get("threads_per_instance") or INFERENCE_CPUS)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return DOCUMENTED
     if pipeline <= 0 or inference <= 0:
         return DOCUMENTED
@@ -59,6 +69,8 @@ def measured(path: Path = BENCH_FILE) -> Throughput:
         pipeline_fps=round(pipeline * share, 2),
         inference_fps=round(inference * share, 2),
         source=f"{path} ({cpus} cores)",
+        instances=max(1, INFERENCE_CPUS // threads),
+        threads_per_instance=threads,
     )
 
 

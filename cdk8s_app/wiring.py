@@ -194,14 +194,16 @@ class Scaling(FrozenModel):
 class WorkloadResources(FrozenModel):
     publisher: Resources = Resources(cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi")
     consumer: Resources = Resources(cpu_request="500m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi")
-    # The configuration the bench measures per replica (sizing.py): threads = CPU limit.
+    # The CPUs the bench measures one replica on (sizing.py).
     inference: Resources = Resources(
         cpu_request=sizing.INFERENCE_CPU_REQUEST,
         cpu_limit=str(sizing.INFERENCE_CPUS),
         memory_request="1Gi",
         memory_limit="2Gi",
     )
-    inference_threads: int = Field(default=sizing.INFERENCE_CPUS, ge=1, le=64)
+    # Instances x threads: the bench's best configuration fitted to the pod's CPUs (sizing.py).
+    inference_instances: int = Field(default=sizing.THROUGHPUT.instances, ge=1, le=64)
+    inference_threads: int = Field(default=sizing.THROUGHPUT.threads_per_instance, ge=1, le=64)
 
 
 class NodeSelectors(FrozenModel):

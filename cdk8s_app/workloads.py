@@ -92,6 +92,7 @@ class Workloads(Construct):
                 "INFERENCE_MODEL_CACHE_DIR": MODEL_CACHE_DIR,
                 "INFERENCE_HOST": "0.0.0.0",
                 "INFERENCE_PORT": str(unit.port),
+                "INFERENCE_INSTANCES": str(w.resources.inference_instances),
                 "INFERENCE_INTRA_OP_THREADS": str(w.resources.inference_threads),
                 "INFERENCE_LOG_LEVEL": "info",
                 "AWS_REGION": w.region,

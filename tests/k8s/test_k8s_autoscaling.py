@@ -69,6 +69,11 @@ def test_lag_thresholds_derive_from_measured_throughput_and_latency_budget(manif
     floor = sizing.CONSUMER_INFLIGHT_FRAMES + 1
     assert int(consumer["lagThreshold"]) == max(floor, math.floor(s.pipeline_fps_per_replica * s.latency_budget_s))
     assert int(inference["lagThreshold"]) == max(floor, math.floor(s.inference_fps_per_replica * s.latency_budget_s))
+    env = manifests.config_map("inference-service")
+    assert (env["INFERENCE_INSTANCES"], env["INFERENCE_INTRA_OP_THREADS"]) == (
+        str(sizing.THROUGHPUT.instances),
+        str(sizing.THROUGHPUT.threads_per_instance),
+    ), "the pod runs the configuration its throughput was measured with"
 
 
 def test_thresholds_follow_a_bench_run_and_never_drop_to_the_in_flight_depth(tmp_path):
@@ -82,6 +87,14 @@ def test_thresholds_follow_a_bench_run_and_never_drop_to_the_in_flight_depth(tmp
     bench.write_text('{"machine": {"cpus": 8}, "service": {"fps": 80.0}, "end_to_end": {"fps": 60.0}}')
     eight_cores = sizing.measured(bench)
     assert (eight_cores.pipeline_fps, eight_cores.inference_fps) == (15.0, 20.0), "scaled to one 2-CPU replica"
+    assert (two_cores.instances, two_cores.threads_per_instance) == (1, 2), "no best configuration: 1 x 2"
+    bench.write_text(
+        '{"fps_per_vcpu": {"cpus": 16}, "service": {"fps": 80.0}, "end_to_end": {"fps": 60.0},'
+        ' "bare": {"best": {"instances": 16, "threads_per_instance": 1}}}'
+    )
+    sixteen = sizing.measured(bench)
+    assert (sixteen.pipeline_fps, sixteen.inference_fps) == (7.5, 10.0), "per vCPU of the bench's CPU limit"
+    assert (sixteen.instances, sixteen.threads_per_instance) == (2, 1), "the best configuration, fitted to the pod"
     bench.write_text("{not json")
     assert sizing.measured(bench) == sizing.DOCUMENTED
     assert sizing.lag_threshold(60.0, 2.0) == 120
