@@ -22,7 +22,6 @@ from .backends import (
     TensorInfo,
     default_instances,
     openvino_version,
-    ort_session_options,
     threads_for,
 )
 from .cpu import bf16_flags, cpu_limit, is_x86_64
@@ -162,11 +161,6 @@ def _decoder(
             )
         return YoloDecoder(labels, settings.score_threshold, settings.iou_threshold, settings.max_detections)
     return RawDecoder()
-
-
-def session_options(settings: InferenceSettings) -> ort.SessionOptions:
-    """onnxruntime options for one session using the whole pod (the bench's bare figure)."""
-    return ort_session_options(settings.intra_op_threads or cpu_limit())
 
 
 def _precision(settings: InferenceSettings, openvino: bool, verdict: GateVerdict) -> tuple[str, str]:
