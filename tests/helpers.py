@@ -109,3 +109,24 @@ def peak_rss_mb(pid: int | str = "self") -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmHWM for process {pid}")
+
+
+def started_client(settings, ready: bool = True):
+    """The inference app in a TestClient, started (lifespan entered) once its model is loaded, or, with
+    ready=False, once it is loaded or has given up loading (to test load errors)."""
+    from fastapi.testclient import TestClient
+
+    from inference_service.app import create_app
+
+    client = TestClient(create_app(settings))
+    client.__enter__()
+    state = client.app.state.service
+    deadline = time.monotonic() + 30
+    while not (state.batcher is not None if ready else state.batcher is not None or state.load_error is not None):
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.05)
+    if ready:
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/readyz").json()
+            time.sleep(0.05)
+    return client

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from inference_service.app import create_app
 from inference_service.settings import InferenceSettings
-from tests.helpers import tiny_model
+from tests.helpers import started_client, tiny_model
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
 
 
@@ -19,20 +19,10 @@ def jpeg(color=(0, 0, 255), size=(40, 30)):
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
 
 
-def ready_client(settings):
-    client = TestClient(create_app(settings))
-    client.__enter__()
-    deadline = time.monotonic() + 30
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").json()
-        time.sleep(0.05)
-    return client
-
-
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     path = tiny_model(tmp_path_factory.mktemp("model") / "mean.onnx")
-    client = ready_client(InferenceSettings(model_uri=str(path), max_image_bytes=64 * 1024, max_request_items=4))
+    client = started_client(InferenceSettings(model_uri=str(path), max_image_bytes=64 * 1024, max_request_items=4))
     yield client
     client.__exit__(None, None, None)
 
@@ -52,7 +42,7 @@ def test_any_onnx_model_serves_raw_outputs(client):
 
 def test_nhwc_models_load_too(tmp_path):
     path = tiny_model(tmp_path / "nhwc.onnx", layout="NHWC")
-    client = ready_client(InferenceSettings(model_uri=str(path)))
+    client = started_client(InferenceSettings(model_uri=str(path)))
     try:
         assert client.get("/v1/model").json()["input"]["layout"] == "NHWC"
         assert client.post("/v1/infer", content=jpeg(), headers={"Content-Type": "image/jpeg"}).status_code == 200

@@ -25,25 +25,10 @@ from tests.unit.test_inference_models import (
     infer,
     infer_batch,
     mean_colour_model,
-    start,
 )
 from vidpipe.storage import sha256_file
 
 BACKENDS = ["onnxruntime", "openvino"]
-
-
-@pytest.fixture
-def serve():
-    clients = []
-
-    def _serve(path, **overrides):
-        client = start(InferenceSettings(model_uri=str(path), **overrides))
-        clients.append(client)
-        return client
-
-    yield _serve
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

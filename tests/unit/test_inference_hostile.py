@@ -7,18 +7,15 @@ from __future__ import annotations
 import asyncio
 import struct
 import threading
-import time
 import zlib
 
 import cv2
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from inference_service.app import create_app
 from inference_service.budget import AsyncBudget, Budget, BudgetExhausted
 from inference_service.settings import InferenceSettings
-from tests.helpers import peak_rss_mb, tiny_model
+from tests.helpers import peak_rss_mb, started_client, tiny_model
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
 
 _IMAGE = np.zeros((48, 64, 3), np.uint8)
@@ -84,20 +81,12 @@ CORPUS: dict[str, tuple[bytes, int, str | None]] = {
 }
 
 
-def ready_client(settings: InferenceSettings) -> TestClient:
-    client = TestClient(create_app(settings))
-    client.__enter__()
-    deadline = time.monotonic() + 30
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").json()
-        time.sleep(0.05)
-    return client
-
-
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     path = tiny_model(tmp_path_factory.mktemp("model") / "mean.onnx")
-    client = ready_client(InferenceSettings(model_uri=str(path), max_request_items=32, max_queue=64, busy_wait_ms=200))
+    client = started_client(
+        InferenceSettings(model_uri=str(path), max_request_items=32, max_queue=64, busy_wait_ms=200)
+    )
     yield client
     client.__exit__(None, None, None)
 
@@ -147,7 +136,7 @@ def test_a_batch_of_hostile_images_gets_per_item_errors_and_results_for_the_rest
 
 def test_the_pixel_budget_is_a_setting(tmp_path):
     path = tiny_model(tmp_path / "mean.onnx")
-    client = ready_client(
+    client = started_client(
         InferenceSettings(model_uri=str(path), max_pixels=64 * 48 - 1, max_inflight_decode_pixels=64 * 48)
     )
     try:
@@ -226,7 +215,7 @@ def test_request_bodies_are_bounded_by_the_body_budget(tmp_path):
         max_inflight_body_bytes=4 * 4100,
         busy_wait_ms=100,
     )
-    client = ready_client(settings)
+    client = started_client(settings)
     try:
         state = client.app.state.service
         assert state.body_bytes.try_acquire(4 * 4100 - 100)

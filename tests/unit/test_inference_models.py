@@ -3,17 +3,12 @@ naming the input; a model failing on one input fails that input alone; raw-mode 
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import onnx
 import pytest
-from fastapi.testclient import TestClient
 from onnx import TensorProto, helper
 
-from inference_service.app import create_app
-from inference_service.settings import InferenceSettings
 from vidpipe.contract import BATCH_CONTENT_TYPE, MAX_RAW_OUTPUT_VALUES, RawOutput, encode_batch
 
 
@@ -48,32 +43,6 @@ def jpeg(bgr=(0, 0, 255), size=(40, 30)):
 
 
 RED, BLUE, BLACK, WHITE = jpeg((0, 0, 255)), jpeg((255, 0, 0)), jpeg((0, 0, 0)), jpeg((255, 255, 255))
-
-
-def start(settings: InferenceSettings) -> TestClient:
-    """A started app, once it is ready or has given up loading."""
-    client = TestClient(create_app(settings))
-    client.__enter__()
-    state = client.app.state.service
-    deadline = time.monotonic() + 30
-    while state.batcher is None and state.load_error is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return client
-
-
-@pytest.fixture
-def serve():
-    clients = []
-
-    def _serve(path, **overrides):
-        client = start(InferenceSettings(model_uri=str(path), **overrides))
-        clients.append(client)
-        return client
-
-    yield _serve
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def infer(client, data):

@@ -40,7 +40,6 @@ class Backend(Protocol):
 
     def run(self, instance: int, tensor: np.ndarray) -> list[np.ndarray]:
         """Outputs in output_names order. Thread-safe across different instances only."""
-        ...
 
 
 class BackendError(RuntimeError):
