@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -18,13 +19,16 @@ from tools.paths import DEFAULT_MODEL, SAMPLE_VIDEO
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def missing_setup(message: str) -> NoReturn:
+    """Set-up is `make test`'s job: a bare pytest run without it skips, CI fails."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_file(path: Path, how: str) -> Path:
-    """Set-up artefacts are fetched by `make test`; a bare pytest run without them skips, CI fails."""
     if not path.exists():
-        message = f"{path.relative_to(ROOT)} is missing: run `{how}` (make test does it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_setup(f"{path.relative_to(ROOT)} is missing: run `{how}` (make test does it)")
     return path
 
 

@@ -3,10 +3,9 @@ their pods run with (the cdk8s charts, synthesized in-process from the committed
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from tests.conftest import missing_setup
 from tools.images.build import image_reference
 
 SERVICES = ("frame-publisher", "consumer-service", "inference-service")
@@ -19,15 +18,10 @@ def podman():
     try:
         engine = Podman()
     except EngineMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        missing_setup(str(exc))
     missing = [s for s in SERVICES if not engine.image_exists(image_reference(s))]
     if missing:
-        message = f"images not built: {', '.join(missing)}: run `make images` (make test does it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_setup(f"images not built: {', '.join(missing)}: run `make images` (make test does it)")
     return engine
 
 
