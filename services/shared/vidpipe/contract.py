@@ -2,7 +2,9 @@
 
 Frames topic: key = stream id (keeps per-stream order within a partition), value = JPEG bytes
 (binary, never base64), metadata in headers. Results topic: one JSON document per frame.
-Dead-letter topic: the original key, value and headers plus error headers.
+Dead-letter topic: the original key, value and headers plus error headers. Events topic (the analytics
+service): key = stream id, one JSON document per event (line crossed, zone entered or left, tracker
+reset), in each stream's frame order.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = "1"
 
@@ -25,6 +27,8 @@ FRAMES_TOPIC = "video.frames.v1"
 RESULTS_TOPIC = "video.results.v1"
 DEAD_LETTER_TOPIC = "video.frames.dlq.v1"
 CONSUMER_GROUP = "video-inference"
+EVENTS_TOPIC = "video.events.v1"
+ANALYTICS_GROUP = "video-analytics"
 # Partitions per topic unless a deployment says otherwise (TOPICS_PARTITIONS, the CDK context, the
 # charts' settings): also the consumer's replica ceiling, since a member beyond it sits idle.
 DEFAULT_PARTITIONS = 6
@@ -96,6 +100,8 @@ def topic_specs(
     frames_topic: str = FRAMES_TOPIC,
     results_topic: str = RESULTS_TOPIC,
     dead_letter_topic: str = DEAD_LETTER_TOPIC,
+    events_topic: str = EVENTS_TOPIC,
+    events_retention_ms: int = 7 * 24 * 3600 * 1000,
 ) -> list[TopicSpec]:
     """The topics the project creates itself (never broker auto-create)."""
     big = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
@@ -103,6 +109,7 @@ def topic_specs(
         TopicSpec(frames_topic, partitions, {**big, "retention.ms": str(frames_retention_ms)}),
         TopicSpec(results_topic, partitions, {"retention.ms": str(results_retention_ms)}),
         TopicSpec(dead_letter_topic, partitions, {**big, "retention.ms": str(results_retention_ms)}),
+        TopicSpec(events_topic, partitions, {"retention.ms": str(events_retention_ms)}),
     ]
 
 
@@ -320,6 +327,67 @@ def encode_result(result: dict[str, Any]) -> bytes:
 
 def decode_result(value: bytes) -> FrameResult:
     return FrameResult.model_validate_json(value)
+
+
+# --- Events (the analytics service) ------------------------------------------------------------
+# One JSON document per event on EVENTS_TOPIC, key = stream id. Every event names the frame that
+# caused it (seq, capture time) and when it was emitted. Directions are relative to the line as
+# configured, from `start` to `end` in image coordinates (x right, y down): "in" is a crossing from
+# the line's left-hand side to its right-hand side (as seen walking from start to end), "out" the
+# reverse. Track ids are per stream and per tracker life: a tracker_reset event starts a new life.
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: str = SCHEMA_VERSION
+    stream_id: str
+    seq: int = Field(ge=0, description="The frame whose result produced the event")
+    capture_ts_us: int = Field(ge=0)
+    emitted_ts_us: int = Field(ge=0)
+
+
+class _TrackEvent(_Event):
+    track_id: int = Field(ge=0)
+    class_id: int = Field(ge=0)
+    label: str
+
+
+class LineCrossed(_TrackEvent):
+    type: Literal["line_crossed"] = "line_crossed"
+    line: str
+    direction: Literal["in", "out"]
+
+
+class ZoneEntered(_TrackEvent):
+    type: Literal["zone_entered"] = "zone_entered"
+    zone: str
+
+
+class ZoneLeft(_TrackEvent):
+    type: Literal["zone_left"] = "zone_left"
+    zone: str
+    dwell_s: float = Field(ge=0.0, description="Capture time from entering to leaving the zone")
+
+
+class TrackerReset(_Event):
+    """The stream's tracker started afresh (start-up, a partition assigned, a gap in the frames):
+    earlier track ids are not continued, and zone occupancy is forgotten without zone_left events."""
+
+    type: Literal["tracker_reset"] = "tracker_reset"
+    reason: str
+
+
+AnalyticsEvent = Annotated[LineCrossed | ZoneEntered | ZoneLeft | TrackerReset, Field(discriminator="type")]
+_EVENT_ADAPTER: TypeAdapter[LineCrossed | ZoneEntered | ZoneLeft | TrackerReset] = TypeAdapter(AnalyticsEvent)
+
+
+def encode_event(event: LineCrossed | ZoneEntered | ZoneLeft | TrackerReset) -> bytes:
+    return orjson.dumps(event.model_dump(mode="json"))
+
+
+def decode_event(value: bytes) -> LineCrossed | ZoneEntered | ZoneLeft | TrackerReset:
+    return _EVENT_ADAPTER.validate_json(value)
 
 
 # --- Batch body for the inference service -----------------------------------------------------

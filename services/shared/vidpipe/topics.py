@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .contract import DEAD_LETTER_TOPIC, DEFAULT_PARTITIONS, FRAMES_TOPIC, RESULTS_TOPIC, TopicSpec, topic_specs
+from .contract import (
+    DEAD_LETTER_TOPIC,
+    DEFAULT_PARTITIONS,
+    EVENTS_TOPIC,
+    FRAMES_TOPIC,
+    RESULTS_TOPIC,
+    TopicSpec,
+    topic_specs,
+)
 
 if TYPE_CHECKING:
     from .kafka import KafkaSettings
@@ -22,9 +30,11 @@ class TopicSettings(BaseSettings):
     frames: str = FRAMES_TOPIC
     results: str = RESULTS_TOPIC
     dead_letter: str = DEAD_LETTER_TOPIC
+    events: str = EVENTS_TOPIC
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1000)
     frames_retention_hours: float = Field(default=6.0, gt=0)
     results_retention_hours: float = Field(default=168.0, gt=0)
+    events_retention_hours: float = Field(default=168.0, gt=0)
     create: bool = Field(default=True, description="Create missing topics at start-up through the admin API")
 
     def specs(self) -> list[TopicSpec]:
@@ -35,6 +45,8 @@ class TopicSettings(BaseSettings):
             frames_topic=self.frames,
             results_topic=self.results,
             dead_letter_topic=self.dead_letter,
+            events_topic=self.events,
+            events_retention_ms=int(self.events_retention_hours * 3600 * 1000),
         )
 
 

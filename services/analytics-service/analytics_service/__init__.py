@@ -1,0 +1,1 @@
+"""vidpipe analytics service: tracks per stream, line and zone events, counts and a live view."""
