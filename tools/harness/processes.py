@@ -122,5 +122,28 @@ def publisher_process(
     )
 
 
+def analytics_process(
+    bootstrap: str,
+    logs: Path,
+    streams_file: Path | None,
+    archive_uri: str | None,
+    port: int,
+    name: str = "analytics",
+    **extra: str,
+) -> ServiceProcess:
+    """The analytics service: results -> events, metrics and the live view on http://127.0.0.1:<port>/."""
+    env = service_env(KAFKA_BOOTSTRAP=bootstrap, ANALYTICS_PORT=str(port), ANALYTICS_HOST="127.0.0.1", **extra)
+    # None means none: not one inherited from the caller's environment.
+    for variable, value in (("ANALYTICS_STREAMS_FILE", streams_file), ("ANALYTICS_ARCHIVE_URI", archive_uri)):
+        env.pop(variable, None)
+        if value is not None:
+            env[variable] = str(value)
+    return ServiceProcess(name, "analytics_service", env, logs / f"{name}.log")
+
+
+def analytics_url(process: ServiceProcess, path: str = "/") -> str:
+    return f"http://127.0.0.1:{process.env['ANALYTICS_PORT']}{path}"
+
+
 def consumer_health_url(process: ServiceProcess) -> str:
     return f"http://127.0.0.1:{process.env['CONSUMER_HEALTH_PORT']}/readyz"

@@ -1,0 +1,268 @@
+"""HTTP edge of the analytics service: probes, metrics and the live view (page and JSON API).
+
+The worker (Kafka) runs on a thread of this process, started and stopped with the app. The live view
+draws on the archived JPEG in the browser: /api/frames streams the archive's bytes unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vidpipe.contract import JPEG_CONTENT_TYPE, MAX_INT_HEADER, MIN_CAPTURE_TS_US, check_stream_id
+from vidpipe.health import Heartbeat
+from vidpipe.storage import Storage, frame_key, is_outage
+
+from .metrics import AnalyticsMetrics
+from .view import LiveView, StreamView
+from .worker import AnalyticsWorker
+
+log = logging.getLogger(__name__)
+
+# The page loads only its own script and style, and fetches only this origin: no inline code, no CDN.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+# The static files of the page, by URL path (a fixed list: no request path ever reaches the file system).
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/live/live.js": ("live.js", "text/javascript; charset=utf-8"),
+    "/live/live.css": ("live.css", "text/css; charset=utf-8"),
+}
+# Year 9999: the archive's date folder cannot be formatted beyond it.
+MAX_CAPTURE_TS_US = 253_402_300_799_999_999
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status)
+
+
+@dataclass
+class ServiceState:
+    view: LiveView
+    metrics: AnalyticsMetrics
+    heartbeat: Heartbeat
+    storage: Storage | None = None
+    worker: AnalyticsWorker | None = None
+    on_worker_exit: Callable[[], None] | None = None  # e.g. stop the server when the worker dies
+    worker_error: str | None = None
+    join_timeout_s: float = 30.0
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start_worker(self) -> None:
+        if self.worker is None:
+            return
+        self._thread = threading.Thread(target=self._run_worker, name="analytics-worker", daemon=True)
+        self._thread.start()
+
+    def _run_worker(self) -> None:
+        assert self.worker is not None
+        try:
+            self.worker.run()
+        except BaseException as exc:
+            self.worker_error = f"the worker failed: {exc!r}"[:300]
+            self.heartbeat.unhealthy_reason = self.worker_error
+            log.exception("the worker failed")
+        finally:
+            if self.on_worker_exit is not None:
+                self.on_worker_exit()
+
+    def stop_worker(self) -> None:
+        if self.worker is None or self._thread is None:
+            return
+        self.worker.stop()
+        self._thread.join(self.join_timeout_s)
+
+    @property
+    def worker_alive(self) -> bool:
+        return self.worker is None or (self._thread is not None and self._thread.is_alive())
+
+
+def _stream_id(value: str) -> str:
+    try:
+        return check_stream_id(value)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_stream_id", str(exc), "stream_id") from None
+
+
+def frame_url(state: ServiceState, view: StreamView) -> str | None:
+    if state.storage is None:
+        return None
+    return f"/api/frames/{view.stream_id}/{view.seq}?ts={view.capture_ts_us}"
+
+
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    folder = resources.files("analytics_service") / "live"
+    return {path: (folder.joinpath(name).read_bytes(), kind) for path, (name, kind) in STATIC.items()}
+
+
+def create_app(state: ServiceState) -> FastAPI:
+    files = _static_files()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.start_worker()
+        yield
+        # SIGTERM: the worker delivers what it analyzed, commits and leaves the group.
+        await run_in_threadpool(state.stop_worker)
+
+    # No /docs or /redoc: they load scripts from a CDN, which the CSP (rightly) refuses.
+    app = FastAPI(
+        title="vidpipe analytics",
+        version="1",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = state
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": [], "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", []) if p not in ("path", "query")]
+        return error_response(422, "invalid_request", str(first.get("msg", "invalid request")), ".".join(loc) or None)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", type(exc).__name__)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path.startswith("/api/streams"):
+            response.headers["Cache-Control"] = "no-store"  # polled: always the latest
+        return response
+
+    def static(path: str) -> Callable[[], Awaitable[Response]]:
+        body, kind = files[path]
+
+        async def serve() -> Response:
+            return Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
+
+        return serve
+
+    for path in STATIC:
+        app.add_api_route(path, static(path), methods=["GET"], include_in_schema=path == "/", summary="Live view")
+
+    @app.get("/healthz", summary="Liveness: the worker makes progress", response_model=None)
+    async def healthz() -> Response | dict[str, str]:
+        if not state.worker_alive:
+            return error_response(503, "worker_stopped", state.worker_error or "the worker stopped")
+        if not state.heartbeat.alive:
+            reason = state.heartbeat.unhealthy_reason or "the worker made no progress recently"
+            return error_response(503, "unhealthy", reason)
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: the worker joined its consumer group", response_model=None)
+    async def readyz() -> Response | dict[str, str]:
+        if not (state.worker_alive and state.heartbeat.ready and state.heartbeat.alive):
+            return error_response(503, "not_ready", "the worker has not joined its consumer group")
+        return {"status": "ready"}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_model=None)
+    async def metrics() -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/streams", summary="Every stream this replica analyzes: latest seq, rate, latency, counts")
+    async def streams() -> dict[str, Any]:
+        return {"streams": [view.summary() for view in state.view.streams()]}
+
+    @app.get("/api/streams/{stream_id}/latest", summary="A stream's latest frame: tracks, lines, zones, counts")
+    async def latest(stream_id: str) -> dict[str, Any]:
+        view = state.view.latest(_stream_id(stream_id))
+        if view is None:
+            raise ApiError(404, "unknown_stream", f"no results of stream {stream_id!r} here yet", "stream_id")
+        return {
+            **view.summary(),
+            "width": view.width,
+            "height": view.height,
+            "processed_ts_us": view.processed_ts_us,
+            "frame_url": frame_url(state, view),
+            "tracks": [
+                {"track_id": t.track_id, "class_id": t.class_id, "label": t.label, "score": t.score, "box": list(t.box)}
+                for t in view.tracks
+            ],  # fmt: skip
+            **state.view.regions(view.stream_id),
+        }
+
+    @app.get(
+        "/api/frames/{stream_id}/{seq}",
+        summary="An archived frame, the archive's JPEG bytes unchanged",
+        response_model=None,
+        responses={200: {"content": {JPEG_CONTENT_TYPE: {}}}, 404: {}},
+    )
+    async def frame(
+        stream_id: str,
+        seq: Annotated[int, Path(ge=0, le=MAX_INT_HEADER)],
+        ts: Annotated[int, Query(ge=MIN_CAPTURE_TS_US, le=MAX_CAPTURE_TS_US, description="capture_ts_us")],
+    ) -> Response:
+        # The key is built from a checked stream id and two integers: nothing else reaches the store.
+        key = frame_key(_stream_id(stream_id), ts, seq)
+        if state.storage is None:
+            raise ApiError(404, "no_archive", "ANALYTICS_ARCHIVE_URI is not set: no frames to show")
+        storage = state.storage
+        try:
+            body = await run_in_threadpool(storage.get, key)
+        except Exception as exc:
+            if _missing(exc):
+                raise ApiError(404, "frame_not_found", f"{key} is not in the archive") from None
+            if is_outage(exc):
+                raise ApiError(503, "archive_unavailable", f"the archive is unavailable: {exc}"[:300]) from None
+            raise
+        # Archived frames never change: the browser may keep them.
+        return Response(body, media_type=JPEG_CONTENT_TYPE, headers={"Cache-Control": "private, max-age=3600"})
+
+    return app
+
+
+def _missing(exc: BaseException) -> bool:
+    if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
+        return True
+    response = getattr(exc, "response", None)  # botocore's ClientError
+    if isinstance(response, dict):
+        code = str(response.get("Error", {}).get("Code", ""))
+        return code in ("NoSuchKey", "404", "NotFound")
+    return False
