@@ -1,8 +1,14 @@
-"""`make demo`: stream the sample video through a real broker to the real model and report.
+"""`make demo`: stream the sample video through a real broker to the real model, track and count, report.
 
-Starts a local Kafka broker (unless KAFKA_BOOTSTRAP names one), the inference service and the
-consumer; publishes bikes.mp4 at its own frame rate; waits until every published frame has a
-result; writes out/summary.json and annotated frames; stops everything it started.
+Starts a local Kafka broker (unless KAFKA_BOOTSTRAP names one), the inference service, the consumer and
+the analytics service (with a streams configuration it writes: one line and one zone on the demo's
+stream), prints the live view's URL, publishes bikes.mp4 at its own frame rate, waits until every
+published frame has a result and the analytics events are in, then writes out/summary.json (with the
+line and zone counts) and out/annotated.mp4, and stops everything it started.
+
+The annotated video is rendered from the archived frames and the results replayed, in seq order,
+through the analytics engine the service runs (same code, same input, same tracks); the summary reports
+the counts from the service's events beside the replay's, which must agree.
 """
 
 from __future__ import annotations
@@ -15,11 +21,21 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import cv2
-import numpy as np
+import yaml
 
+from tools.analytics_render import (
+    EventCollector,
+    counts_from_events,
+    render_video,
+    replay,
+    replayed_events,
+    track_continuity,
+)
 from tools.harness.processes import (
+    ServiceProcess,
     consumer_health_url,
     consumer_process,
     free_port,
@@ -28,59 +44,59 @@ from tools.harness.processes import (
 )
 from tools.harness.results import ResultCollector, summarize
 from tools.paths import CACHE, DEFAULT_MODEL, ROOT, SAMPLE_VIDEO
+from vidpipe.analytics_config import AnalyticsConfig, load_streams_file
+from vidpipe.storage import LocalStorage
 
-PALETTE = [
-    (56, 56, 255),
-    (151, 157, 255),
-    (31, 112, 255),
-    (29, 178, 255),
-    (49, 210, 207),
-    (10, 249, 72),
-    (23, 204, 146),
-    (134, 219, 61),
-    (52, 147, 26),
-    (187, 212, 0),
-    (168, 153, 44),
-    (255, 194, 0),
-    (147, 69, 52),
-    (255, 115, 100),
-]
+# Chosen on bikes.mp4 (640x272): in its street scene (frames ~137-190) cars drive left to right behind a
+# fence, their boxes' bottoms at y 150-180 px. The line stands across the road at x=384 px, drawn
+# upwards, so "in" (left-hand to right-hand side walking from start to end) is driving to the right; the
+# zone is the stretch of road the line cuts. Coordinates are fractions of the frame.
+DEMO_LINES = [{"name": "street", "start": [0.6, 0.85], "end": [0.6, 0.45]}]
+DEMO_ZONES = [{"name": "road", "polygon": [[0.5, 0.52], [0.72, 0.52], [0.72, 0.7], [0.5, 0.7]]}]
 
 
-def annotate(jpeg: bytes, detections: list[dict]) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    for det in detections:
-        color = PALETTE[det["class_id"] % len(PALETTE)]
-        x1, y1, x2, y2 = (int(round(v)) for v in det["box"])
-        cv2.rectangle(image, (x1, y1), (x2, y2), color, 2)
-        text = f"{det['label']} {det['score']:.2f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        cv2.rectangle(image, (x1, max(0, y1 - th - 6)), (x1 + tw + 4, y1), color, -1)
-        cv2.putText(
-            image, text, (x1 + 2, max(th, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA
-        )
-    return image
+def write_streams_file(path: Path, stream_id: str) -> AnalyticsConfig:
+    """The demo's streams configuration, read back the way the service reads it (validated)."""
+    document = {
+        "streams": [{"name": stream_id}],
+        "analytics": {stream_id: {"lines": DEMO_LINES, "zones": DEMO_ZONES}},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, sort_keys=False, default_flow_style=None))
+    return load_streams_file(path)
 
 
-def write_annotated(out: Path, archive: Path, results: dict, every: int) -> int:
-    from vidpipe.storage import frame_key
+def start_analytics(stack: ExitStack, bootstrap: str, logs: Path, streams_file: Path, archive: Path) -> str | None:
+    """The analytics service, when this checkout has it; returns its live view's URL."""
+    try:
+        from tools.harness.processes import analytics_process
+    except ImportError:
+        return None
+    port = free_port()
+    service: ServiceProcess = analytics_process(bootstrap, logs, streams_file, str(archive), port)
+    service.start()
+    stack.callback(service.stop)
+    service.wait_http(f"http://127.0.0.1:{port}/readyz")
+    return f"http://127.0.0.1:{port}/"
 
-    folder = out / "annotated"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    written = 0
-    for (stream_id, seq), doc in sorted(results.items()):
-        if seq % every:
-            continue
-        frame = archive / frame_key(stream_id, doc["capture_ts_us"], seq)
-        if frame.exists():
-            cv2.imwrite(str(folder / f"{stream_id}-{seq:06d}.jpg"), annotate(frame.read_bytes(), doc["detections"]))
-            written += 1
-    return written
+
+def format_counts(counts: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if counts is None:
+        return []
+
+    def labels(by_label: dict[str, int]) -> str:
+        return ", ".join(f"{label} {n}" for label, n in by_label.items()) or "-"
+
+    rows = [(f"line {name}", f"in: {labels(c['in'])} | out: {labels(c['out'])}") for name, c in counts["lines"].items()]
+    rows += [
+        (f"zone {name}", f"entered: {labels(c['entered'])} | inside now: {labels(c['occupancy'])}")
+        for name, c in counts["zones"].items()
+    ]
+    return rows
 
 
 def print_table(summary: dict) -> None:
-    rows = [
+    rows: list[tuple[str, Any]] = [
         (k, summary[k])
         for k in (
             "frames_published",
@@ -92,6 +108,13 @@ def print_table(summary: dict) -> None:
         )
     ]
     rows += [(f"latency {k} (ms)", v) for k, v in summary["latency_ms"].items()]
+    analytics = summary["analytics"]
+    source = "service" if analytics["counts"]["service"] is not None else "replay"
+    rows += format_counts(analytics["counts"][source])
+    continuity = analytics["track_continuity"]
+    rows.append(("car track continuity", continuity["continuity"]))
+    if analytics["consistent"] is not None:
+        rows.append(("service = replay", analytics["consistent"]))
     width = max(len(k) for k, _ in rows)
     print("\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows))
     top = list(summary["detections_by_class"].items())[:8]
@@ -109,6 +132,15 @@ def start_broker(stack: ExitStack, data_dir: Path) -> str:
     return broker.bootstrap
 
 
+def video_fps(path: Path) -> float:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    return fps if fps and fps > 0 else 25.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--video", type=Path, default=SAMPLE_VIDEO)
@@ -116,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "out")
     parser.add_argument("--pace", choices=["source", "fast"], default="source")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for every result")
-    parser.add_argument("--annotate-every", type=int, default=5, help="write every Nth annotated frame")
+    parser.add_argument("--events-timeout", type=float, default=60.0, help="seconds to wait for the events")
     args = parser.parse_args(argv)
 
     for path, how in ((args.video, "make sample"), (args.model, "make model")):
@@ -128,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     logs = out / "logs"
     shutil.rmtree(archive, ignore_errors=True)
     shutil.rmtree(logs, ignore_errors=True)
+    shutil.rmtree(out / "annotated", ignore_errors=True)  # the per-frame JPEGs of earlier versions
     stream_id = f"{args.video.stem}-{time.strftime('%Y%m%dT%H%M%S')}"
+    streams_file = out / "streams.yaml"
+    config = write_streams_file(streams_file, stream_id)
+    spec = config.for_stream(stream_id)
 
     with ExitStack() as stack:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
@@ -141,16 +177,24 @@ def main(argv: list[str] | None = None) -> int:
         inference = inference_process(inference_port, logs, args.model).start()
         stack.callback(inference.stop)
         consumer = consumer_process(bootstrap, f"http://127.0.0.1:{inference_port}", str(archive), logs)
-        print("starting the inference service and the consumer...")
+        print("starting the inference service, the consumer and the analytics service...")
         inference.wait_http(f"http://127.0.0.1:{inference_port}/readyz")
         consumer.start()
         stack.callback(consumer.stop)
         consumer.wait_http(consumer_health_url(consumer))
+        live_view = start_analytics(stack, bootstrap, logs, streams_file, archive)
+        if live_view:
+            print(f"live view: {live_view}  (lines and zones: {streams_file})")
+        else:
+            print("no analytics service in this checkout: counts come from the replay alone")
 
         from vidpipe.topics import TopicSettings
 
-        collector = ResultCollector(bootstrap, TopicSettings().results, {stream_id})
+        topics = TopicSettings()
+        collector = ResultCollector(bootstrap, topics.results, {stream_id})
         stack.callback(collector.close)
+        events = EventCollector(bootstrap, topics.events, {stream_id})
+        stack.callback(events.close)
         summary_file = out / "publisher.json"
         publisher = publisher_process(
             bootstrap,
@@ -163,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         publisher.start()
         while publisher.running:
             collector.poll(0.5)
+            events.poll(0.01)
         if publisher.process.returncode != 0:
             print(
                 f"error: publisher exited with {publisher.process.returncode}:\n{publisher.log_tail()}", file=sys.stderr
@@ -178,6 +223,20 @@ def main(argv: list[str] | None = None) -> int:
 
         missing = collector.wait_for(expected, args.timeout, alive)
         elapsed = time.monotonic() - started
+
+        frames = replay(collector.results.values(), config)
+        replay_events = replayed_events(frames)
+        if live_view:
+            # The service analyzes the same results: wait until it has published as many events as the
+            # replay made (more would be redelivered duplicates), or give up and report what came.
+            deadline = time.monotonic() + args.events_timeout
+            while events.count() < len(replay_events) and time.monotonic() < deadline:
+                events.poll(0.5)
+            events.poll(1.0)  # anything beyond: duplicates, or events the replay did not make
+        service_counts = counts_from_events(events.events[stream_id], spec) if live_view else None
+        replay_counts = frames[-1].counts if frames else counts_from_events([], spec)
+        video = render_video(out / "annotated.mp4", frames, LocalStorage(archive), spec, video_fps(args.video))
+
         summary = summarize(published["frames_published"], published["frames_dropped"], 0, collector)
         summary.update(
             {
@@ -185,19 +244,38 @@ def main(argv: list[str] | None = None) -> int:
                 "source": str(args.video.name),
                 "elapsed_s": round(elapsed, 2),
                 "frames_missing": len(missing),
+                "analytics": {
+                    "streams_file": str(streams_file),
+                    "lines": DEMO_LINES,
+                    "zones": DEMO_ZONES,
+                    "live_view": live_view,
+                    "counts": {"service": service_counts, "replay": replay_counts},
+                    "consistent": service_counts == replay_counts if live_view else None,
+                    "events": {
+                        "service": events.count() if live_view else None,
+                        "replay": len(replay_events),
+                    },
+                    "track_continuity": track_continuity(frames),
+                    "video": video,
+                },
             }
         )
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        annotated = write_annotated(out, archive, collector.results, args.annotate_every)
         print_table(summary)
         print(
-            f"wrote {out / 'summary.json'}, {annotated} annotated frames in {out / 'annotated'}, archive in {archive}"
+            f"wrote {out / 'summary.json'}, {out / 'annotated.mp4'} ({video['frames_written']} frames), archive in {archive}"
         )
+        problems = []
         if missing:
-            print(
-                f"error: {len(missing)} frames have no result after {args.timeout:.0f}s (see {logs})", file=sys.stderr
-            )
+            problems.append(f"{len(missing)} frames have no result after {args.timeout:.0f}s (see {logs})")
+        if video["frames_read_back"] != video["frames_written"]:
+            problems.append(f"annotated.mp4 reads back {video['frames_read_back']} of {video['frames_written']} frames")
+        if live_view and service_counts != replay_counts:
+            problems.append(f"the service's counts differ from the replay's (see {out / 'summary.json'} and {logs})")
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if problems:
             return 1
     return 0
 
