@@ -46,6 +46,7 @@ STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/live/live.js": ("live.js", "text/javascript; charset=utf-8"),
     "/live/live.css": ("live.css", "text/css; charset=utf-8"),
+    "/live/icon.svg": ("icon.svg", "image/svg+xml"),
 }
 # Year 9999: the archive's date folder cannot be formatted beyond it.
 MAX_CAPTURE_TS_US = 253_402_300_799_999_999

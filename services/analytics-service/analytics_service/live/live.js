@@ -89,7 +89,7 @@ function drawRegions(ctx, latest) {
   const w = latest.width;
   const h = latest.height;
   ctx.lineWidth = Math.max(2, w / 320);
-  ctx.font = `${Math.max(12, Math.round(w / 50))}px sans-serif`;
+  ctx.font = `bold ${Math.max(14, Math.round(w / 40))}px sans-serif`;
   for (const zone of latest.zones) {
     ctx.beginPath();
     zone.polygon.forEach(([x, y], i) => (i ? ctx.lineTo(x * w, y * h) : ctx.moveTo(x * w, y * h)));
@@ -100,7 +100,7 @@ function drawRegions(ctx, latest) {
     ctx.stroke();
     const [x0, y0] = zone.polygon[0];
     ctx.fillStyle = "rgba(80, 160, 255, 1)";
-    ctx.fillText(zone.name, x0 * w + 4, y0 * h + 16);
+    ctx.fillText(zone.name, x0 * w + 6, y0 * h + 20);
   }
   for (const line of latest.lines) {
     const [x1, y1] = [line.start[0] * w, line.start[1] * h];
@@ -127,14 +127,14 @@ function drawRegions(ctx, latest) {
 function drawTracks(ctx, latest) {
   const w = latest.width;
   ctx.lineWidth = Math.max(2, w / 400);
-  ctx.font = `${Math.max(11, Math.round(w / 60))}px sans-serif`;
+  ctx.font = `${Math.max(13, Math.round(w / 48))}px sans-serif`;
   for (const track of latest.tracks) {
     const [x1, y1, x2, y2] = track.box;
     const c = color(track.track_id);
     ctx.strokeStyle = c;
     ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
     const text = `#${track.track_id} ${track.label} ${Math.round(track.score * 100)}%`;
-    const height = Math.max(14, Math.round(w / 45));
+    const height = Math.max(16, Math.round(w / 38));
     ctx.fillStyle = c;
     ctx.fillRect(x1, Math.max(0, y1 - height), ctx.measureText(text).width + 6, height);
     ctx.fillStyle = "#000000";
