@@ -52,11 +52,18 @@ rtsp-deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
 	    gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good >/dev/null; }
 
+# Debian's Chromium for the live view's browser test (Playwright drives it; its own browser download
+# cannot run here).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Chromium for the live view's browser test (apt)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 demo: setup
 	$(PY) -m tools.demo
 
 # node_modules: the pinned CDK and cdk8s CLIs (mk/node.mk); images: the three service images (mk/images.mk).
-test: lint setup rtsp-deps node_modules images
+test: lint setup rtsp-deps browser-deps node_modules images
 	$(PY) -m pytest
 
 # ruff (lint and format) on the whole tree, mypy strict on the contract and the services (pyproject.toml).

@@ -86,7 +86,14 @@ def write_streams_file(path: Path, analytics: dict[str, Any], streams: Iterable[
     return path
 
 
-def result_doc(stream: str, seq: int, capture_ts_us: int, boxes: list[list[float]], label: str = "person") -> dict:
+def result_doc(
+    stream: str,
+    seq: int,
+    capture_ts_us: int,
+    boxes: list[list[float]],
+    label: str = "person",
+    size: tuple[int, int] = (WIDTH, HEIGHT),
+) -> dict:
     """A FrameResult as the consumer publishes it."""
     return {
         "schema_version": "1",
@@ -94,8 +101,8 @@ def result_doc(stream: str, seq: int, capture_ts_us: int, boxes: list[list[float
         "seq": seq,
         "capture_ts_us": capture_ts_us,
         "processed_ts_us": capture_ts_us + 50_000,
-        "width": WIDTH,
-        "height": HEIGHT,
+        "width": size[0],
+        "height": size[1],
         "model_name": "synthetic",
         "model_version": "1",
         "model_ms": 1.0,
@@ -104,9 +111,12 @@ def result_doc(stream: str, seq: int, capture_ts_us: int, boxes: list[list[float
     }
 
 
-def walking_box(k: int) -> list[float]:
+def walking_box(k: int, height: int = HEIGHT) -> list[float]:
+    """Frame k's box: its bottom edge (the anchor) at 5/6 of the frame's height, inside the pen's y range."""
+    bottom = height * ANCHOR_Y / HEIGHT
+    top = bottom - height * BOX_H / HEIGHT
     cx = centre_x(k)
-    return [cx - BOX_W / 2, ANCHOR_Y - BOX_H, cx + BOX_W / 2, ANCHOR_Y]
+    return [cx - BOX_W / 2, top, cx + BOX_W / 2, bottom]
 
 
 def passage_docs(stream: str, first_seq: int, start_ts_us: int, frames: int = PASSAGE_FRAMES) -> list[dict]:
