@@ -9,7 +9,7 @@ CACHE := .cache
 MODEL := $(CACHE)/models/yolov4-tiny.onnx
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv model sample broker rtsp-deps demo test test-fast lint faults bench topics clean
+.PHONY: help setup venv model sample broker rtsp-deps browser-deps demo test test-fast lint faults bench topics clean
 
 help:
 	@echo "make demo    stream the sample video through a local Kafka broker to the model; writes out/summary.json"
