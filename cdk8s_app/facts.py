@@ -17,7 +17,15 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vidpipe import storage
-from vidpipe.contract import CONSUMER_GROUP, DEAD_LETTER_TOPIC, DEFAULT_PARTITIONS, FRAMES_TOPIC, RESULTS_TOPIC
+from vidpipe.contract import (
+    ANALYTICS_GROUP,
+    CONSUMER_GROUP,
+    DEAD_LETTER_TOPIC,
+    DEFAULT_PARTITIONS,
+    EVENTS_TOPIC,
+    FRAMES_TOPIC,
+    RESULTS_TOPIC,
+)
 
 # --- names and ports -------------------------------------------------------------------------
 
@@ -43,6 +51,8 @@ STREAM_SECRET_PREFIX = "vidpipe-stream-"
 STREAM_SECRET_KEY = "source"
 # Pod names are "publisher-<stream>": the stream name may use what is left of a 63-character label.
 PUBLISHER_PREFIX = "publisher-"
+# The stream the optional in-cluster RTSP test source publishes (a known stream name for the analytics section).
+TEST_SOURCE_STREAM = "test-source"
 
 
 def archive_bucket_name(prefix: str, account: str, region: str) -> str:
@@ -168,12 +178,19 @@ class Topics(FrozenModel):
     frames: Annotated[str, Field(pattern=TOPIC_NAME)] = FRAMES_TOPIC
     results: Annotated[str, Field(pattern=TOPIC_NAME)] = RESULTS_TOPIC
     dead_letter: Annotated[str, Field(pattern=TOPIC_NAME, alias="deadLetter")] = DEAD_LETTER_TOPIC
+    events: Annotated[str, Field(pattern=TOPIC_NAME)] = EVENTS_TOPIC
     consumer_group: Annotated[str, Field(pattern=TOPIC_NAME, alias="consumerGroup")] = CONSUMER_GROUP
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1000)
 
     @property
-    def all(self) -> tuple[str, str, str]:
-        return (self.frames, self.results, self.dead_letter)
+    def all(self) -> tuple[str, str, str, str]:
+        return (self.frames, self.results, self.dead_letter, self.events)
+
+    @property
+    def analytics_group(self) -> str:
+        """The analytics service's group: the contract's, not a setting, since no variable passes another
+        name to the service (its IAM grant and the group it joins must be the same)."""
+        return ANALYTICS_GROUP
 
 
 class StreamSpec(FrozenModel):

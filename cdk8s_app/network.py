@@ -3,6 +3,9 @@
 - all pods: DNS to kube-dns only.
 - inference: ingress 8080 from the consumer only; egress HTTPS (model from S3) and the Pod Identity agent.
 - consumer: egress to inference 8080, Kafka, HTTPS (S3 archive) and the Pod Identity agent.
+- analytics: egress to Kafka, HTTPS (archived frames from S3) and the Pod Identity agent; no ingress
+  (its live view is reached with `kubectl port-forward`, which the kubelet delivers inside the pod,
+  past NetworkPolicy, like the probes).
 - publishers: egress to Kafka, their stream source's port, and the Pod Identity agent; HTTPS too when
   the source URL is read from AWS Secrets Manager (source_secret_arn).
 - test source: ingress 8554 from publishers; HTTPS egress only when it loops a remote video.
@@ -85,6 +88,7 @@ class NetworkPolicies(Construct):
         )
         self._inference()
         self._consumer()
+        self._analytics()
         self._publishers()
         if wiring.rtsp_test_source.enabled:
             self._test_source()
@@ -143,6 +147,14 @@ class NetworkPolicies(Construct):
             ],
         )
 
+    def _analytics(self) -> None:
+        analytics = self.wiring.services.analytics
+        self._policy(
+            analytics.name,
+            unit_labels(analytics),
+            egress=[self._kafka(), self._https(), self._pod_identity()],
+        )
+
     def _publishers(self) -> None:
         for stream in self.wiring.all_streams:
             self._policy(
@@ -184,7 +196,8 @@ class NetworkPolicies(Construct):
             ingress=[
                 k8s.NetworkPolicyIngressRule(
                     from_=[scraper],
-                    ports=_tcp(*(unit.port for unit in reversed(self.wiring.services.all()))),
+                    # Analytics and publishers share a port number: list it once.
+                    ports=_tcp(*dict.fromkeys(unit.port for unit in reversed(self.wiring.services.all()))),
                 )
             ],
         )

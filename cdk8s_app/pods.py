@@ -132,6 +132,7 @@ class ContainerSpec:
     command: list[str] | None = None
     args: list[str] | None = None
     tcp_ready_port: int | None = None  # for servers without an HTTP health endpoint
+    mounts: list[k8s.VolumeMount] = field(default_factory=list)  # besides /tmp
 
     def _readiness(self) -> k8s.Probe | None:
         if self.probes:
@@ -160,7 +161,7 @@ class ContainerSpec:
             ports=[k8s.ContainerPort(name=n, container_port=p, protocol="TCP") for n, p in self.ports.items()] or None,
             resources=resources(self.resources),
             security_context=container_security(),
-            volume_mounts=[tmp_mount()],
+            volume_mounts=[tmp_mount(), *self.mounts],
             startup_probe=self.probes.startup() if self.probes else None,
             readiness_probe=self._readiness(),
             liveness_probe=self.probes.liveness() if self.probes else None,
@@ -195,8 +196,11 @@ def deployment(
     automount_token: bool = False,
     replicas: int | None = None,
     recreate: bool = False,
+    volumes: list[k8s.Volume] | None = None,
+    pod_annotations: dict[str, str] | None = None,
 ) -> k8s.KubeDeployment:
-    """A hardened Deployment. replicas=None leaves the count to KEDA's HPA (a fixed count would fight it)."""
+    """A hardened Deployment. replicas=None leaves the count to KEDA's HPA (a fixed count would fight it).
+    volumes: besides /tmp; pod_annotations: e.g. a checksum of mounted configuration, so a change rolls the pods."""
     strategy = (
         k8s.DeploymentStrategy(type="Recreate")
         if recreate
@@ -215,7 +219,7 @@ def deployment(
             selector=k8s.LabelSelector(match_labels=selector_labels(labels)),
             strategy=strategy,
             template=k8s.PodTemplateSpec(
-                metadata=k8s.ObjectMeta(labels=labels),
+                metadata=k8s.ObjectMeta(labels=labels, annotations=pod_annotations or None),
                 spec=k8s.PodSpec(
                     service_account_name=service_account,
                     node_selector=node_selector or None,
@@ -225,7 +229,7 @@ def deployment(
                     termination_grace_period_seconds=grace_seconds,
                     topology_spread_constraints=zone_spread(labels),
                     containers=[c.build() for c in containers],
-                    volumes=[tmp_volume(tmp_size)],
+                    volumes=[tmp_volume(tmp_size), *(volumes or [])],
                 ),
             ),
         ),
@@ -244,6 +248,12 @@ def disruption_budget(scope: Construct, name: str, labels: dict[str, str]) -> k8
             unhealthy_pod_eviction_policy="AlwaysAllow",
         ),
     )
+
+
+def config_map_volume(name: str, config_map_name: str, mount_path: str) -> tuple[k8s.Volume, k8s.VolumeMount]:
+    """A ConfigMap as read-only files (0444: the non-root user reads them, nobody writes)."""
+    volume = k8s.Volume(name=name, config_map=k8s.ConfigMapVolumeSource(name=config_map_name, default_mode=0o444))
+    return volume, k8s.VolumeMount(name=name, mount_path=mount_path, read_only=True)
 
 
 def config_map(scope: Construct, name: str, data: dict[str, str], labels: dict[str, str]) -> k8s.KubeConfigMap:

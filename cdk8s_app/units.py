@@ -17,18 +17,30 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from .facts import ARCHIVE_PREFIX, GENERAL_POOL, INFERENCE_POOL, MODELS_PREFIX, FrozenModel, OutputKeys, output_key
+from .facts import (
+    ARCHIVE_PREFIX,
+    FRAMES_PREFIX,
+    GENERAL_POOL,
+    INFERENCE_POOL,
+    MODELS_PREFIX,
+    FrozenModel,
+    OutputKeys,
+    output_key,
+)
 
-TopicRole = Literal["frames", "results", "dead_letter"]
+TopicRole = Literal["frames", "results", "dead_letter", "events"]
+GroupRole = Literal["consumer_group", "analytics_group"]
 
 
 class KafkaGrant(FrozenModel):
-    """kafka-cluster actions on the cluster, on topics (by role in `Topics`) or on the consumer group."""
+    """kafka-cluster actions on the cluster, on topics (by role in `Topics`) or on a consumer group
+    (`group`, by its name in `Topics`)."""
 
     sid: str
     actions: tuple[str, ...]
     on: Literal["cluster", "topics", "group"]
     topics: tuple[TopicRole, ...] = ()
+    group: GroupRole = "consumer_group"
 
 
 class ObjectGrant(FrozenModel):
@@ -41,11 +53,13 @@ class ObjectGrant(FrozenModel):
 
 Grant = KafkaGrant | ObjectGrant
 
-ALL_TOPICS: tuple[TopicRole, ...] = ("frames", "results", "dead_letter")
+ALL_TOPICS: tuple[TopicRole, ...] = ("frames", "results", "dead_letter", "events")
 _CONNECT = KafkaGrant(
     sid="Connect", actions=("kafka-cluster:Connect", "kafka-cluster:WriteDataIdempotently"), on="cluster"
 )
-# Both Kafka clients create missing topics at start-up (TOPICS_CREATE=true): never broker auto-create.
+# Publisher and consumer create missing topics at start-up (TOPICS_CREATE=true): never broker auto-create.
+# vidpipe.topics creates every contract topic, events included, and stops on a refused one, so the grant
+# names all four. The analytics service never creates topics (TOPICS_CREATE=false in its pod).
 _CREATE_TOPICS = KafkaGrant(
     sid="CreateOwnTopics", actions=("kafka-cluster:CreateTopic",), on="topics", topics=ALL_TOPICS
 )
@@ -53,7 +67,7 @@ _KAFKA_WHY = "MSK cluster UUID unknown at synth: pinned to this cluster name and
 
 
 class ServiceUnit(FrozenModel):
-    role: Literal["publisher", "consumer", "inference"]  # key of images/resources/service_accounts in the wiring
+    role: Literal["publisher", "consumer", "inference", "analytics"]  # key of images/service_accounts in the wiring
     name: str  # services/<name>, its image, Deployment, ServiceAccount, NetworkPolicy, ScaledObject
     component: str  # app.kubernetes.io/component
     port: int  # the HTTP port it serves (health endpoints; the inference API)
@@ -133,6 +147,38 @@ INFERENCE = ServiceUnit(
     grants=(ObjectGrant(sid="ReadModels", actions=("s3:GetObject",), prefix=MODELS_PREFIX),),
     nag_reason=f"s3:GetObject only under {MODELS_PREFIX}",
 )
+# Reads results as its own group, publishes events, shows archived frames in its live view. Same port
+# as the publishers' health server: they never share a pod.
+ANALYTICS = ServiceUnit(
+    role="analytics",
+    name="analytics-service",
+    component="analytics",
+    port=8082,
+    pool=GENERAL_POOL,
+    grants=(
+        _CONNECT,
+        KafkaGrant(
+            sid="ReadResults",
+            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"),
+            on="topics",
+            topics=("results",),
+        ),
+        KafkaGrant(
+            sid="WriteEvents",
+            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
+            on="topics",
+            topics=("events",),
+        ),
+        KafkaGrant(
+            sid="UseGroup",
+            actions=("kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"),
+            on="group",
+            group="analytics_group",
+        ),
+        ObjectGrant(sid="ReadArchivedFrames", actions=("s3:GetObject",), prefix=FRAMES_PREFIX),
+    ),
+    nag_reason=f"{_KAFKA_WHY}; s3:GetObject only under {FRAMES_PREFIX}",
+)
 
 
 class Services(FrozenModel):
@@ -141,9 +187,10 @@ class Services(FrozenModel):
     publisher: ServiceUnit = PUBLISHER
     consumer: ServiceUnit = CONSUMER
     inference: ServiceUnit = INFERENCE
+    analytics: ServiceUnit = ANALYTICS
 
-    def all(self) -> tuple[ServiceUnit, ServiceUnit, ServiceUnit]:
-        return (self.publisher, self.consumer, self.inference)
+    def all(self) -> tuple[ServiceUnit, ...]:
+        return (self.publisher, self.consumer, self.inference, self.analytics)
 
 
 SERVICES = Services()

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from vidpipe.analytics_config import AnalyticsConfig, parse_analytics
 from vidpipe.kafka import normalize_bootstrap
 
 from . import sizing
@@ -38,6 +39,7 @@ from .facts import (  # noqa: F401  (re-exported: the wiring's public names)
     PUBLISHER_PREFIX,
     STREAM_SECRET_KEY,
     STREAM_SECRET_PREFIX,
+    TEST_SOURCE_STREAM,
     TOKEN,
     FrozenModel,
     OutputKeys,
@@ -72,8 +74,9 @@ class Images(FrozenModel):
     publisher: str
     consumer: str
     inference: str
+    analytics: str
 
-    @field_validator("publisher", "consumer", "inference")
+    @field_validator("publisher", "consumer", "inference", "analytics")
     @classmethod
     def _image(cls, value: str) -> str:
         return check(IMAGE, value, "an image reference (registry/repository:tag or @sha256:digest)")
@@ -86,6 +89,7 @@ class ServiceAccounts(FrozenModel):
     publisher: Annotated[str, Field(pattern=K8S_NAME)] | None = None
     consumer: Annotated[str, Field(pattern=K8S_NAME)] | None = None
     inference: Annotated[str, Field(pattern=K8S_NAME)] | None = None
+    analytics: Annotated[str, Field(pattern=K8S_NAME)] | None = None
 
 
 class KedaAuth(FrozenModel):
@@ -133,7 +137,7 @@ class RtspTestSource(FrozenModel):
     video_url: str | None = Field(default=None, alias="videoUrl")
     path: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")] = "test"
     fps: int = Field(default=15, ge=1, le=60)
-    stream_name: Annotated[str, Field(pattern=K8S_NAME)] = Field(default="test-source", alias="streamName")
+    stream_name: Annotated[str, Field(pattern=K8S_NAME)] = Field(default=TEST_SOURCE_STREAM, alias="streamName")
 
     @model_validator(mode="before")
     @classmethod
@@ -179,6 +183,9 @@ class Scaling(FrozenModel):
     consumer_max_replicas: int | None = Field(default=None, ge=1, description="default: the partition count")
     inference_min_replicas: int = Field(default=1, ge=1)
     inference_max_replicas: int | None = Field(default=None, ge=1, description="default: the partition count")
+    # Not autoscaled: each replica is a member of the analytics group, so the partition count bounds its
+    # parallelism, and every rebalance resets the moved streams' trackers.
+    analytics_replicas: int = Field(default=1, ge=1, description="at most the partition count")
     polling_interval_s: int = Field(default=15, ge=5, le=300)
     scale_down_stabilization_s: int = Field(default=300, ge=0, le=3600)
 
@@ -204,6 +211,8 @@ class WorkloadResources(FrozenModel):
     # Instances x threads: the bench's best configuration fitted to the pod's CPUs (sizing.py).
     inference_instances: int = Field(default=sizing.THROUGHPUT.instances, ge=1, le=64)
     inference_threads: int = Field(default=sizing.THROUGHPUT.threads_per_instance, ge=1, le=64)
+    # Trackers per stream, the live view's frames and the plotting libraries' imports.
+    analytics: Resources = Resources(cpu_request="250m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi")
 
 
 class NodeSelectors(FrozenModel):
@@ -239,6 +248,8 @@ class PlatformWiring(FrozenModel):
     service_accounts: ServiceAccounts = ServiceAccounts()
     keda: KedaAuth = KedaAuth()
     streams: list[StreamSpec] = Field(default_factory=list)
+    # Lines and zones per stream name (vidpipe.analytics_config): the analytics service's streams file.
+    analytics: dict[str, Any] = Field(default_factory=dict)
     rtsp_test_source: RtspTestSource = RtspTestSource()
     scaling: Scaling = Scaling()
     resources: WorkloadResources = WorkloadResources()
@@ -308,6 +319,13 @@ class PlatformWiring(FrozenModel):
             raise ValueError("scaling.consumer_max_replicas is below scaling.consumer_min_replicas")
         if self.inference_max_replicas < self.scaling.inference_min_replicas:
             raise ValueError("scaling.inference_max_replicas is below scaling.inference_min_replicas")
+        if self.scaling.analytics_replicas > self.topic_partitions:
+            raise ValueError(
+                f"scaling.analytics_replicas ({self.scaling.analytics_replicas}) exceeds topic_partitions"
+                f" ({self.topic_partitions}): members of the analytics group beyond the partition count sit idle"
+            )
+        # A bad line or zone stops synth here, its key named (e.g. analytics.lobby.zones[0].polygon).
+        parse_analytics(self.analytics, known_streams=names)
         return self
 
     # ---- derived values -------------------------------------------------------------------
@@ -355,6 +373,19 @@ class PlatformWiring(FrozenModel):
             test = self.rtsp_test_source
             streams.append(StreamSpec(name=test.stream_name, target_fps=0, port=8554))
         return streams
+
+    @property
+    def analytics_config(self) -> AnalyticsConfig:
+        """The validated analytics section; its streams must be among all_streams (the test source included)."""
+        return parse_analytics(self.analytics, known_streams=[s.name for s in self.all_streams])
+
+    @property
+    def analytics_streams_file(self) -> dict[str, Any]:
+        """The streams file the analytics service reads: every stream's name and the analytics section."""
+        return {
+            "streams": [{"name": s.name} for s in self.all_streams],
+            "analytics": {name: entry.model_dump(mode="json") for name, entry in self.analytics_config.streams.items()},
+        }
 
     @property
     def has_test_stream(self) -> bool:

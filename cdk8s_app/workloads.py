@@ -1,4 +1,4 @@
-"""The three services (and the optional RTSP test source) as Deployments, ConfigMaps, Service, PDBs.
+"""The four services (and the optional RTSP test source) as Deployments, ConfigMaps, Services, PDBs.
 
 Every variable set here is one the services read (env.example); ConfigMaps reach the containers
 through envFrom, so a setting is changed in one place.
@@ -6,6 +6,9 @@ through envFrom, so a setting is changed in one place.
 
 from __future__ import annotations
 
+import hashlib
+
+import yaml
 from cdk8s_plus_36 import k8s
 from constructs import Construct
 
@@ -14,6 +17,7 @@ from .pods import (
     HealthProbes,
     app_labels,
     config_map,
+    config_map_volume,
     deployment,
     disruption_budget,
     port,
@@ -22,12 +26,21 @@ from .pods import (
 from .units import ServiceUnit
 from .wiring import PUBLISHER_PREFIX, PlatformWiring, Resources, StreamSpec
 
-# Names, ports and pools of the three services come from their units (units.py, via wiring.services).
+# Names, ports and pools of the services come from their units (units.py, via wiring.services).
 TEST_SOURCE_NAME = "rtsp-test-source"
 RTSP_PORT = 8554
 # The inference service is reached by the consumer through this Service name.
 INFERENCE_SERVICE = "inference"
 MODEL_CACHE_DIR = "/tmp/vidpipe-models"
+# `kubectl -n vidpipe port-forward svc/analytics 8082:8082` reaches the live view through this Service.
+ANALYTICS_SERVICE = "analytics"
+# The analytics service's streams file: a ConfigMap mounted read-only.
+ANALYTICS_STREAMS_CONFIG = "analytics-streams"
+ANALYTICS_STREAMS_DIR = "/etc/vidpipe/analytics"
+ANALYTICS_STREAMS_KEY = "streams.yaml"
+# The file's digest on the pod template: the service reads the file once, at start-up, so a changed file
+# must replace the pods (kubelet would otherwise update the mounted file under a running process).
+STREAMS_CHECKSUM_ANNOTATION = "vidpipe.io/analytics-streams-sha256"
 
 KAFKA_CONFIG = "vidpipe-kafka"
 TEST_SOURCE_LABELS = app_labels(TEST_SOURCE_NAME, "test-source")
@@ -51,7 +64,7 @@ def inference_url(wiring: PlatformWiring) -> str:
 
 
 def kafka_settings(wiring: PlatformWiring) -> dict[str, str]:
-    """KAFKA_* and TOPICS_* for all three services (env.example)."""
+    """KAFKA_* and TOPICS_* for the Kafka clients (env.example)."""
     return {
         "KAFKA_BOOTSTRAP": wiring.kafka_bootstrap,
         "KAFKA_AUTH": wiring.kafka_auth,
@@ -61,6 +74,7 @@ def kafka_settings(wiring: PlatformWiring) -> dict[str, str]:
         "TOPICS_FRAMES": wiring.topics.frames,
         "TOPICS_RESULTS": wiring.topics.results,
         "TOPICS_DEAD_LETTER": wiring.topics.dead_letter,
+        "TOPICS_EVENTS": wiring.topics.events,
         "TOPICS_PARTITIONS": str(wiring.topic_partitions),
         "TOPICS_CREATE": str(wiring.topics_create).lower(),
     }
@@ -75,6 +89,7 @@ class Workloads(Construct):
         config_map(self, KAFKA_CONFIG, kafka_settings(wiring), app_labels("vidpipe", "config"))
         self._inference()
         self._consumer()
+        self._analytics()
         for stream in wiring.all_streams:
             self._publisher(stream)
         if wiring.rtsp_test_source.enabled:
@@ -169,6 +184,72 @@ class Workloads(Construct):
             tmp_size="256Mi",
             grace_seconds=45,  # CONSUMER_SHUTDOWN_TIMEOUT_S (30 s) to finish and commit in-flight batches
             node_selector=w.node_selectors.pool(unit.pool),
+        )
+        disruption_budget(self, unit.name, labels)
+
+    def _analytics(self) -> None:
+        """One group member per replica, reading results and the archived frames the live view shows.
+
+        Replicas are a setting, not KEDA's: the partition count bounds them, and a rebalance resets the
+        trackers of the streams that move (recorded as tracker_reset events).
+        """
+        w = self.wiring
+        unit = w.services.analytics
+        labels = unit_labels(unit)
+        streams_file = analytics_streams_yaml(w)
+        config_map(self, ANALYTICS_STREAMS_CONFIG, {ANALYTICS_STREAMS_KEY: streams_file}, labels)
+        volume, mount = config_map_volume("streams", ANALYTICS_STREAMS_CONFIG, ANALYTICS_STREAMS_DIR)
+        config_map(
+            self,
+            unit.name,
+            {
+                "ANALYTICS_HOST": "0.0.0.0",
+                "ANALYTICS_PORT": str(unit.port),
+                "ANALYTICS_ARCHIVE_URI": w.archive_uri,  # the consumer's CONSUMER_ARCHIVE_URI
+                "ANALYTICS_STREAMS_FILE": f"{ANALYTICS_STREAMS_DIR}/{ANALYTICS_STREAMS_KEY}",
+                # The group its IAM grant names (units.py): the contract's, stated so the two cannot drift.
+                "ANALYTICS_GROUP_ID": w.topics.analytics_group,
+                "ANALYTICS_LOG_LEVEL": "info",
+                "KAFKA_CLIENT_ID": unit.name,
+                # Overrides vidpipe-kafka (a later envFrom source wins): the publisher and consumer create the
+                # topics, events included; this identity may not (units.py grants it no CreateTopic).
+                "TOPICS_CREATE": "false",
+            },
+            labels,
+        )
+        deployment(
+            self,
+            unit.name,
+            labels,
+            [
+                ContainerSpec(
+                    name="analytics",
+                    image=w.images.analytics,
+                    resources=w.resources.analytics,
+                    config_maps=[KAFKA_CONFIG, unit.name],
+                    ports={"http": unit.port},
+                    probes=HealthProbes(port=unit.port, startup_seconds=120),
+                    mounts=[mount],
+                )
+            ],
+            service_account=w.service_account(unit.role),
+            automount_token=w.automount_service_account_token,
+            tmp_size="256Mi",
+            grace_seconds=30,  # ANALYTICS_SHUTDOWN_TIMEOUT_S (10 s) to deliver pending events, then commit
+            node_selector=w.node_selectors.pool(unit.pool),
+            replicas=w.scaling.analytics_replicas,
+            volumes=[volume],
+            pod_annotations={STREAMS_CHECKSUM_ANNOTATION: hashlib.sha256(streams_file.encode()).hexdigest()},
+        )
+        k8s.KubeService(
+            self,
+            f"{ANALYTICS_SERVICE}-svc",
+            metadata=k8s.ObjectMeta(name=ANALYTICS_SERVICE, labels=labels),
+            spec=k8s.ServiceSpec(
+                type="ClusterIP",
+                selector=selector_labels(labels),
+                ports=[k8s.ServicePort(name="http", port=unit.port, target_port=port("http"), protocol="TCP")],
+            ),
         )
         disruption_budget(self, unit.name, labels)
 
@@ -306,6 +387,11 @@ class Workloads(Construct):
                 ports=[k8s.ServicePort(name="rtsp", port=RTSP_PORT, target_port=port("rtsp"), protocol="TCP")],
             ),
         )
+
+
+def analytics_streams_yaml(wiring: PlatformWiring) -> str:
+    """The streams file as the analytics service reads it (vidpipe.analytics_config.load_streams_file)."""
+    return yaml.safe_dump(wiring.analytics_streams_file, sort_keys=False, default_flow_style=None)
 
 
 def _number(value: float) -> str:

@@ -18,6 +18,7 @@ from cdk8s_app.facts import (
     IAM_PRINCIPAL_ARN,
     K8S_NAME,
     STS_SESSION_ARN,
+    TEST_SOURCE_STREAM,
     StreamSpec,
     Topics,
     check_ipv4_cidr,
@@ -26,6 +27,7 @@ from cdk8s_app.facts import (
 # One contract: topic names, group, partitions and size limits come from the services' own module
 # (the vidpipe package, services/shared), never a copy; the deploy facts both the CDK app and the
 # charts use (Topics, StreamSpec, validators) from cdk8s_app.facts.
+from vidpipe.analytics_config import AnalyticsConfigError, parse_analytics
 from vidpipe.contract import MAX_MESSAGE_BYTES
 
 CONTEXT_PREFIX = "vidpipe:"
@@ -157,6 +159,10 @@ class PlatformConfig(_Model):
     # Workloads
     streams: list[StreamConfig] = Field(default_factory=list)
     rtsp_test_source: bool = Field(default=False, alias="rtspTestSource")  # pulls a public image
+    # Lines and zones per stream id, as the charts' `analytics` setting (vidpipe.analytics_config).
+    analytics: dict[str, Any] = Field(default_factory=dict)
+    # Fixed, not autoscaled: the partition count bounds the analytics group's useful members.
+    analytics_replicas: int = Field(default=1, alias="analyticsReplicas", ge=1, le=1000)
 
     # CI/CD: the GitHub OIDC deploy role (stack <prefix>-deploy-access), only when githubRepository is set.
     github_repository: str | None = Field(default=None, alias="githubRepository")  # "owner/name"
@@ -253,6 +259,19 @@ class PlatformConfig(_Model):
         ids = [s.name for s in self.streams]
         if len(ids) != len(set(ids)):
             raise ConfigError(f"{CONTEXT_PREFIX}streams: stream ids must be unique, got {ids}")
+        if self.analytics_replicas > self.topics.partitions:
+            raise ConfigError(
+                f"{CONTEXT_PREFIX}analyticsReplicas ({self.analytics_replicas}) exceeds {CONTEXT_PREFIX}topics.partitions"
+                f" ({self.topics.partitions}): members of the analytics group beyond the partition count sit idle"
+            )
+        try:
+            parse_analytics(
+                self.analytics, known_streams=[*ids, *([TEST_SOURCE_STREAM] if self.rtsp_test_source else [])]
+            )
+        except AnalyticsConfigError as exc:
+            # Each problem line names its key (analytics.<stream>...): report it as the context key.
+            problems = [line.strip() for line in str(exc).splitlines()[1:]]
+            raise ConfigError("\n  ".join(f"context key {CONTEXT_PREFIX}{p}" for p in problems)) from None
         return self
 
     @property

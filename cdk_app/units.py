@@ -39,7 +39,7 @@ class GrantTargets:
         if grant.on == "cluster":
             return [("cluster", None)]
         if grant.on == "group":
-            return [("group", self.topics.consumer_group)]
+            return [("group", getattr(self.topics, grant.group))]
         return [("topic", getattr(self.topics, role)) for role in grant.topics]
 
     def statement(self, grant: Grant) -> iam.PolicyStatement:

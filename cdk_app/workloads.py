@@ -32,7 +32,7 @@ class WorkloadInputs:
     kafka_bootstrap: str
     archive_uri: str
     model_uri: str
-    images: dict[str, str]  # publisher / consumer / inference -> image URI
+    images: dict[str, str]  # unit role (publisher, consumer, inference, analytics) -> image URI
     vpc_cidr: str
     services: Services  # names (and so ServiceAccounts), ports, pools
     # Streams whose URL is in Secrets Manager have their own ServiceAccount (read on exactly that secret).
@@ -68,6 +68,8 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiri
         # No URL here: each publisher reads it from Secrets Manager or from its Kubernetes Secret.
         streams=[stream_wiring(s, inputs.stream_service_accounts.get(s.name)) for s in config.streams],
         rtsp_test_source=config.rtsp_test_source,
+        analytics=config.analytics,
+        scaling={"analytics_replicas": config.analytics_replicas},
     )
     try:
         return PlatformWiring.model_validate(fields)
@@ -78,7 +80,7 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiri
         )
         raise ConfigError(
             f"the Kubernetes wiring rejects the configuration (see {CONTEXT_PREFIX}streams, "
-            f"{CONTEXT_PREFIX}rtspTestSource, {CONTEXT_PREFIX}topics):\n  {problems}"
+            f"{CONTEXT_PREFIX}rtspTestSource, {CONTEXT_PREFIX}topics, {CONTEXT_PREFIX}analytics):\n  {problems}"
         ) from None
 
 

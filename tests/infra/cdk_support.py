@@ -50,6 +50,21 @@ def session_context(tmp_path_factory, **overrides: Any) -> dict[str, Any]:
     return context
 
 
+# A second synth with streams (conftest.py `with_streams`): one reads its URL from Secrets Manager, and the
+# analytics service counts a line and a zone on another.
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vidpipe/cameras/yard-AbC123"
+STREAMS = [
+    {"id": "lobby", "targetFps": 5},
+    {"id": "yard", "sourceSecretArn": SECRET_ARN, "port": 8554, "targetFps": 2},
+]
+ANALYTICS = {
+    "lobby": {
+        "lines": [{"name": "entrance", "start": [0.1, 0.6], "end": [0.9, 0.6]}],
+        "zones": [{"name": "reception", "polygon": [[0.55, 0.15], [0.95, 0.15], [0.95, 0.55], [0.55, 0.55]]}],
+    }
+}
+
+
 def cfn_lint_command() -> list[str] | None:
     exe = shutil.which("cfn-lint", path=str(ROOT / ".venv" / "bin")) or shutil.which("cfn-lint")
     return [exe] if exe else None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdk_support import session_context
+from cdk_support import ANALYTICS, STREAMS, session_context
 
 
 @dataclass
@@ -56,6 +56,23 @@ def synth(tmp_path_factory, clean_env) -> Synth:
         for stack in platform.stacks
     }
     return Synth(platform=platform, assembly_dir=outdir, templates=templates)
+
+
+@pytest.fixture(scope="session")
+def with_streams(tmp_path_factory, clean_env) -> tuple[dict[str, str], Any]:
+    """The app with two streams and an analytics section: {stack name: template text}, platform."""
+    import aws_cdk as cdk
+
+    from cdk_app.app import build_platform
+
+    context = session_context(tmp_path_factory, **{"vidpipe:streams": STREAMS, "vidpipe:analytics": ANALYTICS})
+    outdir = tmp_path_factory.mktemp("with-streams")
+    app = cdk.App(context=context, outdir=str(outdir))
+    platform = build_platform(app)
+    app.synth()  # cdk-nag included: the new role and policy raise nothing unacknowledged
+    return {
+        stack.stack_name: (outdir / f"{stack.artifact_id}.template.json").read_text() for stack in platform.stacks
+    }, platform
 
 
 @pytest.fixture(scope="session")

@@ -160,6 +160,7 @@ def test_one_pod_identity_per_service_and_no_irsa_annotation(synth, compute):
     accounts = sorted((a["Properties"]["Namespace"], a["Properties"]["ServiceAccount"]) for a in associations.values())
     assert accounts == [
         ("keda", "keda-operator"),
+        ("vidpipe", "analytics-service"),
         ("vidpipe", "consumer-service"),
         ("vidpipe", "frame-publisher"),
         ("vidpipe", "inference-service"),
@@ -259,6 +260,72 @@ def test_inference_reads_only_the_models_prefix(synth):
     assert action == "s3:GetObject" and "/models/*" in resource
 
 
+def _render(value) -> str:
+    """An ARN as text: Fn::Join joined, a Ref shown as <AWS::Partition>, <AWS::AccountId>, ..."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_render(p) for p in parts)
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    return json.dumps(value)
+
+
+def _rendered_grants(statements: list[dict]) -> set[tuple[str, str]]:
+    return {(a, _render(r)) for s in statements for a in _as_list(s["Action"]) for r in _as_list(s["Resource"])}
+
+
+KAFKA_ARN = "arn:<AWS::Partition>:kafka:<AWS::Region>:<AWS::AccountId>"
+CONTRACT_TOPICS = ("video.frames.v1", "video.results.v1", "video.frames.dlq.v1", "video.events.v1")
+
+
+def test_analytics_reads_results_writes_events_and_reads_archived_frames_only(synth):
+    statements = _identity_statements(synth, "analytics-service")
+    assert {s["Sid"] for s in statements} == {"Connect", "ReadResults", "WriteEvents", "UseGroup", "ReadArchivedFrames"}
+    assert all(s["Effect"] == "Allow" for s in statements)
+    cluster = f"{KAFKA_ARN}:cluster/vidpipe-dev/*"
+    results = f"{KAFKA_ARN}:topic/vidpipe-dev/*/video.results.v1"
+    events = f"{KAFKA_ARN}:topic/vidpipe-dev/*/video.events.v1"
+    group = f"{KAFKA_ARN}:group/vidpipe-dev/*/video-analytics"
+    assert _rendered_grants(statements) == {
+        ("kafka-cluster:Connect", cluster),
+        ("kafka-cluster:WriteDataIdempotently", cluster),  # its events producer is idempotent
+        ("kafka-cluster:DescribeTopic", results),
+        ("kafka-cluster:ReadData", results),
+        ("kafka-cluster:DescribeTopic", events),
+        ("kafka-cluster:WriteData", events),
+        ("kafka-cluster:AlterGroup", group),
+        ("kafka-cluster:DescribeGroup", group),
+        (
+            "s3:GetObject",
+            "arn:<AWS::Partition>:s3:::vidpipe-dev-archive-<AWS::AccountId>-<AWS::Region>/archive/frames/*",
+        ),
+    }
+
+
+def test_the_topic_creators_may_create_the_events_topic_and_analytics_none(synth):
+    """On MSK the services create the topics (TOPICS_CREATE; the broker never auto-creates): publisher and
+    consumer create every contract topic, the events topic included, and stop on a refused one."""
+    for name in ("frame-publisher", "consumer-service"):
+        grants = _rendered_grants(_identity_statements(synth, name))
+        created = {r.rsplit("/", 1)[-1] for a, r in grants if a == "kafka-cluster:CreateTopic"}
+        assert created == set(CONTRACT_TOPICS), name
+    assert not any(
+        a == "kafka-cluster:CreateTopic" for a, _ in _grants(_identity_statements(synth, "analytics-service"))
+    )
+
+
+def test_no_other_identity_touches_the_events_topic_or_the_analytics_group(synth):
+    for name in synth.platform.compute.identities:
+        if name == "analytics-service":
+            continue
+        for action, resource in _rendered_grants(_identity_statements(synth, name)):
+            assert "video-analytics" not in resource, name
+            if "video.events.v1" in resource:
+                assert action == "kafka-cluster:CreateTopic", (name, action)
+
+
 def test_keda_operator_only_describes(synth):
     actions = {a for a, _ in _grants(_identity_statements(synth, "keda-operator"))}
     assert actions == {
@@ -287,7 +354,7 @@ def test_vpc_endpoints_nat_and_flow_logs(synth, network):
 # --- images, outputs, stacks ---------------------------------------------------------------
 
 
-def test_three_docker_images_built_from_services(synth):
+def test_four_docker_images_built_from_services(synth):
     assets = json.loads((synth.assembly_dir / f"{synth.platform.compute.artifact_id}.assets.json").read_text())
     images = sorted(
         (
@@ -299,7 +366,7 @@ def test_three_docker_images_built_from_services(synth):
         for v in assets["dockerImages"].values()
     )
     # One Dockerfile, the service chosen by build argument, services/ as the context.
-    assert [i[0] for i in images] == ["consumer-service", "frame-publisher", "inference-service"]
+    assert [i[0] for i in images] == ["analytics-service", "consumer-service", "frame-publisher", "inference-service"]
     assert all(i[1:3] == ("Dockerfile", "linux/amd64") and i[3].endswith("/services") for i in images)
 
 
@@ -321,6 +388,7 @@ EXPECTED_OUTPUTS = {
         "PublisherImageUri",
         "ConsumerImageUri",
         "InferenceImageUri",
+        "AnalyticsImageUri",
         "Namespace",
         "KedaNamespace",
         "FramePublisherServiceAccount",
@@ -329,6 +397,8 @@ EXPECTED_OUTPUTS = {
         "ConsumerServiceRoleArn",
         "InferenceServiceServiceAccount",
         "InferenceServiceRoleArn",
+        "AnalyticsServiceServiceAccount",
+        "AnalyticsServiceRoleArn",
         "KedaOperatorServiceAccount",
         "KedaOperatorRoleArn",
     },

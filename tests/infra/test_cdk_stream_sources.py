@@ -7,31 +7,11 @@ import json
 import re
 
 import pytest
-from cdk_support import session_context
+from cdk_support import SECRET_ARN
 
 pytestmark = pytest.mark.infra
 
-SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vidpipe/cameras/yard-AbC123"
 URL = re.compile(r"(rtsps?|rtmp|udp|tcp)://", re.IGNORECASE)
-
-
-@pytest.fixture(scope="module")
-def with_streams(tmp_path_factory, clean_env):
-    import aws_cdk as cdk
-
-    from cdk_app.app import build_platform
-
-    streams = [
-        {"id": "lobby", "targetFps": 5},
-        {"id": "yard", "sourceSecretArn": SECRET_ARN, "port": 8554, "targetFps": 2},
-    ]
-    outdir = tmp_path_factory.mktemp("with-streams")
-    app = cdk.App(context=session_context(tmp_path_factory, **{"vidpipe:streams": streams}), outdir=str(outdir))
-    platform = build_platform(app)
-    app.synth()  # cdk-nag included: the new role and policy raise nothing unacknowledged
-    return {
-        stack.stack_name: (outdir / f"{stack.artifact_id}.template.json").read_text() for stack in platform.stacks
-    }, platform
 
 
 def test_no_stream_url_in_any_template(synth, with_streams):

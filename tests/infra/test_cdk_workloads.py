@@ -27,14 +27,14 @@ def test_workload_chart_embeds_deployments_with_resolved_references(synth):
     assert charts, "no cdk8s chart in the compute stack"
     text = "\n".join(charts.values())
     assert "${Token[" not in text
-    for name in ("consumer-service", "inference-service"):  # publishers: one per stream (none by default)
+    for name in ("consumer-service", "inference-service", "analytics-service"):  # publishers: one per stream
         assert name in text
     assert '\\"kind\\":\\"Deployment\\"' in text
     # Broker list imported from the data stack, images from the asset repository, bucket by name.
     assert "KafkaClusterBootstrapBrokers" in text and "Fn::ImportValue" in text
-    assert text.count("cdk-hnb659fds-container-assets") >= 2  # consumer + inference (+ one per publisher)
+    assert text.count("cdk-hnb659fds-container-assets") >= 3  # consumer, inference, analytics (+ publishers)
     assert "vidpipe-dev-archive-" in text and "/models/yolov4-tiny.onnx" in text and "/archive" in text
-    for account in ("consumer-service", "inference-service"):
+    for account in ("consumer-service", "inference-service", "analytics-service"):
         assert f'\\"serviceAccountName\\":\\"{account}\\"' in text
     assert '\\"kind\\":\\"ServiceAccount\\"' not in text  # the stack owns them (Pod Identity)
 
@@ -52,4 +52,4 @@ def test_charts_wait_for_namespace_identities_and_keda(synth):
     for key in workloads:
         depends = charts[key]["DependsOn"]
         assert any("Namespacevidpipe" in d for d in depends)
-        assert sum("ServiceAccount" in d for d in depends) >= 3
+        assert sum("ServiceAccount" in d for d in depends) >= 4

@@ -52,7 +52,7 @@ def _resources(template: dict, type_: str) -> list[dict]:
 def test_the_cdk_app_follows_a_renamed_service(renamed_cdk):
     compute, template = renamed_cdk
     accounts = {a["Properties"]["ServiceAccount"] for a in _resources(template, "AWS::EKS::PodIdentityAssociation")}
-    assert accounts == {"frame-publisher", "frame-consumer", "detector", "keda-operator"}
+    assert accounts == {"frame-publisher", "frame-consumer", "detector", "analytics-service", "keda-operator"}
     assert {"frame-consumer", "detector"} <= set(compute.identities)
     for name in ("frame-consumer", "detector"):
         account_key, role_key = identity_outputs(name)

@@ -49,6 +49,12 @@ def test_scaled_deployments_leave_replicas_to_keda(manifests, name):
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 60
 
 
+def test_analytics_is_not_autoscaled(manifests):
+    # Its group's partitions bound it and a rebalance resets trackers: a fixed count (a setting) instead.
+    assert {o["spec"]["scaleTargetRef"]["name"] for o in manifests.kind("ScaledObject")} == set(SCALED)
+    assert manifests.get("Deployment", "analytics-service")["spec"]["replicas"] == 1
+
+
 def test_consumer_never_scales_past_the_partitions(manifests, wiring):
     spec = manifests.get("ScaledObject", "consumer-service")["spec"]
     assert spec["maxReplicaCount"] <= wiring.topic_partitions

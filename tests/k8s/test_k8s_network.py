@@ -44,7 +44,8 @@ def test_only_the_consumer_reaches_inference_on_8080(manifests):
 
 
 def test_no_other_workload_accepts_ingress(manifests, wiring):
-    for name in ["consumer-service", *[f"publisher-{s.name}" for s in wiring.all_streams]]:
+    # The analytics live view: `kubectl port-forward` reaches it inside the pod, past NetworkPolicy.
+    for name in ["consumer-service", "analytics-service", *[f"publisher-{s.name}" for s in wiring.all_streams]]:
         labels = pod_labels(manifests, name)
         assert not [r for p in policies_selecting(manifests, labels) for r in p["spec"].get("ingress", [])], name
 
@@ -63,6 +64,7 @@ def test_egress_is_limited_per_service(manifests, wiring):
     allowed = {
         "inference-service": {53, 443, 80},
         "consumer-service": {53, 8080, 9098, 443, 80},
+        "analytics-service": {53, 9098, 443, 80},  # Kafka, archived frames from S3, credentials
     }
     for name, expected in allowed.items():
         assert set(egress_ports(manifests, name)) == expected, name
@@ -70,7 +72,7 @@ def test_egress_is_limited_per_service(manifests, wiring):
         ports = egress_ports(manifests, f"publisher-{stream.name}")
         source_port = 8554 if wiring.is_test_stream(stream) else stream.port
         assert set(ports) == {53, 9098, 80, source_port}, stream.name
-    for name in ["inference-service", "consumer-service"]:
+    for name in ["inference-service", "consumer-service", "analytics-service"]:
         # Port 80 is only for the EKS Pod Identity agent (credentials), not the internet.
         assert {peer["ipBlock"]["cidr"] for peer in egress_ports(manifests, name)[80]} == AGENT
         dns_peers = egress_ports(manifests, name)[53]

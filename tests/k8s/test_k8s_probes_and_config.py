@@ -93,11 +93,27 @@ def test_kafka_side_probes_hit_the_health_server(manifests, wiring, health_serve
             assert path in health_server_paths and probe_port == port
 
 
+def _config_map_uses(manifests) -> tuple[set[str], set[str]]:
+    """ConfigMaps read as variables (envFrom) and as files (volumes)."""
+    as_env, as_files = set(), set()
+    for deployment in manifests.kind("Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        as_files |= {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
+        for container in pod["containers"]:
+            as_env |= {s["configMapRef"]["name"] for s in container.get("envFrom", [])}
+    return as_env, as_files
+
+
 def test_config_maps_set_only_variables_the_services_read(manifests):
     known = documented_variables() | LIBRARY_VARIABLES
+    as_env, as_files = _config_map_uses(manifests)
+    assert not as_env & as_files, "a ConfigMap is either variables or files"
     for config_map in manifests.kind("ConfigMap"):
-        unknown = set(config_map["data"]) - known
-        assert not unknown, f"{config_map['metadata']['name']}: {sorted(unknown)} not in env.example"
+        name = config_map["metadata"]["name"]
+        assert name in as_env | as_files, f"{name}: used by no Deployment"
+        if name in as_env:
+            unknown = set(config_map["data"]) - known
+            assert not unknown, f"{name}: {sorted(unknown)} not in env.example"
 
 
 def test_service_settings_accept_the_config_maps(manifests, wiring, monkeypatch):

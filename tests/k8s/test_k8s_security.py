@@ -39,7 +39,9 @@ def test_services_run_under_their_own_service_accounts(manifests, wiring):
     expected = {
         "inference-service": wiring.service_accounts.inference,
         "consumer-service": wiring.service_accounts.consumer,
+        "analytics-service": wiring.service_accounts.analytics,
     }
+    assert all(expected.values()), "the outputs file names each ServiceAccount"
     expected.update(
         {f"publisher-{s.name}": s.service_account or wiring.service_accounts.publisher for s in wiring.all_streams}
     )
@@ -48,7 +50,7 @@ def test_services_run_under_their_own_service_accounts(manifests, wiring):
 
 
 def test_workloads_spread_across_zones_and_have_disruption_budgets(manifests):
-    for name in ("inference-service", "consumer-service"):
+    for name in ("inference-service", "consumer-service", "analytics-service"):
         spread = manifests.get("Deployment", name)["spec"]["template"]["spec"]["topologySpreadConstraints"]
         assert "topology.kubernetes.io/zone" in {c["topologyKey"] for c in spread}
         pdb = manifests.get("PodDisruptionBudget", name)

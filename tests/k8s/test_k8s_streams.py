@@ -57,7 +57,9 @@ def test_secret_name_and_key_are_configurable_and_secrets_manager_is_an_alternat
         {"name": "gate", "secretName": "cameras.gate", "secretKey": "url", "port": 8554},
         {"name": "yard", "sourceSecretArn": arn, "port": 322},
     ]
-    manifests = synthesize(wiring.model_copy(update={"streams": [StreamSpec.model_validate(s) for s in streams]}))
+    # Other streams: the committed analytics section (for lobby) goes with the committed ones.
+    update = {"streams": [StreamSpec.model_validate(s) for s in streams], "analytics": {}}
+    manifests = synthesize(wiring.model_copy(update=update))
     gate = publisher_env(manifests.get("Deployment", "publisher-gate"))["PUBLISHER_SOURCE"]
     assert gate["valueFrom"]["secretKeyRef"] == {"name": "cameras.gate", "key": "url"}
     yard = manifests.get("Deployment", "publisher-yard")

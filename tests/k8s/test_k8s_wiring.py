@@ -129,7 +129,7 @@ def token_wiring() -> PlatformWiring:
         kafka_bootstrap=TOKEN % 2,
         archive_uri=f"s3://{TOKEN % 3}/archive",
         model_uri=f"s3://{TOKEN % 3}/models/yolov4-tiny.onnx",
-        images={"publisher": TOKEN % 4, "consumer": TOKEN % 5, "inference": TOKEN % 6},
+        images={"publisher": TOKEN % 4, "consumer": TOKEN % 5, "inference": TOKEN % 6, "analytics": TOKEN % 9},
         keda={"role_arn": TOKEN % 7},
         create_namespace=False,
         streams=[{"id": "lobby", "targetFps": 5}, {"id": "dock", "sourceSecretArn": TOKEN % 8}],
@@ -144,7 +144,7 @@ def test_token_strings_are_accepted_and_carried_through():
     manifests = synthesize(wiring)
     assert set(manifests.charts) == {"vidpipe-workloads", "vidpipe-autoscaling"}, "the CDK stack creates the namespace"
     text = json.dumps(manifests.objects)
-    for n in range(1, 9):
+    for n in range(1, 10):
         assert TOKEN % n in text, f"token {n} lost"
     meta = manifests.get("ScaledObject", "consumer-service")["spec"]["triggers"][0]["metadata"]
     assert meta["bootstrapServers"] == TOKEN % 2 and meta["awsRegion"] == TOKEN % 1
@@ -159,7 +159,7 @@ def test_token_strings_are_accepted_and_carried_through():
         ("region", "not a region"),
         ("kafka_bootstrap", "no-port-here"),
         ("archive_uri", "/local/folder"),
-        ("images", {"publisher": "UPPER CASE", "consumer": "x", "inference": "y"}),
+        ("images", {"publisher": "UPPER CASE", "consumer": "x", "inference": "y", "analytics": "z"}),
         ("keda", {"role_arn": "arn:aws:iam::123456789012:role/r", "identity_owner": "keda"}),
     ],
 )
