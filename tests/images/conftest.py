@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import missing_setup
 from tools.images.build import image_reference
 
-SERVICES = ("frame-publisher", "consumer-service", "inference-service")
+SERVICES = ("frame-publisher", "consumer-service", "inference-service", "analytics-service")
 
 
 @pytest.fixture(scope="session")
