@@ -79,11 +79,16 @@ def replay(
 def counts_from_events(events: Iterable[Event], spec: StreamAnalytics) -> dict[str, Any]:
     """One stream's counts, in StreamAnalyzer.counts()'s shape, from its events in order: crossings per
     line, direction and label; per zone the labels that entered, and occupancy as entered minus left
-    since the last tracker_reset (which forgets occupancy without zone_left events)."""
+    since the last tracker_reset (which forgets occupancy without zone_left events). An event published
+    twice (the service delivers at least once) is counted once: a copy differs only in emitted_ts_us."""
+    seen: set[tuple[Any, ...]] = set()
     lines: dict[str, dict[str, Counter[str]]] = {x.name: {"in": Counter(), "out": Counter()} for x in spec.lines}
     entered: dict[str, Counter[str]] = {z.name: Counter() for z in spec.zones}
     inside: dict[str, dict[tuple[int, str], str]] = {z.name: {} for z in spec.zones}  # (track, zone) -> label
     for event in events:
+        if (key := event_key(event)) in seen:
+            continue
+        seen.add(key)
         if isinstance(event, TrackerReset):
             inside = {z.name: {} for z in spec.zones}
         elif isinstance(event, LineCrossed) and event.line in lines:

@@ -45,7 +45,11 @@ def test_counts_from_events_match_the_engine_across_a_reset():
     docs.append(doc(12, [car(100, 70)], ts=T0 + 60_000_000))  # a gap: reset, occupancy forgotten
     frames = replay(docs, CONFIG)
     assert [e.reason for e in replayed_events(frames) if e.type == "tracker_reset"] == ["start", "gap"]
-    assert counts_from_events(replayed_events(frames), CONFIG.for_stream("cam")) == frames[-1].counts
+    events = replayed_events(frames)
+    assert counts_from_events(events, CONFIG.for_stream("cam")) == frames[-1].counts
+    # at-least-once: a copy of every event, emitted later, changes nothing
+    copies = [e.model_copy(update={"emitted_ts_us": e.emitted_ts_us + 1}) for e in events]
+    assert counts_from_events(events + copies, CONFIG.for_stream("cam")) == frames[-1].counts
     assert frames[-1].counts["zones"]["desk"]["occupancy"] == {"car": 1}
 
 
