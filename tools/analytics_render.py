@@ -20,10 +20,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from analytics_service.engine import Analytics, FrameAnalysis, TrackerSettings
-from analytics_service.tracking import iou_matrix
+from analytics_service.tracking import assign, iou_matrix
 from vidpipe.analytics_config import AnalyticsConfig, StreamAnalytics
 from vidpipe.contract import FrameResult, LineCrossed, TrackerReset, ZoneEntered, ZoneLeft, decode_event
 from vidpipe.storage import Storage, frame_key
@@ -146,13 +145,11 @@ def track_continuity(frames: list[Replayed], label: str = "car", min_iou: float 
         if any(isinstance(e, TrackerReset) for e in after.analysis.events):
             continue
         (a_boxes, a_ids), (b_boxes, b_ids) = labelled(before), labelled(after)
-        overlap = iou_matrix(a_boxes, b_boxes)
-        if overlap.size == 0:
-            continue
-        for i, j in zip(*linear_sum_assignment(-overlap), strict=True):
-            if overlap[i, j] >= min_iou:
-                pairs += 1
-                same += a_ids[i] is not None and a_ids[i] == b_ids[j]
+        # the tracker's own assignment: minimum total (1 - IoU), pairs with IoU >= min_iou
+        matched, _, _ = assign(1.0 - iou_matrix(a_boxes, b_boxes), 1.0 - min_iou)
+        for i, j in matched:
+            pairs += 1
+            same += a_ids[i] is not None and a_ids[i] == b_ids[j]
     return {"label": label, "pairs": pairs, "same_id": same, "continuity": round(same / pairs, 4) if pairs else None}
 
 
