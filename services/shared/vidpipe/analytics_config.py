@@ -194,7 +194,7 @@ def load_streams_file(path: str | Path) -> AnalyticsConfig:
         raise AnalyticsConfigError(f"{path}: streams: expected a list of streams")
     names: list[str] = []
     for index, stream in enumerate(streams):
-        name = stream.get("name") or stream.get("id") if isinstance(stream, dict) else stream
+        name = (stream.get("name") or stream.get("id")) if isinstance(stream, dict) else stream
         if not isinstance(name, str):
             raise AnalyticsConfigError(f"{path}: streams[{index}].name: required")
         names.append(name)
