@@ -36,6 +36,7 @@ from tools.analytics_render import (
 )
 from tools.harness.processes import (
     ServiceProcess,
+    analytics_process,
     consumer_health_url,
     consumer_process,
     free_port,
@@ -66,12 +67,8 @@ def write_streams_file(path: Path, stream_id: str) -> AnalyticsConfig:
     return load_streams_file(path)
 
 
-def start_analytics(stack: ExitStack, bootstrap: str, logs: Path, streams_file: Path, archive: Path) -> str | None:
-    """The analytics service, when this checkout has it; returns its live view's URL."""
-    try:
-        from tools.harness.processes import analytics_process
-    except ImportError:
-        return None
+def start_analytics(stack: ExitStack, bootstrap: str, logs: Path, streams_file: Path, archive: Path) -> str:
+    """The analytics service; returns its live view's URL."""
     port = free_port()
     service: ServiceProcess = analytics_process(bootstrap, logs, streams_file, str(archive), port)
     service.start()
@@ -183,10 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(consumer.stop)
         consumer.wait_http(consumer_health_url(consumer))
         live_view = start_analytics(stack, bootstrap, logs, streams_file, archive)
-        if live_view:
-            print(f"live view: {live_view}  (lines and zones: {streams_file})")
-        else:
-            print("no analytics service in this checkout: counts come from the replay alone")
+        print(f"live view: {live_view}  (lines and zones: {streams_file})")
 
         from vidpipe.topics import TopicSettings
 
@@ -226,14 +220,13 @@ def main(argv: list[str] | None = None) -> int:
 
         frames = replay(collector.results.values(), config)
         replay_events = replayed_events(frames)
-        if live_view:
-            # The service analyzes the same results: wait until it has published as many events as the
-            # replay made (more would be redelivered duplicates), or give up and report what came.
-            deadline = time.monotonic() + args.events_timeout
-            while events.count() < len(replay_events) and time.monotonic() < deadline:
-                events.poll(0.5)
-            events.poll(1.0)  # anything beyond: duplicates, or events the replay did not make
-        service_counts = counts_from_events(events.events[stream_id], spec) if live_view else None
+        # The service analyzes the same results: wait until it has published as many events as the
+        # replay made (more would be redelivered duplicates), or give up and report what came.
+        deadline = time.monotonic() + args.events_timeout
+        while events.count() < len(replay_events) and time.monotonic() < deadline:
+            events.poll(0.5)
+        events.poll(1.0)  # anything beyond: duplicates, or events the replay did not make
+        service_counts = counts_from_events(events.events[stream_id], spec)
         replay_counts = frames[-1].counts if frames else counts_from_events([], spec)
         video = render_video(out / "annotated.mp4", frames, LocalStorage(archive), spec, video_fps(args.video))
 
@@ -250,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                     "zones": DEMO_ZONES,
                     "live_view": live_view,
                     "counts": {"service": service_counts, "replay": replay_counts},
-                    "consistent": service_counts == replay_counts if live_view else None,
+                    "consistent": service_counts == replay_counts,
                     "events": {
-                        "service": events.count() if live_view else None,
+                        "service": events.count(),
                         "replay": len(replay_events),
                     },
                     "track_continuity": track_continuity(frames),
@@ -271,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"{len(missing)} frames have no result after {args.timeout:.0f}s (see {logs})")
         if video["frames_read_back"] != video["frames_written"]:
             problems.append(f"annotated.mp4 reads back {video['frames_read_back']} of {video['frames_written']} frames")
-        if live_view and service_counts != replay_counts:
+        if service_counts != replay_counts:
             problems.append(f"the service's counts differ from the replay's (see {out / 'summary.json'} and {logs})")
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
