@@ -18,7 +18,7 @@ help:
 	@echo "make bench   measure throughput and latency; writes bench/results/latest.json"
 	@echo "make synth   synthesize the CDK app offline (cdk.out/), with cdk-nag and cfn-lint"
 	@echo "make k8s     synthesize the Kubernetes manifests with cdk8s (dist/)"
-	@echo "make images  build the three service images from the CDK assets with podman (no Docker engine)"
+	@echo "make images  build the four service images from the CDK assets with podman (no Docker engine)"
 	@echo "make lint    ruff (lint, format) and mypy (strict on the services)"
 	@echo "make setup   only install and fetch (venv, model, sample video, Kafka broker)"
 
@@ -62,7 +62,7 @@ browser-deps:
 demo: setup
 	$(PY) -m tools.demo
 
-# node_modules: the pinned CDK and cdk8s CLIs (mk/node.mk); images: the three service images (mk/images.mk).
+# node_modules: the pinned CDK and cdk8s CLIs (mk/node.mk); images: the four service images (mk/images.mk).
 test: lint setup rtsp-deps browser-deps node_modules images
 	$(PY) -m pytest
 
