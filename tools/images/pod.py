@@ -1,6 +1,7 @@
 """Run a Deployment's container with podman as the kubelet would: its image, environment (ConfigMaps,
 then env), user, read-only root filesystem, dropped capabilities, no-new-privileges, emptyDir mounts
-as size-limited tmpfs, CPU and memory limits, and the grace period on SIGTERM.
+as size-limited tmpfs, configMap volumes as read-only files from the manifests' ConfigMaps, CPU and
+memory limits, and the grace period on SIGTERM.
 
 Only what cannot exist off-cluster is replaced: endpoints (given as overrides) and the ports, each moved
 to a free one since every container here shares the host's network; probes follow the move.
@@ -8,12 +9,15 @@ to a free one since every container here shares the host's network; probes follo
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import shutil
 import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -38,14 +42,65 @@ def load_manifests(folder: Path) -> list[dict[str, Any]]:
     return [doc for path in sorted(folder.glob("*.k8s.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
+@dataclass(frozen=True)
+class VolumeFile:
+    """One file of a configMap volume: its path inside the volume, its bytes and its mode."""
+
+    path: str
+    content: bytes
+    mode: int
+
+
+def _volume_path(path: str, where: str) -> str:
+    # The API server refuses these too; here they would also write outside the volume's folder.
+    parts = PurePosixPath(path).parts
+    if not parts or path.startswith("/") or ".." in parts:
+        raise ValueError(f"{where}: {path!r} is not a relative path inside the volume")
+    return path
+
+
+def config_map_files(
+    volume: dict[str, Any], objects: dict[tuple[str, str], dict[str, Any]], where: str
+) -> list[VolumeFile]:
+    """The files the kubelet projects from a configMap volume: every key (data and binaryData), or only
+    `items` at their paths; each with the item's mode, else defaultMode (0644 by default)."""
+    source = volume["configMap"]
+    optional = bool(source.get("optional"))
+    default_mode = int(source.get("defaultMode", 0o644))
+    found = objects.get(("ConfigMap", source["name"]))
+    if found is None:
+        if optional:
+            return []
+        # The kubelet leaves the pod in ContainerCreating: a missing ConfigMap is an error here as well.
+        raise KeyError(
+            f"{where}: volume {volume['name']} needs ConfigMap {source['name']}, which is not in the manifests"
+        )
+    data = {key: value.encode() for key, value in (found.get("data") or {}).items()}
+    data |= {key: base64.b64decode(value) for key, value in (found.get("binaryData") or {}).items()}
+    if "items" not in source:
+        return [VolumeFile(_volume_path(key, where), value, default_mode) for key, value in sorted(data.items())]
+    files = []
+    for item in source["items"]:
+        if item["key"] not in data:
+            if optional:
+                continue
+            raise KeyError(f"{where}: volume {volume['name']} needs key {item['key']} of ConfigMap {source['name']}")
+        files.append(
+            VolumeFile(_volume_path(item["path"], where), data[item["key"]], int(item.get("mode", default_mode)))
+        )
+    return files
+
+
 @dataclass
 class PodContainer:
-    """The first container of a Deployment, resolved against the manifests' ConfigMaps."""
+    """The first container of a Deployment, resolved against the manifests' ConfigMaps (its environment
+    and its configMap volumes' files, by volume name)."""
 
     deployment: str
     container: dict[str, Any]
     pod: dict[str, Any]
     env: dict[str, str]
+    volume_files: dict[str, list[VolumeFile]] = field(default_factory=dict)
 
     @classmethod
     def from_manifests(
@@ -70,7 +125,12 @@ class PodContainer:
             if found is None:
                 raise KeyError(f"{deployment}: env {item['name']} needs Secret {ref['name']} key {ref['key']}")
             env[item["name"]] = found
-        return cls(deployment, container, pod, env)
+        volume_files = {
+            volume["name"]: config_map_files(volume, objects, f"{deployment}: volume {volume['name']}")
+            for volume in pod.get("volumes", [])
+            if "configMap" in volume
+        }
+        return cls(deployment, container, pod, env, volume_files)
 
     @property
     def ports(self) -> list[int]:
@@ -132,11 +192,18 @@ class RunningContainer:
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         for mount in container.get("volumeMounts", []):
             volume = volumes[mount["name"]]
-            if "emptyDir" not in volume:
-                raise ValueError(f"{self.spec.deployment}: volume {mount['name']} is not an emptyDir")
-            size = volume["emptyDir"].get("sizeLimit")
-            options = "rw,mode=1777" + (f",size={bytes_of(size)}" if size else "")
-            args += ["--tmpfs", f"{mount['mountPath']}:{options}"]
+            if "emptyDir" in volume:
+                if mount.get("subPath") or mount.get("subPathExpr"):
+                    raise ValueError(f"{self.spec.deployment}: subPath on emptyDir {mount['name']} is not supported")
+                size = volume["emptyDir"].get("sizeLimit")
+                options = "rw,mode=1777" + (f",size={bytes_of(size)}" if size else "")
+                args += ["--tmpfs", f"{mount['mountPath']}:{options}"]
+            elif "configMap" in volume:
+                args += ["--volume", f"{self._config_map_source(mount)}:{mount['mountPath']}:ro"]
+            else:
+                raise ValueError(
+                    f"{self.spec.deployment}: volume {mount['name']} is neither an emptyDir nor a configMap"
+                )
         grace = pod.get("terminationGracePeriodSeconds")
         if grace is not None:
             args += ["--stop-timeout", str(grace)]
@@ -152,6 +219,48 @@ class RunningContainer:
         else:
             args += container.get("command", []) + container.get("args", [])
         return args
+
+    @property
+    def volumes_dir(self) -> Path:
+        """Where the configMap volumes' files are written, beside the log (the test's tmp_path)."""
+        return self.log_path.parent / f"{self.name}.volumes"
+
+    def _config_map_source(self, mount: dict[str, Any]) -> Path:
+        """The host folder (or, with subPath, the file or folder in it) holding the volume's files.
+
+        Always mounted read-only, as the kubelet mounts configMap volumes whatever readOnly says. Plain
+        files rather than the kubelet's ..data symlinks: the same paths, bytes and modes.
+        """
+        if mount.get("subPathExpr"):
+            raise ValueError(f"{self.spec.deployment}: subPathExpr on volume {mount['name']} is not supported")
+        folder = self.volumes_dir / mount["name"]
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        # As the kubelet does with fsGroup: the files' group is fsGroup and the group may read them.
+        fs_group = self.spec.pod.get("securityContext", {}).get("fsGroup")
+        for item in self.spec.volume_files[mount["name"]]:
+            path = folder / item.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(item.content)
+            mode = item.mode
+            if fs_group is not None:
+                mode |= 0o440
+                if os.geteuid() == 0:
+                    os.chown(path, -1, int(fs_group))
+                else:  # no chown without root: readable by all, so the container's user still reads it
+                    mode |= 0o444
+            path.chmod(mode)
+        # Folders as the kubelet makes them, whatever this machine's umask: the container's user enters them.
+        for directory in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+            directory.chmod(0o755)
+        if not mount.get("subPath"):
+            return folder
+        source = folder / _volume_path(mount["subPath"], f"{self.spec.deployment}: subPath of {mount['name']}")
+        if not source.exists():
+            # The volume is read-only, so the kubelet cannot create the missing path: the container fails.
+            raise ValueError(f"{self.spec.deployment}: subPath {mount['subPath']} is not in volume {mount['name']}")
+        return source
 
     def start(self) -> RunningContainer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
