@@ -22,13 +22,13 @@ from vidpipe.contract import FrameResult
 pytestmark = [pytest.mark.images]
 
 MB = 1_000_000
-# The budget each image is held to (the inference image will carry a second runtime). Analytics: 546 MB on
-# the local base (2026-11-26; supervision brings scipy, matplotlib and av, not OpenCV): ~28% headroom.
+# The budget each image is held to (the inference image will carry a second runtime). Analytics: 358 MB on
+# the local base (2026-11-26; scipy and numpy are most of it, no OpenCV): ~25% headroom.
 SIZE_BUDGET = {
     "frame-publisher": 400 * MB,
     "consumer-service": 400 * MB,
     "inference-service": 900 * MB,
-    "analytics-service": 700 * MB,
+    "analytics-service": 450 * MB,
 }
 PACKAGES = {
     "frame-publisher": "frame_publisher",
