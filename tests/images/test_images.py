@@ -1,5 +1,5 @@
-"""What ships, run as it ships: the three images built from the CDK assets, each container under its
-Deployment's security context, resources and environment, with only endpoints made local.
+"""What ships, run as it ships: the four images built from the CDK assets, each container under its
+Deployment's security context, resources, environment and volumes, with only endpoints made local.
 
 A missing dependency, a file the non-root user cannot read or a write to the read-only root fails
 here, as it would in the cluster.
@@ -12,12 +12,17 @@ import uuid
 
 import boto3
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
+from tests.analytics_support import analytics_topics, get_json, http, wait_for
 from tests.conftest import topic_env
+from tests.helpers import read_all
 from tools.harness.results import ResultCollector
 from tools.images.build import image_reference
 from tools.images.pod import PodContainer, RunningContainer
-from vidpipe.contract import FrameResult
+from vidpipe.contract import FrameResult, TrackerReset, decode_event
+from vidpipe.kafka import KafkaSettings, consumer_config
+from vidpipe.storage import frame_key
 
 pytestmark = [pytest.mark.images]
 
@@ -34,8 +39,13 @@ PACKAGES = {
     "frame-publisher": "frame_publisher",
     "consumer-service": "consumer_service",
     "inference-service": "inference_service",
+    "analytics-service": "analytics_service",
 }
-DEPLOYMENTS = {"consumer-service": "consumer-service", "inference-service": "inference-service"}
+DEPLOYMENTS = {
+    "consumer-service": "consumer-service",
+    "inference-service": "inference-service",
+    "analytics-service": "analytics-service",
+}
 IMPORT_ALL = (
     "import importlib, pkgutil, sys\n"
     "names = []\n"
@@ -72,6 +82,16 @@ def deployment_of(service: str, manifests) -> str:
     return DEPLOYMENTS.get(service) or publisher_deployment(manifests)
 
 
+def all_records(settings: KafkaSettings, topic: str, partitions: int) -> list:
+    """Every record of the topic now (its high watermarks), so reading stops without a timeout."""
+    probe = Consumer(consumer_config(settings, f"watermarks-{uuid.uuid4().hex[:6]}"))
+    try:
+        total = sum(probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
+    finally:
+        probe.close()
+    return read_all(settings, topic, expect=total, timeout_s=60)
+
+
 @pytest.mark.parametrize("service", sorted(SIZE_BUDGET))
 def test_image_within_size_budget(podman, service):
     size = podman.image_size(image_reference(service))
@@ -97,10 +117,21 @@ def test_every_module_imports_under_the_pod_security_context(podman, pod_manifes
 @pytest.mark.broker
 @pytest.mark.model
 def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
-    podman, pod_manifests, kafka_bootstrap, topics, s3_endpoint, s3_bucket, default_model, sample_video, tmp_path
+    podman,
+    pod_manifests,
+    kafka_bootstrap,
+    kafka_settings,
+    s3_endpoint,
+    s3_bucket,
+    default_model,
+    sample_video,
+    tmp_path,
 ):
-    """Publisher, consumer and inference containers as their pods run them: every frame published gets
-    exactly one result and its archive objects, every probe answers 200, each exits 0 on SIGTERM."""
+    """Publisher, consumer, inference and analytics containers as their pods run them: every frame published
+    gets exactly one result and its archive objects; the analytics service analyzes every result, publishes
+    the stream's tracker_reset "start" to the events topic, lists the stream and serves its archived frame
+    from S3 and the live view page; every probe answers 200, each container exits 0 on SIGTERM."""
+    topics = analytics_topics(kafka_settings)  # all four, events included: the analytics pod creates none
     s3 = boto3.client("s3")
     model_key = "models/yolov4-tiny.onnx"
     s3.upload_file(str(default_model), s3_bucket, model_key)  # as the CDK app's model artifact does
@@ -112,6 +143,7 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         **topic_env(topics),
+        "TOPICS_EVENTS": topics.events,
     }
     run_id = uuid.uuid4().hex[:6]
 
@@ -132,11 +164,19 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         )
 
     inference = container("inference-service", INFERENCE_MODEL_URI=f"s3://{s3_bucket}/{model_key}")
+    # Its streams file is the chart's ConfigMap, mounted read-only; its group is its own on the shared broker.
+    analytics = container(
+        "analytics-service",
+        ANALYTICS_ARCHIVE_URI=f"s3://{s3_bucket}/archive",
+        ANALYTICS_GROUP_ID=f"images-analytics-{run_id}",
+    )
     started: list[RunningContainer] = []
     collector = ResultCollector(kafka_bootstrap, topics.results)
     try:
         started.append(inference.start())
+        started.append(analytics.start())  # starts while the model loads: it only needs the broker
         inference.wait_ready(timeout_s=180)
+        analytics.wait_ready(timeout_s=120)
         consumer = container(
             "consumer-service",
             CONSUMER_INFERENCE_URL=f"http://127.0.0.1:{inference.port_map[8080]}",
@@ -167,6 +207,18 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         missing = collector.wait_for(expected, timeout_s=180, alive=lambda: None)
         assert not missing, f"{len(missing)} frames without a result:\n{consumer.log_tail()}"
         collector.poll(3)  # late duplicates would arrive now
+
+        # The live view as a user opens it: every result analyzed, the latest frame from the S3 archive.
+        base = f"http://127.0.0.1:{analytics.port_map[8082]}"
+        listed = wait_for(  # a RunningContainer answers running, name and log_tail() like a process
+            lambda: [s for s in get_json(f"{base}/api/streams")["streams"] if s["frames"] == published],
+            "every result in /api/streams",
+            analytics,
+        )
+        latest = get_json(f"{base}/api/streams/bikes/latest")
+        frame = http(base + latest["frame_url"])
+        page = http(f"{base}/")
+        assert analytics.terminate() == 0, analytics.log_tail()
         assert consumer.terminate() == 0, consumer.log_tail()
         assert inference.terminate() == 0, inference.log_tail()
     finally:
@@ -185,3 +237,19 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
     ]
     assert len([k for k in keys if k.startswith("archive/frames/bikes/")]) == published
     assert any(k.startswith("archive/results/bikes/") for k in keys)
+
+    # Analytics: the chart's lines are lobby's, so on this stream the events are its tracker resets (and
+    # whatever else the boxes cause); each follows the contract, and the first is the stream's start.
+    assert [s["stream_id"] for s in listed] == ["bikes"]
+    events = [(r.key(), decode_event(r.value())) for r in all_records(kafka_settings, topics.events, topics.partitions)]
+    assert events and {key for key, _ in events} == {b"bikes"}, events
+    first = events[0][1]
+    assert isinstance(first, TrackerReset) and first.reason == "start" and first.seq == 0, events[:3]
+    status, headers, body = frame
+    archived = s3.get_object(
+        Bucket=s3_bucket, Key=f"archive/{frame_key('bikes', latest['capture_ts_us'], latest['seq'])}"
+    )
+    assert (status, headers["content-type"]) == (200, "image/jpeg") and body == archived["Body"].read()
+    status, headers, body = page
+    assert status == 200 and headers["content-type"].startswith("text/html") and b"/live/live.js" in body
+    assert "default-src 'self'" in headers["content-security-policy"]
