@@ -74,3 +74,79 @@ def test_render_replaces_only_the_figures():
     assert "0.93 (best 28.0 frames/s) | >= 0.90: met" in out
     assert "-> 1.25 | >= 1.5: **not met**" in out
     assert render(out, report()) == out  # idempotent
+
+
+def device_run(cpus: int, ratio: float, met: bool) -> dict:
+    best = {"name": "openvino bf16, 8 instance(s) x 2 thread(s)", "best_batch": 2, "fps": 640.0}
+    ort = {"name": "onnxruntime f32, 1 instance(s) x 16 thread(s)", "best_batch": 16, "fps": 140.0}
+    return {
+        "label": f"{cpus} vCPU",
+        "started": "2026-11-27T10:00:00Z",
+        "machine": {"cpus": 16, "cpu_limit": cpus, "cpu_model": "Intel Xeon", "bf16": "amx_bf16, avx512_bf16"},
+        "runtimes": {"onnxruntime": "1.30.0", "openvino": "2026.4.1", "openvino_cpu_capabilities": ["FP32", "BF16"]},
+        "affinity": {
+            "allowed_cpus": cpus,
+            "busy_processes": 2 * cpus,
+            "cpu_seconds_per_second": cpus,
+            "enforced": True,
+        },
+        "bare": {"fps": 640.0, "best": best, "ort_f32": ort, "configurations": [best, ort], "skipped": []},
+        "service": {
+            "fps": 600.0,
+            "best": {"endpoint": "/v1/infer/batch", "concurrency": 3},
+            "paired": {"pairs": [{"service_fps": 590.0}, {"service_fps": 600.0}, {"service_fps": 610.0}]},
+        },
+        "ratios": {"service_vs_best_bare": ratio, "service_vs_ort_f32_bare": 4.2, "best_bare_vs_ort_f32_bare": 4.57},
+        "fps_per_vcpu": {"bare_best": 40.0, "bare_ort_f32": 8.75, "service": 37.5},
+        "targets_met": {"service_vs_best_bare": met},
+        "service_auto": {
+            "backend": "openvino",
+            "precision": "bf16",
+            "instances": cpus // 2,
+            "threads_per_instance": 2,
+            "cpu_limit": cpus,
+            "precision_reason": "auto: CPU has amx_bf16",
+        },
+    }
+
+
+def test_device_block_is_separate_and_labelled():
+    from bench.report import DEVICE_BEGIN, DEVICE_END, render_device
+
+    doc = f"# Performance\n{BEGIN}\nthe 2-vCPU table\n{END}\nmiddle\n{DEVICE_BEGIN}\nnone yet\n{DEVICE_END}\nend\n"
+    gate = {
+        "precision": "bf16",
+        "asked_precision": "bf16",
+        "backend": "openvino 2026.4.1",
+        "f1": 0.976,
+        "kept": 339,
+        "reference_detections": 347,
+        "added": 9,
+        "score_diff_mean": 0.008,
+        "score_diff_max": 0.043,
+        "frames": 250,
+        "min_f1": 0.97,
+        "passed": True,
+    }
+    runs = {"all": device_run(16, 0.91, True), "pair": device_run(2, 0.87, False)}
+    machine_txt = "--- lscpu\nModel name:   Intel(R) Xeon(R) Platinum 8480+\n"
+    out = render_device(doc, runs, {"bf16_vs_openvino_f32": {"exit_code": 0, "report": gate}}, machine_txt)
+    assert f"{BEGIN}\nthe 2-vCPU table\n{END}\nmiddle\n" in out and out.endswith(f"{DEVICE_END}\nend\n")
+    assert "none yet" not in out
+    assert "**16-vCPU machine**, run of 2026-11-27: Intel(R) Xeon(R) Platinum 8480+;" in out
+    assert (
+        "| (a) bare, best configuration of the sweep (the limit) | 640.0 frames/s: openvino bf16, 8 instance(s)" in out
+    )
+    assert "| 0.91 (service 600.0 frames/s, 3 pairs) | 0.87 (service 600.0 frames/s, 3 pairs) |" in out
+    assert "16 vCPUs >= 0.85: met; 2 vCPUs >= 0.9: **not met** |" in out
+    assert "F1 0.976, kept 339 of 347, added 9, score difference mean 0.008, max 0.043 (250 frames)" in out
+    assert "| OpenVINO f32 against onnxruntime f32, bikes.mp4 | not measured" in out
+    assert render_device(out, runs, None, machine_txt).count(DEVICE_BEGIN) == 1
+
+
+def test_device_block_survives_a_run_cut_short():
+    from bench.report import device_table
+
+    cut = {"label": "2 vCPU", "machine": {"cpu_limit": 2}, "error": "Traceback ...\nKeyboardInterrupt: signal 15"}
+    table = device_table({"all": device_run(16, 0.9, True), "pair": cut}, None)
+    assert "| not measured: KeyboardInterrupt: signal 15 |" in table
