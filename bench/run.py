@@ -236,10 +236,10 @@ def http_load(
 def concurrency_levels(cpus: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Client concurrency for /v1/infer and for /v1/infer/batch (16 frames a request). On 2 vCPUs as
     `make bench` has always measured; on more, enough frames in flight to keep every instance's batch
-    full, never more than the service's default queue (64 frames: more would be answered 503)."""
+    full, never more than the service's queue (sized from its instances: settings.queue_for)."""
     if cpus <= 2:
         return (1, 2, 4, 8, 16), (1, 2, 3)
-    return tuple(sorted({min(64, cpus * k) for k in (1, 2, 4)})), (2, 3, 4)
+    return tuple(sorted({min(128, cpus * k) for k in (1, 2, 4)})), (2, 4, 8)
 
 
 def service_sweep(base_url: str, frames: list[bytes], seconds: float, cpus: int = 2) -> dict:

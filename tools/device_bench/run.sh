@@ -112,7 +112,7 @@ if wants pair; then
   timeout -k 20 "$CAP_PAIR" "$PY" -c 'import os, sys
 os.sched_setaffinity(0, {int(c) for c in sys.argv[1].split(",")})
 print("affinity:", sorted(os.sched_getaffinity(0)), flush=True)
-os.execv(sys.argv[2], sys.argv[2:])' "$PAIR" "$PY" -m bench.run --no-kafka --try-bf16 --out "$OUT/bench_2cpu.json" \
+os.execvp(sys.argv[2], sys.argv[2:])' "$PAIR" "$PY" -m bench.run --no-kafka --try-bf16 --out "$OUT/bench_2cpu.json" \
     --cpus-label "2 vCPU (affinity $PAIR of $ALL)" --seconds "$SECS" --sweep-seconds "$SWEEP" --rounds "$ROUNDS"
   echo "bench pinned to 2 CPUs: exit $?"
   reap

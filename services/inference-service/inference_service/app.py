@@ -27,7 +27,7 @@ from .errors import ApiError, JSONResponse, error_response
 from .metrics import ServiceMetrics
 from .model import LoadedModel, load_model
 from .preprocess import ImageError, ImageTooLarge, InputBuffer, PreparedImage, decode_and_resize, read_header
-from .settings import InferenceSettings
+from .settings import InferenceSettings, queue_for
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class ServiceState:
         # What all requests together may hold at once (see budget.py); waits end in 503 + Retry-After.
         self.wait_s = settings.busy_wait_ms / 1000.0
         self.body_bytes = AsyncBudget(settings.max_inflight_body_bytes, "request body bytes in flight")
-        self.frames_in_flight = AsyncBudget(settings.max_queue, "frames in flight")
+        self.frames_in_flight = AsyncBudget(settings.max_queue or settings.max_request_items, "frames in flight")
         self.decode_pixels = Budget(settings.max_inflight_decode_pixels, "pixels being decoded")
 
     def load(self) -> None:
@@ -179,12 +179,18 @@ class ServiceState:
             self.load_error = f"model failed its first run: {exc}"
             log.error(self.load_error)
             return
+        queue = queue_for(self.settings, model.instances, runner.capacity)
+        # Before the model is ready every request is refused, so growing the budget now is safe.
+        self.frames_in_flight.capacity = queue
+        log.info(
+            "accepting up to %d frames in flight (%d instances, batches of %d)", queue, model.instances, runner.capacity
+        )
         self.batcher = DynamicBatcher(
             runner.run,
             finish=runner.finish,
             max_batch=runner.capacity,
             max_delay_s=self.settings.max_queue_delay_ms / 1000.0,
-            max_queue=self.settings.max_queue,
+            max_queue=queue,
             on_batch=self.metrics.observe_batch,
             workers=model.instances,
         )

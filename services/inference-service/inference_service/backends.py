@@ -131,8 +131,7 @@ class OpenVinoBackend:
             "PERFORMANCE_HINT": "THROUGHPUT" if instances > 1 else "LATENCY",
         }
         self._compiled = core.compile_model(model, "CPU", config)
-        actual = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self.precision = "bf16" if "bf16" in actual.lower() else "f32"
+        self.precision = compiled_precision(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.instances = instances
         self.threads_per_instance = threads
         self._requests = [self._compiled.create_infer_request() for _ in range(instances)]
@@ -142,6 +141,13 @@ class OpenVinoBackend:
         request.infer({0: tensor})
         # Copies: the request's output tensors are reused by its next run, while these are decoded later.
         return [np.array(request.get_output_tensor(i).data, copy=True) for i in range(len(self.output_names))]
+
+
+def compiled_precision(hint: Any) -> str:
+    """What a compiled OpenVINO model computes in: its INFERENCE_PRECISION_HINT is an ov.Type, whose str()
+    is "<Type: 'bfloat16'>" (not "bf16"); where the CPU lacks bf16 the plugin reports f32."""
+    text = str(getattr(hint, "get_type_name", lambda: hint)()).lower()
+    return "bf16" if text in ("bf16", "bfloat16") or "bfloat16" in str(hint).lower() else "f32"
 
 
 def _ov_metadata(model: Any) -> dict[str, str]:
