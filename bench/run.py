@@ -85,10 +85,11 @@ def config_name(config: dict) -> str:
 
 
 def instance_counts(cpus: int) -> list[int]:
-    """One instance on every CPU's thread, the service's default rule (one per 2 CPUs), one per CPU."""
+    """One instance on every CPU's thread, one per 2 CPUs (onnxruntime's default), one per CPU
+    (OpenVINO's default): inference_service.backends.default_instances."""
     from inference_service.backends import default_instances
 
-    return sorted({1, default_instances(cpus), cpus})
+    return sorted({1, default_instances(cpus), default_instances(cpus, openvino=True)})
 
 
 class BareBackends:

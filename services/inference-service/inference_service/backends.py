@@ -163,11 +163,16 @@ def _ov_metadata(model: Any) -> dict[str, str]:
         return {}
 
 
-def default_instances(cpus: int) -> int:
-    """Model instances for a pod with `cpus` CPUs: one per two CPUs, at least one (measured: on 16 vCPUs
-    8 onnxruntime sessions x 2 threads ran 2.5x one session of 16 threads; OpenVINO's own throughput
-    hint picks about the same number of streams)."""
-    return max(1, cpus // 2)
+def default_instances(cpus: int, openvino: bool = False) -> int:
+    """Model instances for a pod with `cpus` CPUs, one thread each where they share the weights.
+
+    Measured 2026-11-26 (docs/PERFORMANCE.md), YOLOv4-tiny: OpenVINO streams of one thread each beat
+    fewer, wider streams on every CPU tried (16-vCPU Xeon, bf16: 16 x 1 832 frames/s against 8 x 2 655;
+    pinned to 2 vCPUs: 2 x 1 181 against 1 x 2 138), and streams share one compiled model, so one per
+    CPU costs little memory. onnxruntime sessions each hold their own copy of the weights (two sessions:
+    490 MB against 330 MB for one), so it gets one per two CPUs (16 vCPUs: 8 x 2 ran 2.5x one session of
+    16 threads)."""
+    return max(1, cpus if openvino else cpus // 2)
 
 
 def threads_for(cpus: int, instances: int) -> int:

@@ -185,8 +185,11 @@ def _open_backend(
     settings: InferenceSettings, path: Path, sha256: str
 ) -> tuple[Backend, InputSpec, GateVerdict, dict[str, Any]]:
     cpus = cpu_limit()
-    instances = settings.instances or default_instances(cpus)
-    threads = settings.intra_op_threads or threads_for(cpus, instances)
+
+    def sizing(openvino: bool) -> tuple[int, int]:
+        instances = settings.instances or default_instances(cpus, openvino)
+        return instances, settings.intra_op_threads or threads_for(cpus, instances)
+
     choice = settings.backend
     version = openvino_version() if choice is not BackendChoice.ONNXRUNTIME else None
     if choice is BackendChoice.OPENVINO and version is None:
@@ -199,7 +202,7 @@ def _open_backend(
     backend: Backend | None = None
     if openvino:
         try:
-            backend = OpenVinoBackend(path, instances, threads, precision)
+            backend = OpenVinoBackend(path, *sizing(True), precision)
             spec = _input_spec(backend, settings)
         except Exception as exc:
             if choice is BackendChoice.OPENVINO or settings.precision is PrecisionChoice.BF16:
@@ -214,7 +217,7 @@ def _open_backend(
                 log.warning("asked OpenVINO for %s; it computes in %s on this CPU", precision, backend.precision)
     if backend is None:
         try:
-            backend = OrtBackend(path, instances, threads)
+            backend = OrtBackend(path, *sizing(False))
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise ModelError(f"{settings.model_uri}: not a loadable ONNX model ({exc})") from None
         spec = _input_spec(backend, settings)
