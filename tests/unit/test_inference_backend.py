@@ -170,3 +170,24 @@ def test_batcher_runs_batches_on_several_workers_at_once():
     assert [f.result(timeout=5) for f in futures] == [i * 2 for i in range(12)]
     batcher.close()
     assert max(peak) >= 2
+
+
+def test_compiled_precision_reads_openvinos_type_names():
+    """OpenVINO reports a compiled model's precision as an ov.Type printing "<Type: 'bfloat16'>": read as
+    f32, it hid bf16 on AMX CPUs from /v1/model, the accuracy gate and `auto`."""
+    ov = pytest.importorskip("openvino")
+    from inference_service.backends import compiled_precision
+
+    assert compiled_precision(ov.Type.bf16) == "bf16"
+    assert compiled_precision(ov.Type.f32) == "f32"
+    assert compiled_precision("bf16") == "bf16"
+    assert compiled_precision("f32") == "f32"
+
+
+def test_frames_in_flight_are_sized_from_the_instances():
+    from inference_service.settings import queue_for
+
+    auto = InferenceSettings(model_uri="m.onnx")
+    assert queue_for(auto, instances=1, batch_capacity=4) == 64  # never below one full request
+    assert queue_for(auto, instances=16, batch_capacity=4) == 256
+    assert queue_for(InferenceSettings(model_uri="m.onnx", max_queue=100), instances=16, batch_capacity=4) == 100
