@@ -236,6 +236,22 @@ def deployment(
     )
 
 
+def cluster_ip_service(
+    scope: Construct, id_: str, name: str, labels: dict[str, str], port_name: str, number: int
+) -> k8s.KubeService:
+    """A ClusterIP Service on one named container port of the pods these labels select."""
+    return k8s.KubeService(
+        scope,
+        id_,
+        metadata=k8s.ObjectMeta(name=name, labels=labels),
+        spec=k8s.ServiceSpec(
+            type="ClusterIP",
+            selector=selector_labels(labels),
+            ports=[k8s.ServicePort(name=port_name, port=number, target_port=port(port_name), protocol="TCP")],
+        ),
+    )
+
+
 def disruption_budget(scope: Construct, name: str, labels: dict[str, str]) -> k8s.KubePodDisruptionBudget:
     """At most one pod down at a time from voluntary disruptions, yet node drains never block at 1 replica."""
     return k8s.KubePodDisruptionBudget(

@@ -9,19 +9,17 @@ from __future__ import annotations
 import hashlib
 
 import yaml
-from cdk8s_plus_36 import k8s
 from constructs import Construct
 
 from .pods import (
     ContainerSpec,
     HealthProbes,
     app_labels,
+    cluster_ip_service,
     config_map,
     config_map_volume,
     deployment,
     disruption_budget,
-    port,
-    selector_labels,
 )
 from .units import ServiceUnit
 from .wiring import PUBLISHER_PREFIX, PlatformWiring, Resources, StreamSpec
@@ -135,16 +133,7 @@ class Workloads(Construct):
             node_selector=w.node_selectors.pool(unit.pool),
             automount_token=w.automount_service_account_token,
         )
-        k8s.KubeService(
-            self,
-            f"{INFERENCE_SERVICE}-svc",
-            metadata=k8s.ObjectMeta(name=INFERENCE_SERVICE, labels=labels),
-            spec=k8s.ServiceSpec(
-                type="ClusterIP",
-                selector=selector_labels(labels),
-                ports=[k8s.ServicePort(name="http", port=unit.port, target_port=port("http"), protocol="TCP")],
-            ),
-        )
+        cluster_ip_service(self, f"{INFERENCE_SERVICE}-svc", INFERENCE_SERVICE, labels, "http", unit.port)
         disruption_budget(self, unit.name, labels)
 
     def _consumer(self) -> None:
@@ -241,16 +230,7 @@ class Workloads(Construct):
             volumes=[volume],
             pod_annotations={STREAMS_CHECKSUM_ANNOTATION: hashlib.sha256(streams_file.encode()).hexdigest()},
         )
-        k8s.KubeService(
-            self,
-            f"{ANALYTICS_SERVICE}-svc",
-            metadata=k8s.ObjectMeta(name=ANALYTICS_SERVICE, labels=labels),
-            spec=k8s.ServiceSpec(
-                type="ClusterIP",
-                selector=selector_labels(labels),
-                ports=[k8s.ServicePort(name="http", port=unit.port, target_port=port("http"), protocol="TCP")],
-            ),
-        )
+        cluster_ip_service(self, f"{ANALYTICS_SERVICE}-svc", ANALYTICS_SERVICE, labels, "http", unit.port)
         disruption_budget(self, unit.name, labels)
 
     def _publisher(self, stream: StreamSpec) -> None:
@@ -377,16 +357,7 @@ class Workloads(Construct):
             replicas=1,
             recreate=True,
         )
-        k8s.KubeService(
-            self,
-            f"{TEST_SOURCE_NAME}-svc",
-            metadata=k8s.ObjectMeta(name=w.test_source_service, labels=labels),
-            spec=k8s.ServiceSpec(
-                type="ClusterIP",
-                selector=selector_labels(labels),
-                ports=[k8s.ServicePort(name="rtsp", port=RTSP_PORT, target_port=port("rtsp"), protocol="TCP")],
-            ),
-        )
+        cluster_ip_service(self, f"{TEST_SOURCE_NAME}-svc", w.test_source_service, labels, "rtsp", RTSP_PORT)
 
 
 def analytics_streams_yaml(wiring: PlatformWiring) -> str:

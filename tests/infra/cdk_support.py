@@ -68,3 +68,20 @@ ANALYTICS = {
 def cfn_lint_command() -> list[str] | None:
     exe = shutil.which("cfn-lint", path=str(ROOT / ".venv" / "bin")) or shutil.which("cfn-lint")
     return [exe] if exe else None
+
+
+def render_cfn(value: Any) -> str:
+    """A CloudFormation value as text: Fn::Join joined; other intrinsics as <Ref> (e.g. <AWS::AccountId>),
+    <import:...>, <sub:...>, or <...> (no double quotes, so they stay inside a manifest's JSON strings)."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(render_cfn(p) for p in parts)
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    if "Fn::ImportValue" in value:
+        return f"<import:{value['Fn::ImportValue']}>"
+    if "Fn::Sub" in value:
+        return f"<sub:{value['Fn::Sub']}>"
+    return "<" + json.dumps(value).replace('"', "'") + ">"

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import yaml
-from cdk_support import ANALYTICS, ROOT, user_context
+from cdk_support import ANALYTICS, ROOT, render_cfn, user_context
 
 from cdk_app.config import ConfigError, load_config
 
@@ -21,30 +21,13 @@ pytestmark = pytest.mark.infra
 NAME = "analytics-service"
 
 
-def _render(value) -> str:
-    """A CloudFormation value as text: Fn::Join joined; other intrinsics as <Ref>, <import:...>, <sub:...>
-    (no quotes, so they stay inside the manifest's JSON strings)."""
-    if isinstance(value, str):
-        return value
-    if "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(_render(p) for p in parts)
-    if "Ref" in value:
-        return f"<{value['Ref']}>"
-    if "Fn::ImportValue" in value:
-        return f"<import:{value['Fn::ImportValue']}>"
-    if "Fn::Sub" in value:
-        return f"<sub:{value['Fn::Sub']}>"
-    return "<" + json.dumps(value).replace('"', "'") + ">"
-
-
 def chart_objects(template: dict) -> list[dict]:
     """The Kubernetes objects of the cdk8s charts the compute stack applies."""
     objects = []
     for resource in template["Resources"].values():
         if resource["Type"] != "Custom::AWSCDK-EKS-KubernetesResource":
             continue
-        text = _render(resource["Properties"]["Manifest"])
+        text = render_cfn(resource["Properties"]["Manifest"])
         if "cdk8s" in text:
             objects.extend(json.loads(text))
     return objects
@@ -66,7 +49,7 @@ def objects(compute_template) -> list[dict]:
 
 
 def test_analytics_environment_is_wired_to_the_stack(objects, compute_template):
-    outputs = {k: _render(v["Value"]) for k, v in compute_template["Outputs"].items()}
+    outputs = {k: render_cfn(v["Value"]) for k, v in compute_template["Outputs"].items()}
     env = find(objects, "ConfigMap", NAME)["data"]
     archive = "s3://vidpipe-dev-archive-<AWS::AccountId>-<AWS::Region>/archive"
     assert env["ANALYTICS_ARCHIVE_URI"] == outputs["ArchiveUri"] == archive
@@ -99,8 +82,8 @@ def test_analytics_pods_wait_for_their_identity(synth, compute_template):
         r
         for r in compute_template["Resources"].values()
         if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
-        and NAME in _render(r["Properties"]["Manifest"])
-        and "Deployment" in _render(r["Properties"]["Manifest"])
+        and NAME in render_cfn(r["Properties"]["Manifest"])
+        and "Deployment" in render_cfn(r["Properties"]["Manifest"])
     ]
     assert workloads and all(service_account in w["DependsOn"] for w in workloads)
 

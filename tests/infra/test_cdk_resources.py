@@ -7,6 +7,7 @@ import re
 
 import pytest
 from aws_cdk.assertions import Match
+from cdk_support import render_cfn
 
 pytestmark = pytest.mark.infra
 
@@ -260,20 +261,8 @@ def test_inference_reads_only_the_models_prefix(synth):
     assert action == "s3:GetObject" and "/models/*" in resource
 
 
-def _render(value) -> str:
-    """An ARN as text: Fn::Join joined, a Ref shown as <AWS::Partition>, <AWS::AccountId>, ..."""
-    if isinstance(value, str):
-        return value
-    if "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(_render(p) for p in parts)
-    if "Ref" in value:
-        return f"<{value['Ref']}>"
-    return json.dumps(value)
-
-
 def _rendered_grants(statements: list[dict]) -> set[tuple[str, str]]:
-    return {(a, _render(r)) for s in statements for a in _as_list(s["Action"]) for r in _as_list(s["Resource"])}
+    return {(a, render_cfn(r)) for s in statements for a in _as_list(s["Action"]) for r in _as_list(s["Resource"])}
 
 
 KAFKA_ARN = "arn:<AWS::Partition>:kafka:<AWS::Region>:<AWS::AccountId>"
