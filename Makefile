@@ -9,13 +9,14 @@ CACHE := .cache
 MODEL := $(CACHE)/models/yolov4-tiny.onnx
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv model sample broker rtsp-deps browser-deps demo test test-fast lint faults bench topics clean
+.PHONY: help setup venv model int8 sample broker rtsp-deps browser-deps demo test test-fast lint faults bench topics clean
 
 help:
 	@echo "make demo    stream the sample video through a local Kafka broker to the model; writes out/summary.json"
 	@echo "make test    run the whole test suite (unit, integration against a real broker, end-to-end, infrastructure)"
 	@echo "make faults  only the fault-injection suite, then its table (out/faults/)"
 	@echo "make bench   measure throughput and latency; writes bench/results/latest.json"
+	@echo "make int8    quantize the model to int8 (NNCF) and run its accuracy gate"
 	@echo "make synth   synthesize the CDK app offline (cdk.out/), with cdk-nag and cfn-lint"
 	@echo "make k8s     synthesize the Kubernetes manifests with cdk8s (dist/)"
 	@echo "make images  build the four service images from the CDK assets with podman (no Docker engine)"
@@ -77,8 +78,13 @@ faults: setup rtsp-deps
 	$(PY) -m pytest tests/faults tests/integration/test_consumer_faults.py
 	$(PY) -m tools.harness.faults_report
 
-bench: setup
+bench: setup int8
 	$(PY) -m bench.run
+
+# The model's int8 version (NNCF post-training quantization) and its accuracy gate, for INFERENCE_PRECISION=int8
+# and the bench's sweep; once per model. A failed gate (exit 1) is a verdict, not a set-up error.
+int8: model
+	$(PY) -m tools.quantize --if-needed || [ $$? -eq 1 ]
 
 # Unit tests only: no broker, no model, seconds.
 test-fast: venv

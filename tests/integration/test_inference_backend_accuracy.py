@@ -35,10 +35,10 @@ def test_the_gate_runs_on_a_few_frames_and_writes_what_the_service_reads(model, 
     report["f1"] = 0.99
     out.write_text(json.dumps(report))
     verdict = read_verdict(str(model), sha256_file(model), str(tmp_path))
-    assert not verdict.allows_bf16 and "no gate file" in verdict.reason
+    assert not verdict.allowed and "no gate file" in verdict.reason
     shutil.copy(out, str(model) + ".accuracy.json")
     verdict = read_verdict(str(model), sha256_file(model), str(tmp_path))
-    assert not verdict.allows_bf16 and "not bf16" in verdict.reason  # an f32 report never allows bf16
+    assert not verdict.allowed and "not bf16" in verdict.reason  # an f32 report never allows bf16
 
 
 def test_bf16_is_judged_only_where_the_cpu_computes_it(model, tmp_path, capsys):

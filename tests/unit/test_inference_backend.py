@@ -11,7 +11,7 @@ import time
 import pytest
 
 from inference_service import model as model_module
-from inference_service.accuracy_gate import MIN_F1, gate_uri, judge, read_verdict
+from inference_service.accuracy_gate import MIN_F1, MIN_F1_INT8, gate_uri, judge, read_verdict
 from inference_service.batcher import DynamicBatcher
 from inference_service.cpu import bf16_flags, cpu_limit
 from inference_service.model import ModelError
@@ -110,17 +110,35 @@ def test_auto_precision_is_bf16_only_with_bf16_cpu_and_passed_gate_for_this_dige
 
 
 def test_gate_verdicts():
-    assert judge({"model_sha256": "a", "precision": "bf16", "f1": 0.98}, "a").allows_bf16
-    assert not judge({"model_sha256": "b", "precision": "bf16", "f1": 0.98}, "a").allows_bf16
-    assert not judge({"model_sha256": "a", "precision": "bf16", "f1": "high"}, "a").allows_bf16
-    assert not judge([], "a").allows_bf16
+    assert judge({"model_sha256": "a", "precision": "bf16", "f1": 0.98}, "a").allowed
+    assert not judge({"model_sha256": "b", "precision": "bf16", "f1": 0.98}, "a").allowed
+    assert not judge({"model_sha256": "a", "precision": "bf16", "f1": "high"}, "a").allowed
+    assert not judge([], "a").allowed
     assert gate_uri("s3://bucket/m.onnx") == "s3://bucket/m.onnx.accuracy.json"
+
+
+def test_int8_has_its_own_gate_file_and_a_lower_bar():
+    int8 = {"model_sha256": "a", "precision": "int8", "f1": (MIN_F1_INT8 + MIN_F1) / 2}
+    assert judge(int8, "a", "int8").allowed and not judge(int8, "a", "bf16").allowed
+    assert not judge(int8 | {"f1": MIN_F1_INT8 - 0.001}, "a", "int8").allowed
+    bf16 = {"model_sha256": "a", "precision": "bf16", "f1": 0.99}
+    assert not judge(bf16, "a", "int8").allowed  # a bf16 verdict never allows int8
+    assert gate_uri("s3://bucket/m.onnx", "int8") == "s3://bucket/m.onnx.int8.accuracy.json"
+
+
+def test_int8_is_refused_at_start_up_without_openvino_or_without_a_verdict(serve, tmp_path):
+    path = mean_colour_model(tmp_path / "m.onnx")
+    client = serve(path, backend="onnxruntime", precision="int8")
+    assert "needs the OpenVINO backend" in client.get("/healthz").json()["error"]["message"]
+    client = serve(path, precision="int8")
+    message = client.get("/healthz").json()["error"]["message"]
+    assert "INFERENCE_PRECISION=int8: no gate file" in message and "tools.quantize" in message
 
 
 def test_unreadable_gate_file_means_f32(tmp_path):
     (tmp_path / "m.onnx.accuracy.json").write_text("{not json")
     verdict = read_verdict(str(tmp_path / "m.onnx"), "a", str(tmp_path))
-    assert not verdict.allows_bf16 and "not JSON" in verdict.reason
+    assert not verdict.allowed and "not JSON" in verdict.reason
 
 
 @pytest.mark.parametrize(

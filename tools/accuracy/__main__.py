@@ -3,6 +3,8 @@ OpenVINO) and at f32 over every frame of the sample video, and reports detection
 by class) and the mean and max score difference of matched detections. With --write, the report goes
 beside the model as `<model>.accuracy.json` (keyed by the model file's sha256), where the inference
 service reads it at start-up: INFERENCE_PRECISION=auto serves bf16 only if F1 >= 0.97 there.
+`--precision int8` measures the model's int8 version instead (`python -m tools.quantize` writes it and runs
+this) and writes `<model>.int8.accuracy.json`: INFERENCE_PRECISION=int8 needs F1 >= 0.95 there.
 
 Exit codes: 0 passed, 1 failed the gate, 2 bad arguments or unreadable inputs, 3 the runtime did not
 compute in the asked precision on this CPU (no AMX-BF16/AVX512-BF16: run the gate where the service runs).
@@ -22,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inference_service.accuracy_gate import MIN_F1, SUFFIX
+from inference_service.accuracy_gate import INT8_BIN, INT8_XML, gate_uri, min_f1
 from inference_service.cpu import bf16_flags
 from inference_service.model import LoadedModel, load_model
 from inference_service.preprocess import InputBuffer, PreparedImage, decode_and_resize
@@ -59,7 +61,9 @@ def detect(model: LoadedModel, images: list[PreparedImage], buffer: InputBuffer)
     ]
 
 
-def _load(model_uri: str, backend: str, precision: str, args: argparse.Namespace) -> LoadedModel:
+def _load(
+    model_uri: str, backend: str, precision: str, args: argparse.Namespace, require_gate: bool = True
+) -> LoadedModel:
     settings = InferenceSettings(
         model_uri=model_uri,
         backend=backend,
@@ -70,14 +74,14 @@ def _load(model_uri: str, backend: str, precision: str, args: argparse.Namespace
         iou_threshold=args.nms_iou,
         max_detections=10_000,
     )
-    return load_model(settings)
+    return load_model(settings, require_gate=require_gate)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.accuracy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="local .onnx path (default: %(default)s)")
     parser.add_argument("--video", default=str(SAMPLE_VIDEO), help="(default: %(default)s)")
-    parser.add_argument("--precision", default="bf16", choices=["bf16", "f32"], help="the precision tested")
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "int8", "f32"], help="the precision tested")
     parser.add_argument("--backend", default="openvino", choices=["openvino", "onnxruntime"], help="tested runtime")
     parser.add_argument(
         "--reference-backend", default="openvino", choices=["openvino", "onnxruntime"], help="f32 reference runtime"
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--score-threshold", type=float, default=0.3)
     parser.add_argument("--nms-iou", type=float, default=0.45, help="class-wise NMS IoU")
     parser.add_argument("--match-iou", type=float, default=0.5)
-    parser.add_argument("--write", action="store_true", help=f"write <model>{SUFFIX} beside the model")
+    parser.add_argument("--write", action="store_true", help="write the verdict beside the model")
     parser.add_argument("--out", type=Path, help="write the report here instead")
     parser.add_argument(
         "--if-needed",
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"accuracy gate: {reason}", file=sys.stderr)
         return 0
     reference = _load(args.model, args.reference_backend, "f32", args)
-    tested = _load(args.model, args.backend, args.precision, args)
+    tested = _load(args.model, args.backend, args.precision, args, require_gate=False)
     actual = tested.runtime["precision"]
     agreement = Agreement()
     ref_buffer, test_buffer = InputBuffer(reference.input, BATCH), InputBuffer(tested.input, BATCH)
@@ -142,10 +146,15 @@ def main(argv: list[str] | None = None) -> int:
         "nms_iou": args.nms_iou,
         "match_iou": args.match_iou,
         **summary,
-        "min_f1": MIN_F1,
-        "passed": summary["f1"] >= MIN_F1,
+        "min_f1": min_f1(args.precision),
+        "passed": summary["f1"] >= min_f1(args.precision),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    if args.precision == "int8":  # the service checks the int8 files it fetches against these
+        report["int8_model_sha256"] = {
+            suffix.lstrip(".").replace(".", "_"): sha256_file(model_path.with_name(model_path.name + suffix))
+            for suffix in (INT8_XML, INT8_BIN)
+        }
     print(json.dumps(report, indent=2))
     if actual != args.precision:
         print(
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-    out = args.out or (model_path.with_name(model_path.name + SUFFIX) if args.write else None)
+    out = args.out or (Path(gate_uri(str(model_path), args.precision)) if args.write else None)
     if out is not None:
         out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
@@ -168,7 +177,7 @@ def _not_needed(model_path: Path, precision: str) -> str | None:
     stands until the model changes."""
     if precision == "bf16" and not bf16_flags():
         return "this CPU has no AMX-BF16 or AVX512-BF16: the service serves f32 here, nothing to gate"
-    gate = model_path.with_name(model_path.name + SUFFIX)
+    gate = Path(gate_uri(str(model_path), precision))
     try:
         existing = json.loads(gate.read_text())
     except (OSError, ValueError):

@@ -1,4 +1,4 @@
-"""Inference runtimes behind one interface: onnxruntime, and OpenVINO (f32 or bf16).
+"""Inference runtimes behind one interface: onnxruntime, and OpenVINO (f32, bf16, or a quantized int8 model).
 
 A backend holds `instances` independent model instances (onnxruntime: a session each; OpenVINO: one
 compiled model with that many streams and an infer request per stream). Each instance runs one batch
@@ -30,7 +30,7 @@ class TensorInfo:
 
 class Backend(Protocol):
     name: str  # "onnxruntime" | "openvino"
-    precision: str  # what the runtime actually computes in: "f32" | "bf16"
+    precision: str  # what the runtime actually computes in: "f32" | "bf16" | "int8" (a quantized model)
     instances: int
     threads_per_instance: int
     inputs: list[TensorInfo]
@@ -124,14 +124,17 @@ class OpenVinoBackend:
         self.metadata = _ov_metadata(model)
         self.graph_name = str(model.get_friendly_name())
         config = {
-            "INFERENCE_PRECISION_HINT": precision,
+            # An int8 model runs its quantized layers in int8 whatever the hint; the rest stays in f32, as the
+            # int8 gate measured it.
+            "INFERENCE_PRECISION_HINT": "f32" if precision == "int8" else precision,
             # Streams are the instances: each runs one request on its own threads.
             "NUM_STREAMS": str(instances),
             "INFERENCE_NUM_THREADS": str(instances * threads),
             "PERFORMANCE_HINT": "THROUGHPUT" if instances > 1 else "LATENCY",
         }
         self._compiled = core.compile_model(model, "CPU", config)
-        self.precision = compiled_precision(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        computed = compiled_precision(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = "int8" if precision == "int8" and _is_quantized(model) else computed
         self.instances = instances
         self.threads_per_instance = threads
         self._requests = [self._compiled.create_infer_request() for _ in range(instances)]
@@ -148,6 +151,11 @@ def compiled_precision(hint: Any) -> str:
     is "<Type: 'bfloat16'>" (not "bf16"); where the CPU lacks bf16 the plugin reports f32."""
     text = str(getattr(hint, "get_type_name", lambda: hint)()).lower()
     return "bf16" if text in ("bf16", "bfloat16") or "bfloat16" in str(hint).lower() else "f32"
+
+
+def _is_quantized(model: Any) -> bool:
+    """Whether a model holds quantized layers: FakeQuantize, in NNCF's IR or an ONNX QDQ model as OpenVINO reads it."""
+    return any(op.get_type_name() in ("FakeQuantize", "FakeConvert") for op in model.get_ops())
 
 
 def _ov_metadata(model: Any) -> dict[str, str]:

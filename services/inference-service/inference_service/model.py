@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from vidpipe.storage import fetch_to_local, sha256_file
 
-from .accuracy_gate import GateVerdict, read_verdict
+from .accuracy_gate import INT8_BIN, INT8_XML, GateVerdict, read_verdict
 from .backends import (
     Backend,
     OpenVinoBackend,
@@ -164,7 +164,7 @@ def _decoder(
 
 
 def _precision(settings: InferenceSettings, openvino: bool, verdict: GateVerdict) -> tuple[str, str]:
-    """(precision to ask the runtime for, why)."""
+    """(precision to ask the runtime for, why), for f32, bf16 and auto (int8 is a model of its own)."""
     if settings.precision is PrecisionChoice.F32:
         return "f32", "INFERENCE_PRECISION=f32"
     if settings.precision is PrecisionChoice.BF16:
@@ -176,13 +176,40 @@ def _precision(settings: InferenceSettings, openvino: bool, verdict: GateVerdict
     flags = bf16_flags()
     if not flags:
         return "f32", "auto: this CPU has no AMX-BF16 or AVX512-BF16"
-    if not verdict.allows_bf16:
+    if not verdict.allowed:
         return "f32", f"auto: {verdict.reason}"
     return "bf16", f"auto: CPU has {', '.join(flags)}; {verdict.reason}"
 
 
+def int8_model_path(settings: InferenceSettings, sha256: str, require_gate: bool = True) -> tuple[Path, GateVerdict]:
+    """The model's int8 version (OpenVINO IR beside it), fetched and checked against its gate file: refused with
+    the reason unless the gate passed for this model's bytes and the IR files are the ones it measured."""
+    verdict = read_verdict(settings.model_uri, sha256, settings.model_cache_dir, "int8")
+    if require_gate and not verdict.allowed:
+        hint = "" if verdict.report else " (python -m tools.quantize writes it)"
+        raise ModelError(f"INFERENCE_PRECISION=int8: {verdict.reason}{hint}")
+    paths = []
+    for suffix in (INT8_XML, INT8_BIN):
+        try:
+            paths.append(fetch_to_local(settings.model_uri + suffix, settings.model_cache_dir))
+        except Exception as exc:
+            raise ModelError(
+                f"INFERENCE_PRECISION=int8: {settings.model_uri}{suffix} could not be fetched "
+                f"({' '.join(str(exc).split())[:200]}); python -m tools.quantize writes it"
+            ) from None
+    if require_gate and verdict.report is not None:
+        measured = verdict.report.get("int8_model_sha256") or {}
+        for path, suffix in zip(paths, (INT8_XML, INT8_BIN), strict=True):
+            if measured.get(suffix.lstrip(".").replace(".", "_")) != sha256_file(path):
+                raise ModelError(
+                    f"INFERENCE_PRECISION=int8: {settings.model_uri}{suffix} is not the file its gate measured "
+                    "(sha256 differs): run python -m tools.quantize again"
+                )
+    return paths[0], verdict
+
+
 def _open_backend(
-    settings: InferenceSettings, path: Path, sha256: str
+    settings: InferenceSettings, path: Path, sha256: str, require_gate: bool = True
 ) -> tuple[Backend, InputSpec, GateVerdict, dict[str, Any]]:
     cpus = cpu_limit()
 
@@ -197,10 +224,21 @@ def _open_backend(
     openvino = choice is BackendChoice.OPENVINO or (
         choice is BackendChoice.AUTO and is_x86_64() and version is not None
     )
-    verdict = read_verdict(settings.model_uri, sha256, settings.model_cache_dir)
-    precision, why = _precision(settings, openvino, verdict)
     backend: Backend | None = None
-    if openvino:
+    if settings.precision is PrecisionChoice.INT8:
+        if not openvino:
+            raise ModelError("INFERENCE_PRECISION=int8 needs the OpenVINO backend (on x86-64, openvino installed)")
+        int8_path, verdict = int8_model_path(settings, sha256, require_gate)
+        try:
+            backend = OpenVinoBackend(int8_path, *sizing(True), "int8")
+        except Exception as exc:
+            raise ModelError(f"{settings.model_uri}{INT8_XML}: OpenVINO cannot load this model ({exc})") from None
+        spec = _input_spec(backend, settings)
+        precision, why = backend.precision, f"INFERENCE_PRECISION=int8; {verdict.reason}"
+    else:
+        verdict = read_verdict(settings.model_uri, sha256, settings.model_cache_dir)
+        precision, why = _precision(settings, openvino, verdict)
+    if openvino and backend is None:
         try:
             backend = OpenVinoBackend(path, *sizing(True), precision)
             spec = _input_spec(backend, settings)
@@ -234,11 +272,13 @@ def _open_backend(
     return backend, spec, verdict, runtime
 
 
-def load_model(settings: InferenceSettings) -> LoadedModel:
+def load_model(settings: InferenceSettings, require_gate: bool = True) -> LoadedModel:
+    """The model as settings say. `require_gate=False` is for the accuracy gate itself, which measures an int8
+    model before any verdict exists."""
     started = time.perf_counter()
     path: Path = fetch_to_local(settings.model_uri, settings.model_cache_dir)
     sha256 = sha256_file(path)
-    backend, spec, _verdict, runtime = _open_backend(settings, path, sha256)
+    backend, spec, _verdict, runtime = _open_backend(settings, path, sha256, require_gate)
     metadata = backend.metadata
     output_names = backend.output_names
     labels = _labels(metadata, settings)

@@ -26,6 +26,9 @@ class PrecisionChoice(StrEnum):
     AUTO = "auto"  # bf16 where the CPU has AMX-BF16/AVX512-BF16 and the model passed the accuracy gate
     F32 = "f32"
     BF16 = "bf16"  # OpenVINO only; computes in f32 on a CPU without native bf16
+    # OpenVINO only: the model's int8 version beside it (python -m tools.quantize), refused at start-up
+    # unless its accuracy gate passed for these model bytes. Never chosen by auto.
+    INT8 = "int8"
 
 
 class InferenceSettings(BaseSettings):
