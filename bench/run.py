@@ -92,6 +92,9 @@ def instance_counts(cpus: int) -> list[int]:
     return sorted({1, default_instances(cpus), default_instances(cpus, openvino=True)})
 
 
+INPUT_SCALE = 1 / 255  # the service's default INFERENCE_INPUT_SCALE
+
+
 class BareBackends:
     """The limit: the service's own backends (inference_service.backends, the code path the service
     runs) on the default model, no I/O, over backend x precision x instance count x batch size.
@@ -99,9 +102,8 @@ class BareBackends:
 
     def __init__(self, model: Path, frames: list[np.ndarray], cpus: int, try_bf16: bool = False):
         self.model, self.cpus, self.try_bf16 = model, cpus, try_bf16
-        self.prepared = (
-            np.stack([cv2.resize(f, (416, 416))[..., ::-1].transpose(2, 0, 1) for f in frames]).astype(np.float32) / 255
-        )
+        self.pixels = np.stack([cv2.resize(f, (416, 416))[..., ::-1] for f in frames])  # RGB uint8 NHWC
+        self.prepared = self.pixels.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(INPUT_SCALE)
         self.open: dict[str, tuple[Any, int]] = {}  # name -> (backend, best batch), for the references
         self.points: list[dict] = []  # every point as measured, for a run cut short mid-sweep
 
@@ -111,10 +113,27 @@ class BareBackends:
         instances, threads = config["instances"], config["threads_per_instance"]
         if config["backend"] == "onnxruntime":
             return OrtBackend(self.model, instances, threads)
-        return OpenVinoBackend(self.model, instances, threads, config["precision"])
+        # As the service opens it (uint8 pixels in, the cast and scale inside OpenVINO's graph).
+        path = self.int8_model() if config["precision"] == "int8" else self.model
+        return OpenVinoBackend(path, instances, threads, config["precision"], INPUT_SCALE)
+
+    def int8_model(self) -> Path:
+        from inference_service.accuracy_gate import INT8_XML
+
+        return self.model.with_name(self.model.name + INT8_XML)
+
+    def int8_exclusion(self) -> str | None:
+        """Why the int8 model may not set the limit (its gate did not pass), or None. The service refuses an
+        int8 model without a passed gate, so neither may the limit use one."""
+        from inference_service.accuracy_gate import read_verdict
+        from vidpipe.storage import sha256_file
+
+        verdict = read_verdict(str(self.model), sha256_file(self.model), str(self.model.parent), "int8")
+        return None if verdict.allowed else verdict.reason
 
     def fps(self, backend: Any, batch: int, seconds: float) -> float:
-        tensor = np.ascontiguousarray(np.resize(self.prepared, (batch, *self.prepared.shape[1:])))
+        prepared = self.pixels if backend.inputs[0].type == "tensor(uint8)" else self.prepared
+        tensor = np.ascontiguousarray(np.resize(prepared, (batch, *prepared.shape[1:])))
         counts = [0] * backend.instances
 
         def instance(index: int) -> None:
@@ -151,6 +170,10 @@ class BareBackends:
                 skipped.append("bf16: asked although /proc/cpuinfo lists no AMX-BF16 or AVX512-BF16")
             else:
                 skipped.append("bf16: not supported by this CPU (no AMX-BF16 or AVX512-BF16)")
+            if self.int8_model().is_file():
+                runtimes.append(("openvino", "int8"))
+            else:
+                skipped.append("int8: no int8 model beside the model (python -m tools.quantize)")
         configs = [
             {"backend": b, "precision": p, "instances": n, "threads_per_instance": threads_for(self.cpus, n)}
             for b, p in runtimes
@@ -180,10 +203,12 @@ class BareBackends:
                     "fps_by_batch": by_batch,
                     "best_batch": best_batch,
                     "fps": by_batch[best_batch],
+                    # Measured, to show what it would buy, but not a candidate for the limit.
+                    "excluded": self.int8_exclusion() if config["precision"] == "int8" else None,
                 }
             )
             self.open[name] = (backend, best_batch)
-        best = max(measured, key=lambda c: c["fps"])
+        best = max((c for c in measured if not c["excluded"]), key=lambda c: c["fps"])
         ort_f32 = max(
             (c for c in measured if c["backend"] == "onnxruntime" and c["instances"] == 1),
             key=lambda c: c["fps"],
@@ -591,11 +616,15 @@ def overload(
     pipe.close()
     memory = {}
     for name, series in samples.items():
+        warm_up = [mb for t, mb in series if t < 10]
         after_10 = [mb for t, mb in series if t >= 10]
         memory[name] = {
             "peak_mb": max(mb for _, mb in series),
             "at_10s_mb": after_10[0] if after_10 else 0.0,
-            "growth_after_10s_mb": round(max(after_10) - after_10[0], 1) if after_10 else 0.0,
+            # Growth is a later peak above the warm-up's peak. (Measured from the single sample at 10 s, a
+            # moment when the allocator had just returned memory read as growth: 16.9 MB, for a process
+            # whose peak rose 2.9 MB over the minute.)
+            "growth_after_10s_mb": round(max(0.0, max(after_10) - max(warm_up)), 1) if after_10 and warm_up else 0.0,
         }
     result = {
         "offered_fps": round(offered, 1),
@@ -654,6 +683,28 @@ def chart(report: dict, path: Path) -> None:
     right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+GATE_FIELDS = ("precision", "f1", "min_f1", "passed", "kept", "reference_detections", "added", "score_diff_mean")
+GATE_FIELDS += ("score_diff_max", "frames", "video", "backend", "cpu", "created")
+
+
+def accuracy_gates(model: Path) -> dict:
+    """The accuracy gates' verdicts beside the model (make model: bf16 where the CPU computes it; make int8),
+    as the service judges them: the figures, or why there are none."""
+    from inference_service.accuracy_gate import gate_uri, read_verdict
+    from vidpipe.storage import sha256_file
+
+    digest, gates = sha256_file(model), {}
+    for precision in ("bf16", "int8"):
+        verdict = read_verdict(str(model), digest, str(model.parent), precision)
+        report = verdict.report or {}
+        gates[precision] = {key: report[key] for key in GATE_FIELDS if key in report} | {
+            "allowed": verdict.allowed,
+            "reason": verdict.reason,
+            "file": Path(gate_uri(str(model), precision)).name,
+        }
+    return gates
 
 
 def machine() -> dict:
@@ -763,6 +814,7 @@ def without_kafka(args: argparse.Namespace) -> int:
         "mode": "no-kafka",
         "label": args.cpus_label,
         "machine": machine(),
+        "accuracy_gates": accuracy_gates(DEFAULT_MODEL),
         "runtimes": runtime_versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "settings": {"seconds": args.seconds, "sweep_seconds": args.sweep_seconds, "rounds": args.rounds},
@@ -907,7 +959,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(transport(os.environ.get("KAFKA_BOOTSTRAP") or broker.bootstrap, 5000)))
         return 0
     sd_frames = video_frames(SAMPLE_VIDEO, 64)
-    report: dict = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report: dict = {
+        "machine": machine(),
+        "accuracy_gates": accuracy_gates(DEFAULT_MODEL),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     cpus = report["machine"]["cpu_limit"]
 
     log("(a) bare backends: backend x precision x instances x batch")

@@ -89,9 +89,9 @@ def test_auto_precision_is_bf16_only_with_bf16_cpu_and_passed_gate_for_this_dige
     asked: list[str] = []
     real = model_module.OpenVinoBackend
 
-    def recording(path, instances, threads, precision):
+    def recording(path, instances, threads, precision, input_scale=None):
         asked.append(precision)
-        return real(path, instances, threads, "f32")  # this CPU may lack bf16: only the request matters
+        return real(path, instances, threads, "f32", input_scale)  # this CPU may lack bf16: only the request matters
 
     monkeypatch.setattr(model_module, "OpenVinoBackend", recording)
     monkeypatch.setattr(model_module, "bf16_flags", lambda: ["amx_bf16"])

@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.getLogger("nncf").setLevel(logging.WARNING)
     started = time.perf_counter()
-    reference = load_model(InferenceSettings(model_uri=str(model_path), backend="openvino", precision="f32"))
+    # The model's own input (float, its layout), as NNCF feeds it: onnxruntime's view of it, since OpenVINO's
+    # backend takes uint8 pixels and converts inside its graph.
+    reference = load_model(InferenceSettings(model_uri=str(model_path), backend="onnxruntime", instances=1))
     samples = calibration(reference, Path(args.video), args.calibration_frames)
     xml, _ = quantize(model_path, samples)
     took = time.perf_counter() - started

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class LoadedModel:
     load_seconds: float
     metadata: dict[str, str] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)  # backend, precision, instances, why
+    model_input: InputSpec | None = None  # the model's own input, where the service feeds another (`input`)
 
     @property
     def instances(self) -> int:
@@ -67,7 +68,7 @@ class LoadedModel:
         return dict(zip(self.output_names, values, strict=True))
 
     def describe(self) -> dict[str, Any]:
-        spec = self.input
+        spec = self.model_input or self.input
         shape = [spec.fixed_batch or "batch"] + (
             [3, spec.height, spec.width] if spec.layout == "NCHW" else [spec.height, spec.width, 3]
         )
@@ -230,7 +231,7 @@ def _open_backend(
             raise ModelError("INFERENCE_PRECISION=int8 needs the OpenVINO backend (on x86-64, openvino installed)")
         int8_path, verdict = int8_model_path(settings, sha256, require_gate)
         try:
-            backend = OpenVinoBackend(int8_path, *sizing(True), "int8")
+            backend = OpenVinoBackend(int8_path, *sizing(True), "int8", settings.input_scale)
         except Exception as exc:
             raise ModelError(f"{settings.model_uri}{INT8_XML}: OpenVINO cannot load this model ({exc})") from None
         spec = _input_spec(backend, settings)
@@ -240,7 +241,7 @@ def _open_backend(
         precision, why = _precision(settings, openvino, verdict)
     if openvino and backend is None:
         try:
-            backend = OpenVinoBackend(path, *sizing(True), precision)
+            backend = OpenVinoBackend(path, *sizing(True), precision, settings.input_scale)
             spec = _input_spec(backend, settings)
         except Exception as exc:
             if choice is BackendChoice.OPENVINO or settings.precision is PrecisionChoice.BF16:
@@ -266,6 +267,7 @@ def _open_backend(
         "precision_reason": why,
         "instances": backend.instances,
         "threads_per_instance": backend.threads_per_instance,
+        "input_preprocessing": backend.preprocessing or "in the service: pixels cast and scaled into the model's input",
         "cpu_limit": cpus,
         "accuracy_gate": verdict.describe(),
     }
@@ -278,7 +280,9 @@ def load_model(settings: InferenceSettings, require_gate: bool = True) -> Loaded
     started = time.perf_counter()
     path: Path = fetch_to_local(settings.model_uri, settings.model_cache_dir)
     sha256 = sha256_file(path)
-    backend, spec, _verdict, runtime = _open_backend(settings, path, sha256, require_gate)
+    backend, declared, _verdict, runtime = _open_backend(settings, path, sha256, require_gate)
+    # OpenVINO's graph casts, scales and lays out the pixels itself: the service feeds them as decoded.
+    spec = replace(declared, layout="NHWC", dtype=np.dtype(np.uint8)) if backend.preprocessing else declared
     metadata = backend.metadata
     output_names = backend.output_names
     labels = _labels(metadata, settings)
@@ -296,6 +300,7 @@ def load_model(settings: InferenceSettings, require_gate: bool = True) -> Loaded
         load_seconds=0.0,
         metadata=metadata,
         runtime=runtime,
+        model_input=declared if spec is not declared else None,
     )
     model.load_seconds = time.perf_counter() - started
     log.info(
