@@ -132,12 +132,16 @@ class BareBackends:
         return None if verdict.allowed else verdict.reason
 
     def fps(self, backend: Any, batch: int, seconds: float) -> float:
-        prepared = self.pixels if backend.inputs[0].type == "tensor(uint8)" else self.prepared
+        prepared = self.pixels if getattr(backend, "preprocessing", None) else self.prepared
         tensor = np.ascontiguousarray(np.resize(prepared, (batch, *prepared.shape[1:])))
         counts = [0] * backend.instances
 
         def instance(index: int) -> None:
-            backend.run(index, tensor)  # warm-up, before the clock starts for anyone
+            try:
+                backend.run(index, tensor)  # warm-up, before the clock starts for anyone
+            except BaseException:
+                barrier.abort()  # the others (and the clock) would wait for this one for ever
+                raise
             barrier.wait()
             stop = time.perf_counter() + seconds
             while time.perf_counter() < stop:
@@ -147,7 +151,12 @@ class BareBackends:
         barrier = threading.Barrier(backend.instances + 1)
         with ThreadPoolExecutor(backend.instances) as pool:
             futures = [pool.submit(instance, i) for i in range(backend.instances)]
-            barrier.wait()
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                for future in futures:
+                    future.result()  # raises the instance's own error
+                raise
             started = time.perf_counter()
             for future in futures:
                 future.result()
@@ -701,7 +710,7 @@ def accuracy_gates(model: Path) -> dict:
         report = verdict.report or {}
         gates[precision] = {key: report[key] for key in GATE_FIELDS if key in report} | {
             "allowed": verdict.allowed,
-            "reason": verdict.reason,
+            "reason": verdict.reason.replace(f"{model.parent}/", ""),  # no machine's paths in the figures
             "file": Path(gate_uri(str(model), precision)).name,
         }
     return gates

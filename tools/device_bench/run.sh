@@ -2,7 +2,7 @@
 # Issue #11's figures on a lent machine with more cores (no broker there: no Kafka stages), one run:
 #   0. unpack .devbench/bundle (tools/device_bench/pack.py made it here) into $SITE and .cache/
 #   1. the machine: lscpu, bf16 flags, cgroup, versions                       -> $OUT/machine.txt
-#   2. the accuracy gate, bf16 vs f32 and OpenVINO f32 vs onnxruntime f32     -> $OUT/accuracy.json
+#   2. the accuracy gates, bf16 and int8 vs f32, OpenVINO f32 vs onnxruntime  -> $OUT/accuracy.json
 #   3. bench/run.py --no-kafka on every CPU: bare sweep, service sweep, pairs -> $OUT/bench_all.json
 #   4. the same pinned to 2 CPUs (a hyperthread pair where there is one)      -> $OUT/bench_2cpu.json
 #   5. the service logs                                                       -> $OUT/service_logs.tar.gz
