@@ -2,6 +2,7 @@
 
 import threading
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from inference_service.batcher import DynamicBatcher, QueueFull
 from inference_service.decoders import RawDecoder, YoloDecoder, nms
-from inference_service.preprocess import ImageError, InputBuffer, InputSpec, decode_and_resize
+from inference_service.preprocess import ImageError, InputBuffer, InputSpec, decode_and_resize, read_mode
 
 SPEC = InputSpec("images", "NCHW", 32, 32, np.dtype(np.float32), 1 / 255, None)
 
@@ -22,6 +23,45 @@ def test_decode_and_resize_keeps_source_size_and_rgb():
     assert prepared.pixels.shape == (32, 32, 3) and prepared.pixels[0, 0, 0] == 255  # red first: RGB
     tensor = InputBuffer(SPEC, 4).fill([prepared, prepared])
     assert tensor.shape == (2, 3, 32, 32) and np.isclose(tensor[1, 0, 0, 0], 1.0)
+
+
+def _photo(width: int, height: int) -> np.ndarray:
+    """A smooth gradient with a bright square: something a reduced decode must keep."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], -1).astype(np.uint8)
+    image[height // 4 : height // 2, width // 4 : width // 2] = 255
+    return image
+
+
+def _exif_rotated(jpeg: bytes, orientation: int = 6) -> bytes:
+    """The JPEG with an EXIF APP1 segment saying its pixels are to be rotated (6: 90 degrees clockwise)."""
+    tiff = b"MM\x00*\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01"
+    tiff += orientation.to_bytes(2, "big") + b"\x00\x00" + b"\x00\x00\x00\x00"
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def test_a_large_jpeg_is_decoded_reduced_when_asked_and_still_maps_boxes_to_its_full_size():
+    photo = _photo(200, 120)  # 32x32 input: decoded at 1/2 (100x60), the largest that covers 32 both ways
+    jpeg = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    assert read_mode(jpeg, 200, 120, SPEC)[1] == 1  # off by default: decoded whole
+    spec = replace(SPEC, reduced_jpeg_decode=True)
+    assert read_mode(jpeg, 200, 120, spec)[1] == 2
+    prepared = decode_and_resize(jpeg, spec)
+    assert (prepared.width, prepared.height) == (200, 120)
+    whole = cv2.resize(
+        cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), (32, 32), interpolation=cv2.INTER_AREA
+    )
+    assert np.abs(prepared.pixels.astype(int) - whole[..., ::-1].astype(int)).mean() < 2.0
+
+    for each in (SPEC, spec):  # EXIF rotation: the sides swap, reduced or not
+        rotated = decode_and_resize(_exif_rotated(jpeg), each)
+        assert (rotated.width, rotated.height) == (120, 200)
+
+    png = cv2.imencode(".png", photo)[1].tobytes()
+    assert read_mode(png, 200, 120, spec)[1] == 1  # only JPEG decodes reduced
+    assert read_mode(jpeg, 60, 40, spec)[1] == 1  # under twice the input: decoded whole
+    assert decode_and_resize(png, spec).width == 200
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,7 @@ def _input_spec(backend: Backend, settings: InferenceSettings) -> InputSpec:
         width=width if isinstance(width, int) and width > 0 else size,
         dtype=np.dtype(_ORT_TYPES[node.type]),
         scale=settings.input_scale,
+        reduced_jpeg_decode=settings.jpeg_reduced_decode,
         fixed_batch=fixed_batch,
     )
 

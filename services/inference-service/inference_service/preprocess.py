@@ -35,6 +35,7 @@ class InputSpec:
     dtype: np.dtype
     scale: float  # applied to float inputs
     fixed_batch: int | None  # None when the batch dimension is dynamic
+    reduced_jpeg_decode: bool = False  # INFERENCE_JPEG_REDUCED_DECODE: see read_mode()
 
 
 @dataclass(slots=True)
@@ -66,15 +67,21 @@ def decode_and_resize(
     """Decode and resize one image; every failure is an ImageError naming why (never another exception).
     `declared`: the size read_header() returned, when the caller already checked it."""
     width, height = declared if declared is not None else read_header(data)
+    flag, factor = read_mode(data, width, height, spec)
     try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     except Exception as exc:  # cv2.error: out of memory, corrupt stream, limits
         raise ImageError(f"image could not be decoded: {_one_line(exc)}") from None
     if image is None:
         raise ImageError("image could not be decoded (corrupt or not an image)")
     decoded_h, decoded_w = image.shape[:2]
+    scaled = (-(-width // factor), -(-height // factor))  # libjpeg's scaled size: the sides divided, rounded up
     # EXIF orientation may rotate a JPEG by 90 degrees: the header's sides then swap.
-    if (decoded_w, decoded_h) not in ((width, height), (height, width)):
+    if (decoded_w, decoded_h) == scaled:
+        source = (width, height)
+    elif (decoded_w, decoded_h) == scaled[::-1]:
+        source = (height, width)
+    else:
         raise ImageError(f"image decoded as {decoded_w}x{decoded_h} but its header declares {width}x{height}")
     try:
         if (decoded_w, decoded_h) != (spec.width, spec.height):
@@ -83,7 +90,30 @@ def decode_and_resize(
         cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
     except Exception as exc:
         raise ImageError(f"image could not be resized: {_one_line(exc)}") from None
-    return PreparedImage(image, decoded_w, decoded_h)
+    return PreparedImage(image, *source)
+
+
+# JPEG's DCT can be decoded straight at 1/2, 1/4 or 1/8 of the size (libjpeg scales inside the inverse DCT).
+# Measured on this project's 2-vCPU VM, decode and resize to 416x416: 1920x1080 13.3 ms whole, 4.8 ms at 1/2;
+# 3840x2160 55.7 ms, 8.3 ms at 1/4; mean pixel difference after the resize 0.09 of 255 at 1080p. Opt-in, since
+# it moves detections: bikes.mp4 scaled to 1080p, YOLOv4-tiny, F1 0.963 against the whole decode (323 of 341
+# kept, 7 added, score difference mean 0.014), below the 0.97 that bf16 must reach.
+_REDUCED_READS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def read_mode(data: bytes | bytearray | memoryview, width: int, height: int, spec: InputSpec) -> tuple[int, int]:
+    """(cv2.imdecode flag, size divisor): a JPEG larger than twice the model's input on both sides is decoded at
+    the largest reduction that still covers the input on both sides, in either orientation (EXIF may rotate
+    it), so the resize only ever shrinks; anything else, or with the option off, is decoded whole."""
+    if (
+        not spec.reduced_jpeg_decode or bytes(data[:2]) != b"\xff\xd8"
+    ):  # not a JPEG: other decoders would decode it whole and then shrink it
+        return cv2.IMREAD_COLOR, 1
+    needed = max(spec.width, spec.height)
+    for factor, flag in _REDUCED_READS:
+        if min(-(-width // factor), -(-height // factor)) >= needed:
+            return flag, factor
+    return cv2.IMREAD_COLOR, 1
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:

@@ -44,6 +44,11 @@ class InferenceSettings(BaseSettings):
     decoder: DecoderMode = DecoderMode.AUTO
     input_size: int = Field(default=640, ge=32, le=4096, description="Used when the model's H/W are dynamic")
     input_scale: float = Field(default=1 / 255, gt=0, description="Multiplier for float inputs")
+    jpeg_reduced_decode: bool = Field(
+        default=False,
+        description="Decode a JPEG over twice the model's input size at 1/2, 1/4 or 1/8 (about 2.8x faster at 1080p; "
+        "moves detections slightly)",
+    )
     score_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     iou_threshold: float = Field(default=0.45, ge=0.0, le=1.0)
     max_detections: int = Field(default=100, ge=1, le=10_000)
