@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inference_service.accuracy_gate import INT8_BIN, INT8_XML, gate_uri, min_f1
+from inference_service.accuracy_gate import gate_uri, int8_digests, int8_paths, min_f1
 from inference_service.cpu import bf16_flags
 from inference_service.model import LoadedModel, load_model
 from inference_service.preprocess import InputBuffer, PreparedImage, decode_and_resize
@@ -151,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     if args.precision == "int8":  # the service checks the int8 files it fetches against these
-        report["int8_model_sha256"] = {
-            suffix.lstrip(".").replace(".", "_"): sha256_file(model_path.with_name(model_path.name + suffix))
-            for suffix in (INT8_XML, INT8_BIN)
-        }
+        report["int8_model_sha256"] = int8_digests(int8_paths(model_path))
     print(json.dumps(report, indent=2))
     if actual != args.precision:
         print(

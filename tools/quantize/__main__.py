@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference_service.accuracy_gate import INT8_BIN, INT8_XML, gate_uri
+from inference_service.accuracy_gate import changed_int8_files, gate_uri, int8_paths
 from inference_service.model import LoadedModel, load_model
 from inference_service.preprocess import InputBuffer, decode_and_resize
 from inference_service.settings import InferenceSettings
@@ -57,7 +57,7 @@ def quantize(model_path: Path, samples: list[np.ndarray]) -> tuple[Path, Path]:
         subset_size=len(samples),
         ignored_scope=nncf.IgnoredScope(types=F32_OPERATION_TYPES, validate=False),
     )
-    xml, binary = (model_path.with_name(model_path.name + suffix) for suffix in (INT8_XML, INT8_BIN))
+    xml, binary = int8_paths(model_path).values()
     # Written aside, then renamed: a run cut short never leaves a half-written pair the service could load.
     partial = model_path.with_name(model_path.name + ".int8-partial.xml")
     ov.save_model(quantized, str(partial), compress_to_fp16=False)
@@ -73,11 +73,10 @@ def up_to_date(model_path: Path) -> str | None:
         report = json.loads(gate.read_text())
     except (OSError, ValueError):
         return None
-    pair = {suffix: model_path.with_name(model_path.name + suffix) for suffix in (INT8_XML, INT8_BIN)}
-    measured = report.get("int8_model_sha256") or {}
+    pair = int8_paths(model_path)
     if report.get("model_sha256") != sha256_file(model_path) or not all(p.is_file() for p in pair.values()):
         return None
-    if any(measured.get(suffix.lstrip(".").replace(".", "_")) != sha256_file(p) for suffix, p in pair.items()):
+    if changed_int8_files(report, pair):
         return None
     return f"{gate.name} already holds this model's int8 verdict (f1 {report.get('f1')})"
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from vidpipe.storage import fetch_to_local
+from vidpipe.storage import fetch_to_local, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,23 @@ MIN_F1_INT8 = 0.95
 # The int8 model beside the source model, in OpenVINO's own format: OpenVINO reads the QDQ ONNX that NNCF
 # writes wrongly for this model (scores collapse), while it reads its own quantized IR right.
 INT8_XML, INT8_BIN = ".int8.xml", ".int8.bin"
+# Each int8 file by the key under which its verdict records the file's sha256.
+INT8_FILES = {"int8_xml": INT8_XML, "int8_bin": INT8_BIN}
+
+
+def int8_paths(model_path: Path) -> dict[str, Path]:
+    """The int8 files beside a local model, by key."""
+    return {key: model_path.with_name(model_path.name + suffix) for key, suffix in INT8_FILES.items()}
+
+
+def int8_digests(paths: dict[str, Path]) -> dict[str, str]:
+    return {key: sha256_file(path) for key, path in paths.items()}
+
+
+def changed_int8_files(report: dict[str, Any], paths: dict[str, Path]) -> list[str]:
+    """The suffixes of the int8 files that are not the ones the verdict measured (sha256 differs)."""
+    measured = report.get("int8_model_sha256") or {}
+    return [INT8_FILES[key] for key, path in paths.items() if measured.get(key) != sha256_file(path)]
 
 
 def min_f1(precision: str) -> float:

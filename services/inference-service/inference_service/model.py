@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from vidpipe.storage import fetch_to_local, sha256_file
 
-from .accuracy_gate import INT8_BIN, INT8_XML, GateVerdict, read_verdict
+from .accuracy_gate import INT8_FILES, INT8_XML, GateVerdict, changed_int8_files, read_verdict
 from .backends import (
     Backend,
     OpenVinoBackend,
@@ -190,24 +190,21 @@ def int8_model_path(settings: InferenceSettings, sha256: str, require_gate: bool
     if require_gate and not verdict.allowed:
         hint = "" if verdict.report else " (python -m tools.quantize writes it)"
         raise ModelError(f"INFERENCE_PRECISION=int8: {verdict.reason}{hint}")
-    paths = []
-    for suffix in (INT8_XML, INT8_BIN):
+    paths = {}
+    for key, suffix in INT8_FILES.items():
         try:
-            paths.append(fetch_to_local(settings.model_uri + suffix, settings.model_cache_dir))
+            paths[key] = fetch_to_local(settings.model_uri + suffix, settings.model_cache_dir)
         except Exception as exc:
             raise ModelError(
                 f"INFERENCE_PRECISION=int8: {settings.model_uri}{suffix} could not be fetched "
                 f"({' '.join(str(exc).split())[:200]}); python -m tools.quantize writes it"
             ) from None
-    if require_gate and verdict.report is not None:
-        measured = verdict.report.get("int8_model_sha256") or {}
-        for path, suffix in zip(paths, (INT8_XML, INT8_BIN), strict=True):
-            if measured.get(suffix.lstrip(".").replace(".", "_")) != sha256_file(path):
-                raise ModelError(
-                    f"INFERENCE_PRECISION=int8: {settings.model_uri}{suffix} is not the file its gate measured "
-                    "(sha256 differs): run python -m tools.quantize again"
-                )
-    return paths[0], verdict
+    if require_gate and verdict.report is not None and (changed := changed_int8_files(verdict.report, paths)):
+        raise ModelError(
+            f"INFERENCE_PRECISION=int8: {settings.model_uri}{changed[0]} is not the file its gate measured "
+            "(sha256 differs): run python -m tools.quantize again"
+        )
+    return paths["int8_xml"], verdict
 
 
 def _open_backend(
