@@ -5,6 +5,7 @@ Secrets Manager (moto). The credentials (userinfo and query values; the server i
 no log line, no Kafka record, no S3 key, no /metrics or /readyz answer, and the summary and exit log
 carry the redacted source."""
 
+import http.client
 import json
 import os
 import subprocess
@@ -63,11 +64,12 @@ def leaks(text: str) -> list[str]:
 
 
 def scrape(url: str) -> str | None:
-    """The body (an empty registry answers an empty /metrics), or None when nothing answered."""
+    """The body (an empty registry answers an empty /metrics), or None when nothing answered in full (a
+    publisher that finishes its source exits, and may close a scrape's connection mid-body)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.read().decode()
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return None
 
 
