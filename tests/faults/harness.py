@@ -24,6 +24,7 @@ class Account:
     with_results: int
     duplicates: int
     missing: list[int]
+    context: str = ""  # when frames are missing: each process's state and log tail, for the assertion message
 
     def as_row(self, case: str, behaviour: str) -> dict:
         return {
@@ -97,7 +98,19 @@ class FaultRun:
         self.poll_results(settle_s)  # late duplicates count too
         missing = [s for s in published_seqs if s not in self.seen]
         duplicates = sum(n - 1 for s, n in self.seen.items() if s in published_seqs)
-        return Account(len(published_seqs), len(published_seqs) - len(missing), duplicates, missing)
+        context = self.process_report() if missing else ""
+        return Account(len(published_seqs), len(published_seqs) - len(missing), duplicates, missing, context)
+
+    def process_report(self, lines: int = 40) -> str:
+        """Which processes still run and how each one's log ends: a failure on a CI machine is
+        explained by its own message, the temp dir being gone by the time anyone looks."""
+        parts = []
+        for process in self.processes:
+            state = (
+                "running" if process.running else f"exited {process.process.returncode if process.process else None}"
+            )
+            parts.append(f"--- {process.name} ({state}), last {lines} lines:\n{process.log_tail(lines)}")
+        return f"{len(self.results.results)} results read\n" + "\n".join(parts)
 
     def close(self) -> None:
         for process in self.processes:

@@ -37,7 +37,7 @@ def test_consumer_killed_mid_stream_loses_nothing(run, sample_video):
     record_row(
         "consumer SIGKILL", "restarted member resumes from the last commit; the uncommitted batches replay", account
     )
-    assert account.missing == []
+    assert account.missing == [], account.context
     assert account.duplicates <= UNCOMMITTED_WINDOW
 
 
@@ -66,7 +66,7 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(kafka_settings, 
     record_row("broker restart", "producer retries idempotently; consumer rejoins and resumes", account)
     seqs = [parse_frame_headers(f.headers()).seq for f in frames]
     assert sorted(seqs) == list(FRAMES), "the idempotent producer wrote each frame exactly once"
-    assert account.missing == []
+    assert account.missing == [], account.context
     assert account.duplicates == 0, "a broker restart is no reason to process a frame twice"
 
 
@@ -89,7 +89,7 @@ def test_inference_down_20s_is_waited_out(run, sample_video, default_model, kafk
     run.processes.append(inference)
     account = run.account(FRAMES)
     record_row("inference down 20 s", "consumer backs off, pauses its partitions, commits nothing unfinished", account)
-    assert account.missing == []
+    assert account.missing == [], account.context
     assert account.duplicates == 0  # nothing died: nothing replays
 
 
@@ -102,7 +102,7 @@ def test_rebalance_join_then_leave_loses_nothing(run, sample_video):
     first.stop()
     account = run.account(FRAMES)
     record_row("rebalance", "cooperative rebalance; revoked partitions' batches finish and commit first", account)
-    assert account.missing == []
+    assert account.missing == [], account.context
     assert account.duplicates <= UNCOMMITTED_WINDOW
 
 
@@ -141,6 +141,6 @@ def test_rolling_restart_with_sigterm_loses_nothing(run, sample_video, default_m
         }[service],
         account,
     )
-    assert account.missing == []
+    assert account.missing == [], account.context
     if service != "inference":
         assert account.duplicates == 0, "a graceful stop commits all it finished"

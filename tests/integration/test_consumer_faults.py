@@ -1,10 +1,13 @@
 """The consumer against a real broker: poison records go to the dead-letter topic with a reason,
 and an unreachable inference service is waited out without committing or crashing."""
 
+import threading
 import time
 import uuid
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
+from prometheus_client import CollectorRegistry
 
 from tests.conftest import topic_env
 from tests.faults.harness import Account, record_row
@@ -18,6 +21,7 @@ from tests.helpers import (
     video_jpegs,
 )
 from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process
+from tools.harness.results import ResultCollector
 from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, Header, header_dict
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
@@ -103,3 +107,92 @@ def test_consumer_waits_out_unreachable_inference_without_committing(
         if inference:
             inference.stop()
     assert sum(o for o in committed_offsets(kafka_settings, group, topics.frames, topics.partitions) if o > 0) == 6
+
+
+class _TurnsFatal:
+    """A real producer that, after `healthy` produce calls, behaves as librdkafka's idempotent producer
+    does after a fatal error (e.g. sequence numbers out of step after a broker restart): it reports
+    the error through error_cb and every later produce raises _FATAL."""
+
+    def __init__(self, producer, error_cb, healthy: int):
+        self._producer, self._error_cb, self._healthy = producer, error_cb, healthy
+        self._error = KafkaError(KafkaError._FATAL, "injected: sequence desynchronization", fatal=True)
+
+    def produce(self, *args, **kwargs):
+        if self._healthy <= 0:
+            raise KafkaException(self._error)
+        self._healthy -= 1
+        return self._producer.produce(*args, **kwargs)
+
+    def poll(self, timeout=0):
+        if self._healthy <= 0:
+            self._error_cb(self._error)
+        return self._producer.poll(timeout)
+
+    def __getattr__(self, name):  # flush, purge: the real producer's
+        return getattr(self._producer, name)
+
+
+def test_a_fatal_producer_error_is_replaced_and_every_frame_gets_its_result(
+    kafka_bootstrap, kafka_settings, topics, inference_url, sample_video, tmp_path
+):
+    from consumer_service.archive import Archiver
+    from consumer_service.inference_client import InferenceClient
+    from consumer_service.settings import ConsumerSettings
+    from consumer_service.worker import ConsumerWorker
+    from vidpipe.storage import open_storage
+
+    class FirstProducerTurnsFatal(ConsumerWorker):
+        def _new_producer(self):
+            producer = super()._new_producer()
+            if not hasattr(self, "replaced"):
+                self.replaced = False
+                return _TurnsFatal(producer, self._on_producer_error, healthy=10)
+            self.replaced = True
+            return producer
+
+    frames = 40
+    produce_frames(kafka_settings, topics.frames, "fatal", video_jpegs(sample_video, frames))
+    settings = ConsumerSettings(
+        inference_url=inference_url,
+        archive_uri=str(tmp_path / "archive"),
+        group_id=f"fatal-{uuid.uuid4().hex[:6]}",
+        batch_max_frames=4,
+        health_port=0,
+    )
+    registry = CollectorRegistry()
+    worker = FirstProducerTurnsFatal(
+        settings,
+        kafka_settings,
+        topics,
+        archiver=Archiver(open_storage(settings.archive_uri), 2, True),
+        client=InferenceClient(str(settings.inference_url), settings.inference_timeout_s),
+        registry=registry,
+    )
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # the assertion below says what it was
+            failure.append(exc)
+
+    collector = ResultCollector(kafka_bootstrap, topics.results)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        missing = collector.wait_for({("fatal", s) for s in range(frames)}, timeout_s=90)
+    finally:
+        worker.stop()
+        thread.join(60)
+        collector.close()
+    assert not failure, failure
+    assert missing == set(), "every frame has a result"
+    assert worker.replaced, "the fatal producer was replaced"
+    assert registry.get_sample_value("consumer_producer_restarts_total") == 1
+    assert worker.counts.dead_lettered == 0, "a producer's failure is no record's fault"
+    record_row(
+        "producer fatal error",
+        "the consumer replaces its producer and replays every uncommitted batch",
+        Account(frames, frames - len(missing), collector.duplicates, sorted(s for _, s in missing)),
+    )

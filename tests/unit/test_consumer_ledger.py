@@ -115,3 +115,12 @@ def test_batches_publish_in_poll_order_up_to_the_first_unfinished():
     for batch in (a, c):
         batch.work.set_result(([], []))
     assert list(led.to_publish()) == [a]  # b is still in inference: c waits behind it
+
+
+def test_abandoning_rewinds_every_batch_finished_or_not_on_assigned_partitions():
+    led = ledger(0, 1)
+    finish(led.open(records((0, 10), (1, 5))), deliveries=1)  # published, not yet acknowledged
+    led.open(records((0, 11), (2, 3)))  # still in inference; partition 2 is no longer ours
+    rewind = led.abandon("producer failed")
+    assert rewind == Rewind("producer failed", {(T, 0): 10, (T, 1): 5})
+    assert len(led) == 0

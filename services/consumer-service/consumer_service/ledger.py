@@ -116,6 +116,10 @@ class Ledger:
             done.append(self._batches.popleft())
         return done
 
+    def abandon(self, reason: str) -> Rewind:
+        """Forget every batch, finished or not, and say where to rewind so all of them come again."""
+        return self._rewind(reason)
+
     def _rewind(self, reason: str) -> Rewind:
         firsts: dict[TopicPartitionKey, int] = {}
         for batch in self._batches:

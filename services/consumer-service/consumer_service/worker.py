@@ -5,8 +5,10 @@
   commits a batch's offsets only once its results and dead letters are acknowledged by the broker.
 - Workers run inference and archive frames and results. Only outages are retried (inference or
   storage unreachable, overloaded): a record whose content makes a step fail costs one dead letter,
-  never a stall (see isolation.py for inference, archive.py for storage, _on_result_delivery for the
+  never a stall (see isolation.py for inference, archive.py for storage, _produce for the
   results topic). An outage longer than CONSUMER_UNHEALTHY_AFTER_S makes /healthz answer 503.
+- A producer that fails fatally (librdkafka's idempotent producer can, after broker restarts) is
+  replaced and every uncommitted batch replays: duplicates possible, loss not.
 - At most `max_inflight_batches` batches are held, so memory stays bounded when inference is
   slower than the incoming stream; new records stay in Kafka. If the pipeline stays full (an
   outage), the partitions are paused and the polling thread keeps polling, so the group never
@@ -93,6 +95,11 @@ class ConsumerMetrics:
         self.retries = Counter(
             "consumer_retries", "Waits on an unavailable dependency", ["dependency"], registry=registry
         )
+        self.producer_restarts = Counter(
+            "consumer_producer_restarts",
+            "Producers replaced after a fatal error (uncommitted batches replayed)",
+            registry=registry,
+        )
         self.inflight = Gauge("consumer_inflight_batches", "Batches polled but not yet committed", registry=registry)
         self.batch_seconds = Histogram(
             "consumer_batch_seconds",
@@ -121,6 +128,7 @@ class ConsumerWorker:
         heartbeat: Heartbeat | None = None,
     ):
         self.settings = settings
+        self.kafka = kafka
         self.topics = topics
         self.archiver = archiver
         self.client = client
@@ -157,7 +165,13 @@ class ConsumerWorker:
                 },
             )
         )
-        self.producer = Producer(producer_config(kafka, **{"client.id": "vidpipe-consumer"}))
+        self._producer_failed: str | None = None  # a fatal producer error, until the producer is replaced
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        return Producer(
+            producer_config(self.kafka, **{"client.id": "vidpipe-consumer", "error_cb": self._on_producer_error})
+        )
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -409,6 +423,9 @@ class ConsumerWorker:
 
     def _advance(self) -> bool:
         """Publish finished batches in order and commit those fully acknowledged; True if any moved."""
+        if self._producer_failed:
+            self._replace_producer()
+            return True
         moved = False
         for batch in self._ledger.to_publish():
             if batch.work is not None:
@@ -474,7 +491,13 @@ class ConsumerWorker:
                 return
             except BufferError:  # local queue full: serve callbacks, then try again
                 self.producer.poll(0.1)
-            except KafkaException as exc:  # refused before sending (size, invalid arguments)
+            except KafkaException as exc:  # refused before sending (size, invalid arguments), or fatal
+                error = exc.args[0] if exc.args else None
+                if isinstance(error, KafkaError) and (error.fatal() or error.code() == KafkaError._FATAL):
+                    # The producer instance is finished, not the record: replay with a new one.
+                    self._producer_failed = self._producer_failed or str(error)
+                    batch.delivery_failed = str(error)
+                    return
                 if on_content_error is None:
                     raise
                 on_content_error(str(exc.args[0] if exc.args else exc))
@@ -538,6 +561,29 @@ class ConsumerWorker:
         except KafkaException as exc:
             # Typically a rebalance took the partition: its new owner reprocesses (duplicates, no loss).
             log.warning("commit failed (%s); those records will be redelivered", exc)
+
+    def _on_producer_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback (served by producer.poll, on the polling thread). Most errors
+        are transient and librdkafka retries them itself; a fatal one (an idempotent producer whose
+        sequence numbers no longer match the broker's, seen after broker restarts) ends the instance:
+        nothing it holds will be delivered and every later produce fails."""
+        if error.fatal():
+            self._producer_failed = self._producer_failed or str(error)
+
+    def _replace_producer(self) -> None:
+        """A fatal producer error: abandon every uncommitted batch (their results may or may not be
+        on the broker: at least once), start a new producer and replay from the oldest of them."""
+        reason = self._producer_failed or "producer failed"
+        log.error("producer failed fatally (%s); replacing it and replaying uncommitted batches", reason)
+        self.metrics.producer_restarts.inc()
+        failed, self.producer = self.producer, self._new_producer()
+        self._producer_failed = None
+        self._rewind(self._ledger.abandon(reason))
+        try:  # its messages belong to abandoned batches: drop them, without waiting on the broker
+            failed.purge(in_queue=True, in_flight=True, blocking=False)
+            failed.flush(0)
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("could not purge the failed producer: %s", exc)
 
     def _rewind(self, rewind: Rewind) -> None:
         """A delivery failed: seek back to the failed batch; everything after it comes again."""
