@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 import onnx
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from onnx import TensorProto, helper
 
 from vidpipe.contract import FrameMeta
@@ -130,3 +130,27 @@ def started_client(settings, ready: bool = True):
             assert time.monotonic() < deadline, client.get("/readyz").json()
             time.sleep(0.05)
     return client
+
+
+class TurnsFatal:
+    """A real producer that, after `healthy` produce calls, behaves as librdkafka's idempotent producer
+    does after a fatal error (e.g. sequence numbers out of step after a broker restart): it reports
+    the error through error_cb and every later produce raises _FATAL."""
+
+    def __init__(self, producer, error_cb, healthy: int):
+        self._producer, self._error_cb, self._healthy = producer, error_cb, healthy
+        self._error = KafkaError(KafkaError._FATAL, "injected: sequence desynchronization", fatal=True)
+
+    def produce(self, *args, **kwargs):
+        if self._healthy <= 0:
+            raise KafkaException(self._error)
+        self._healthy -= 1
+        return self._producer.produce(*args, **kwargs)
+
+    def poll(self, timeout=0):
+        if self._healthy <= 0:
+            self._error_cb(self._error)
+        return self._producer.poll(timeout)
+
+    def __getattr__(self, name):  # flush, purge: the real producer's
+        return getattr(self._producer, name)

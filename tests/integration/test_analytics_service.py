@@ -32,7 +32,7 @@ from tests.analytics_support import (
     wait_for,
     write_streams_file,
 )
-from tests.helpers import committed_offsets, read_all
+from tests.helpers import TurnsFatal, committed_offsets, read_all
 from tools.harness.processes import analytics_process, analytics_url, free_port, service_env
 from tools.paths import ROOT
 from vidpipe.contract import MIN_CAPTURE_TS_US, decode_event, encode_result
@@ -251,3 +251,40 @@ def test_sigterm_while_idle_exits_0_and_leaves_the_group(kafka_bootstrap, kafka_
     finally:
         service.stop()
     assert "stopped: 0 results analyzed" in service.log_tail()
+
+
+def test_a_fatal_producer_error_is_replaced_and_every_event_delivered(kafka_settings, events_topics):
+    from analytics_service.engine import Analytics, TrackerSettings
+    from analytics_service.metrics import AnalyticsMetrics
+    from analytics_service.settings import AnalyticsSettings
+    from analytics_service.view import LiveView
+    from analytics_service.worker import AnalyticsWorker, Batch
+    from vidpipe.analytics_config import AnalyticsConfig
+
+    class FirstProducerTurnsFatal(AnalyticsWorker):
+        def _new_producer(self):
+            producer = super()._new_producer()
+            if not hasattr(self, "replaced"):
+                self.replaced = False
+                return TurnsFatal(producer, self._on_producer_error, healthy=3)
+            self.replaced = True
+            return producer
+
+    metrics = AnalyticsMetrics()
+    worker = FirstProducerTurnsFatal(
+        AnalyticsSettings(group_id=f"fatal-{uuid.uuid4().hex[:6]}", retry_initial_s=0.1),
+        kafka_settings,
+        events_topics,
+        Analytics(AnalyticsConfig(), TrackerSettings()),
+        LiveView(AnalyticsConfig()),
+        metrics,
+    )
+    values = [f'{{"event": {i}}}'.encode() for i in range(10)]
+    try:
+        worker._deliver(Batch(events=[(STREAM.encode(), value, "test") for value in values]))
+    finally:
+        worker.close()
+    delivered = {r.value() for r in read_all(kafka_settings, events_topics.events, expect=10, timeout_s=30)}
+    assert delivered == set(values), "every event reached the topic, through the replacement producer"
+    assert worker.replaced
+    assert metrics.registry.get_sample_value("vidpipe_analytics_producer_restarts_total") == 1

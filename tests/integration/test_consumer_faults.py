@@ -6,12 +6,12 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import topic_env
 from tests.faults.harness import Account, record_row
 from tests.helpers import (
+    TurnsFatal,
     committed_offsets,
     produce_frames,
     produce_raw,
@@ -109,30 +109,6 @@ def test_consumer_waits_out_unreachable_inference_without_committing(
     assert sum(o for o in committed_offsets(kafka_settings, group, topics.frames, topics.partitions) if o > 0) == 6
 
 
-class _TurnsFatal:
-    """A real producer that, after `healthy` produce calls, behaves as librdkafka's idempotent producer
-    does after a fatal error (e.g. sequence numbers out of step after a broker restart): it reports
-    the error through error_cb and every later produce raises _FATAL."""
-
-    def __init__(self, producer, error_cb, healthy: int):
-        self._producer, self._error_cb, self._healthy = producer, error_cb, healthy
-        self._error = KafkaError(KafkaError._FATAL, "injected: sequence desynchronization", fatal=True)
-
-    def produce(self, *args, **kwargs):
-        if self._healthy <= 0:
-            raise KafkaException(self._error)
-        self._healthy -= 1
-        return self._producer.produce(*args, **kwargs)
-
-    def poll(self, timeout=0):
-        if self._healthy <= 0:
-            self._error_cb(self._error)
-        return self._producer.poll(timeout)
-
-    def __getattr__(self, name):  # flush, purge: the real producer's
-        return getattr(self._producer, name)
-
-
 def test_a_fatal_producer_error_is_replaced_and_every_frame_gets_its_result(
     kafka_bootstrap, kafka_settings, topics, inference_url, sample_video, tmp_path
 ):
@@ -147,7 +123,7 @@ def test_a_fatal_producer_error_is_replaced_and_every_frame_gets_its_result(
             producer = super()._new_producer()
             if not hasattr(self, "replaced"):
                 self.replaced = False
-                return _TurnsFatal(producer, self._on_producer_error, healthy=10)
+                return TurnsFatal(producer, self._on_producer_error, healthy=10)
             self.replaced = True
             return producer
 

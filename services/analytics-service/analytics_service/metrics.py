@@ -42,6 +42,11 @@ class AnalyticsMetrics:
         self.delivery_retries = Counter(
             "vidpipe_analytics_event_delivery_retries", "Events produced again after a failed delivery", registry=r
         )
+        self.producer_restarts = Counter(
+            "vidpipe_analytics_producer_restarts",
+            "Producers replaced after a fatal error (unacknowledged events produced again)",
+            registry=r,
+        )
         self.line_crossings = Counter(
             "vidpipe_analytics_line_crossings",
             "Line crossings by stream, line, direction (in/out) and class",

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from vidpipe.contract import FrameResult, check_stream_id, decode_result, encode_event
 from vidpipe.health import Heartbeat
-from vidpipe.kafka import KafkaSettings, consumer_config, producer_config
+from vidpipe.kafka import KafkaSettings, consumer_config, is_fatal, producer_config, retire_producer
 from vidpipe.topics import TopicSettings
 
 from .engine import Analytics
@@ -58,6 +58,7 @@ class Batch:
     events: list[tuple[bytes, bytes, str]] = field(default_factory=list)  # key, value, type; in order
     pending: int = 0
     failed: list[int] = field(default_factory=list)  # indexes into events
+    delivered: set[int] = field(default_factory=set)  # indexes the broker acknowledged
     error: str = ""
 
 
@@ -101,7 +102,18 @@ class AnalyticsWorker:
         self._paused = False
         self._lag_at = 0.0
         self.consumer = Consumer(consumer_config(kafka, settings.group_id, **{"client.id": "vidpipe-analytics"}))
-        self.producer = Producer(producer_config(kafka, **{"client.id": "vidpipe-analytics"}))
+        self.kafka = kafka
+        self._producer_failed: str | None = None  # a fatal producer error, until the producer is replaced
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        return Producer(
+            producer_config(self.kafka, **{"client.id": "vidpipe-analytics", "error_cb": self._on_producer_error})
+        )
+
+    def _on_producer_error(self, error: KafkaError) -> None:
+        if is_fatal(error):  # see vidpipe.kafka.is_fatal; librdkafka retries every other error itself
+            self._producer_failed = self._producer_failed or str(error)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -249,7 +261,9 @@ class AnalyticsWorker:
 
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
             batch.pending -= 1
-            if error is not None:
+            if error is None:
+                batch.delivered.add(index)
+            else:
                 batch.failed.append(index)
                 batch.error = str(error)
 
@@ -260,6 +274,11 @@ class AnalyticsWorker:
                 return
             except BufferError:  # local queue full: serve delivery reports, then try again
                 self._wait(0.1)
+            except KafkaException as exc:
+                if not is_fatal(exc):
+                    raise
+                self._producer_failed = self._producer_failed or str(exc)
+                return
 
     def _deliver(self, batch: Batch) -> None:
         """Produce the batch's events and wait until the broker has them all; failed deliveries are
@@ -271,9 +290,11 @@ class AnalyticsWorker:
             batch.failed = []
             for index in todo:
                 self._produce(batch, index)
-            while batch.pending:
+            while batch.pending and not self._producer_failed:
                 self._wait(0.05, paused=time.monotonic() - started > _PAUSE_AFTER_S)
-            todo = sorted(batch.failed)
+            if self._producer_failed:
+                self._replace_producer(batch)
+            todo = sorted(set(range(len(batch.events))) - batch.delivered)
             if todo:
                 self.metrics.delivery_retries.inc(len(todo))
                 log.warning("%d events undelivered (%s); producing them again in %.1fs, nothing committed",
@@ -287,6 +308,16 @@ class AnalyticsWorker:
         for kind, n in types.items():
             self.metrics.events.labels(kind).inc(n)
         self.published += len(batch.events)
+
+    def _replace_producer(self, batch: Batch) -> None:
+        """The producer failed fatally: a new one produces what the broker has not acknowledged."""
+        log.error("producer failed fatally (%s); replacing it", self._producer_failed)
+        self.metrics.producer_restarts.inc()
+        failed, self.producer = self.producer, self._new_producer()
+        batch.error = self._producer_failed or "producer failed"
+        self._producer_failed = None
+        retire_producer(failed)
+        batch.pending = 0  # the failed producer's reports no longer count
 
     def _wait(self, timeout_s: float, paused: bool = False) -> None:
         """Serve delivery reports; once paused, poll the consumer too, so the group keeps this member.

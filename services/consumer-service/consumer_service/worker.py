@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from vidpipe.contract import MAX_MESSAGE_BYTES, Header, dead_letter_headers, encode_result
 from vidpipe.health import Heartbeat
-from vidpipe.kafka import KafkaSettings, consumer_config, producer_config
+from vidpipe.kafka import KafkaSettings, consumer_config, is_fatal, producer_config, retire_producer
 from vidpipe.topics import TopicSettings
 
 from .archive import Archiver, StorageUnavailable
@@ -492,11 +492,9 @@ class ConsumerWorker:
             except BufferError:  # local queue full: serve callbacks, then try again
                 self.producer.poll(0.1)
             except KafkaException as exc:  # refused before sending (size, invalid arguments), or fatal
-                error = exc.args[0] if exc.args else None
-                if isinstance(error, KafkaError) and (error.fatal() or error.code() == KafkaError._FATAL):
-                    # The producer instance is finished, not the record: replay with a new one.
-                    self._producer_failed = self._producer_failed or str(error)
-                    batch.delivery_failed = str(error)
+                if is_fatal(exc):  # the producer instance is finished, not the record: replay with a new one
+                    self._producer_failed = self._producer_failed or str(exc)
+                    batch.delivery_failed = str(exc)
                     return
                 if on_content_error is None:
                     raise
@@ -564,10 +562,8 @@ class ConsumerWorker:
 
     def _on_producer_error(self, error: KafkaError) -> None:
         """librdkafka's error callback (served by producer.poll, on the polling thread). Most errors
-        are transient and librdkafka retries them itself; a fatal one (an idempotent producer whose
-        sequence numbers no longer match the broker's, seen after broker restarts) ends the instance:
-        nothing it holds will be delivered and every later produce fails."""
-        if error.fatal():
+        are transient and librdkafka retries them itself; a fatal one ends the instance (is_fatal)."""
+        if is_fatal(error):
             self._producer_failed = self._producer_failed or str(error)
 
     def _replace_producer(self) -> None:
@@ -579,11 +575,7 @@ class ConsumerWorker:
         failed, self.producer = self.producer, self._new_producer()
         self._producer_failed = None
         self._rewind(self._ledger.abandon(reason))
-        try:  # its messages belong to abandoned batches: drop them, without waiting on the broker
-            failed.purge(in_queue=True, in_flight=True, blocking=False)
-            failed.flush(0)
-        except (KafkaException, RuntimeError) as exc:
-            log.warning("could not purge the failed producer: %s", exc)
+        retire_producer(failed)  # its messages belong to the abandoned batches
 
     def _rewind(self, rewind: Rewind) -> None:
         """A delivery failed: seek back to the failed batch; everything after it comes again."""

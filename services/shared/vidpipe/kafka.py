@@ -158,3 +158,27 @@ def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], timeout_s
     if created:
         log.info("created topics %s", created)
     return created
+
+
+def is_fatal(error: object) -> bool:
+    """Whether a KafkaError, or a KafkaException carrying one, ends its client instance. librdkafka's
+    idempotent producer raises these when its sequence numbers no longer match the broker's (seen after
+    broker restarts): nothing it holds is delivered any more and every later produce fails, so the only
+    way on is a new producer."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    if isinstance(error, KafkaException):
+        error = error.args[0] if error.args else None
+    return isinstance(error, KafkaError) and (error.fatal() or error.code() == KafkaError._FATAL)
+
+
+def retire_producer(producer: Any) -> None:
+    """Drop what a failed producer still holds, without waiting on the broker; its delivery callbacks
+    run now, with purge errors."""
+    from confluent_kafka import KafkaException
+
+    try:
+        producer.purge(in_queue=True, in_flight=True, blocking=False)
+        producer.flush(0)
+    except (KafkaException, RuntimeError) as exc:
+        log.warning("could not purge the failed producer: %s", exc)
