@@ -18,6 +18,7 @@ COUNTS = {
     "frames_dropped": "Frames a live source dropped because the producer was backed up",
     "frames_sampled_out": "Frames skipped to meet the target frame rate",
     "frames_oversized": "Frames over the contract's frame size limit",
+    "producer_restarts": "Producers replaced after a fatal error (their unacknowledged frames count as failed)",
 }
 
 

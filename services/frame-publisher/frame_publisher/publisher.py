@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, check_stream_id
-from vidpipe.kafka import KafkaSettings, producer_config
+from vidpipe.kafka import KafkaSettings, is_fatal, producer_config, retire_producer
 
 from .sampling import DropOldestBuffer, FrameSampler, output_size
 from .settings import Pace, PublisherSettings
@@ -46,6 +46,7 @@ class PublishSummary:
     frames_dropped: int = 0  # live source: oldest dropped because the producer was backed up
     frames_sampled_out: int = 0  # skipped to meet the target fps
     frames_oversized: int = 0  # JPEG over the contract's frame limit
+    producer_restarts: int = 0  # producers replaced after a fatal error
     first_seq: int = 0
     last_seq: int = -1
     elapsed_s: float = 0.0
@@ -80,8 +81,31 @@ class FramePublisher:
         self.heartbeat = heartbeat
         self.topic = frames_topic
         self.stop = stop
-        self.producer = producer or Producer(producer_config(kafka, **{"client.id": "vidpipe-publisher"}))
+        self.kafka = kafka
+        self._producer_failed: str | None = None  # a fatal producer error, until the producer is replaced
+        self.producer = producer or self._new_producer()
         self._summary: PublishSummary | None = None
+
+    def _new_producer(self) -> Producer:
+        return Producer(
+            producer_config(self.kafka, **{"client.id": "vidpipe-publisher", "error_cb": self._on_producer_error})
+        )
+
+    def _on_producer_error(self, error: KafkaError) -> None:
+        if is_fatal(error):  # see vidpipe.kafka.is_fatal; librdkafka retries every other error itself
+            self._producer_failed = self._producer_failed or str(error)
+
+    def _replace_failed_producer(self) -> None:
+        """A fatal producer error ends that producer, not the stream: go on with a new one. The frames
+        the broker had not acknowledged are counted as failed (exit code 3), not sent again."""
+        if not self._producer_failed:
+            return
+        log.error("producer failed fatally (%s); replacing it", self._producer_failed)
+        failed, self.producer = self.producer, self._new_producer()
+        self._producer_failed = None
+        if self._summary is not None:
+            self._summary.producer_restarts += 1
+        retire_producer(failed)  # its delivery reports count the frames it held as failed
 
     @property
     def summary(self) -> PublishSummary | None:
@@ -142,6 +166,7 @@ class FramePublisher:
             if progress is not None:
                 progress.update(1)
             self.producer.poll(0)
+            self._replace_failed_producer()
             self._beat()
 
     # --- live sources: capture never blocks -----------------------------------------------------
@@ -178,6 +203,7 @@ class FramePublisher:
                     continue
                 self._publish(frame, summary, block=False, buffer=buffer)
                 self.producer.poll(0)
+                self._replace_failed_producer()
         finally:
             self.stop.set()
             source.close()
@@ -225,8 +251,14 @@ class FramePublisher:
                 if not block and buffer is not None:
                     buffer.drop_oldest()  # keep the capture side current; the newest frames matter
                 self.producer.poll(0.1)
+                self._replace_failed_producer()
                 if self.stop.is_set() and not block:
                     return
+            except KafkaException as exc:
+                if not is_fatal(exc):
+                    raise
+                self._producer_failed = self._producer_failed or str(exc)
+                self._replace_failed_producer()  # and this frame goes to the new one
         summary.last_seq = seq
         summary.frames_published += 1
 
