@@ -102,3 +102,51 @@ def ready_client_or_error(settings):
     while client.app.state.service.load_error is None and time.monotonic() < deadline:
         time.sleep(0.05)
     return client
+
+
+def test_requests_are_counted_by_route_and_made_up_paths_share_one_label(client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def counts() -> dict[tuple[str, str], float]:
+        families = text_string_to_metric_families(client.get("/metrics").text)
+        return {(s.labels["endpoint"], s.labels["status"]): s.value for f in families if f.name == "inference_requests"
+                for s in f.samples if s.name == "inference_requests_total"}  # fmt: skip
+
+    before = counts()
+    client.post("/v1/infer", content=jpeg(), headers={"Content-Type": "image/jpeg"})
+    client.post("/v1/infer", content=b"", headers={"Content-Type": "image/jpeg"})
+    for n in range(3):
+        client.get(f"/probe-{n}/../admin")
+    after = counts()
+
+    def added(key: tuple[str, str]) -> float:
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert added(("/v1/infer", "200")) == 1 and added(("/v1/infer", "400")) == 1
+    assert added(("unmatched", "404")) == 3
+    assert not any(endpoint.startswith("/probe") for endpoint, _ in after), "no label per requested path"
+
+
+def test_a_request_whose_handler_raises_is_counted_as_500():
+    import asyncio
+
+    from inference_service.request_count import RequestCounter
+
+    async def failing_app(scope, receive, send):
+        raise RuntimeError("a bug")
+
+    counted: list[tuple[str, int]] = []
+    middleware = RequestCounter(failing_app, count=lambda endpoint, status: counted.append((endpoint, status)))
+
+    async def call():
+        async def send(message):
+            pass
+
+        async def receive():
+            return {"type": "http.request"}
+
+        await middleware({"type": "http", "path": "/v1/infer"}, receive, send)
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(call())
+    assert counted == [("unmatched", 500)]

@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,6 +27,7 @@ from .errors import ApiError, JSONResponse, error_response
 from .metrics import ServiceMetrics
 from .model import LoadedModel, load_model
 from .preprocess import ImageError, ImageTooLarge, InputBuffer, PreparedImage, decode_and_resize, read_header
+from .request_count import RequestCounter
 from .settings import InferenceSettings, queue_for
 
 log = logging.getLogger(__name__)
@@ -362,11 +363,9 @@ def create_app(settings: InferenceSettings) -> FastAPI:
         field = ".".join(str(p) for p in first.get("loc", [])) or None
         return error_response(422, "invalid_request", first.get("msg", "invalid request"), field)
 
-    @app.middleware("http")
-    async def _count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        state.metrics.requests.labels(request.url.path, str(response.status_code)).inc()
-        return response
+    app.add_middleware(
+        RequestCounter, count=lambda endpoint, status: state.metrics.requests.labels(endpoint, str(status)).inc()
+    )
 
     # Routes say response_model=None: their return annotations are for mypy, not response models (that
     # would validate and re-serialize every answer).

@@ -148,7 +148,9 @@ class OpenVinoBackend:
 
     def run(self, instance: int, tensor: np.ndarray) -> list[np.ndarray]:
         request = self._requests[instance]
-        request.infer({0: tensor})
+        # share_inputs: OpenVINO reads the batch where it is instead of copying it into the request's
+        # tensor first (a copy per batch, with the GIL held); the caller keeps it unchanged until done.
+        request.infer({0: tensor}, share_inputs=True)
         # Copies: the request's output tensors are reused by its next run, while these are decoded later.
         return [np.array(request.get_output_tensor(i).data, copy=True) for i in range(len(self.output_names))]
 
