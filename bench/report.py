@@ -67,6 +67,23 @@ def met(report: dict, key: str) -> str:
     return "" if value is None else ("met" if value else "**not met**")
 
 
+CEILING_WHAT = "(g) the service ceiling: (b)'s settings with a model that costs nothing (`bench.null_model`)"
+
+
+def ceiling(run: dict) -> str:
+    """(g) as a cell: frames/s, its client setting, and the ratio to the bare limit."""
+    top = run["ceiling"]
+    best = top["best"]
+    return (
+        f"{top['fps']} frames/s ({best['endpoint']}, {best['concurrency']} clients), "
+        f"{run['ratios']['ceiling_vs_best_bare']}x the bare limit"
+    )
+
+
+def _ceiling_rows(report: dict) -> list[tuple[str, str, str]]:
+    return [(CEILING_WHAT, ceiling(report), "")] if "ceiling" in report else []
+
+
 def table(report: dict) -> str:
     bare, service, transport, e2e = report["bare"], report["service"], report["transport"], report["end_to_end"]
     naive, overload, ratios = report["naive"], report["overload"], report["ratios"]
@@ -138,10 +155,12 @@ def table(report: dict) -> str:
             f"{overload['frames_with_results']} results",
             f"within the max age: {met(report, 'overload_p99_within_max_age')}",
         ),
+        *_ceiling_rows(report),
         (
             f"frames/s per vCPU ({per_vcpu['cpus']} vCPUs)",
             f"bare best {per_vcpu['bare_best']}, bare onnxruntime f32 {per_vcpu['bare_ort_f32']}, "
-            f"service {per_vcpu['service']}, end-to-end {per_vcpu['end_to_end']}",
+            f"service {per_vcpu['service']}, end-to-end {per_vcpu['end_to_end']}"
+            + (f", service ceiling {per_vcpu['service_ceiling']}" if "service_ceiling" in per_vcpu else ""),
             "",
         ),
     ]
@@ -271,6 +290,7 @@ def device_table(runs: dict[str, dict | None], accuracy: dict | None, machine_tx
             "",
         ),
         ("(b) the service's best client setting in its sweep", client, ""),
+        *([(CEILING_WHAT, ceiling, "")] if any("ceiling" in (r or {}) for r in (big, pair)) else []),
         ("the service's own choice with nothing set (`auto`)", auto, ""),
         ("frames/s per vCPU", per_vcpu, ""),
     ]

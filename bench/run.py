@@ -8,7 +8,10 @@
 (c) Kafka transport alone: 1280x720 JPEG frames producer -> broker -> consumer, no inference;
 (d) the end-to-end pipeline at saturation and at 70% of it (throughput, capture-to-result latency);
 (e) the naive design: one JSON/base64 request per frame, a consumer that waits for each answer;
-(f) memory: peak RSS of each process while the publisher runs at 3x the pipeline's capacity.
+(f) memory: peak RSS of each process while the publisher runs at 3x the pipeline's capacity;
+(g) the service ceiling, measured right after (b): (b) again with a model that costs nothing
+    (bench.null_model) on the same settings, what the service's own work (HTTP, decode, resize,
+    batching, NMS, JSON) allows here.
 
 Writes bench/results/latest.json and bench/results/latest.png. With --no-kafka, (a) and (b) alone for a
 machine without a broker (tools/device_bench runs it on a lent machine with more cores), into --out.
@@ -17,6 +20,7 @@ machine without a broker (tools/device_bench runs it on a lent machine with more
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -343,6 +347,36 @@ def service_paired(
         pairs.append({"bare_fps": reference, "service_fps": fps, "ratio": round(fps / reference, 3)})
         log(f"pair: bare {reference} frames/s, service {fps} frames/s -> {fps / reference:.3f}")
     return {"pairs": pairs, "ratio": round(percentile([p["ratio"] for p in pairs], 50), 3)}
+
+
+def service_ceiling(
+    workdir: Path,
+    frames: list[bytes],
+    seconds: float,
+    cpus: int,
+    runtime: dict[str, str],
+    prebuilt: Path | None = None,
+) -> dict:
+    """(g) The service's sweep on bench.null_model with the backend, instances and threads of (b) (in f32:
+    a null model has nothing to compute in bf16, and no accuracy gate). Against the bare limit it says
+    whether the service itself can keep up with the model on this machine: well above 1, the gap in (b)
+    is CPU the model shares with the service's work; near or under 1, the service is the bound."""
+    if prebuilt is None:
+        from bench.null_model import null_model  # needs onnx, which a lent machine lacks: it gets `prebuilt`
+
+        model = null_model(DEFAULT_MODEL, workdir / "null-model" / "null.onnx")
+    else:
+        model = prebuilt
+    env = {**runtime, "INFERENCE_PRECISION": "f32"}
+    port = free_port()
+    process = inference_process(port, workdir / "logs-ceiling", model, **env).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        process.wait_http(f"{url}/readyz")
+        sweep = service_sweep(url, frames, seconds, cpus)
+    finally:
+        process.stop()
+    return {**sweep, "runtime": env, "model": f"bench.null_model imitating {DEFAULT_MODEL.name}"}
 
 
 # --- (c) Kafka transport -------------------------------------------------------------------------
@@ -908,6 +942,13 @@ def without_kafka(args: argparse.Namespace) -> int:
         report["targets"] = {"service_vs_best_bare": 0.90 if cpus <= 2 else 0.85}
         report["targets_met"] = {k: report["ratios"][k] >= v for k, v in report["targets"].items()}
         write_json(out, report)
+        if args.null_model is not None or importlib.util.find_spec("onnx") is not None:
+            log("(g) the service ceiling: a model that costs nothing, the same settings")
+            report["ceiling"] = service_ceiling(workdir, jpegs(sd_frames), args.seconds, cpus, runtime, args.null_model)
+            report["ratios"]["ceiling_vs_best_bare"] = round(report["ceiling"]["fps"] / bare_fps, 3)
+            write_json(out, report)
+        else:
+            log("(g) skipped: no --null-model and no onnx package to build one")
         report["service_auto"] = auto_runtime(workdir)
     except Exception:  # keep what was measured, and say what broke
         report["error"] = traceback.format_exc()
@@ -945,6 +986,11 @@ def main(argv: list[str] | None = None) -> int:
         "--try-bf16",
         action="store_true",
         help="with --no-kafka: sweep OpenVINO bf16 even where /proc/cpuinfo lists no bf16 flags (a sandbox's may not)",
+    )
+    parser.add_argument(
+        "--null-model",
+        type=Path,
+        help="(g)'s model, already built by bench.null_model (a machine without onnx); default: build it now",
     )
     args = parser.parse_args(argv)
     if args.no_kafka:
@@ -1010,6 +1056,9 @@ def main(argv: list[str] | None = None) -> int:
             url, jpegs(sd_frames), report["service"]["best"], bare, args.rounds, args.seconds
         )
         references = {"service": percentile([p["bare_fps"] for p in report["service"]["paired"]["pairs"]], 50)}
+        # Right after (b), in the same conditions (the real service idle, the broker idle).
+        log("(g) the service ceiling: a model that costs nothing, (b)'s settings")
+        report["ceiling"] = service_ceiling(workdir, jpegs(sd_frames), args.seconds, cpus, runtime, args.null_model)
         log("(c) Kafka transport, 1280x720 JPEG")
         report["transport"] = transport(bootstrap, 5000)
         log("(d) end-to-end capacity, then (e) the naive baseline, with both bare limits before and after")
@@ -1051,6 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
         "service_vs_best_bare_sweep": round(report["service"]["fps"] / report["bare"]["fps"], 3),
         "e2e_vs_best_bare_sweep": round(e2e / report["bare"]["fps"], 3),
         "e2e_vs_ort_f32_bare_sweep": round(e2e / report["bare"]["ort_f32"]["fps"], 3),
+        "ceiling_vs_best_bare": round(report["ceiling"]["fps"] / report["bare"]["fps"], 3),
     }
     report["fps_per_vcpu"] = {
         "cpus": cpus,
@@ -1058,6 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare_ort_f32": round(report["bare"]["ort_f32"]["fps"] / cpus, 2),
         "service": round(report["service"]["fps"] / cpus, 2),
         "end_to_end": round(e2e / cpus, 2),
+        "service_ceiling": round(report["ceiling"]["fps"] / cpus, 2),
     }
     targets = {"service_vs_best_bare": 0.90, "e2e_vs_best_bare": 0.85, "e2e_vs_ort_f32_bare": 2.5, "e2e_vs_naive": 1.5}
     report["targets"] = targets

@@ -150,3 +150,21 @@ def test_device_block_survives_a_run_cut_short():
     cut = {"label": "2 vCPU", "machine": {"cpu_limit": 2}, "error": "Traceback ...\nKeyboardInterrupt: signal 15"}
     table = device_table({"all": device_run(16, 0.9, True), "pair": cut}, None)
     assert "| not measured: KeyboardInterrupt: signal 15 |" in table
+
+
+def test_the_service_ceiling_row_appears_when_measured():
+    from bench.report import device_table
+
+    measured = report()
+    measured["ceiling"] = {"fps": 702.5, "best": {"endpoint": "/v1/infer/batch", "concurrency": 3}}
+    measured["ratios"]["ceiling_vs_best_bare"] = 22.52
+    measured["fps_per_vcpu"]["service_ceiling"] = 351.25
+    out = render(f"{BEGIN}\n{END}\n", measured)
+    assert "| 702.5 frames/s (/v1/infer/batch, 3 clients), 22.52x the bare limit |" in out
+    assert ", service ceiling 351.25 |" in out
+    assert "service ceiling" not in render(f"{BEGIN}\n{END}\n", report()), "older runs have no such row"
+    big = device_run(16, 0.56, False) | {"ceiling": measured["ceiling"]}
+    big["ratios"] = big["ratios"] | {"ceiling_vs_best_bare": 1.1}
+    table = device_table({"all": big, "pair": device_run(2, 0.9, True)}, None)
+    assert "| 702.5 frames/s (/v1/infer/batch, 3 clients), 1.1x the bare limit | not measured |" in table
+    assert "service ceiling" not in device_table({"all": device_run(16, 0.56, False), "pair": None}, None)

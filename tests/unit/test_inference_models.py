@@ -216,3 +216,26 @@ def test_raw_mode_answers_small_contract_outputs_even_for_a_heatmap(serve, tmp_p
     assert outputs["log_zero"].data == [None, None, None] and outputs["log_zero"].min is None
     results = infer_batch(client, [RED] * 8)
     assert all(r["outputs"]["heatmap"].get("data") is None for r in results)
+
+
+def test_the_bench_null_model_answers_one_detection_per_image_through_the_service(tmp_path):
+    """bench.null_model imitates the default model's input and metadata, so the service's ceiling (g) runs
+    the real decode, batching, NMS and JSON, and the model costs nothing."""
+    from bench.null_model import NULL_NAME, null_model
+    from inference_service.settings import InferenceSettings
+    from tests.helpers import started_client
+    from tools.paths import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("the default model is fetched by make setup")
+    path = null_model(DEFAULT_MODEL, tmp_path / "null.onnx")
+    client = started_client(InferenceSettings(model_uri=str(path)))
+    try:
+        assert client.get("/v1/model").json()["name"] == NULL_NAME
+        image = cv2.imencode(".jpg", np.full((272, 640, 3), 128, np.uint8))[1].tobytes()
+        answer = client.post(
+            "/v1/infer/batch", content=encode_batch([image] * 3), headers={"Content-Type": BATCH_CONTENT_TYPE}
+        ).json()
+        assert [[d["label"] for d in r["detections"]] for r in answer["results"]] == [["car"]] * 3
+    finally:
+        client.__exit__(None, None, None)
