@@ -45,12 +45,12 @@ class Throughput:
     threads_per_instance: int = INFERENCE_CPUS  # INFERENCE_INTRA_OP_THREADS
 
 
-# docs/PERFORMANCE.md (make bench, 2 vCPUs, YOLOv4-tiny 416x416): (d) end-to-end capacity 22.73 frames/s,
-# (b) inference service best 23.0 frames/s, both running the best bare configuration, onnxruntime f32
+# docs/PERFORMANCE.md (make bench, 2 vCPUs, YOLOv4-tiny 416x416): (d) end-to-end capacity 18.65 frames/s,
+# (b) inference service best 19.63 frames/s, both running the best bare configuration, onnxruntime f32
 # with 2 instances x 1 thread.
 DOCUMENTED = Throughput(
-    pipeline_fps=22.73,
-    inference_fps=23.0,
+    pipeline_fps=18.65,
+    inference_fps=19.63,
     source="docs/PERFORMANCE.md (make bench, 2 vCPUs)",
     instances=2,
     threads_per_instance=1,
