@@ -55,13 +55,16 @@ def produce_raw(settings: KafkaSettings, topic: str, key: bytes, value: bytes | 
     assert producer.flush(30) == 0
 
 
-def read_all(settings: KafkaSettings, topic: str, expect: int, timeout_s: float = 60.0) -> list:
+def read_all(settings: KafkaSettings, topic: str, expect: int, timeout_s: float = 60.0, until=None) -> list:
+    """The topic's records, read until there are `expect` of them (or until(records) is true, when given)
+    or timeout_s has passed."""
     consumer = Consumer(consumer_config(settings, f"reader-{time.time_ns()}"))
     consumer.subscribe([topic])
     records = []
     deadline = time.monotonic() + timeout_s
+    done = until or (lambda found: len(found) >= expect)
     try:
-        while len(records) < expect and time.monotonic() < deadline:
+        while not done(records) and time.monotonic() < deadline:
             records.extend(m for m in consumer.consume(100, timeout=0.5) if not m.error())
     finally:
         consumer.close()
@@ -154,3 +157,9 @@ class TurnsFatal:
 
     def __getattr__(self, name):  # flush, purge: the real producer's
         return getattr(self._producer, name)
+
+
+def turn_fatal_after(producers, healthy: int) -> None:
+    """Make a service's current producer (a vidpipe.kafka.ReplaceableProducer's) turn fatal after `healthy`
+    produces; the service's replacement is a real producer again (producers.replace)."""
+    producers.current = TurnsFatal(producers.current, producers.note_error, healthy)

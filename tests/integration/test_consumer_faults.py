@@ -18,6 +18,7 @@ from tests.helpers import (
     read_all,
     results_by_seq,
     tiny_model,
+    turn_fatal_after,
     video_jpegs,
 )
 from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process
@@ -118,15 +119,6 @@ def test_a_fatal_producer_error_is_replaced_and_every_frame_gets_its_result(
     from consumer_service.worker import ConsumerWorker
     from vidpipe.storage import open_storage
 
-    class FirstProducerTurnsFatal(ConsumerWorker):
-        def _new_producer(self):
-            producer = super()._new_producer()
-            if not hasattr(self, "replaced"):
-                self.replaced = False
-                return TurnsFatal(producer, self._on_producer_error, healthy=10)
-            self.replaced = True
-            return producer
-
     frames = 40
     produce_frames(kafka_settings, topics.frames, "fatal", video_jpegs(sample_video, frames))
     settings = ConsumerSettings(
@@ -137,7 +129,7 @@ def test_a_fatal_producer_error_is_replaced_and_every_frame_gets_its_result(
         health_port=0,
     )
     registry = CollectorRegistry()
-    worker = FirstProducerTurnsFatal(
+    worker = ConsumerWorker(
         settings,
         kafka_settings,
         topics,
@@ -145,6 +137,7 @@ def test_a_fatal_producer_error_is_replaced_and_every_frame_gets_its_result(
         client=InferenceClient(str(settings.inference_url), settings.inference_timeout_s),
         registry=registry,
     )
+    turn_fatal_after(worker.producers, healthy=10)
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -164,8 +157,8 @@ def test_a_fatal_producer_error_is_replaced_and_every_frame_gets_its_result(
         collector.close()
     assert not failure, failure
     assert missing == set(), "every frame has a result"
-    assert worker.replaced, "the fatal producer was replaced"
-    assert registry.get_sample_value("consumer_producer_restarts_total") == 1
+    assert registry.get_sample_value("consumer_producer_restarts_total") == 1, "the fatal producer was replaced"
+    assert not isinstance(worker.producer, TurnsFatal), "by a real one"
     assert worker.counts.dead_lettered == 0, "a producer's failure is no record's fault"
     record_row(
         "producer fatal error",

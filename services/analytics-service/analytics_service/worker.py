@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from vidpipe.contract import FrameResult, check_stream_id, decode_result, encode_event
 from vidpipe.health import Heartbeat
-from vidpipe.kafka import KafkaSettings, consumer_config, is_fatal, producer_config, retire_producer
+from vidpipe.kafka import KafkaSettings, ReplaceableProducer, consumer_config
 from vidpipe.topics import TopicSettings
 
 from .engine import Analytics
@@ -102,18 +102,11 @@ class AnalyticsWorker:
         self._paused = False
         self._lag_at = 0.0
         self.consumer = Consumer(consumer_config(kafka, settings.group_id, **{"client.id": "vidpipe-analytics"}))
-        self.kafka = kafka
-        self._producer_failed: str | None = None  # a fatal producer error, until the producer is replaced
-        self.producer = self._new_producer()
+        self.producers = ReplaceableProducer(kafka, "vidpipe-analytics")
 
-    def _new_producer(self) -> Producer:
-        return Producer(
-            producer_config(self.kafka, **{"client.id": "vidpipe-analytics", "error_cb": self._on_producer_error})
-        )
-
-    def _on_producer_error(self, error: KafkaError) -> None:
-        if is_fatal(error):  # see vidpipe.kafka.is_fatal; librdkafka retries every other error itself
-            self._producer_failed = self._producer_failed or str(error)
+    @property
+    def producer(self) -> Producer:
+        return self.producers.current
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -275,10 +268,9 @@ class AnalyticsWorker:
             except BufferError:  # local queue full: serve delivery reports, then try again
                 self._wait(0.1)
             except KafkaException as exc:
-                if not is_fatal(exc):
+                if not self.producers.note_error(exc):
                     raise
-                self._producer_failed = self._producer_failed or str(exc)
-                return
+                return  # produced again by the replacement (_deliver)
 
     def _deliver(self, batch: Batch) -> None:
         """Produce the batch's events and wait until the broker has them all; failed deliveries are
@@ -290,9 +282,9 @@ class AnalyticsWorker:
             batch.failed = []
             for index in todo:
                 self._produce(batch, index)
-            while batch.pending and not self._producer_failed:
+            while batch.pending and not self.producers.failed:
                 self._wait(0.05, paused=time.monotonic() - started > _PAUSE_AFTER_S)
-            if self._producer_failed:
+            if self.producers.failed:
                 self._replace_producer(batch)
             todo = sorted(set(range(len(batch.events))) - batch.delivered)
             if todo:
@@ -311,12 +303,9 @@ class AnalyticsWorker:
 
     def _replace_producer(self, batch: Batch) -> None:
         """The producer failed fatally: a new one produces what the broker has not acknowledged."""
-        log.error("producer failed fatally (%s); replacing it", self._producer_failed)
+        log.error("producer failed fatally (%s); replacing it", self.producers.failed)
         self.metrics.producer_restarts.inc()
-        failed, self.producer = self.producer, self._new_producer()
-        batch.error = self._producer_failed or "producer failed"
-        self._producer_failed = None
-        retire_producer(failed)
+        batch.error = self.producers.replace()
         batch.pending = 0  # the failed producer's reports no longer count
 
     def _wait(self, timeout_s: float, paused: bool = False) -> None:

@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from vidpipe.contract import MAX_MESSAGE_BYTES, Header, dead_letter_headers, encode_result
 from vidpipe.health import Heartbeat
-from vidpipe.kafka import KafkaSettings, consumer_config, is_fatal, producer_config, retire_producer
+from vidpipe.kafka import KafkaSettings, ReplaceableProducer, consumer_config
 from vidpipe.topics import TopicSettings
 
 from .archive import Archiver, StorageUnavailable
@@ -128,7 +128,6 @@ class ConsumerWorker:
         heartbeat: Heartbeat | None = None,
     ):
         self.settings = settings
-        self.kafka = kafka
         self.topics = topics
         self.archiver = archiver
         self.client = client
@@ -165,13 +164,11 @@ class ConsumerWorker:
                 },
             )
         )
-        self._producer_failed: str | None = None  # a fatal producer error, until the producer is replaced
-        self.producer = self._new_producer()
+        self.producers = ReplaceableProducer(kafka, "vidpipe-consumer")
 
-    def _new_producer(self) -> Producer:
-        return Producer(
-            producer_config(self.kafka, **{"client.id": "vidpipe-consumer", "error_cb": self._on_producer_error})
-        )
+    @property
+    def producer(self) -> Producer:
+        return self.producers.current
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -423,7 +420,7 @@ class ConsumerWorker:
 
     def _advance(self) -> bool:
         """Publish finished batches in order and commit those fully acknowledged; True if any moved."""
-        if self._producer_failed:
+        if self.producers.failed:
             self._replace_producer()
             return True
         moved = False
@@ -492,8 +489,7 @@ class ConsumerWorker:
             except BufferError:  # local queue full: serve callbacks, then try again
                 self.producer.poll(0.1)
             except KafkaException as exc:  # refused before sending (size, invalid arguments), or fatal
-                if is_fatal(exc):  # the producer instance is finished, not the record: replay with a new one
-                    self._producer_failed = self._producer_failed or str(exc)
+                if self.producers.note_error(exc):  # the producer is finished, not the record: replay
                     batch.delivery_failed = str(exc)
                     return
                 if on_content_error is None:
@@ -560,22 +556,14 @@ class ConsumerWorker:
             # Typically a rebalance took the partition: its new owner reprocesses (duplicates, no loss).
             log.warning("commit failed (%s); those records will be redelivered", exc)
 
-    def _on_producer_error(self, error: KafkaError) -> None:
-        """librdkafka's error callback (served by producer.poll, on the polling thread). Most errors
-        are transient and librdkafka retries them itself; a fatal one ends the instance (is_fatal)."""
-        if is_fatal(error):
-            self._producer_failed = self._producer_failed or str(error)
-
     def _replace_producer(self) -> None:
         """A fatal producer error: abandon every uncommitted batch (their results may or may not be
         on the broker: at least once), start a new producer and replay from the oldest of them."""
-        reason = self._producer_failed or "producer failed"
+        reason = self.producers.failed
         log.error("producer failed fatally (%s); replacing it and replaying uncommitted batches", reason)
         self.metrics.producer_restarts.inc()
-        failed, self.producer = self.producer, self._new_producer()
-        self._producer_failed = None
-        self._rewind(self._ledger.abandon(reason))
-        retire_producer(failed)  # its messages belong to the abandoned batches
+        self._rewind(self._ledger.abandon(reason or "producer failed"))
+        self.producers.replace()  # the failed one's messages belong to the abandoned batches
 
     def _rewind(self, rewind: Rewind) -> None:
         """A delivery failed: seek back to the failed batch; everything after it comes again."""

@@ -17,7 +17,7 @@ import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, check_stream_id
-from vidpipe.kafka import KafkaSettings, is_fatal, producer_config, retire_producer
+from vidpipe.kafka import KafkaSettings, ReplaceableProducer
 
 from .sampling import DropOldestBuffer, FrameSampler, output_size
 from .settings import Pace, PublisherSettings
@@ -74,38 +74,28 @@ class FramePublisher:
         kafka: KafkaSettings,
         frames_topic: str,
         stop: threading.Event,
-        producer: Producer | None = None,
         heartbeat: Heartbeat | None = None,
     ):
         self.settings = settings
         self.heartbeat = heartbeat
         self.topic = frames_topic
         self.stop = stop
-        self.kafka = kafka
-        self._producer_failed: str | None = None  # a fatal producer error, until the producer is replaced
-        self.producer = producer or self._new_producer()
+        self.producers = ReplaceableProducer(kafka, "vidpipe-publisher")
         self._summary: PublishSummary | None = None
 
-    def _new_producer(self) -> Producer:
-        return Producer(
-            producer_config(self.kafka, **{"client.id": "vidpipe-publisher", "error_cb": self._on_producer_error})
-        )
-
-    def _on_producer_error(self, error: KafkaError) -> None:
-        if is_fatal(error):  # see vidpipe.kafka.is_fatal; librdkafka retries every other error itself
-            self._producer_failed = self._producer_failed or str(error)
+    @property
+    def producer(self) -> Producer:
+        return self.producers.current
 
     def _replace_failed_producer(self) -> None:
         """A fatal producer error ends that producer, not the stream: go on with a new one. The frames
         the broker had not acknowledged are counted as failed (exit code 3), not sent again."""
-        if not self._producer_failed:
+        if not self.producers.failed:
             return
-        log.error("producer failed fatally (%s); replacing it", self._producer_failed)
-        failed, self.producer = self.producer, self._new_producer()
-        self._producer_failed = None
+        log.error("producer failed fatally (%s); replacing it", self.producers.failed)
+        self.producers.replace()  # the failed one's delivery reports count the frames it held as failed
         if self._summary is not None:
             self._summary.producer_restarts += 1
-        retire_producer(failed)  # its delivery reports count the frames it held as failed
 
     @property
     def summary(self) -> PublishSummary | None:
@@ -255,9 +245,8 @@ class FramePublisher:
                 if self.stop.is_set() and not block:
                     return
             except KafkaException as exc:
-                if not is_fatal(exc):
+                if not self.producers.note_error(exc):
                     raise
-                self._producer_failed = self._producer_failed or str(exc)
                 self._replace_failed_producer()  # and this frame goes to the new one
         summary.last_seq = seq
         summary.frames_published += 1

@@ -10,12 +10,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .contract import MAX_MESSAGE_BYTES, TopicSpec
+
+if TYPE_CHECKING:
+    from confluent_kafka import Producer
 
 log = logging.getLogger(__name__)
 
@@ -182,3 +185,35 @@ def retire_producer(producer: Any) -> None:
         producer.flush(0)
     except (KafkaException, RuntimeError) as exc:
         log.warning("could not purge the failed producer: %s", exc)
+
+
+class ReplaceableProducer:
+    """A service's producer, and the one that replaces it after a fatal error (is_fatal): the failure is
+    noted (librdkafka's error_cb, or what produce() raised) and the replacement made here, for every
+    service; each decides what its failed producer's messages mean (replay, produce again, count)."""
+
+    def __init__(self, settings: KafkaSettings, client_id: str):
+        self._config = producer_config(settings, **{"client.id": client_id, "error_cb": self.note_error})
+        self.failed: str | None = None  # the fatal error, until replace()
+        self.current: Producer = self._make()
+
+    def _make(self) -> Producer:
+        from confluent_kafka import Producer
+
+        return Producer(self._config)
+
+    def note_error(self, error: object) -> bool:
+        """Note a fatal error; True if it was one (every other error librdkafka retries itself)."""
+        if not is_fatal(error):
+            return False
+        self.failed = self.failed or str(error)
+        return True
+
+    def replace(self) -> str:
+        """A new producer for the failed one, whose messages are purged (their delivery reports run now,
+        with purge errors); returns why it failed."""
+        reason = self.failed or "producer failed"
+        failed, self.current = self.current, self._make()
+        self.failed = None
+        retire_producer(failed)
+        return reason
