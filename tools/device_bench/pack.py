@@ -31,6 +31,7 @@ import zipfile
 from pathlib import Path
 
 from bench.null_model import null_model
+from inference_service.accuracy_gate import int8_paths
 from tools.paths import DEFAULT_MODEL, ROOT, SAMPLE_VIDEO
 
 BUNDLE = ROOT / ".devbench" / "bundle"
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     beside = [DEFAULT_MODEL.with_name(DEFAULT_MODEL.stem + s) for s in (".labels.txt", ".stamp.json")]
     beside.append(DEFAULT_MODEL.with_name(DEFAULT_MODEL.name + ".accuracy.json"))
     # The int8 model, where make int8 made it (about 6 MB); its gate is run again there, not carried.
-    beside += [DEFAULT_MODEL.with_name(DEFAULT_MODEL.name + s) for s in (".int8.xml", ".int8.bin")]
+    beside += int8_paths(DEFAULT_MODEL).values()
     for path in [*beside, SAMPLE_VIDEO]:
         stale = out / path.name
         if not path.exists():
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         stale.write_bytes(path.read_bytes())
         manifest["files"][str(path.relative_to(ROOT))] = {"from": path.name, "sha256": sha256(path.read_bytes())}
     # (g)'s model that costs nothing, built here: the lent machine has no onnx package to build it.
-    manifest["null_model"] = {"file": null_model(DEFAULT_MODEL, out / "null.onnx").name}
+    null_model(DEFAULT_MODEL, out / "null.onnx")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     bundle = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

@@ -57,7 +57,6 @@ class Batch:
     offsets: dict[TopicPart, int] = field(default_factory=dict)  # next offset to commit, per partition
     events: list[tuple[bytes, bytes, str]] = field(default_factory=list)  # key, value, type; in order
     pending: int = 0
-    failed: list[int] = field(default_factory=list)  # indexes into events
     delivered: set[int] = field(default_factory=set)  # indexes the broker acknowledged
     error: str = ""
 
@@ -257,7 +256,6 @@ class AnalyticsWorker:
             if error is None:
                 batch.delivered.add(index)
             else:
-                batch.failed.append(index)
                 batch.error = str(error)
 
         while True:
@@ -279,7 +277,6 @@ class AnalyticsWorker:
         delay = self.settings.retry_initial_s
         started = time.monotonic()
         while todo:
-            batch.failed = []
             for index in todo:
                 self._produce(batch, index)
             while batch.pending and not self.producers.failed:
