@@ -288,7 +288,7 @@ def render_video(
     size: tuple[int, int] | None = None
     try:
         for frame in frames:
-            key = frame_key(frame.result.stream_id, frame.result.capture_ts_us, frame.result.seq)
+            key = frame_key(frame.result.stream_id, frame.result.epoch, frame.result.capture_ts_us, frame.result.seq)
             try:
                 data = storage.get(key)
             except (OSError, KeyError):

@@ -80,7 +80,7 @@ def _feed(kafka: KafkaSettings, topic: str, archive: LocalStorage, stop: threadi
     seq = 0
     while not stop.is_set():
         capture_us = time.time_ns() // 1000
-        archive.put(frame_key(STREAM, capture_us, seq), frames[seq % len(frames)])
+        archive.put(frame_key(STREAM, 0, capture_us, seq), frames[seq % len(frames)])
         doc = result_doc(STREAM, seq, capture_us, [walking_box(seq, height)], size=(width, height))
         producer.produce(topic, key=STREAM.encode(), value=encode_result(doc))
         producer.poll(0)

@@ -247,7 +247,7 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
     assert isinstance(first, TrackerReset) and first.reason == "start" and first.seq == 0, events[:3]
     status, headers, body = frame
     archived = s3.get_object(
-        Bucket=s3_bucket, Key=f"archive/{frame_key('bikes', latest['capture_ts_us'], latest['seq'])}"
+        Bucket=s3_bucket, Key=f"archive/{frame_key('bikes', latest['epoch'], latest['capture_ts_us'], latest['seq'])}"
     )
     assert (status, headers["content-type"]) == (200, "image/jpeg") and body == archived["Body"].read()
     status, headers, body = page

@@ -63,7 +63,7 @@ def test_events_metrics_and_live_view_from_results(kafka_bootstrap, kafka_settin
     # One archived frame, for the live view's frame URL (the consumer writes these).
     archive = LocalStorage(tmp_path / "archive")
     jpeg = b"\xff\xd8\xff\xe0synthetic-jpeg-bytes\xff\xd9"
-    archive.put(frame_key(STREAM, last["capture_ts_us"], last["seq"]), jpeg)
+    archive.put(frame_key(STREAM, last.get("epoch", 0), last["capture_ts_us"], last["seq"]), jpeg)
 
     # Three invalid results in the middle of the stream's partition (same key): unparseable, a field
     # missing, a stream id that is no path segment. None may stall what follows.

@@ -68,7 +68,7 @@ def test_the_annotated_video_is_written_and_reads_back(tmp_path):
     docs = [doc(i, [car(40 + 10 * i, 30 + 6 * i)]) for i in range(10)]
     for d in docs[:-1]:  # the last frame is missing from the archive: skipped
         image = np.full((100, 200, 3), 90, np.uint8)
-        storage.put(frame_key("cam", d["capture_ts_us"], d["seq"]), cv2.imencode(".jpg", image)[1].tobytes())
+        storage.put(frame_key("cam", 0, d["capture_ts_us"], d["seq"]), cv2.imencode(".jpg", image)[1].tobytes())
     video = render_video(tmp_path / "out.mp4", replay(docs, CONFIG), storage, CONFIG.for_stream("cam"), 25.0)
     assert video["frames_written"] == video["frames_read_back"] == 9
     assert video["fourcc"] in ("avc1", "mp4v")

@@ -8,19 +8,48 @@ from vidpipe.config import ConfigurationError, load_settings
 from vidpipe.kafka import KafkaAuth, KafkaSettings, common_config, consumer_config, producer_config
 from vidpipe.storage import LocalStorage, S3Storage, frame_key, is_outage, open_storage, results_key
 
+EPOCH = 1_699_999_000_000_000
 
-def test_key_layout_is_by_stream_and_capture_date():
+
+def test_key_layout_is_by_stream_capture_date_and_publisher_run():
     ts = 1_700_000_000_000_000  # 2023-11-14 UTC
-    assert frame_key("cam_1", ts, 42) == "frames/cam_1/2023-11-14/000000000042.jpg"
-    assert results_key("cam", ts, 1, 9) == "results/cam/2023-11-14/000000000001-000000000009.jsonl"
+    assert frame_key("cam_1", EPOCH, ts, 42) == "frames/cam_1/2023-11-14/1699999000000000-000000000042.jpg"
+    assert (
+        results_key("cam", EPOCH, ts, 1, 9) == "results/cam/2023-11-14/1699999000000000-000000000001-000000000009.jsonl"
+    )
+
+
+def test_a_restarted_publisher_never_shares_keys_with_its_earlier_run():
+    ts = 1_700_000_000_000_000
+    assert frame_key("cam", EPOCH, ts, 0) != frame_key("cam", EPOCH + 1, ts, 0)
+    assert results_key("cam", EPOCH, ts, 0, 15) != results_key("cam", EPOCH + 1, ts, 0, 15)
 
 
 def test_distinct_streams_never_share_keys_and_invalid_ids_are_refused():
     ts = 1_700_000_000_000_000
-    assert frame_key("cam_1", ts, 1) != frame_key("cam-1", ts, 1) != frame_key("cam.1", ts, 1)
+    assert frame_key("cam_1", 0, ts, 1) != frame_key("cam-1", 0, ts, 1) != frame_key("cam.1", 0, ts, 1)
     for bad in ("cam/1", "..", ".hidden", "", "c" * 129, "cam 1"):
         with pytest.raises(ValueError, match="not a valid stream id"):
-            frame_key(bad, ts, 1)
+            frame_key(bad, 0, ts, 1)
+
+
+def test_put_new_never_replaces_an_object_in_a_folder(tmp_path):
+    storage = LocalStorage(tmp_path)
+    assert storage.put_new("frames/a/x.jpg", b"first") is True
+    assert storage.put_new("frames/a/x.jpg", b"second") is False
+    assert storage.get("frames/a/x.jpg") == b"first" and storage.list() == ["frames/a/x.jpg"]
+
+
+@mock_aws
+def test_put_new_never_adds_a_version_in_a_versioned_bucket():
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket="archive-bucket")
+    client.put_bucket_versioning(Bucket="archive-bucket", VersioningConfiguration={"Status": "Enabled"})
+    storage = S3Storage("archive-bucket", "archive", client=client)
+    assert storage.put_new("frames/a/x.jpg", b"first") is True
+    assert storage.put_new("frames/a/x.jpg", b"second") is False
+    versions = client.list_object_versions(Bucket="archive-bucket")["Versions"]
+    assert [v["Key"] for v in versions] == ["archive/frames/a/x.jpg"] and storage.get("frames/a/x.jpg") == b"first"
 
 
 def test_storage_outages_are_told_from_refused_writes():

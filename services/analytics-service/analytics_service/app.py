@@ -120,7 +120,7 @@ def _stream_id(value: str) -> str:
 def frame_url(state: ServiceState, view: StreamView) -> str | None:
     if state.storage is None:
         return None
-    return f"/api/frames/{view.stream_id}/{view.seq}?ts={view.capture_ts_us}"
+    return f"/api/frames/{view.stream_id}/{view.seq}?ts={view.capture_ts_us}&epoch={view.epoch}"
 
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
@@ -239,9 +239,10 @@ def create_app(state: ServiceState) -> FastAPI:
         stream_id: str,
         seq: Annotated[int, Path(ge=0, le=MAX_INT_HEADER)],
         ts: Annotated[int, Query(ge=MIN_CAPTURE_TS_US, le=MAX_CAPTURE_TS_US, description="capture_ts_us")],
+        epoch: Annotated[int, Query(ge=0, le=MAX_INT_HEADER, description="the publisher run (FrameResult.epoch)")] = 0,
     ) -> Response:
-        # The key is built from a checked stream id and two integers: nothing else reaches the store.
-        key = frame_key(_stream_id(stream_id), ts, seq)
+        # The key is built from a checked stream id and three integers: nothing else reaches the store.
+        key = frame_key(_stream_id(stream_id), epoch, ts, seq)
         if state.storage is None:
             raise ApiError(404, "no_archive", "ANALYTICS_ARCHIVE_URI is not set: no frames to show")
         storage = state.storage

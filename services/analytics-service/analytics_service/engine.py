@@ -18,9 +18,10 @@ One StreamAnalyzer per stream feeds each FrameResult's detections to a ByteTrack
 - Labels: the tracker is class-agnostic; a track's label is the one its matched detections scored
   highest in total so far (a car seen as a truck for one frame stays a car).
 - Resets (a TrackerReset event, a new tracker, occupancy and line sides forgotten, counts kept):
-  the stream's first result ("start"), a seq lower than the last one with a later capture time
-  ("seq_restart": a restarted publisher reusing the stream id), a capture-time gap over reset_gap_s
-  ("gap"). A result whose seq and capture time are both not after the last one is a redelivery
+  the stream's first result ("start"), a later epoch ("epoch": a new publisher run), a seq lower than
+  the last one with a later capture time in the same epoch ("seq_restart": a foreign producer without
+  epochs restarting), a capture-time gap over reset_gap_s ("gap"). A result of an earlier epoch, or of
+  the same epoch whose seq and capture time are both not after the last one, is a redelivery
   (at-least-once): it is skipped, reported with duplicate=True, and changes nothing. Gaps in seq
   (dead-lettered or sampled-out frames) are normal: the tracker sees the frames that arrive.
 
@@ -77,6 +78,7 @@ class Track:
 @dataclass
 class FrameAnalysis:
     stream_id: str
+    epoch: int
     seq: int
     capture_ts_us: int
     width: int
@@ -114,6 +116,7 @@ class StreamAnalyzer:
         self._lines_out: dict[str, Counter[str]] = {line.name: Counter() for line in spec.lines}
         self._entered: dict[str, Counter[str]] = {zone.name: Counter() for zone in spec.zones}
         self._started = False
+        self._last_epoch = 0
         self._last_seq: int | None = None
         self._last_capture_us: int | None = None
         self._new_tracker()
@@ -129,7 +132,7 @@ class StreamAnalyzer:
         )
         self._tracks: dict[int, _TrackState] = {}
 
-    def reset(self, reason: str, seq: int, capture_ts_us: int, now_us: int) -> TrackerReset:
+    def reset(self, reason: str, seq: int, capture_ts_us: int, now_us: int, epoch: int = 0) -> TrackerReset:
         """Start the tracker afresh: track ids start again at 1, occupancy and line sides are forgotten
         without zone_left events, counts are kept. The next result is taken as it comes (no seq check)."""
         self._started = True
@@ -137,12 +140,19 @@ class StreamAnalyzer:
         self._last_capture_us = None
         self._new_tracker()
         return TrackerReset(
-            stream_id=self.stream_id, seq=seq, capture_ts_us=capture_ts_us, emitted_ts_us=now_us, reason=reason
+            stream_id=self.stream_id,
+            epoch=epoch,
+            seq=seq,
+            capture_ts_us=capture_ts_us,
+            emitted_ts_us=now_us,
+            reason=reason,
         )
 
     def _reset_reason(self, result: FrameResult) -> str | None:
         if not self._started:
             return "start"
+        if result.epoch > self._last_epoch:
+            return "epoch"
         if self._last_seq is not None and result.seq < self._last_seq:
             return "seq_restart"
         if self._last_capture_us is not None and result.capture_ts_us - self._last_capture_us > (
@@ -153,19 +163,23 @@ class StreamAnalyzer:
 
     def process(self, result: FrameResult, now_us: int) -> FrameAnalysis:
         analysis = FrameAnalysis(
-            result.stream_id, result.seq, result.capture_ts_us, result.width, result.height, [], []
+            result.stream_id, result.epoch, result.seq, result.capture_ts_us, result.width, result.height, [], []
         )
-        if (
-            self._last_seq is not None
-            and self._last_capture_us is not None
-            and result.seq <= self._last_seq
-            and result.capture_ts_us <= self._last_capture_us
+        if self._started and (
+            result.epoch < self._last_epoch
+            or (
+                result.epoch == self._last_epoch
+                and self._last_seq is not None
+                and self._last_capture_us is not None
+                and result.seq <= self._last_seq
+                and result.capture_ts_us <= self._last_capture_us
+            )
         ):
             analysis.duplicate = True
             return analysis
         if (reason := self._reset_reason(result)) is not None:
-            analysis.events.append(self.reset(reason, result.seq, result.capture_ts_us, now_us))
-        self._last_seq, self._last_capture_us = result.seq, result.capture_ts_us
+            analysis.events.append(self.reset(reason, result.seq, result.capture_ts_us, now_us, result.epoch))
+        self._last_epoch, self._last_seq, self._last_capture_us = result.epoch, result.seq, result.capture_ts_us
 
         detections = [d for d in result.detections if d.score >= self.settings.min_score]
         update = self._tracker.update(
@@ -176,6 +190,7 @@ class StreamAnalyzer:
         def event_fields(track_id: int, class_id: int, label: str) -> dict[str, Any]:
             return {
                 "stream_id": self.stream_id,
+                "epoch": result.epoch,
                 "seq": result.seq,
                 "capture_ts_us": result.capture_ts_us,
                 "emitted_ts_us": now_us,

@@ -21,6 +21,7 @@ from .engine import FrameAnalysis, Track
 @dataclass(frozen=True)
 class StreamView:
     stream_id: str
+    epoch: int
     seq: int
     capture_ts_us: int
     processed_ts_us: int
@@ -45,6 +46,7 @@ class StreamView:
     def summary(self) -> dict[str, Any]:
         return {
             "stream_id": self.stream_id,
+            "epoch": self.epoch,
             "seq": self.seq,
             "capture_ts_us": self.capture_ts_us,
             "fps": self.fps,
@@ -74,6 +76,7 @@ class LiveView:
             self._frames[stream] = self._frames.get(stream, 0) + 1
             self._latest[stream] = StreamView(
                 stream_id=stream,
+                epoch=result.epoch,
                 seq=result.seq,
                 capture_ts_us=result.capture_ts_us,
                 processed_ts_us=result.processed_ts_us,

@@ -87,6 +87,7 @@ def result_document(
         result = FrameResult(
             schema_version=meta.schema_version,
             stream_id=meta.stream_id,
+            epoch=meta.epoch,
             seq=meta.seq,
             capture_ts_us=meta.capture_ts_us,
             processed_ts_us=processed_ts_us,

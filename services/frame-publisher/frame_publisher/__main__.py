@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
     add("--pace", choices=["source", "fast"])
     add("--speed", type=float, help="with --pace source: play at this multiple of the source rate")
     add("--start-seq", type=int)
+    add("--epoch", type=int, help="this run's epoch (frame identity with seq); default: the start time in µs")
     add("--live-buffer", type=int)
     add("--progress", action=argparse.BooleanOptionalAction, default=None)
     add("--summary-file")

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, check_stream_id
+from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, check_stream_id, new_epoch
 from vidpipe.kafka import KafkaSettings, ReplaceableProducer
 
 from .sampling import DropOldestBuffer, FrameSampler, output_size
@@ -47,6 +47,7 @@ class PublishSummary:
     frames_sampled_out: int = 0  # skipped to meet the target fps
     frames_oversized: int = 0  # JPEG over the contract's frame limit
     producer_restarts: int = 0  # producers replaced after a fatal error
+    epoch: int = 0  # this run's epoch: with seq, each frame's identity (vidpipe.contract.Header.EPOCH)
     first_seq: int = 0
     last_seq: int = -1
     elapsed_s: float = 0.0
@@ -118,6 +119,8 @@ class FramePublisher:
         summary = PublishSummary(
             stream_id=stream_id,
             source=source_label or source.name,
+            # A new epoch per run: seq starts again, the identity (stream, epoch, seq) does not repeat.
+            epoch=self.settings.epoch or new_epoch(),
             first_seq=self.settings.start_seq,
             last_seq=self.settings.start_seq - 1,
         )
@@ -223,7 +226,12 @@ class FramePublisher:
             return
         seq = summary.last_seq + 1
         meta = FrameMeta(
-            stream_id=summary.stream_id, seq=seq, capture_ts_us=frame.capture_ts_us, width=size[0], height=size[1]
+            stream_id=summary.stream_id,
+            seq=seq,
+            capture_ts_us=frame.capture_ts_us,
+            width=size[0],
+            height=size[1],
+            epoch=summary.epoch,
         )
         while True:
             try:

@@ -6,7 +6,7 @@ from enum import StrEnum
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from vidpipe.contract import check_stream_id
+from vidpipe.contract import MAX_INT_HEADER, check_stream_id
 
 from .source_secret import SECRET_ARN
 
@@ -40,6 +40,12 @@ class PublisherSettings(BaseSettings):
         default=1.0, gt=0.0, le=1000.0, description="With pace=source: play at this multiple of the source rate"
     )
     start_seq: int = Field(default=0, ge=0, description="First sequence number of this run")
+    epoch: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_INT_HEADER,
+        description="This run's epoch, with seq each frame's identity; 0 = the run's start time in microseconds",
+    )
     live_buffer: int = Field(
         default=8, ge=1, le=10_000, description="Frames a live source may hold before dropping the oldest"
     )

@@ -15,7 +15,7 @@ import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -69,6 +69,10 @@ class Header:
     SCHEMA_VERSION = "schema-version"
     STREAM_ID = "stream-id"
     SEQ = "seq"
+    # The publisher run that numbered the frame: its start time in microseconds since the Unix epoch.
+    # seq restarts with every run, so a frame's identity is (stream-id, epoch, seq); a record without
+    # this header (a foreign producer) has epoch 0, and its identity survives no restart.
+    EPOCH = "epoch"
     CAPTURE_TS_US = "capture-ts-us"
     WIDTH = "width"
     HEIGHT = "height"
@@ -152,11 +156,13 @@ class FrameMeta:
     content_type: str = JPEG_CONTENT_TYPE
     traceparent: str = ""
     schema_version: str = SCHEMA_VERSION
+    epoch: int = 0
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [
             (Header.SCHEMA_VERSION, self.schema_version.encode()),
             (Header.STREAM_ID, self.stream_id.encode()),
+            (Header.EPOCH, str(self.epoch).encode()),
             (Header.SEQ, str(self.seq).encode()),
             (Header.CAPTURE_TS_US, str(self.capture_ts_us).encode()),
             (Header.WIDTH, str(self.width).encode()),
@@ -168,6 +174,24 @@ class FrameMeta:
     @property
     def key(self) -> bytes:
         return self.stream_id.encode()
+
+    @property
+    def identity(self) -> FrameId:
+        return FrameId(self.stream_id, self.epoch, self.seq)
+
+
+class FrameId(NamedTuple):
+    """What names one frame over its stream's whole life, across publisher restarts: the deduplication
+    key of results and events, and part of every archive key."""
+
+    stream_id: str
+    epoch: int
+    seq: int
+
+
+def new_epoch() -> int:
+    """A publisher run's epoch: now, in microseconds since the Unix epoch."""
+    return time.time_ns() // 1000
 
 
 _REQUIRED_INT_HEADERS = (Header.SEQ, Header.CAPTURE_TS_US, Header.WIDTH, Header.HEIGHT)
@@ -205,10 +229,12 @@ def parse_frame_headers(headers: Sequence[tuple[str, bytes | None]] | None, now_
             code="invalid_stream_id",
             field=Header.STREAM_ID,
         )
-    ints: dict[str, int] = {}
-    for name in _REQUIRED_INT_HEADERS:
+    ints: dict[str, int] = {Header.EPOCH: 0}
+    for name in (*_REQUIRED_INT_HEADERS, Header.EPOCH):
         text = values.get(name)
         if text is None:
+            if name == Header.EPOCH:
+                continue
             raise ContractError(f"header {name!r} is missing", field=name)
         if not text.isdigit() or len(text) > 19:  # plain decimal digits: no sign, spaces, '_' or exponent
             raise ContractError(f"header {name!r} is not a non-negative 64-bit integer: {text[:40]!r}", field=name)
@@ -240,6 +266,7 @@ def parse_frame_headers(headers: Sequence[tuple[str, bytes | None]] | None, now_
         # An invalid trace context is ignored, as W3C Trace Context asks: the frame is still good.
         traceparent=tp if _TRACEPARENT_RE.fullmatch(tp := values.get(Header.TRACEPARENT, "")) else "",
         schema_version=version,
+        epoch=ints[Header.EPOCH],
     )
 
 
@@ -306,6 +333,7 @@ class FrameResult(BaseModel):
 
     schema_version: str = SCHEMA_VERSION
     stream_id: str
+    epoch: int = Field(default=0, ge=0, description="The publisher run that numbered the frame (header 'epoch')")
     seq: int = Field(ge=0)
     capture_ts_us: int = Field(ge=0)
     processed_ts_us: int = Field(ge=0)
@@ -318,6 +346,10 @@ class FrameResult(BaseModel):
     detections: list[Detection]
     outputs: dict[str, RawOutput] | None = None
     traceparent: str = ""
+
+    @property
+    def identity(self) -> FrameId:
+        return FrameId(self.stream_id, self.epoch, self.seq)
 
 
 def encode_result(result: dict[str, Any]) -> bytes:
@@ -342,6 +374,7 @@ class _Event(BaseModel):
 
     schema_version: str = SCHEMA_VERSION
     stream_id: str
+    epoch: int = Field(default=0, ge=0, description="With seq: the frame whose result produced the event")
     seq: int = Field(ge=0, description="The frame whose result produced the event")
     capture_ts_us: int = Field(ge=0)
     emitted_ts_us: int = Field(ge=0)

@@ -1,12 +1,15 @@
 """Object storage for archived frames and results, and for models: a local folder or S3.
 
 Key layout (relative to the storage root or s3://bucket/prefix):
-    frames/{stream_id}/{YYYY-MM-DD}/{seq:012d}.jpg                 one JPEG per frame
-    results/{stream_id}/{YYYY-MM-DD}/{first_seq:012d}-{last_seq:012d}.jsonl
+    frames/{stream_id}/{YYYY-MM-DD}/{epoch:016d}-{seq:012d}.jpg    one JPEG per frame
+    results/{stream_id}/{YYYY-MM-DD}/{epoch:016d}-{first_seq:012d}-{last_seq:012d}.jsonl
                                                                   one JSON line per frame result
-The date is the frame's capture date (UTC), so a retried batch rewrites the same keys. The stream
-id is used verbatim: the contract's rule (vidpipe.contract.STREAM_ID_PATTERN) makes it one safe path
-segment, and nothing is mapped, so two streams never share keys.
+The date is the frame's capture date (UTC); the epoch is the publisher run that numbered the frame
+(vidpipe.contract.Header.EPOCH), so a restarted publisher, whose seq starts again, never writes over an
+earlier run's keys. Objects are written only if absent (put_new): a replayed batch finds its frames
+already there and leaves them, so no object ever gets a second version. The stream id is used verbatim:
+the contract's rule (vidpipe.contract.STREAM_ID_PATTERN) makes it one safe path segment, and nothing is
+mapped, so two streams never share keys.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ _TRANSIENT_S3_CODES = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
     "KMS.ThrottlingException",
+    "KMS.DisabledException",
+    "KMS.KMSInvalidStateException",
+    "ConditionalRequestConflict",  # a concurrent conditional write to the same key: try again
 }
 
 
@@ -94,18 +100,24 @@ def capture_date(capture_ts_us: int) -> str:
     return dt.datetime.fromtimestamp(capture_ts_us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d")
 
 
-def frame_key(stream_id: str, capture_ts_us: int, seq: int) -> str:
-    return f"{FRAMES_PREFIX}{stream_segment(stream_id)}/{capture_date(capture_ts_us)}/{seq:012d}.jpg"
+def frame_key(stream_id: str, epoch: int, capture_ts_us: int, seq: int) -> str:
+    day = capture_date(capture_ts_us)
+    return f"{FRAMES_PREFIX}{stream_segment(stream_id)}/{day}/{epoch:016d}-{seq:012d}.jpg"
 
 
-def results_key(stream_id: str, capture_ts_us: int, first_seq: int, last_seq: int) -> str:
-    return f"{RESULTS_PREFIX}{stream_segment(stream_id)}/{capture_date(capture_ts_us)}/{first_seq:012d}-{last_seq:012d}.jsonl"
+def results_key(stream_id: str, epoch: int, capture_ts_us: int, first_seq: int, last_seq: int) -> str:
+    day = capture_date(capture_ts_us)
+    return f"{RESULTS_PREFIX}{stream_segment(stream_id)}/{day}/{epoch:016d}-{first_seq:012d}-{last_seq:012d}.jsonl"
 
 
 class Storage(Protocol):
     uri: str
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Write the object only if no object has that key; False when one was already there."""
+        ...
 
     def get(self, key: str) -> bytes: ...
 
@@ -137,6 +149,22 @@ class LocalStorage:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        path = self._path(key)
+        if path.exists():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.link(tmp, path)  # atomic, and fails if another writer got there first
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
+
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
@@ -161,6 +189,20 @@ class S3Storage:
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            # 412: the object exists. (409, a concurrent conditional write, is an outage: retried.)
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+                return False
+            raise
+        return True
 
     def get(self, key: str) -> bytes:
         body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
