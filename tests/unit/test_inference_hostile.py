@@ -15,6 +15,7 @@ import pytest
 
 from inference_service.budget import AsyncBudget, Budget, BudgetExhausted
 from inference_service.settings import InferenceSettings
+from tests import jpeg_craft
 from tests.helpers import peak_rss_mb, started_client, tiny_model
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
 
@@ -22,6 +23,7 @@ _IMAGE = np.zeros((48, 64, 3), np.uint8)
 _IMAGE[10:30, 10:50] = (0, 128, 255)
 JPEG = cv2.imencode(".jpg", _IMAGE, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 PNG = cv2.imencode(".png", _IMAGE)[1].tobytes()
+PROGRESSIVE = jpeg_craft.progressive_jpeg(64, 48, flat=False)
 
 
 def jpeg_declaring(width: int, height: int) -> bytes:
@@ -78,6 +80,10 @@ CORPUS: dict[str, tuple[bytes, int, str | None]] = {
     "soi_only": (b"\xff\xd8", 422, "undecodable_image"),
     # libjpeg recovers from bad entropy data (a grey picture, a warning): the cost is the header's, small.
     "garbage_scan_data": (garbage_scan_jpeg(), 200, None),
+    # Scans: each costs the decoder a pass over the image, whatever its size (tests/jpeg_craft.py).
+    "jpeg_2000_scans": (jpeg_craft.with_scans(PROGRESSIVE, 1990), 422, "too_many_scans"),
+    "jpeg_64_scans": (jpeg_craft.with_scans(PROGRESSIVE, 54, refine=True), 200, None),
+    "jpeg_arithmetic_sof10": (jpeg_craft.with_process(PROGRESSIVE, 0xCA), 422, "undecodable_image"),
 }
 
 
@@ -204,6 +210,30 @@ def test_full_memory_budgets_answer_503_with_retry_after_then_recover(client):
     finally:
         state.decode_pixels.release(state.decode_pixels.capacity)
     assert (state.decode_pixels.in_use, state.frames_in_flight.in_use, state.body_bytes.in_use) == (0, 0, 0)
+
+
+def test_a_scan_bomb_is_refused_from_its_header_holding_no_decode_budget_and_counted(client):
+    state = client.app.state.service
+    bomb = CORPUS["jpeg_2000_scans"][0]
+
+    def counted() -> float:
+        value = state.metrics.registry.get_sample_value("inference_frame_errors_total", {"reason": "too_many_scans"})
+        return value or 0.0
+
+    before = counted()
+    state.decode_pixels.acquire(state.decode_pixels.capacity, 0)  # as if other frames were being decoded
+    try:
+        response = post_one(client, bomb)
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["field"]) == ("too_many_scans", "body")
+        assert "more than 64 scans" in error["message"]
+        results = post_batch(client, [bomb, bomb]).json()["results"]
+        assert [r["error"]["code"] for r in results] == ["too_many_scans"] * 2
+    finally:
+        state.decode_pixels.release(state.decode_pixels.capacity)
+    assert counted() == before + 3
+    assert post_one(client, PROGRESSIVE).status_code == 200
 
 
 def test_request_bodies_are_bounded_by_the_body_budget(tmp_path):

@@ -5,8 +5,19 @@ import numpy as np
 import pytest
 
 from consumer_service.triage import Accepted, Rejected, ResultRefused, Stale, result_document, triage
+from tests import jpeg_craft
 from vidpipe.contract import FrameMeta
-from vidpipe.image_header import NotAJpeg, jpeg_size
+from vidpipe.image_header import (
+    MAX_SCANS,
+    SCANS_AT_PIXEL_LIMIT,
+    NotAJpeg,
+    TooManyScans,
+    UnsupportedJpeg,
+    bounded_jpeg_size,
+    count_scans,
+    jpeg_size,
+    scans_allowed,
+)
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +209,76 @@ def test_answers_that_cannot_be_results_are_refused_with_a_code(inferred, code):
     with pytest.raises(ResultRefused) as refused:
         result_document(FrameMeta("cam", 3, NOW_US, 64, 48), inferred, "m", "v", NOW_US)
     assert refused.value.code == code
+
+
+# Decode cost: scans. Each scan costs the decoder a pass over the image's blocks however few bytes it holds,
+# so the header check counts them (tests/jpeg_craft.py builds the files: real progressive JPEGs plus scans).
+
+
+@pytest.fixture(scope="module")
+def progressive():
+    return jpeg_craft.progressive_jpeg(64, 48, flat=False)
+
+
+def test_real_progressive_and_baseline_files_pass_the_scan_check(jpeg, progressive):
+    assert count_scans(progressive) == 10  # libjpeg's progressive script for YCbCr
+    assert bounded_jpeg_size(progressive) == (64, 48)
+    assert bounded_jpeg_size(jpeg) == (64, 48) and count_scans(jpeg) == 1
+
+
+def test_a_scan_bomb_is_refused_before_decoding_and_the_limit_is_exact(progressive):
+    at_limit = jpeg_craft.with_scans(progressive, MAX_SCANS - 10)
+    assert bounded_jpeg_size(at_limit) == (64, 48)
+    # The crafted scans are real ones: the decoder reads them all and returns the picture.
+    assert cv2.imdecode(np.frombuffer(at_limit, np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
+    with pytest.raises(TooManyScans, match=f"more than {MAX_SCANS} scans"):
+        bounded_jpeg_size(jpeg_craft.with_scans(progressive, MAX_SCANS - 9))
+    with pytest.raises(TooManyScans, match="64x48"):
+        bounded_jpeg_size(jpeg_craft.with_scans(progressive, 5000, refine=True))
+
+
+def test_large_frames_get_fewer_scans_so_scans_times_pixels_stays_bounded():
+    assert scans_allowed(64, 48) == MAX_SCANS
+    assert scans_allowed(4096, 2160) == SCANS_AT_PIXEL_LIMIT  # a frame at the pixel budget
+    assert scans_allowed(1920, 1080) == MAX_SCANS
+    assert scans_allowed(1920, 1080, max_pixels=1920 * 1080) == SCANS_AT_PIXEL_LIMIT  # the budget is a setting
+    big = jpeg_craft.progressive_jpeg(4096, 2160)
+    assert bounded_jpeg_size(jpeg_craft.with_scans(big, SCANS_AT_PIXEL_LIMIT - 10, refine=True)) == (4096, 2160)
+    with pytest.raises(TooManyScans, match=f"more than {SCANS_AT_PIXEL_LIMIT} scans .* 4096x2160"):
+        bounded_jpeg_size(jpeg_craft.with_scans(big, SCANS_AT_PIXEL_LIMIT - 9, refine=True))
+
+
+def test_scans_are_counted_after_the_frame_header_only(progressive):
+    """An EXIF thumbnail (APP1, before the frame header) is a whole JPEG with its own scans: not this image's."""
+    thumbnail = b"Exif\x00\x00" + progressive * 8  # 80 scans' markers
+    data = jpeg_craft.segment_before_frame(progressive, 0xE1, thumbnail)
+    assert bounded_jpeg_size(data) == (64, 48)
+    assert count_scans(data) > MAX_SCANS  # counted from the start they would be too many
+
+
+def test_count_scans_is_an_upper_bound_that_stops_at_the_limit(progressive):
+    assert count_scans(progressive, limit=3) == 4  # stops at limit + 1
+    assert count_scans(b"\xff\xda\xff\xff\xda" + b"\x00" * 100) == 2  # fill bytes before a marker still count
+    assert count_scans(memoryview(b"\x00\xff\xda")) == 1  # any buffer, as the services receive them
+
+
+@pytest.mark.parametrize(
+    "marker, kind", [(0xC9, "arithmetic-coded"), (0xCA, "arithmetic-coded"), (0xC3, "lossless"), (0xC5, "hierarchical")]
+)
+def test_coding_processes_whose_cost_is_unbounded_are_refused(progressive, marker, kind):
+    with pytest.raises(UnsupportedJpeg, match=f"{kind} JPEG \\(SOF{marker - 0xC0}\\)"):
+        bounded_jpeg_size(jpeg_craft.with_process(progressive, marker))
+
+
+def test_triage_dead_letters_scan_bombs_and_arithmetic_coding_with_their_reasons(progressive):
+    bomb = triage(jpeg_craft.with_scans(progressive, 2000), headers(), 1 << 20, now_us=NOW_US)
+    assert isinstance(bomb, Rejected) and (bomb.code, bomb.stage) == ("too_many_scans", "validate")
+    assert "more than 64 scans" in bomb.reason
+    arithmetic = triage(jpeg_craft.with_process(progressive, 0xCA), headers(), 1 << 20, now_us=NOW_US)
+    assert isinstance(arithmetic, Rejected) and arithmetic.code == "not_a_jpeg" and "arithmetic" in arithmetic.reason
+    assert isinstance(triage(progressive, headers(), 1 << 20, now_us=NOW_US), Accepted)
+    # The scan budget follows the consumer's pixel budget (CONSUMER_MAX_PIXELS).
+    crowded = jpeg_craft.with_scans(progressive, 30)  # 40 scans
+    assert isinstance(triage(crowded, headers(), 1 << 20, now_us=NOW_US), Accepted)
+    tight = triage(crowded, headers(), 1 << 20, now_us=NOW_US, max_pixels=64 * 48)
+    assert isinstance(tight, Rejected) and tight.code == "too_many_scans"

@@ -326,6 +326,7 @@ def _admit(state: ServiceState, count: int) -> None:
 
 
 _ERROR_METRIC = {"undecodable_image": "undecodable", "too_large": "too_large", "inference_failed": "inference_failed"}
+_ERROR_METRIC["too_many_scans"] = "too_many_scans"  # a JPEG with more scans than its size allows (image_header)
 
 
 def create_app(settings: InferenceSettings) -> FastAPI:

@@ -1,7 +1,8 @@
 """Decode a JPEG once and resize it straight to the model's input size (pure, no I/O).
 
 What a frame may cost is known before anything decodes it: the header's width and height are checked
-against the pixel budget first, so a 631-byte file declaring 40000x40000 never reaches the decoder.
+against the pixel budget first, so a 631-byte file declaring 40000x40000 never reaches the decoder, and a
+JPEG's scans against the scan budget, so a file of thousands of tiny scans never does either.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vidpipe.image_header import MAX_PIXELS, ImageHeaderError, TooLarge, check_pixel_budget, image_size
+from vidpipe.image_header import MAX_PIXELS, ImageHeaderError, TooLarge, TooManyScans, bounded_image_size
 
 
 class ImageError(ValueError):
@@ -24,6 +25,12 @@ class ImageTooLarge(ImageError):
     """The header declares more pixels than the budget: refused without decoding."""
 
     code = "too_large"
+
+
+class ImageTooManyScans(ImageError):
+    """A JPEG with more scans than its size allows: each costs a pass over the image, refused before decoding."""
+
+    code = "too_many_scans"
 
 
 @dataclass(frozen=True)
@@ -46,14 +53,16 @@ class PreparedImage:
 
 
 def read_header(data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """(width, height) declared by a JPEG or PNG header, within the pixel budget; ImageError otherwise."""
+    """(width, height) declared by a JPEG or PNG header, within the pixel and scan budgets (what decoding it
+    may cost in memory and CPU); ImageError otherwise."""
     if len(data) == 0:
         raise ImageError("image is empty")
     try:
-        width, height = image_size(data)
-        check_pixel_budget(width, height, max_pixels)
+        width, height = bounded_image_size(data, max_pixels)
     except TooLarge as exc:
         raise ImageTooLarge(str(exc)) from None
+    except TooManyScans as exc:
+        raise ImageTooManyScans(str(exc)) from None
     except ImageHeaderError as exc:
         raise ImageError(str(exc)) from None
     except Exception as exc:  # whatever the header bytes do to the parser, it is this image's fault
