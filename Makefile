@@ -23,13 +23,45 @@ help:
 	@echo "make lint    ruff (lint, format) and mypy (strict on the services)"
 	@echo "make setup   only install and fetch (venv, model, sample video, Kafka broker)"
 
-# The packages (pyproject.toml) are installed editable: the venv imports them as the images do.
-$(VENV)/.installed: requirements.txt pyproject.toml $(wildcard services/*/pyproject.toml)
+# Every third-party distribution comes from the hashed lock (make lock), wheels only; then the packages
+# (pyproject.toml) editable, with no dependencies, no index and setuptools from the lock as their build
+# backend: nothing unhashed is ever fetched. pip check: the lock satisfies every package's requirements.
+$(VENV)/.installed: requirements.txt requirements.lock pyproject.toml $(wildcard services/*/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --require-hashes --only-binary=:all: -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-index --no-build-isolation -r requirements.txt
+	$(PY) -m pip check -q
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# Locks with a sha256 for every distribution, from requirements.txt and the packages' pyproject.toml files:
+# requirements.lock (the venv, any platform, Python 3.11+) and one per image, services/<service>/requirements.lock
+# (its package and the contract, Linux x86_64, Python 3.11, within the venv's versions, so the tests run what
+# ships). Existing pins are kept unless UPGRADE=1. uv itself is pinned by hash (requirements-uv.txt).
+# tests/unit/test_lock.py fails while a lock lags its declarations.
+UV := $(CACHE)/uv/bin/uv
+LOCK_SERVICES := frame-publisher consumer-service inference-service analytics-service
+LOCAL_PACKAGES := vidpipe vidpipe-platform $(addprefix vidpipe-,$(LOCK_SERVICES))
+UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --no-config --python-version 3.11 \
+  --custom-compile-command "make lock" $(addprefix --no-emit-package ,$(LOCAL_PACKAGES)) $(if $(UPGRADE),--upgrade)
+# setuptools: the packages' build backend (their build-system.requires), installed from the lock (in the
+# venv, requirements.txt names it).
+LOCK_BUILD := 'setuptools>=75'
+
+$(UV): requirements-uv.txt
+	@test -x $(CACHE)/uv/bin/python || $(PYTHON) -m venv $(CACHE)/uv
+	$(CACHE)/uv/bin/python -m pip install -q --require-hashes --only-binary=:all: -r requirements-uv.txt
+	@touch $@
+
+.PHONY: lock
+lock: $(UV)
+	$(UV_COMPILE) --universal -o requirements.lock requirements.txt
+	for service in $(LOCK_SERVICES); do \
+	  printf '%s\n' ./services/shared ./services/$$service $(LOCK_BUILD) | $(UV_COMPILE) \
+	    --python-platform x86_64-manylinux_2_28 --constraint requirements.lock \
+	    -o services/$$service/requirements.lock - || exit 1; \
+	done
 
 # The model, then its bf16 accuracy gate where the CPU can compute bf16 (a no-op elsewhere, and once per
 # model): INFERENCE_PRECISION=auto serves bf16 only with a passed gate beside the model (tools/accuracy).
