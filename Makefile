@@ -9,12 +9,13 @@ CACHE := .cache
 MODEL := $(CACHE)/models/yolov4-tiny.onnx
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv model int8 sample broker rtsp-deps browser-deps demo test test-fast lint faults bench topics clean
+.PHONY: help setup venv model int8 sample broker rtsp-deps browser-deps demo test test-fast lint faults soak bench topics clean
 
 help:
 	@echo "make demo    stream the sample video through a local Kafka broker to the model; writes out/summary.json"
 	@echo "make test    run the whole test suite (unit, integration against a real broker, end-to-end, infrastructure)"
 	@echo "make faults  only the fault-injection suite, then its table (out/faults/)"
+	@echo "make soak    ten minutes of chaos through the whole pipeline, then the account (README figures)"
 	@echo "make bench   measure throughput and latency; writes bench/results/latest.json"
 	@echo "make int8    quantize the model to int8 (NNCF) and run its accuracy gate"
 	@echo "make synth   synthesize the CDK app offline (cdk.out/), with cdk-nag and cfn-lint"
@@ -109,6 +110,13 @@ lint: venv
 faults: setup rtsp-deps
 	$(PY) -m pytest tests/faults tests/integration/test_consumer_faults.py
 	$(PY) -m tools.harness.faults_report
+
+# The whole pipeline under a chaos loop (kills and restarts every service, the broker once), then an
+# account of every frame, archive version and analytics event; writes its figures into the README.
+# make test runs a three-minute one (tests/soak).
+SOAK_MINUTES ?= 10
+soak: setup
+	$(PY) -m tools.soak --minutes $(SOAK_MINUTES) --readme
 
 bench: setup int8
 	$(PY) -m bench.run
