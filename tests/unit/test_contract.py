@@ -49,11 +49,28 @@ def test_headers_round_trip_with_traceparent():
         (lambda h: [(k, b"image/png" if k == Header.CONTENT_TYPE else v) for k, v in h], "content-type"),
         (lambda h: [(k, b"-1" if k == Header.HEIGHT else v) for k, v in h], "height"),
         (lambda h: [], "schema-version"),
+        (lambda h: [(k, b"-3" if k == Header.EPOCH else v) for k, v in h], "epoch"),
+        (lambda h: [(k, b"1e15" if k == Header.EPOCH else v) for k, v in h], "epoch"),
     ],
 )
 def test_bad_headers_name_the_field(mutate, named):
     with pytest.raises(ContractError, match=named):
         parse_frame_headers(mutate(meta().headers()))
+
+
+def test_a_frames_identity_carries_its_publisher_run():
+    first_run, second_run = meta(epoch=1_700_000_000_000_000), meta(epoch=1_700_000_060_000_000)
+    parsed = parse_frame_headers(second_run.headers())
+    assert parsed.epoch == 1_700_000_060_000_000 and parsed.identity == ("cam-1", 1_700_000_060_000_000, 42)
+    assert parse_frame_headers(first_run.headers()).identity != parsed.identity  # same seq, another run
+    # A foreign producer that sends no epoch: epoch 0, the frame still accepted.
+    without = [(k, v) for k, v in second_run.headers() if k != Header.EPOCH]
+    assert parse_frame_headers(without).epoch == 0
+    result = FrameResult.model_validate(
+        {**{k: 0 for k in ("processed_ts_us", "width", "height", "request_ms")}, "stream_id": "cam-1", "seq": 42,
+         "capture_ts_us": 1, "model_name": "m", "model_version": "1", "detections": [], "epoch": parsed.epoch}
+    )  # fmt: skip
+    assert decode_result(encode_result(result.model_dump())).identity == parsed.identity
 
 
 def test_dead_letter_keeps_original_headers_and_adds_reason():
