@@ -14,6 +14,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
+from tests import jpeg_craft
 from tests.conftest import topic_env
 from tests.faults.harness import Account, record_row
 from tests.helpers import peak_rss_mb, read_all, results_by_seq, video_jpegs
@@ -180,7 +181,7 @@ def test_each_hostile_record_costs_one_dead_letter_and_nothing_waits(
     proxy = None
     consumer = None
     try:
-        inference.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=120)
+        inference.wait_ready(timeout_s=120)
         inference_pid = inference.process.pid
         proxy = FailingProxy(f"http://127.0.0.1:{port}")
 
@@ -253,3 +254,79 @@ def test_each_hostile_record_costs_one_dead_letter_and_nothing_waits(
             dead_lettered=1,
         )
     (tmp_path / "inference_peak_rss.json").write_text(json.dumps({"bytes": inference_peak}))
+
+
+def test_scan_bombs_are_dead_lettered_and_the_other_stream_keeps_flowing(
+    kafka_bootstrap, kafka_settings, topics, default_model, sample_video, tmp_path
+):
+    """Two scan bombs (valid 4096x2160 progressive JPEGs of 20,000 tiny scans, 590 KB: about 20 s of CPU each
+    to decode here) among stream "cam-a"'s frames, stream "cam-b" beside it: both bombs dead-lettered
+    at triage with their reason, every other frame of both streams answered, no restart, inference's memory
+    under its pod limit."""
+    bomb = jpeg_craft.with_scans(jpeg_craft.progressive_jpeg(4096, 2160), 20_000)
+    good_frames = video_jpegs(sample_video, 40)
+    port, ops_port = free_port(), free_port()
+    inference = inference_process(port, tmp_path, default_model, INFERENCE_OPS_PORT=str(ops_port)).start()
+    consumer = None
+    try:
+        inference.wait_http(f"http://127.0.0.1:{ops_port}/readyz", timeout_s=120)
+        inference_pid = inference.process.pid
+        producer = Producer(producer_config(kafka_settings))
+        bombs_at = {5, 12}  # cam-a's seqs that are bombs
+        for seq in range(20):
+            if seq in bombs_at:
+                meta = FrameMeta("cam-a", seq, time.time_ns() // 1000, 4096, 2160)
+                value = bomb
+            else:
+                meta = FrameMeta("cam-a", seq, time.time_ns() // 1000, 640, 272)
+                value = good_frames[seq]
+            producer.produce(topics.frames, partition=0, key=meta.key, value=value, headers=meta.headers())
+            neighbour = FrameMeta("cam-b", seq, time.time_ns() // 1000, 640, 272)
+            producer.produce(
+                topics.frames,
+                partition=1 + seq % 2,
+                key=neighbour.key,
+                value=good_frames[20 + seq],
+                headers=neighbour.headers(),
+            )
+        assert producer.flush(30) == 0
+
+        consumer = consumer_process(
+            kafka_bootstrap,
+            f"http://127.0.0.1:{port}",
+            str(tmp_path / "archive"),
+            tmp_path,
+            CONSUMER_GROUP_ID=f"scans-{uuid.uuid4().hex[:6]}",
+            **topic_env(topics),
+        ).start()
+        consumer.wait_http(consumer_health_url(consumer), timeout_s=60)
+        consumer_pid = consumer.process.pid
+        dead = read_all(kafka_settings, topics.dead_letter, expect=2, timeout_s=120)
+        results = read_all(kafka_settings, topics.results, expect=38, timeout_s=120)
+        assert consumer.running and consumer.process.pid == consumer_pid, consumer.log_tail()
+        assert inference.running and inference.process.pid == inference_pid, inference.log_tail()
+        inference_peak = peak_rss_mb(inference_pid) * 2**20
+    finally:
+        for process in (consumer, inference):
+            if process is not None:
+                process.stop()
+
+    found = results_by_seq(results)
+    expected = {("cam-a", s) for s in range(20) if s not in bombs_at} | {("cam-b", s) for s in range(20)}
+    assert set(found) == expected and all(len(docs) == 1 for docs in found.values())
+    assert len(dead) == 2
+    for record in dead:
+        headers = header_dict(record.headers())
+        assert headers[Header.ERROR_CODE] == "too_many_scans", headers[Header.ERROR_REASON]
+        assert headers[Header.ERROR_STAGE] == "validate" and "more than 32 scans" in headers[Header.ERROR_REASON]
+        assert record.value() == bomb  # the original value, as CONSUMER_DEAD_LETTER_PAYLOAD=full (default) keeps it
+    assert {int(header_dict(r.headers())[Header.SEQ]) for r in dead} == bombs_at
+    assert inference_peak < POD_MEMORY_LIMIT
+    record_row(
+        "hostile: scan bomb",
+        f"2 valid 4096x2160 progressive JPEGs of 20,000 scans ({len(bomb) // 1024} KB each) among one stream's "
+        "frames, a second stream beside it: both dead-lettered `too_many_scans` at validate, before any decoding; "
+        f"every other frame of both streams processed, no restart, inference peak RSS {inference_peak / 2**20:.0f} MB",
+        Account(published=38, with_results=len(found), duplicates=0, missing=[]),
+        dead_lettered=2,
+    )

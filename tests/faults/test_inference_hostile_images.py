@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests import jpeg_craft
 from tests.helpers import peak_rss_mb
 from tests.unit.test_inference_hostile import CORPUS, JPEG
 from tools.harness.processes import free_port, inference_process
@@ -28,7 +29,7 @@ def server(default_model, tmp_path_factory):
         port, tmp_path_factory.mktemp("logs"), default_model, INFERENCE_MAX_BATCH_SIZE="4"
     ).start()
     try:
-        process.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=120)
+        process.wait_ready(timeout_s=120)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             yield process, client
     finally:
@@ -91,3 +92,26 @@ def test_peak_memory_stays_bounded_under_bombs_and_full_budget_frames_from_many_
             assert codes <= {None, "too_large"}
     assert after - before < 400, f"peak RSS grew {after - before:.0f} MB"
     assert after < 1024, f"peak RSS {after:.0f} MB"
+
+
+def test_scan_bombs_hold_no_budget_and_valid_frames_are_answered_meanwhile(server):
+    """Scan bombs (4096x2160 progressive JPEGs of 20,000 tiny scans, about 20 s of CPU each to decode here) from
+    several clients at once: each refused from its header (422 too_many_scans), none holding the decode budget,
+    so valid frames sent at the same time are all answered (with the bombs decoded, two of them held the whole
+    budget and every other request got 503 for over a minute)."""
+    _, client = server
+    bomb = jpeg_craft.with_scans(jpeg_craft.progressive_jpeg(4096, 2160), 20_000)
+
+    def send(data: bytes) -> httpx.Response:
+        return client.post("/v1/infer", content=data, headers={"Content-Type": "image/jpeg"})
+
+    with ThreadPoolExecutor(6) as pool:
+        bombs = [pool.submit(send, bomb) for _ in range(8)]
+        valid = [pool.submit(send, JPEG) for _ in range(16)]
+        batch = pool.submit(post_batch, client, [bomb, JPEG, bomb])
+    for future in bombs:
+        response = future.result()
+        assert response.status_code == 422 and response.json()["error"]["code"] == "too_many_scans", response.text
+    assert [f.result().status_code for f in valid] == [200] * 16
+    results = batch.result().json()["results"]
+    assert [r.get("error", {}).get("code") for r in results] == ["too_many_scans", None, "too_many_scans"]
