@@ -96,7 +96,7 @@ def inference_url(default_model, tmp_path_factory):
     port = free_port()
     server = inference_process(port, tmp_path_factory.mktemp("logs"), default_model).start()
     try:
-        server.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=120)
+        server.wait_ready(timeout_s=120)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()

@@ -115,22 +115,25 @@ def peak_rss_mb(pid: int | str = "self") -> float:
 
 
 def started_client(settings, ready: bool = True):
-    """The inference app in a TestClient, started (lifespan entered) once its model is loaded, or, with
-    ready=False, once it is loaded or has given up loading (to test load errors)."""
+    """The inference API app in a TestClient, started (lifespan entered) once its model is loaded, or,
+    with ready=False, once it is loaded or has given up loading (to test load errors). `client.ops` is
+    the ops app's client (/healthz, /readyz, /metrics)."""
     from fastapi.testclient import TestClient
 
-    from inference_service.app import create_app
+    from inference_service.app import create_app, create_ops_app
 
-    client = TestClient(create_app(settings))
+    # The API answers only allowed Host names: localhost is one (TestClient's default, testserver, is not).
+    client = TestClient(create_app(settings), base_url="http://localhost")
     client.__enter__()
     state = client.app.state.service
+    client.ops = TestClient(create_ops_app(state), base_url="http://localhost")
     deadline = time.monotonic() + 30
     while not (state.batcher is not None if ready else state.batcher is not None or state.load_error is not None):
-        assert time.monotonic() < deadline, client.get("/readyz").json()
+        assert time.monotonic() < deadline, client.ops.get("/readyz").json()
         time.sleep(0.05)
     if ready:
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/readyz").json()
+        while client.ops.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.ops.get("/readyz").json()
             time.sleep(0.05)
     return client
 

@@ -73,7 +73,7 @@ def start_analytics(stack: ExitStack, bootstrap: str, logs: Path, streams_file: 
     service: ServiceProcess = analytics_process(bootstrap, logs, streams_file, str(archive), port)
     service.start()
     stack.callback(service.stop)
-    service.wait_http(f"http://127.0.0.1:{port}/readyz")
+    service.wait_ready()
     return f"http://127.0.0.1:{port}/"
 
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(inference.stop)
         consumer = consumer_process(bootstrap, f"http://127.0.0.1:{inference_port}", str(archive), logs)
         print("starting the inference service, the consumer and the analytics service...")
-        inference.wait_http(f"http://127.0.0.1:{inference_port}/readyz")
+        inference.wait_ready()
         consumer.start()
         stack.callback(consumer.stop)
         consumer.wait_http(consumer_health_url(consumer))

@@ -73,7 +73,7 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(kafka_settings, 
 def test_inference_down_20s_is_waited_out(run, sample_video, default_model, kafka_settings):
     port = free_port()
     inference = inference_process(port, run.workdir, default_model).start()
-    inference.wait_http(f"http://127.0.0.1:{port}/readyz")
+    inference.wait_ready()
     consumer = run.consumer(inference_url=f"http://127.0.0.1:{port}", CONSUMER_RETRY_MAX_S="2")
     run.publisher(sample_video, "--pace", "source")
     run.wait_results(40, timeout_s=60)
@@ -111,7 +111,7 @@ def test_rolling_restart_with_sigterm_loses_nothing(run, sample_video, default_m
     port = free_port()
     inference = inference_process(port, run.workdir, default_model).start()
     run.processes.append(inference)
-    inference.wait_http(f"http://127.0.0.1:{port}/readyz")
+    inference.wait_ready()
     consumer = run.consumer(inference_url=f"http://127.0.0.1:{port}")
     publisher = run.publisher(sample_video, "--pace", "source")
     run.wait_results(50, timeout_s=60)

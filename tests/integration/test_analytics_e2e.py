@@ -97,11 +97,11 @@ def test_the_same_video_twice_gives_the_same_events_and_counts_and_cars_keep_the
     events = EventCollector(kafka_bootstrap, events_topic, set(STREAMS))
     started = [inference.start()]
     try:
-        inference.wait_http(f"http://127.0.0.1:{inference_port}/readyz", timeout_s=120)
+        inference.wait_ready(timeout_s=120)
         started.append(consumer.start())
         started.append(analytics.start())
         consumer.wait_http(consumer_health_url(consumer), timeout_s=60)
-        analytics.wait_http(f"http://127.0.0.1:{analytics_port}/readyz", timeout_s=60)
+        analytics.wait_ready(timeout_s=60)
 
         jpegs = video_jpegs(sample_video, FRAMES)
         assert len(jpegs) == FRAMES

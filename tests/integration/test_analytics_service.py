@@ -33,9 +33,9 @@ from tests.analytics_support import (
     write_streams_file,
 )
 from tests.helpers import TurnsFatal, committed_offsets, read_all, turn_fatal_after
-from tools.harness.processes import analytics_process, analytics_url, free_port, service_env
+from tools.harness.processes import analytics_process, analytics_url, free_port, ops_url, service_env
 from tools.paths import ROOT
-from vidpipe.contract import MIN_CAPTURE_TS_US, decode_event, encode_result
+from vidpipe.contract import decode_event, encode_result
 from vidpipe.storage import LocalStorage, frame_key
 
 pytestmark = pytest.mark.broker
@@ -78,13 +78,15 @@ def test_events_metrics_and_live_view_from_results(kafka_bootstrap, kafka_settin
          (STREAM.encode(), encode_result(bad_id))],
     )  # fmt: skip
     produced += produce_results(kafka_settings, topics.results, docs[5:])
+    # A stream the streams file does not list: counted under one series and skipped, never analyzed.
+    produced += produce_results(kafka_settings, topics.results, passage_docs("cam-unlisted", 0, start_us, frames=3))
 
     port = free_port()
     service = analytics_process(
         kafka_bootstrap, tmp_path, streams_file, str(tmp_path / "archive"), port, **analytics_env(topics, group)
     ).start()
     try:
-        service.wait_http(analytics_url(service, "/readyz"), timeout_s=90)
+        service.wait_ready(timeout_s=90)
         records = _events(kafka_settings, topics.events, expect=4)
         streams = wait_for(
             lambda: [s for s in get_json(analytics_url(service, "/api/streams"))["streams"] if s["seq"] == last["seq"]],
@@ -92,24 +94,37 @@ def test_events_metrics_and_live_view_from_results(kafka_bootstrap, kafka_settin
             service,
         )
         latest = get_json(analytics_url(service, f"/api/streams/{STREAM}/latest"))
-        metrics_text = http(analytics_url(service, "/metrics"))[2].decode()
+        metrics_text = wait_for(
+            lambda: (
+                (text := http(ops_url(service, "/metrics"))[2].decode())
+                and metric(text, "vidpipe_analytics_other_stream_results_total", reason="unlisted_stream") == 3
+                and text
+            ),
+            "the unlisted stream's results counted",
+            service,
+        )
         page = http(analytics_url(service, "/"))
         script = http(analytics_url(service, "/live/live.js"))
         frame = http(analytics_url(service, latest["frame_url"]))
         refusals = {
             path: http(analytics_url(service, path))[0]
             for path in (
-                f"/api/frames/{STREAM}/{last['seq'] - 1}?ts={last['capture_ts_us']}",  # not archived
-                f"/api/frames/..%2F..%2Fetc/1?ts={last['capture_ts_us']}",
-                f"/api/frames/.hidden/1?ts={last['capture_ts_us']}",
-                f"/api/frames/{STREAM}/-1?ts={last['capture_ts_us']}",
-                f"/api/frames/{STREAM}/1?ts={MIN_CAPTURE_TS_US - 1}",
-                f"/api/frames/{STREAM}/1?ts=abc",
-                f"/api/frames/{STREAM}/1",
+                f"/api/streams/{STREAM}/frame?seq={last['seq'] - 1}",  # recent, not archived
+                f"/api/streams/{STREAM}/frame?seq={last['seq'] + 1}",  # never analyzed
+                f"/api/streams/{STREAM}/frame?epoch=7",
+                "/api/streams/nobody/frame",
+                "/api/streams/..%2F..%2Fetc/frame",
+                "/api/streams/.hidden/frame",
+                f"/api/streams/{STREAM}/frame?seq=-1",
+                f"/api/streams/{STREAM}/frame?seq=abc",
+                f"/api/frames/{STREAM}/{last['seq']}?ts={last['capture_ts_us']}",  # no archive browsing
                 "/api/streams/nobody/latest",
                 "/api/streams/..%2Fx/latest",
+                "/metrics",  # on the ops port only
+                "/healthz",
             )
         }
+        ops_refusals = {path: http(ops_url(service, path))[0] for path in ("/", "/api/streams", latest["frame_url"])}
         assert service.running, service.log_tail()
     finally:
         code = service.stop()
@@ -137,6 +152,8 @@ def test_events_metrics_and_live_view_from_results(kafka_bootstrap, kafka_settin
     assert metric(metrics_text, "vidpipe_analytics_results_total", stream=STREAM) == PASSAGE_FRAMES
     for field in ("json", "detections", "stream_id"):
         assert metric(metrics_text, "vidpipe_analytics_invalid_results_total", field=field) == 1, field
+    assert metric(metrics_text, "vidpipe_analytics_other_stream_results_total", reason="unlisted_stream") == 3
+    assert metric(metrics_text, "vidpipe_analytics_results_total", stream="cam-unlisted") is None
     assert metric(metrics_text, "vidpipe_analytics_events_published_total", type="line_crossed") == 1
     assert metric(metrics_text, "vidpipe_analytics_tracker_resets_total", stream=STREAM, reason="start") == 1
     log = service.log_path.read_text()
@@ -152,20 +169,25 @@ def test_events_metrics_and_live_view_from_results(kafka_bootstrap, kafka_settin
     assert track["label"] == "person" and track["box"] == last["detections"][0]["box"]
     assert latest["counts"]["lines"]["gate"] == {"in": {"person": 1}, "out": {}}
     assert latest["counts"]["zones"]["pen"] == {"occupancy": {}, "entered": {"person": 1}}
-    assert latest["frame_url"] == f"/api/frames/{STREAM}/{last['seq']}?ts={last['capture_ts_us']}"
+    assert latest["frame_url"] == f"/api/streams/{STREAM}/frame?epoch=0&seq={last['seq']}"
     status, headers, body = frame
     assert (status, headers["content-type"], body) == (200, "image/jpeg", jpeg)  # the archive's bytes
     assert refusals == {
-        f"/api/frames/{STREAM}/{last['seq'] - 1}?ts={last['capture_ts_us']}": 404,
-        f"/api/frames/..%2F..%2Fetc/1?ts={last['capture_ts_us']}": 404,  # no route: '/' splits the path
-        f"/api/frames/.hidden/1?ts={last['capture_ts_us']}": 422,
-        f"/api/frames/{STREAM}/-1?ts={last['capture_ts_us']}": 422,
-        f"/api/frames/{STREAM}/1?ts={MIN_CAPTURE_TS_US - 1}": 422,
-        f"/api/frames/{STREAM}/1?ts=abc": 422,
-        f"/api/frames/{STREAM}/1": 422,
+        f"/api/streams/{STREAM}/frame?seq={last['seq'] - 1}": 404,
+        f"/api/streams/{STREAM}/frame?seq={last['seq'] + 1}": 404,
+        f"/api/streams/{STREAM}/frame?epoch=7": 404,
+        "/api/streams/nobody/frame": 404,
+        "/api/streams/..%2F..%2Fetc/frame": 404,  # no route: '/' splits the path
+        "/api/streams/.hidden/frame": 422,
+        f"/api/streams/{STREAM}/frame?seq=-1": 422,
+        f"/api/streams/{STREAM}/frame?seq=abc": 422,
+        f"/api/frames/{STREAM}/{last['seq']}?ts={last['capture_ts_us']}": 404,
         "/api/streams/nobody/latest": 404,
         "/api/streams/..%2Fx/latest": 404,
+        "/metrics": 404,
+        "/healthz": 404,
     }
+    assert ops_refusals == {"/": 404, "/api/streams": 404, latest["frame_url"]: 404}
     status, headers, body = page
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in headers["content-security-policy"] and headers["x-content-type-options"] == "nosniff"
@@ -192,7 +214,7 @@ def test_a_new_owner_starts_the_streams_afresh_and_does_not_repeat_committed_eve
     first = analytics_process(kafka_bootstrap, tmp_path, streams_file, None, free_port(), name="first", **env).start()
     try:
         wait_for(
-            lambda: metric(http(analytics_url(first, "/metrics"))[2].decode(), "vidpipe_analytics_results_total",
+            lambda: metric(http(ops_url(first, "/metrics"))[2].decode(), "vidpipe_analytics_results_total",
                            stream=STREAM) == PASSAGE_FRAMES,
             "every result analyzed",
             first,
@@ -243,9 +265,9 @@ def test_sigterm_while_idle_exits_0_and_leaves_the_group(kafka_bootstrap, kafka_
     env = analytics_env(events_topics)
     service = analytics_process(kafka_bootstrap, tmp_path, None, None, free_port(), **env).start()
     try:
-        service.wait_http(analytics_url(service, "/readyz"), timeout_s=90)
+        service.wait_ready(timeout_s=90)
         assert get_json(analytics_url(service, "/api/streams")) == {"streams": []}
-        assert get_json(analytics_url(service, "/healthz")) == {"status": "ok"}
+        assert get_json(ops_url(service, "/healthz")) == {"status": "ok"}
         service.signal(signal.SIGTERM)
         assert service.process.wait(60) == 0, service.log_tail()
     finally:

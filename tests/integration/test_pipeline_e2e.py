@@ -89,7 +89,7 @@ def test_a_raw_mode_model_outputs_reach_the_results_topic(
     inference = inference_process(port, tmp_path, model).start()
     consumer = None
     try:
-        inference.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
+        inference.wait_ready(timeout_s=60)
         consumer = consumer_process(
             kafka_bootstrap,
             f"http://127.0.0.1:{port}",

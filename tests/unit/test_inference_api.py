@@ -1,13 +1,10 @@
 """The inference API's edge: any ONNX model serves; bad input gets a 4xx JSON error naming the problem."""
 
-import time
 
 import cv2
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from inference_service.app import create_app
 from inference_service.settings import InferenceSettings
 from tests.helpers import started_client, tiny_model
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
@@ -78,8 +75,8 @@ def test_bad_requests_get_json_errors(client, path, content, content_type, statu
 
 
 def test_health_and_metrics(client):
-    assert client.get("/healthz").json() == {"status": "ok"}
-    metrics = client.get("/metrics").text
+    assert client.ops.get("/healthz").json() == {"status": "ok"}
+    metrics = client.ops.get("/metrics").text
     assert "inference_frames_total" in metrics and "inference_batch_size_bucket" in metrics
 
 
@@ -88,7 +85,7 @@ def test_unloadable_model_is_reported_not_crashed(tmp_path):
     bad.write_bytes(b"not a model")
     client = ready_client_or_error(InferenceSettings(model_uri=str(bad)))
     try:
-        response = client.get("/readyz")
+        response = client.ops.get("/readyz")
         assert response.status_code == 503 and "not a loadable ONNX model" in response.json()["error"]["message"]
         assert client.post("/v1/infer", content=jpeg(), headers={"Content-Type": "image/jpeg"}).status_code == 503
     finally:
@@ -96,19 +93,14 @@ def test_unloadable_model_is_reported_not_crashed(tmp_path):
 
 
 def ready_client_or_error(settings):
-    client = TestClient(create_app(settings))
-    client.__enter__()
-    deadline = time.monotonic() + 10
-    while client.app.state.service.load_error is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return client
+    return started_client(settings, ready=False)
 
 
 def test_requests_are_counted_by_route_and_made_up_paths_share_one_label(client):
     from prometheus_client.parser import text_string_to_metric_families
 
     def counts() -> dict[tuple[str, str], float]:
-        families = text_string_to_metric_families(client.get("/metrics").text)
+        families = text_string_to_metric_families(client.ops.get("/metrics").text)
         return {(s.labels["endpoint"], s.labels["status"]): s.value for f in families if f.name == "inference_requests"
                 for s in f.samples if s.name == "inference_requests_total"}  # fmt: skip
 

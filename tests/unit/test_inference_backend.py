@@ -46,7 +46,7 @@ def test_fixed_batch_padding_and_multiple_instances_on_each_backend(serve, tmp_p
     for item, result in zip(colours, infer_batch(client, colours), strict=True):
         r, _, b = result["outputs"]["mean_colour"]["data"]
         assert (r > 0.9 and b < 0.1) if item is RED else (b > 0.9 and r < 0.1), result
-    metrics = client.get("/metrics").text
+    metrics = client.ops.get("/metrics").text
     assert f'inference_runtime_info{{backend="{backend}",precision="f32"}} 1.0' in metrics
     assert "inference_model_instances 2.0" in metrics
 
@@ -63,7 +63,7 @@ def test_a_model_failing_on_one_input_fails_that_input_alone_on_each_backend(ser
 def test_bf16_needs_openvino_and_onnxruntime_serves_f32(serve, tmp_path):
     path = mean_colour_model(tmp_path / "m.onnx")
     client = serve(path, backend="onnxruntime", precision="bf16")
-    assert "needs the OpenVINO backend" in client.get("/healthz").json()["error"]["message"]
+    assert "needs the OpenVINO backend" in client.ops.get("/healthz").json()["error"]["message"]
 
 
 def test_auto_falls_back_to_onnxruntime_when_openvino_cannot_load(serve, tmp_path, monkeypatch):
@@ -129,9 +129,9 @@ def test_int8_has_its_own_gate_file_and_a_lower_bar():
 def test_int8_is_refused_at_start_up_without_openvino_or_without_a_verdict(serve, tmp_path):
     path = mean_colour_model(tmp_path / "m.onnx")
     client = serve(path, backend="onnxruntime", precision="int8")
-    assert "needs the OpenVINO backend" in client.get("/healthz").json()["error"]["message"]
+    assert "needs the OpenVINO backend" in client.ops.get("/healthz").json()["error"]["message"]
     client = serve(path, precision="int8")
-    message = client.get("/healthz").json()["error"]["message"]
+    message = client.ops.get("/healthz").json()["error"]["message"]
     assert "INFERENCE_PRECISION=int8: no gate file" in message and "tools.quantize" in message
 
 

@@ -136,7 +136,7 @@ def test_a_batch_of_hostile_images_gets_per_item_errors_and_results_for_the_rest
     response = post_batch(client, [JPEG, b"", JPEG])
     assert response.status_code == 400 and response.json()["error"]["code"] == "malformed_batch"
     assert "item 1" in response.json()["error"]["message"]
-    metrics = client.get("/metrics").text
+    metrics = client.ops.get("/metrics").text
     assert 'inference_frame_errors_total{reason="too_large"}' in metrics
 
 

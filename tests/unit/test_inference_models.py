@@ -57,7 +57,7 @@ def infer_batch(client, items):
 
 def test_a_fixed_batch_of_10_is_padded_and_larger_batches_split(serve, tmp_path):
     client = serve(mean_colour_model(tmp_path / "fixed10.onnx", batch=10), max_batch_size=4, max_request_items=23)
-    assert client.get("/readyz").status_code == 200
+    assert client.ops.get("/readyz").status_code == 200
     assert client.get("/v1/model").json()["input"]["shape"] == [10, 3, 16, 16]
     red = infer(client, RED)
     assert red.status_code == 200, red.text
@@ -117,12 +117,12 @@ def single_input(path, shape, elem=TensorProto.FLOAT):
 )
 def test_models_the_service_cannot_feed_are_refused_at_start_up_naming_the_input(serve, tmp_path, build, expected):
     client = serve(build(tmp_path / "unfeedable.onnx"))
-    health = client.get("/healthz")
+    health = client.ops.get("/healthz")
     assert health.status_code == 503 and health.json()["error"]["code"] == "model_unavailable"
     message = health.json()["error"]["message"]
     for part in expected:
         assert part in message, message
-    assert client.get("/readyz").status_code == 503
+    assert client.ops.get("/readyz").status_code == 503
     response = infer(client, RED)
     assert response.status_code == 503 and response.json()["error"]["code"] == "model_unavailable"
 
@@ -153,7 +153,7 @@ def fails_on_white_model(path):
 
 def test_a_model_failing_on_one_input_fails_that_input_alone(serve, tmp_path):
     client = serve(fails_on_white_model(tmp_path / "white.onnx"), max_batch_size=4, max_queue_delay_ms=50)
-    assert client.get("/readyz").status_code == 200
+    assert client.ops.get("/readyz").status_code == 200
     results = infer_batch(client, [BLACK, WHITE, BLACK, BLACK, WHITE])
     codes = [r.get("error", {}).get("code") for r in results]
     assert codes == [None, "inference_failed", None, None, "inference_failed"]
@@ -166,7 +166,7 @@ def test_a_model_failing_on_one_input_fails_that_input_alone(serve, tmp_path):
         "field": "body",
     }
     assert infer(client, BLACK).status_code == 200  # and it keeps serving
-    assert 'inference_frame_errors_total{reason="inference_failed"} 3.0' in client.get("/metrics").text
+    assert 'inference_frame_errors_total{reason="inference_failed"} 3.0' in client.ops.get("/metrics").text
 
 
 def heatmap_model(path):

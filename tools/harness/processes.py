@@ -39,6 +39,7 @@ class ServiceProcess:
     log_path: Path
     args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
+    ready_url: str | None = None  # its readiness probe (the ops port's /readyz, the consumer's health port)
 
     def start(self) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +79,11 @@ class ServiceProcess:
             time.sleep(0.2)
         raise TimeoutError(f"{self.name} not ready at {url} after {timeout_s:.0f}s:\n{self.log_tail()}")
 
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        if self.ready_url is None:
+            raise ValueError(f"{self.name} has no readiness URL")
+        self.wait_http(self.ready_url, timeout_s)
+
     def signal(self, signum: int) -> None:
         if self.running:
             self.process.send_signal(signum)
@@ -96,8 +102,13 @@ class ServiceProcess:
 
 
 def inference_process(port: int, log_dir: Path, model: Path = DEFAULT_MODEL, **extra: str) -> ServiceProcess:
-    env = service_env(INFERENCE_MODEL_URI=str(model), INFERENCE_PORT=str(port), INFERENCE_HOST="127.0.0.1", **extra)
-    return ServiceProcess("inference", "inference_service", env, log_dir / "inference.log")
+    """The inference service: its API on http://127.0.0.1:<port>, probes and metrics on its ops port
+    (INFERENCE_OPS_PORT, a free one unless given: ops_url)."""
+    variables = {"INFERENCE_OPS_PORT": str(free_port()), **extra}
+    env = service_env(INFERENCE_MODEL_URI=str(model), INFERENCE_PORT=str(port), INFERENCE_HOST="127.0.0.1", **variables)
+    process = ServiceProcess("inference", "inference_service", env, log_dir / "inference.log")
+    process.ready_url = ops_url(process, "/readyz")
+    return process
 
 
 def consumer_process(
@@ -131,18 +142,28 @@ def analytics_process(
     name: str = "analytics",
     **extra: str,
 ) -> ServiceProcess:
-    """The analytics service: results -> events, metrics and the live view on http://127.0.0.1:<port>/."""
-    env = service_env(KAFKA_BOOTSTRAP=bootstrap, ANALYTICS_PORT=str(port), ANALYTICS_HOST="127.0.0.1", **extra)
+    """The analytics service: results -> events, the live view on http://127.0.0.1:<port>/, probes and
+    metrics on its ops port (ANALYTICS_OPS_PORT, a free one unless given: ops_url)."""
+    variables = {"ANALYTICS_OPS_PORT": str(free_port()), **extra}
+    env = service_env(KAFKA_BOOTSTRAP=bootstrap, ANALYTICS_PORT=str(port), ANALYTICS_HOST="127.0.0.1", **variables)
     # None means none: not one inherited from the caller's environment.
     for variable, value in (("ANALYTICS_STREAMS_FILE", streams_file), ("ANALYTICS_ARCHIVE_URI", archive_uri)):
         env.pop(variable, None)
         if value is not None:
             env[variable] = str(value)
-    return ServiceProcess(name, "analytics_service", env, logs / f"{name}.log")
+    process = ServiceProcess(name, "analytics_service", env, logs / f"{name}.log")
+    process.ready_url = ops_url(process, "/readyz")
+    return process
 
 
 def analytics_url(process: ServiceProcess, path: str = "/") -> str:
     return f"http://127.0.0.1:{process.env['ANALYTICS_PORT']}{path}"
+
+
+def ops_url(process: ServiceProcess, path: str = "/metrics") -> str:
+    """The ops port of the inference or analytics service: /healthz, /readyz, /metrics."""
+    variable = "INFERENCE_OPS_PORT" if process.module == "inference_service" else "ANALYTICS_OPS_PORT"
+    return f"http://127.0.0.1:{process.env[variable]}{path}"
 
 
 def consumer_health_url(process: ServiceProcess) -> str:

@@ -1,25 +1,25 @@
 """python -m analytics_service (or `analytics-service`): the worker and the HTTP edge in one process,
-with ANALYTICS_*, KAFKA_* and TOPICS_* settings. Exit codes: 0 stopped (SIGTERM), 1 the worker failed,
-2 bad configuration (a variable or the streams file, named)."""
+with ANALYTICS_*, KAFKA_* and TOPICS_* settings: the live view on ANALYTICS_PORT, /healthz, /readyz and
+/metrics on ANALYTICS_OPS_PORT. Exit codes: 0 stopped (SIGTERM), 1 the worker failed, 2 bad
+configuration (a variable or the streams file, named)."""
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 
-import uvicorn
-
-from vidpipe.config import load_settings
+from vidpipe.config import ConfigurationError, load_settings
 from vidpipe.health import Heartbeat
+from vidpipe.http_edge import EdgeServers, api_config, ops_config
 from vidpipe.kafka import KafkaSettings
+from vidpipe.secrets import SecretError
 from vidpipe.storage import open_storage
 from vidpipe.topics import TopicSettings, ensure
 
-from .app import ServiceState, create_app
+from .app import ServiceState, create_app, create_ops_app
 from .engine import Analytics
 from .metrics import AnalyticsMetrics
-from .settings import AnalyticsSettings, load_analytics_config
+from .settings import AnalyticsSettings, load_analytics_config, load_stream_names
 from .view import LiveView
 from .worker import AnalyticsWorker
 
@@ -31,13 +31,19 @@ def main() -> None:
     config = load_analytics_config(settings)  # exit 2 naming the key, before anything connects
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("analytics_service")
+    try:
+        token = settings.resolve_token()
+    except (SecretError, ValueError) as exc:
+        print(f"invalid configuration:\n  {exc}", file=sys.stderr)
+        raise ConfigurationError(2) from None
+    streams = load_stream_names(settings)
 
     ensure(kafka, topics)
     metrics = AnalyticsMetrics()
     view = LiveView(config, settings.live_window)
     heartbeat = Heartbeat(stale_after_s=max(60.0, settings.retry_max_s * 3))
     worker = AnalyticsWorker(
-        settings, kafka, topics, Analytics(config, settings.tracker()), view, metrics, heartbeat=heartbeat
+        settings, kafka, topics, Analytics(config, settings.tracker()), view, metrics, heartbeat, streams
     )
     state = ServiceState(
         view=view,
@@ -47,35 +53,30 @@ def main() -> None:
         worker=worker,
         join_timeout_s=settings.shutdown_timeout_s + 20,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(state),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            timeout_graceful_shutdown=10,
-            access_log=False,
-        )
-    )
+    servers = EdgeServers(
+        api_config(create_app(state, settings, token), settings, settings.host, settings.port, settings.log_level,
+                   graceful_s=10),
+        ops_config(create_ops_app(state), settings, settings.host, settings.ops_port, settings.log_level),
+    )  # fmt: skip
 
     def worker_exited() -> None:
         if not worker.stopping:  # it died on its own: stop serving, exit 1 (restarted)
-            server.should_exit = True
+            servers.stop()
 
     state.on_worker_exit = worker_exited
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler it found
-    # installed: make that handler report the graceful stop as success (exit 0).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log.info(
-        "analyzing %s as group %s from %s; events to %s; %d streams with lines or zones; live view on port %d",
+        "analyzing %s as group %s from %s; events to %s; %s; %d streams with lines or zones; live view on port %d, "
+        "probes and metrics on port %d",
         topics.results,
         settings.group_id,
         kafka.bootstrap,
         topics.events,
+        f"only the {len(streams)} streams listed" if streams else f"at most {settings.max_streams} streams",
         len(config.streams),
         settings.port,
+        settings.ops_port,
     )
-    server.run()
+    servers.run()
     if state.worker_error is not None:
         log.error("exiting: %s", state.worker_error)
         sys.exit(1)

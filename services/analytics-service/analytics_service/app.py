@@ -1,7 +1,11 @@
-"""HTTP edge of the analytics service: probes, metrics and the live view (page and JSON API).
+"""HTTP edge of the analytics service: the live view (page and JSON API), and the ops app (probes, metrics).
 
-The worker (Kafka) runs on a thread of this process, started and stopped with the app. The live view
-draws on the archived JPEG in the browser: /api/frames streams the archive's bytes unchanged.
+The worker (Kafka) runs on a thread of this process, started and stopped with the live view's app. The
+live view shows what it is for and no more: the streams this replica analyzes, each with its latest
+frame. The page draws on the archived JPEG in the browser: /api/streams/{id}/frame streams the archive's
+bytes of that stream's latest (or a recent) analyzed frame, unchanged; no other frame of the archive is
+reachable. The API and the page sit behind vidpipe.http_edge's Host allow-list and, when
+ANALYTICS_API_TOKEN is set, its token: a browser opens /?token=<token> once and gets a session cookie.
 """
 
 from __future__ import annotations
@@ -15,15 +19,16 @@ from importlib import resources
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vidpipe.contract import JPEG_CONTENT_TYPE, MAX_INT_HEADER, MIN_CAPTURE_TS_US, check_stream_id
+from vidpipe.contract import JPEG_CONTENT_TYPE, MAX_INT_HEADER, check_stream_id
 from vidpipe.health import Heartbeat
+from vidpipe.http_edge import ASGIApp, EdgeGuard, EdgeSettings, guard_options, json_probe, ops_app
 from vidpipe.storage import Storage, frame_key, is_outage
 
 from .metrics import AnalyticsMetrics
@@ -48,8 +53,8 @@ STATIC = {
     "/live/live.css": ("live.css", "text/css; charset=utf-8"),
     "/live/icon.svg": ("icon.svg", "image/svg+xml"),
 }
-# Year 9999: the archive's date folder cannot be formatted beyond it.
-MAX_CAPTURE_TS_US = 253_402_300_799_999_999
+# The browser session's cookie (set by GET /?token=...): HttpOnly, SameSite=Strict.
+SESSION_COOKIE = "vidpipe_live"
 
 
 class JSONResponse(Response):
@@ -120,7 +125,7 @@ def _stream_id(value: str) -> str:
 def frame_url(state: ServiceState, view: StreamView) -> str | None:
     if state.storage is None:
         return None
-    return f"/api/frames/{view.stream_id}/{view.seq}?ts={view.capture_ts_us}&epoch={view.epoch}"
+    return f"/api/streams/{view.stream_id}/frame?epoch={view.epoch}&seq={view.seq}"
 
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
@@ -128,8 +133,11 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
     return {path: (folder.joinpath(name).read_bytes(), kind) for path, (name, kind) in STATIC.items()}
 
 
-def create_app(state: ServiceState) -> FastAPI:
+def create_app(state: ServiceState, settings: EdgeSettings | None = None, token: str | None = None) -> FastAPI:
+    """The live view's app. settings: the edge's (allowed hosts, OpenAPI); token: the bearer token the
+    API and the page require (None: none, with a warning)."""
     files = _static_files()
+    settings = settings or EdgeSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,7 +146,8 @@ def create_app(state: ServiceState) -> FastAPI:
         # SIGTERM: the worker delivers what it analyzed, commits and leaves the group.
         await run_in_threadpool(state.stop_worker)
 
-    # No /docs or /redoc: they load scripts from a CDN, which the CSP (rightly) refuses.
+    # No /docs or /redoc: they load scripts from a CDN, which the CSP (rightly) refuses. The schema only
+    # on request (ANALYTICS_OPENAPI).
     app = FastAPI(
         title="vidpipe analytics",
         version="1",
@@ -146,6 +155,7 @@ def create_app(state: ServiceState) -> FastAPI:
         default_response_class=JSONResponse,
         docs_url=None,
         redoc_url=None,
+        openapi_url="/openapi.json" if settings.openapi else None,
     )
     app.state.service = state
 
@@ -188,24 +198,7 @@ def create_app(state: ServiceState) -> FastAPI:
     for path in STATIC:
         app.add_api_route(path, static(path), methods=["GET"], include_in_schema=path == "/", summary="Live view")
 
-    @app.get("/healthz", summary="Liveness: the worker makes progress", response_model=None)
-    async def healthz() -> Response | dict[str, str]:
-        if not state.worker_alive:
-            return error_response(503, "worker_stopped", state.worker_error or "the worker stopped")
-        if not state.heartbeat.alive:
-            reason = state.heartbeat.unhealthy_reason or "the worker made no progress recently"
-            return error_response(503, "unhealthy", reason)
-        return {"status": "ok"}
-
-    @app.get("/readyz", summary="Readiness: the worker joined its consumer group", response_model=None)
-    async def readyz() -> Response | dict[str, str]:
-        if not (state.worker_alive and state.heartbeat.ready and state.heartbeat.alive):
-            return error_response(503, "not_ready", "the worker has not joined its consumer group")
-        return {"status": "ready"}
-
-    @app.get("/metrics", summary="Prometheus metrics", response_model=None)
-    async def metrics() -> Response:
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    app.add_middleware(EdgeGuard, **guard_options("analytics", settings, token, login_cookie=SESSION_COOKIE))
 
     @app.get("/api/streams", summary="Every stream this replica analyzes: latest seq, rate, latency, counts")
     async def streams() -> dict[str, Any]:
@@ -230,32 +223,36 @@ def create_app(state: ServiceState) -> FastAPI:
         }
 
     @app.get(
-        "/api/frames/{stream_id}/{seq}",
-        summary="An archived frame, the archive's JPEG bytes unchanged",
+        "/api/streams/{stream_id}/frame",
+        summary="A stream's latest analyzed frame (or a recent one, by epoch and seq): the archive's JPEG unchanged",
         response_model=None,
         responses={200: {"content": {JPEG_CONTENT_TYPE: {}}}, 404: {}},
     )
     async def frame(
         stream_id: str,
-        seq: Annotated[int, Path(ge=0, le=MAX_INT_HEADER)],
-        ts: Annotated[int, Query(ge=MIN_CAPTURE_TS_US, le=MAX_CAPTURE_TS_US, description="capture_ts_us")],
-        epoch: Annotated[int, Query(ge=0, le=MAX_INT_HEADER, description="the publisher run (FrameResult.epoch)")] = 0,
+        epoch: Annotated[int | None, Query(ge=0, le=MAX_INT_HEADER, description="FrameResult.epoch")] = None,
+        seq: Annotated[int | None, Query(ge=0, le=MAX_INT_HEADER, description="FrameResult.seq")] = None,
     ) -> Response:
-        # The key is built from a checked stream id and three integers: nothing else reaches the store.
-        key = frame_key(_stream_id(stream_id), epoch, ts, seq)
+        stream = _stream_id(stream_id)
         if state.storage is None:
             raise ApiError(404, "no_archive", "ANALYTICS_ARCHIVE_URI is not set: no frames to show")
+        # Only frames this replica analyzed lately: the key is built from what the worker recorded.
+        ref = state.view.recent_frame(stream, epoch, seq)
+        if ref is None:
+            if state.view.latest(stream) is None:
+                raise ApiError(404, "unknown_stream", f"no results of stream {stream_id!r} here", "stream_id")
+            raise ApiError(404, "frame_not_recent", "that frame is not among the stream's latest analyzed", "seq")
+        key = frame_key(stream, ref.epoch, ref.capture_ts_us, ref.seq)
         storage = state.storage
         try:
             body = await run_in_threadpool(storage.get, key)
         except Exception as exc:
             if _missing(exc):
-                raise ApiError(404, "frame_not_found", f"{key} is not in the archive") from None
+                raise ApiError(404, "frame_not_found", "the frame is not in the archive (yet)") from None
             if is_outage(exc):
                 raise ApiError(503, "archive_unavailable", f"the archive is unavailable: {exc}"[:300]) from None
             raise
-        # Archived frames never change: the browser may keep them.
-        return Response(body, media_type=JPEG_CONTENT_TYPE, headers={"Cache-Control": "private, max-age=3600"})
+        return Response(body, media_type=JPEG_CONTENT_TYPE)  # Cache-Control: no-store, as all of /api/streams
 
     return app
 
@@ -268,3 +265,29 @@ def _missing(exc: BaseException) -> bool:
         code = str(response.get("Error", {}).get("Code", ""))
         return code in ("NoSuchKey", "404", "NotFound")
     return False
+
+
+def create_ops_app(state: ServiceState) -> ASGIApp:
+    """/healthz (the worker makes progress), /readyz (it joined its consumer group) and /metrics, for
+    the ops port: probes and Prometheus reach these, never the live view."""
+
+    def healthz() -> tuple[int, Any]:
+        if not state.worker_alive:
+            return 503, _error("worker_stopped", state.worker_error or "the worker stopped")
+        if not state.heartbeat.alive:
+            return 503, _error("unhealthy", state.heartbeat.unhealthy_reason or "the worker made no progress recently")
+        return 200, {"status": "ok"}
+
+    def readyz() -> tuple[int, Any]:
+        if not (state.worker_alive and state.heartbeat.ready and state.heartbeat.alive):
+            return 503, _error("not_ready", "the worker has not joined its consumer group")
+        return 200, {"status": "ready"}
+
+    async def metrics() -> tuple[int, bytes, str]:
+        return 200, generate_latest(state.metrics.registry), CONTENT_TYPE_LATEST
+
+    return ops_app({"/healthz": json_probe(healthz), "/readyz": json_probe(readyz), "/metrics": metrics})
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": None}}

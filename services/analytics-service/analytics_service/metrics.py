@@ -30,6 +30,13 @@ class AnalyticsMetrics:
             ["field"],
             registry=r,
         )
+        self.other_streams = Counter(
+            "vidpipe_analytics_other_stream_results",
+            "Results of streams this service does not analyze, skipped (reason: unlisted_stream, not in the streams "
+            "file's list; stream_limit, beyond ANALYTICS_MAX_STREAMS): one series whatever their stream ids",
+            ["reason"],
+            registry=r,
+        )
         self.duplicates = Counter(
             "vidpipe_analytics_duplicate_results", "Redelivered results skipped (seq and capture time not newer)",
             registry=r,

@@ -5,19 +5,20 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from vidpipe.analytics_config import AnalyticsConfig, AnalyticsConfigError, load_streams_file
 from vidpipe.config import ConfigurationError
 from vidpipe.contract import ANALYTICS_GROUP
+from vidpipe.http_edge import EdgeSettings
 from vidpipe.storage import parse_s3_uri
 
 from .engine import TrackerSettings
 
 
-class AnalyticsSettings(BaseSettings):
-    """ANALYTICS_* variables (see env.example)."""
+class AnalyticsSettings(EdgeSettings):
+    """ANALYTICS_* variables (see env.example); the HTTP edge's (token, hosts, limits) from EdgeSettings."""
 
     model_config = SettingsConfigDict(env_prefix="ANALYTICS_", env_ignore_empty=True, extra="ignore")
 
@@ -29,7 +30,15 @@ class AnalyticsSettings(BaseSettings):
     )
     group_id: str = Field(default=ANALYTICS_GROUP, min_length=1, max_length=255)
     host: str = "0.0.0.0"
-    port: int = Field(default=8082, ge=1, le=65535)
+    port: int = Field(default=8082, ge=1, le=65535, description="The live view: its page and /api/*")
+    ops_port: int = Field(default=8092, ge=1, le=65535, description="/healthz, /readyz and /metrics only")
+    max_streams: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Without a streams list in ANALYTICS_STREAMS_FILE: streams analyzed at most; results of "
+        "further streams are counted and skipped",
+    )
     # The tracker (ByteTrack, through the engine): see engine.TrackerSettings.
     track_activation_threshold: float = Field(default=0.25, ge=0.0, le=1.0)
     lost_track_buffer: int = Field(default=30, ge=1, le=10_000)
@@ -57,6 +66,12 @@ class AnalyticsSettings(BaseSettings):
                 raise ValueError("only s3://bucket/prefix, file:// and local paths are supported")
         return value
 
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> AnalyticsSettings:
+        if self.ops_port == self.port:
+            raise ValueError("ANALYTICS_OPS_PORT must differ from ANALYTICS_PORT")
+        return self
+
     def tracker(self) -> TrackerSettings:
         return TrackerSettings(
             track_activation_threshold=self.track_activation_threshold,
@@ -79,3 +94,20 @@ def load_analytics_config(settings: AnalyticsSettings) -> AnalyticsConfig:
     except AnalyticsConfigError as exc:
         print(f"invalid configuration:\n  ANALYTICS_STREAMS_FILE ({settings.streams_file}): {exc}", file=sys.stderr)
         raise ConfigurationError(2) from None
+
+
+def load_stream_names(settings: AnalyticsSettings) -> frozenset[str] | None:
+    """The stream ids ANALYTICS_STREAMS_FILE lists (its `streams` list, read as load_streams_file reads
+    it, after that validated the file): only these are analyzed. None without a file, or with an empty
+    list: then ANALYTICS_MAX_STREAMS bounds the streams instead."""
+    if settings.streams_file is None:
+        return None
+    import yaml
+
+    document = yaml.safe_load(settings.streams_file.read_text()) or {}
+    names = set()
+    for stream in document.get("streams") or []:
+        name = (stream.get("name") or stream.get("id")) if isinstance(stream, dict) else stream
+        if isinstance(name, str):
+            names.add(name)
+    return frozenset(names) or None

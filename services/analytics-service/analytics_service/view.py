@@ -17,6 +17,19 @@ from vidpipe.contract import FrameResult
 
 from .engine import FrameAnalysis, Track
 
+# Frames per stream whose archived JPEG the live view serves: the latest, and the few before it that a
+# page may still ask for (it reads a stream's latest tracks, then fetches that frame, while new ones come).
+RECENT_FRAMES = 32
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """An analyzed frame's identity: what its archive key is made of."""
+
+    epoch: int
+    seq: int
+    capture_ts_us: int
+
 
 @dataclass(frozen=True)
 class StreamView:
@@ -65,6 +78,7 @@ class LiveView:
         self._latest: dict[str, StreamView] = {}
         self._captures: dict[str, deque[int]] = {}
         self._frames: dict[str, int] = {}
+        self._recent: dict[str, deque[FrameRef]] = {}
 
     def update(self, result: FrameResult, analysis: FrameAnalysis, counts: Mapping[str, Any], now_us: int) -> None:
         stream = result.stream_id
@@ -74,6 +88,8 @@ class LiveView:
                 captures.clear()  # the stream restarted (or replays): the rate starts over
             captures.append(result.capture_ts_us)
             self._frames[stream] = self._frames.get(stream, 0) + 1
+            recent = self._recent.setdefault(stream, deque(maxlen=RECENT_FRAMES))
+            recent.append(FrameRef(result.epoch, result.seq, result.capture_ts_us))
             self._latest[stream] = StreamView(
                 stream_id=stream,
                 epoch=result.epoch,
@@ -95,6 +111,7 @@ class LiveView:
                 self._latest.pop(stream, None)
                 self._captures.pop(stream, None)
                 self._frames.pop(stream, None)
+                self._recent.pop(stream, None)
 
     def streams(self) -> list[StreamView]:
         with self._lock:
@@ -103,6 +120,20 @@ class LiveView:
     def latest(self, stream_id: str) -> StreamView | None:
         with self._lock:
             return self._latest.get(stream_id)
+
+    def recent_frame(self, stream_id: str, epoch: int | None = None, seq: int | None = None) -> FrameRef | None:
+        """The stream's latest analyzed frame (no epoch or seq), or the recent one with that seq (and
+        epoch, when given); None for a stream this replica does not hold or a frame not recent."""
+        with self._lock:
+            recent = self._recent.get(stream_id)
+            if not recent:
+                return None
+            if seq is None and epoch is None:
+                return recent[-1]
+            for ref in reversed(recent):
+                if (seq is None or ref.seq == seq) and (epoch is None or ref.epoch == epoch):
+                    return ref
+            return None
 
     def regions(self, stream_id: str) -> dict[str, list[dict[str, Any]]]:
         """The stream's lines and zones as configured (normalized coordinates, x / width and y / height)."""

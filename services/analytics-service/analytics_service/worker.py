@@ -15,6 +15,11 @@ or counted by both owners.
 A result that fails validation is counted (vidpipe_analytics_invalid_results_total{field}), logged with
 the field at fault and skipped: the record is the consumer's output, already on a topic others read, so
 it is not ours to dead-letter, and skipping never stalls the partition.
+
+The streams analyzed are bounded, so tracker state and metric label sets cannot grow without end
+whatever stream ids reach the results topic: with a streams list (ANALYTICS_STREAMS_FILE), only its
+streams; without one, the first ANALYTICS_MAX_STREAMS streams this process sees. Results of any other
+stream are counted under one series (vidpipe_analytics_other_stream_results_total{reason}) and skipped.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import random
 import threading
 import time
 from collections import Counter as Tally
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -46,6 +52,8 @@ _LAG_EVERY_S = 5.0
 # A delivery still pending after this long pauses the partitions, so polling goes on (group membership)
 # without taking more results.
 _PAUSE_AFTER_S = 1.0
+# Results of other streams are logged at most this often (their stream ids are not kept).
+_OTHER_LOG_EVERY_S = 60.0
 
 
 class Stopped(Exception):
@@ -83,7 +91,10 @@ class AnalyticsWorker:
         view: LiveView,
         metrics: AnalyticsMetrics,
         heartbeat: Heartbeat | None = None,
+        streams: Iterable[str] | None = None,
     ):
+        """streams: the stream ids to analyze (the streams file's list); None: the first
+        settings.max_streams seen."""
         self.settings = settings
         self.topics = topics
         self.analytics = analytics
@@ -97,6 +108,10 @@ class AnalyticsWorker:
         self._stop_deadline: float | None = None
         self._assigned: set[TopicPart] = set()
         self._stream_partition: dict[str, TopicPart] = {}
+        self._listed = frozenset(streams) if streams is not None else None
+        self._admitted: set[str] = set()  # streams analyzed since start: their metric label sets exist
+        self._other_logged_at = -_OTHER_LOG_EVERY_S
+        self.other_results = 0
         self._carry: list[Message] = []  # records polled while paused, processed next
         self._paused = False
         self._lag_at = 0.0
@@ -206,7 +221,7 @@ class AnalyticsWorker:
             return
         batch.offsets[(topic, partition)] = offset + 1  # a skipped record is committed too: never a stall
         result = self._decode(record, topic, partition, offset)
-        if result is None:
+        if result is None or not self._admit(result.stream_id):
             return
         try:
             analysis = self.analytics.process(result, now_us)
@@ -231,6 +246,34 @@ class AnalyticsWorker:
             result.stream_id, len(analysis.tracks), (now_us - result.capture_ts_us) / 1e6, counts
         )
         self.processed += 1
+
+    def _admit(self, stream: str) -> bool:
+        """Whether this stream's results are analyzed: a listed stream, or one of the first max_streams
+        (a stream once admitted stays admitted: its label sets exist already)."""
+        if stream in self._admitted:
+            return True
+        if self._listed is not None:
+            reason = "unlisted_stream"
+            admitted = stream in self._listed
+        else:
+            reason = "stream_limit"
+            admitted = len(self._admitted) < self.settings.max_streams
+        if admitted:
+            self._admitted.add(stream)
+            return True
+        self.other_results += 1
+        self.metrics.other_streams.labels(reason).inc()
+        now = time.monotonic()
+        if now - self._other_logged_at >= _OTHER_LOG_EVERY_S:
+            self._other_logged_at = now
+            why = (
+                "not in the streams file's list"
+                if reason == "unlisted_stream"
+                else f"beyond ANALYTICS_MAX_STREAMS={self.settings.max_streams}"
+            )
+            log.warning("skipping results of streams %s (e.g. %r; %d so far, "
+                        "vidpipe_analytics_other_stream_results_total)", why, stream[:64], self.other_results)  # fmt: skip
+        return False
 
     def _decode(self, record: Message, topic: str, partition: int, offset: int) -> FrameResult | None:
         try:

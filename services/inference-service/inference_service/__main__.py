@@ -1,33 +1,35 @@
-"""python -m inference_service: serve the API with settings from INFERENCE_* variables."""
+"""python -m inference_service: serve the API (INFERENCE_PORT) and the probes and metrics
+(INFERENCE_OPS_PORT) with settings from INFERENCE_* variables. Exit codes: 0 stopped (SIGTERM),
+2 bad configuration (the variable named)."""
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 
-import uvicorn
+from vidpipe.config import ConfigurationError, load_settings
+from vidpipe.http_edge import EdgeServers, api_config, ops_config
+from vidpipe.secrets import SecretError
 
-from vidpipe.config import load_settings
-
-from .app import create_app
+from .app import create_app, create_ops_app
 from .settings import InferenceSettings
 
 
 def main() -> None:
     settings = load_settings(InferenceSettings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler it found
-    # installed: make that handler report the graceful stop as success (exit 0), as the others do.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=30,  # finish in-flight requests on SIGTERM
-        access_log=False,
+    try:
+        token = settings.resolve_token()
+    except (SecretError, ValueError) as exc:
+        print(f"invalid configuration:\n  {exc}", file=sys.stderr)
+        raise ConfigurationError(2) from None
+    app = create_app(settings, token)
+    servers = EdgeServers(
+        # SIGTERM: finish in-flight requests (up to 30 s), then stop; exit 0.
+        api_config(app, settings, settings.host, settings.port, settings.log_level, graceful_s=30),
+        ops_config(create_ops_app(app.state.service), settings, settings.host, settings.ops_port, settings.log_level),
     )
+    servers.run()
 
 
 if __name__ == "__main__":

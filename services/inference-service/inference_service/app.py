@@ -1,4 +1,8 @@
-"""HTTP edge of the inference service. The core (preprocess, batcher, decoders) knows no HTTP."""
+"""HTTP edge of the inference service. The core (preprocess, batcher, decoders) knows no HTTP.
+
+Two apps: the API (create_app: /v1/*, behind vidpipe.http_edge's Host allow-list and bearer token) and
+the ops app (create_ops_app: /healthz, /readyz, /metrics), which __main__ serves on separate ports.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from vidpipe.contract import BATCH_CONTENT_TYPE, JPEG_CONTENT_TYPE, ContractError, decode_batch
+from vidpipe.http_edge import ASGIApp, EdgeGuard, Receive, guard_options, json_probe, ops_app
 
 from .batcher import BatcherClosed, DynamicBatcher, QueueFull
 from .budget import AsyncBudget, Budget, BudgetExhausted
@@ -207,59 +213,75 @@ class ServiceState:
         return self.model, self.batcher
 
 
+class ClientGone(Exception):
+    """The request's client disconnected: nothing more is done for it (499, which nobody receives)."""
+
+
+class Abandonment:
+    """Notices the client of a request disconnecting once its body is read (the ASGI receive channel
+    then answers http.disconnect), so the request stops costing the service: frames not yet decoded
+    are skipped, frames still queued for the model are dropped."""
+
+    def __init__(self, receive: Receive):
+        self.gone = threading.Event()  # read by the decoding thread
+        self.task = asyncio.ensure_future(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone.set()
+
+    def close(self) -> None:
+        self.task.cancel()
+
+
 def _overloaded(state: ServiceState, why: str) -> ApiError:
     state.metrics.rejected.inc()
     return ApiError(503, "overloaded", f"{why}; retry later", headers={"Retry-After": "1"})
 
 
-async def read_body(request: Request, limit: int, state: ServiceState) -> tuple[bytes | bytearray, int]:
+async def read_body(request: Request, limit: int, state: ServiceState) -> tuple[bytearray, int]:
     """The body, within `limit` bytes, and the bytes it holds of the service's body budget (the caller
-    releases them). Waits while other requests' bodies fill the budget; 503 if that lasts."""
+    releases them). The budget is taken as bytes arrive, never as declared: a request that declares a
+    large Content-Length and sends nothing holds nothing. Waits while other requests' bodies fill the
+    budget; 503 if that lasts."""
     declared = request.headers.get("content-length")
+    expected: int | None = None
     if declared is not None:
         if not declared.isdigit():
             raise ApiError(
                 400, "bad_content_length", f"Content-Length {declared[:20]!r} is not a number", "Content-Length"
             )
-        if int(declared) > limit:
+        expected = int(declared)
+        if expected > limit:
             raise ApiError(413, "body_too_large", f"body of {declared} bytes exceeds the limit of {limit}", "body")
     budget = state.body_bytes
     held = 0
-    body: bytes | bytearray
+    body = bytearray()
     try:
-        if declared is not None:
-            await budget.acquire(int(declared), state.wait_s)
-            held = int(declared)
-            filled = bytearray(held)  # filled in place: no second copy when the chunks are joined
-            size = 0
-            async for chunk in request.stream():
-                if size + len(chunk) > held:
-                    raise ApiError(
-                        400, "bad_content_length", f"body is longer than its Content-Length {held}", "Content-Length"
-                    )
-                filled[size : size + len(chunk)] = chunk
-                size += len(chunk)
-            body = filled
-            if size != held:
-                raise ApiError(400, "bad_content_length", f"body ended after {size} of {held} bytes", "Content-Length")
-        else:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(413, "body_too_large", f"body exceeds the limit of {limit} bytes", "body")
+        async for chunk in request.stream():
+            size = len(body) + len(chunk)
+            if expected is not None and size > expected:
+                raise ApiError(
+                    400, "bad_content_length", f"body is longer than its Content-Length {expected}", "Content-Length"
+                )
+            if size > limit:
+                raise ApiError(413, "body_too_large", f"body exceeds the limit of {limit} bytes", "body")
+            if chunk:
                 await budget.acquire(len(chunk), state.wait_s)
                 held += len(chunk)
-                chunks.append(chunk)
-            body = b"".join(chunks)
-            del chunks
+                body += chunk
     except BaseException as exc:
         budget.release(held)
         if isinstance(exc, BudgetExhausted):
             raise _overloaded(state, "request bodies in flight fill the service's memory budget") from None
+        if isinstance(exc, ClientDisconnect):
+            raise ClientGone() from None
         raise
-    if size == 0:
+    if expected is not None and len(body) != expected:
+        budget.release(held)
+        raise ApiError(400, "bad_content_length", f"body ended after {len(body)} of {expected} bytes", "Content-Length")
+    if not body:
         budget.release(held)
         raise ApiError(400, "empty_body", "request body is empty; send the image bytes", "body")
     return body, held
@@ -278,13 +300,16 @@ def require_content_type(request: Request, allowed: tuple[str, ...]) -> None:
 
 
 def _prepare_all(
-    items: Sequence[bytes | bytearray | memoryview], model: LoadedModel, state: ServiceState
+    items: Sequence[bytes | bytearray | memoryview], model: LoadedModel, state: ServiceState, gone: threading.Event
 ) -> list[PreparedImage | ImageError]:
     """Per image: checked against the pixel budget from its header, then decoded while holding its
-    pixels of the service-wide decode budget. BudgetExhausted (overload) escapes; image faults do not."""
+    pixels of the service-wide decode budget. BudgetExhausted (overload) escapes; image faults do not.
+    Stops early (a shorter list) once the client is gone."""
     max_pixels = state.settings.max_pixels
     prepared: list[PreparedImage | ImageError] = []
     for item in items:
+        if gone.is_set():
+            break
         try:
             width, height = read_header(item, max_pixels)
             with state.decode_pixels.hold(width * height, state.wait_s):
@@ -295,16 +320,24 @@ def _prepare_all(
 
 
 async def _prepare(
-    state: ServiceState, items: Sequence[bytes | bytearray | memoryview], model: LoadedModel
+    state: ServiceState, items: Sequence[bytes | bytearray | memoryview], model: LoadedModel, watch: Abandonment
 ) -> list[PreparedImage | ImageError]:
     try:
-        return await run_in_threadpool(_prepare_all, items, model, state)
+        prepared = await run_in_threadpool(_prepare_all, items, model, state, watch.gone)
     except BudgetExhausted:
         raise _overloaded(state, "images being decoded fill the service's memory budget") from None
+    if watch.gone.is_set():
+        state.metrics.abandoned.labels("decode").inc(len(items) - len(prepared))
+        state.metrics.abandoned.labels("queue").inc(sum(not isinstance(p, ImageError) for p in prepared))
+        raise ClientGone()
+    return prepared
 
 
 async def _infer(
-    state: ServiceState, images: list[PreparedImage], batcher: DynamicBatcher[PreparedImage, InferenceResult]
+    state: ServiceState,
+    images: list[PreparedImage],
+    batcher: DynamicBatcher[PreparedImage, InferenceResult],
+    watch: Abandonment,
 ) -> list[InferenceResult]:
     try:
         futures = batcher.submit(images)
@@ -314,7 +347,26 @@ async def _infer(
         raise ApiError(503, "shutting_down", "service is shutting down", headers={"Retry-After": "1"}) from None
     finally:
         state.metrics.queue_depth.set(batcher.depth)
-    return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+    # return_exceptions: a frame dropped below comes back as its CancelledError, nothing left unretrieved.
+    results = asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
+    await asyncio.wait((results, watch.task), return_when=asyncio.FIRST_COMPLETED)
+    if not results.done() and watch.gone.is_set():
+        state.metrics.abandoned.labels("queue").inc(batcher.cancel(futures))
+        state.metrics.queue_depth.set(batcher.depth)
+        await results  # frames already in a running batch finish: their memory is held until then
+        raise ClientGone()
+    outcomes = await results
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [o for o in outcomes if not isinstance(o, BaseException)]
+
+
+class Unset:
+    """create_app's default token: read it from the settings."""
+
+
+UNSET = Unset()
 
 
 def _admit(state: ServiceState, count: int) -> None:
@@ -329,8 +381,12 @@ _ERROR_METRIC = {"undecodable_image": "undecodable", "too_large": "too_large", "
 _ERROR_METRIC["too_many_scans"] = "too_many_scans"  # a JPEG with more scans than its size allows (image_header)
 
 
-def create_app(settings: InferenceSettings) -> FastAPI:
+def create_app(settings: InferenceSettings, token: str | None | Unset = UNSET) -> FastAPI:
+    """The API app. token: the bearer token it requires; by default settings.resolve_token() (which
+    reads a token file or secret now)."""
     state = ServiceState(settings)
+    if isinstance(token, Unset):
+        token = settings.resolve_token()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -341,7 +397,16 @@ def create_app(settings: InferenceSettings) -> FastAPI:
         if state.batcher is not None:
             await run_in_threadpool(state.batcher.close)
 
-    app = FastAPI(title="vidpipe inference", version="1", lifespan=lifespan, default_response_class=JSONResponse)
+    # /docs and /redoc would load their scripts from a CDN: never served. The schema only on request.
+    app = FastAPI(
+        title="vidpipe inference",
+        version="1",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.openapi else None,
+    )
     app.state.service = state
 
     @app.exception_handler(ApiError)
@@ -351,6 +416,11 @@ def create_app(settings: InferenceSettings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return error_response(exc.status_code, "http_error", str(exc.detail), None, getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientGone)
+    async def _client_gone(request: Request, exc: ClientGone) -> Response:
+        # Nobody reads this answer; the status makes abandoned requests countable (inference_requests_total).
+        return error_response(499, "client_disconnected", "the client disconnected before the answer")
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -364,33 +434,18 @@ def create_app(settings: InferenceSettings) -> FastAPI:
         field = ".".join(str(p) for p in first.get("loc", [])) or None
         return error_response(422, "invalid_request", first.get("msg", "invalid request"), field)
 
+    # The guard first, the counter outside it: refused requests (401, 421) are counted too.
+    app.add_middleware(EdgeGuard, **guard_options("inference", settings, token))
     app.add_middleware(
         RequestCounter, count=lambda endpoint, status: state.metrics.requests.labels(endpoint, str(status)).inc()
     )
 
     # Routes say response_model=None: their return annotations are for mypy, not response models (that
     # would validate and re-serialize every answer).
-    @app.get("/healthz", summary="Liveness: the process serves requests", response_model=None)
-    async def healthz() -> Response | dict[str, str]:
-        if state.load_error:
-            return error_response(503, "model_unavailable", f"model failed to load: {state.load_error}")
-        return {"status": "ok"}
-
-    @app.get("/readyz", summary="Readiness: the model is loaded", response_model=None)
-    async def readyz() -> dict[str, str]:
-        model, _ = state.require_ready()
-        return {"status": "ready", "model": model.name, "version": model.version}
-
     @app.get("/v1/model", summary="The loaded model: name, version, input shape, labels", response_model=None)
     async def model_info() -> dict[str, Any]:
         model, _ = state.require_ready()
         return model.describe()
-
-    @app.get("/metrics", summary="Prometheus metrics", response_model=None)
-    async def metrics() -> Response:
-        if state.batcher is not None:
-            state.metrics.queue_depth.set(state.batcher.depth)
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
         "/v1/infer",
@@ -412,10 +467,11 @@ def create_app(settings: InferenceSettings) -> FastAPI:
         except ApiError:
             state.body_bytes.release(held)
             raise
+        watch = Abandonment(request.receive)
         try:
             started = time.perf_counter()
             try:
-                prepared = (await _prepare(state, [body], model))[0]
+                prepared = (await _prepare(state, [body], model, watch))[0]
             finally:
                 del body
                 state.body_bytes.release(held)
@@ -424,8 +480,9 @@ def create_app(settings: InferenceSettings) -> FastAPI:
                 raise ApiError(
                     413 if isinstance(prepared, ImageTooLarge) else 422, prepared.code, str(prepared), "body"
                 )
-            result = (await _infer(state, [prepared], batcher))[0]
+            result = (await _infer(state, [prepared], batcher, watch))[0]
         finally:
+            watch.close()
             state.frames_in_flight.release(1)
         if isinstance(result, InferenceFailure):
             state.metrics.frame_errors.labels("inference_failed").inc()
@@ -462,16 +519,18 @@ def create_app(settings: InferenceSettings) -> FastAPI:
         except BaseException:
             state.body_bytes.release(held)
             raise
+        watch = Abandonment(request.receive)
         try:
             started = time.perf_counter()
             try:
-                prepared = await _prepare(state, items, model)
+                prepared = await _prepare(state, items, model, watch)
             finally:
                 del items, body  # the body's memory goes back to the budget before inference
                 state.body_bytes.release(held)
             good = [p for p in prepared if not isinstance(p, ImageError)]
-            inferred = iter(await _infer(state, good, batcher)) if good else iter(())
+            inferred = iter(await _infer(state, good, batcher, watch)) if good else iter(())
         finally:
+            watch.close()
             state.frames_in_flight.release(count)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
         results: list[dict[str, Any]] = []
@@ -489,3 +548,31 @@ def create_app(settings: InferenceSettings) -> FastAPI:
         return {"model_name": model.name, "model_version": model.version, "results": results}
 
     return app
+
+
+def create_ops_app(state: ServiceState) -> ASGIApp:
+    """/healthz (alive: 503 once the model failed to load), /readyz (the model is loaded) and /metrics,
+    for the ops port: probes and Prometheus reach these, never the API."""
+
+    def healthz() -> tuple[int, Any]:
+        if state.load_error:
+            return 503, _error("model_unavailable", f"model failed to load: {state.load_error}")
+        return 200, {"status": "ok"}
+
+    def readyz() -> tuple[int, Any]:
+        try:
+            model, _ = state.require_ready()
+        except ApiError as exc:
+            return exc.status, _error(exc.code, exc.message)
+        return 200, {"status": "ready", "model": model.name, "version": model.version}
+
+    async def metrics() -> tuple[int, bytes, str]:
+        if state.batcher is not None:
+            state.metrics.queue_depth.set(state.batcher.depth)
+        return 200, generate_latest(state.metrics.registry), CONTENT_TYPE_LATEST
+
+    return ops_app({"/healthz": json_probe(healthz), "/readyz": json_probe(readyz), "/metrics": metrics})
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": None}}

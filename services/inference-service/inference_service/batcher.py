@@ -77,6 +77,24 @@ class DynamicBatcher(Generic[T, R]):
             self._cond.notify()
         return futures
 
+    def cancel(self, futures: list[Future[R]]) -> int:
+        """Drop the given items still waiting in the queue (their request was abandoned): they are never
+        run, their futures are cancelled. Items already taken into a batch run on. Returns how many
+        were dropped."""
+        targets = {id(f) for f in futures}
+        with self._cond:
+            kept: deque[tuple[T, Future[R], float]] = deque()
+            dropped: list[Future[R]] = []
+            for entry in self._pending:
+                if id(entry[1]) in targets:
+                    dropped.append(entry[1])
+                else:
+                    kept.append(entry)
+            self._pending = kept
+        for future in dropped:
+            future.cancel()
+        return len(dropped)
+
     def close(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then stop the worker."""
         with self._cond:

@@ -20,6 +20,13 @@ class ServiceMetrics:
         self.rejected = Counter(
             "inference_overload_rejections", "Requests answered 503 because the queue was full", registry=self.registry
         )
+        self.abandoned = Counter(
+            "inference_abandoned_frames",
+            "Frames of requests whose client disconnected, never run: by stage (decode: not decoded; "
+            "queue: dropped from the batcher's queue)",
+            ["stage"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "inference_batch_size", "Frames per model run", buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry
         )

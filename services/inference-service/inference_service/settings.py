@@ -4,9 +4,10 @@ from enum import StrEnum
 from typing import Self
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from vidpipe.contract import MAX_FRAME_BYTES
+from vidpipe.http_edge import EdgeSettings
 from vidpipe.image_header import MAX_PIXELS
 
 
@@ -31,14 +32,19 @@ class PrecisionChoice(StrEnum):
     INT8 = "int8"
 
 
-class InferenceSettings(BaseSettings):
-    """INFERENCE_* variables (see env.example)."""
+class InferenceSettings(EdgeSettings):
+    """INFERENCE_* variables (see env.example); the HTTP edge's (token, hosts, limits) from EdgeSettings."""
 
     model_config = SettingsConfigDict(
         env_prefix="INFERENCE_", env_ignore_empty=True, extra="ignore", protected_namespaces=()
     )
 
     model_uri: str = Field(description="Local path, file:// or s3:// URI of the .onnx model")
+    model_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="The model file's sha256 (64 hex digits): a fetched file with any other digest is not loaded",
+    )
     labels_uri: str | None = Field(default=None, description="Optional labels file, one per line")
     model_cache_dir: str = "/tmp/vidpipe-models"
     decoder: DecoderMode = DecoderMode.AUTO
@@ -95,11 +101,14 @@ class InferenceSettings(BaseSettings):
         default=0, ge=0, description="Threads per model instance; 0 = the pod's CPU limit / instances"
     )
     host: str = "0.0.0.0"
-    port: int = Field(default=8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=1, le=65535, description="The API: /v1/*")
+    ops_port: int = Field(default=8090, ge=1, le=65535, description="/healthz, /readyz and /metrics only")
     log_level: str = "info"
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Self:
+        if self.ops_port == self.port:
+            raise ValueError("INFERENCE_OPS_PORT must differ from INFERENCE_PORT")
         if self.max_queue == 0:
             pass  # sized once the instances are known (queue_for), never below a full request
         elif self.max_queue < self.max_batch_size:
