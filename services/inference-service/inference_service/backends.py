@@ -37,7 +37,6 @@ class Backend(Protocol):
     output_names: list[str]
     metadata: dict[str, str]  # the model's custom metadata (name, version, labels, decoder...)
     preprocessing: str | None  # what the runtime's graph does to the pixels before the model, if anything
-    graph_name: str
 
     def run(self, instance: int, tensor: np.ndarray) -> list[np.ndarray]:
         """Outputs in output_names order. Thread-safe across different instances only."""
@@ -75,9 +74,7 @@ class OrtBackend:
         first = self._sessions[0]
         self.inputs = [TensorInfo(node.name, node.type, list(node.shape)) for node in first.get_inputs()]
         self.output_names = [node.name for node in first.get_outputs()]
-        meta = first.get_modelmeta()
-        self.metadata = dict(meta.custom_metadata_map)
-        self.graph_name = str(meta.graph_name)
+        self.metadata = dict(first.get_modelmeta().custom_metadata_map)
 
     def run(self, instance: int, tensor: np.ndarray) -> list[np.ndarray]:
         values: list[np.ndarray] = self._sessions[instance].run(self.output_names, {self.inputs[0].name: tensor})
@@ -124,7 +121,6 @@ class OpenVinoBackend:
         ]
         self.output_names = [port.get_any_name() for port in model.outputs]
         self.metadata = _ov_metadata(model)
-        self.graph_name = str(model.get_friendly_name())
         # `inputs` stay the model's own (what the service validates and describes); the service feeds the
         # pixels as uint8 NHWC when `preprocessing` says the graph takes them so.
         self.preprocessing: str | None = None

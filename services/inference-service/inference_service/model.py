@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -82,6 +83,72 @@ class LoadedModel:
             "source": self.source_uri,
             "runtime": self.runtime,
         }
+
+
+# Graph names exporters write whatever the model: not a name (PyTorch: main_graph, torch_jit; tf2onnx: tf2onnx).
+_GENERIC_GRAPH_NAMES = {"", "main_graph", "torch_jit", "torch-jit-export", "tf2onnx"}
+
+
+def model_name(metadata: dict[str, str], path: Path) -> str:
+    """The model's name, the same whichever runtime serves it: its `name` metadata, else its ONNX graph's name
+    (unless an exporter's generic one), else the file's stem. Read from the file, not the runtime: OpenVINO
+    names every ONNX model it reads onnx_Frontend_IR."""
+    if metadata.get("name"):
+        return metadata["name"]
+    graph = onnx_graph_name(path)
+    return graph if graph is not None and graph.strip() not in _GENERIC_GRAPH_NAMES else path.stem
+
+
+def onnx_graph_name(path: Path) -> str | None:
+    """The graph name (ModelProto.graph.name) of an ONNX file, read from the protobuf without the onnx package
+    (not a dependency of the service): the fields before it are skipped by their lengths, so a model of any
+    size costs a step per top-level field and graph node, not per byte. None when the file does not say."""
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            graph = _field(data, 0, len(data), 7)  # ModelProto.graph
+            if graph is None:
+                return None
+            name = _field(data, graph[0], graph[1], 2)  # GraphProto.name
+            return None if name is None else bytes(data[name[0] : name[1]]).decode("utf-8")
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _varint(data: mmap.mmap, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _field(data: mmap.mmap, pos: int, end: int, number: int) -> tuple[int, int] | None:
+    """(start, end) of the first length-delimited field `number` of the message in data[pos:end]."""
+    while pos < end:
+        key, pos = _varint(data, pos, end)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _varint(data, pos, end)
+            continue
+        if wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            length, pos = _varint(data, pos, end)
+            if pos + length > end:
+                raise ValueError("field runs past its message")
+            if key >> 3 == number:
+                return pos, pos + length
+            pos += length
+        else:  # groups (deprecated), or not protobuf at all
+            raise ValueError(f"unexpected wire type {wire}")
+    return None
 
 
 MAX_FIXED_BATCH = 256  # as INFERENCE_MAX_BATCH_SIZE: a larger fixed batch would be one huge input tensor
@@ -272,12 +339,25 @@ def _open_backend(
     return backend, spec, verdict, runtime
 
 
+def check_pinned_digest(settings: InferenceSettings, sha256: str) -> None:
+    """INFERENCE_MODEL_SHA256, when set: the fetched file must be exactly the pinned one (checked before any
+    runtime parses it), else ModelError naming the variable and both digests. The int8 files are pinned
+    through it too: their gate file records their digests for this model's sha256."""
+    pinned = settings.model_sha256
+    if pinned and sha256 != pinned.lower():
+        raise ModelError(
+            f"INFERENCE_MODEL_SHA256: {settings.model_uri} has sha256 {sha256}, not the pinned {pinned.lower()}; "
+            "refusing to load it (replace the file, or pin the new digest)"
+        )
+
+
 def load_model(settings: InferenceSettings, require_gate: bool = True) -> LoadedModel:
     """The model as settings say. `require_gate=False` is for the accuracy gate itself, which measures an int8
     model before any verdict exists."""
     started = time.perf_counter()
     path: Path = fetch_to_local(settings.model_uri, settings.model_cache_dir)
     sha256 = sha256_file(path)
+    check_pinned_digest(settings, sha256)
     backend, declared, _verdict, runtime = _open_backend(settings, path, sha256, require_gate)
     # OpenVINO's graph casts, scales and lays out the pixels itself: the service feeds them as decoded.
     spec = replace(declared, layout="NHWC", dtype=np.dtype(np.uint8)) if backend.preprocessing else declared
@@ -288,7 +368,7 @@ def load_model(settings: InferenceSettings, require_gate: bool = True) -> Loaded
         backend=backend,
         input=spec,
         output_names=output_names,
-        name=metadata.get("name") or backend.graph_name or path.stem,
+        name=model_name(metadata, path),
         # A model without version metadata is identified by its bytes (onnxruntime's own default is a
         # meaningless 9223372036854775807).
         version=metadata.get("version") or f"sha256-{sha256[:12]}",
