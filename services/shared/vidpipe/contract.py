@@ -106,13 +106,15 @@ def topic_specs(
     dead_letter_topic: str = DEAD_LETTER_TOPIC,
     events_topic: str = EVENTS_TOPIC,
     events_retention_ms: int = 7 * 24 * 3600 * 1000,
+    dead_letter_retention_ms: int = 7 * 24 * 3600 * 1000,
 ) -> list[TopicSpec]:
-    """The topics the project creates itself (never broker auto-create)."""
+    """The topics the project creates itself (never broker auto-create). Dead letters carry whole frames
+    (unless CONSUMER_DEAD_LETTER_PAYLOAD=headers), so their retention is their own setting."""
     big = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
     return [
         TopicSpec(frames_topic, partitions, {**big, "retention.ms": str(frames_retention_ms)}),
         TopicSpec(results_topic, partitions, {"retention.ms": str(results_retention_ms)}),
-        TopicSpec(dead_letter_topic, partitions, {**big, "retention.ms": str(results_retention_ms)}),
+        TopicSpec(dead_letter_topic, partitions, {**big, "retention.ms": str(dead_letter_retention_ms)}),
         TopicSpec(events_topic, partitions, {"retention.ms": str(events_retention_ms)}),
     ]
 

@@ -35,6 +35,7 @@ class TopicSettings(BaseSettings):
     frames_retention_hours: float = Field(default=6.0, gt=0)
     results_retention_hours: float = Field(default=168.0, gt=0)
     events_retention_hours: float = Field(default=168.0, gt=0)
+    dead_letter_retention_hours: float = Field(default=168.0, gt=0)
     create: bool = Field(default=True, description="Create missing topics at start-up through the admin API")
 
     def specs(self) -> list[TopicSpec]:
@@ -47,6 +48,7 @@ class TopicSettings(BaseSettings):
             dead_letter_topic=self.dead_letter,
             events_topic=self.events,
             events_retention_ms=int(self.events_retention_hours * 3600 * 1000),
+            dead_letter_retention_ms=int(self.dead_letter_retention_hours * 3600 * 1000),
         )
 
 
