@@ -1,6 +1,6 @@
 """Camera credentials never leave the publisher: the one redaction rule, default stream ids that never
-come from userinfo or query strings, the contract's stream-id rule at start-up, and the source read
-from Secrets Manager."""
+come from userinfo, query strings or path parameters, the contract's stream-id rule at start-up, and the
+source read from a mounted file or Secrets Manager."""
 
 import json
 import os
@@ -12,7 +12,7 @@ import pytest
 from frame_publisher.__main__ import resolve_source, resolve_stream_id
 from frame_publisher.redact import Redactor, redact_url, url_secrets
 from frame_publisher.settings import PublisherSettings
-from frame_publisher.source_secret import SourceSecretError, read_source_secret
+from frame_publisher.source_secret import SourceSecretError, read_source_file, read_source_secret
 from frame_publisher.sources import default_stream_id
 
 
@@ -40,6 +40,50 @@ from frame_publisher.sources import default_stream_id
         ("rtsp://cam/live?abc123", "rtsp://cam/live?***"),
         ("rtsp://u:p@cam:8554/live?token=t#frag", "rtsp://***@cam:8554/live?token=***#***"),
         ("rtsp://[::1]:8554/live?token=t", "rtsp://[::1]:8554/live?token=***"),
+        # credentials in the path: DVR parameters separated by '_', '&', ';' or '/' (a password may hold '_')
+        (
+            "rtsp://192.168.1.10:554/user=admin_password=tlJwpbo6_channel=1_stream=0.sdp?real_stream",
+            "rtsp://192.168.1.10:554/user=***_password=***_channel=***_stream=***?***",
+        ),
+        (
+            "rtsp://10.0.0.5:554/user=admin&password=my_pass_1&channel=1&stream=0.sdp?",
+            "rtsp://10.0.0.5:554/user=***&password=***&channel=***&stream=***?",
+        ),
+        ("rtsp://cam/;user=admin;pwd=s3cret/live", "rtsp://cam/;user=***;pwd=***/live"),
+        ("rtsp://cam:554/live/token=abc123/stream", "rtsp://cam:554/live/token=***/stream"),
+        ("rtsp://cam/user=admin/passwd=se_cr_et/ch1", "rtsp://cam/user=***/passwd=***/ch1"),
+        ("rtsp://cam/Auth=YWRtaW46cGFzcw==/live", "rtsp://cam/Auth=***/live"),
+        ("http://cam/api_key=k3y-123/mjpeg", "http://cam/api_key=***/mjpeg"),
+        # real cameras' documented forms: Hikvision, Dahua, Axis, Reolink, Foscam, generic HTTP snapshots
+        (
+            "rtsp://admin:Hik12345@192.168.1.64:554/Streaming/Channels/101",
+            "rtsp://***@192.168.1.64:554/Streaming/Channels/101",
+        ),
+        (
+            "rtsp://192.168.1.64:554/ISAPI/Streaming/channels/101?auth=YWRtaW46SGlrMTIzNDU",
+            "rtsp://192.168.1.64:554/ISAPI/Streaming/channels/101?auth=***",
+        ),
+        (
+            "rtsp://admin:Dahua123@10.7.6.67:554/cam/realmonitor?channel=1&subtype=0",
+            "rtsp://***@10.7.6.67:554/cam/realmonitor?channel=***&subtype=***",
+        ),
+        (
+            "rtsp://root:axisPass@192.168.0.90/axis-media/media.amp?videocodec=h264",
+            "rtsp://***@192.168.0.90/axis-media/media.amp?videocodec=***",
+        ),
+        (
+            "http://192.168.0.90/axis-cgi/mjpg/video.cgi?user=root&password=axisPass",
+            "http://192.168.0.90/axis-cgi/mjpg/video.cgi?user=***&password=***",
+        ),
+        ("rtsp://admin:Reo-link1@10.1.1.9:554//h264Preview_01_main", "rtsp://***@10.1.1.9:554//h264Preview_01_main"),
+        (
+            "http://10.1.1.9/cgi-bin/api.cgi?cmd=Snap&channel=0&user=admin&password=Reo-link1",
+            "http://10.1.1.9/cgi-bin/api.cgi?cmd=***&channel=***&user=***&password=***",
+        ),
+        (
+            "http://10.1.1.8:88/cgi-bin/CGIStream.cgi?cmd=GetMJStream&usr=admin&pwd=fos-cam",
+            "http://10.1.1.8:88/cgi-bin/CGIStream.cgi?cmd=***&usr=***&pwd=***",
+        ),
         # nothing to hide, or not a URL at all
         ("rtsp://cam.internal:554/stream1", "rtsp://cam.internal:554/stream1"),
         ("udp://239.0.0.1:5000", "udp://239.0.0.1:5000"),
@@ -221,10 +265,87 @@ def test_source_secret_through_moto():
         assert read_source_secret(arn) == "rtsp://u:p4ss@cam/live"
 
 
-def test_exactly_one_of_source_and_secret():
-    with pytest.raises(ValueError, match="not both"):
-        resolve_source(_settings(source="x.mp4", source_secret_arn=ARN))
+def test_exactly_one_of_source_source_file_and_secret(tmp_path):
+    mounted = tmp_path / "source"
+    mounted.write_text("rtsp://admin:secret@cam/live\n")
+    for extra in ({"source_secret_arn": ARN}, {"source_file": str(mounted)}):
+        with pytest.raises(ValueError, match="set exactly one of PUBLISHER_SOURCE") as caught:
+            resolve_source(_settings(source="x.mp4", **extra))
+        assert "secret@" not in str(caught.value)
+    with pytest.raises(ValueError, match="PUBLISHER_SOURCE_FILE and PUBLISHER_SOURCE_SECRET_ARN are all set"):
+        resolve_source(_settings(source_file=str(mounted), source_secret_arn=ARN))
     with pytest.raises(ValueError, match="PUBLISHER_SOURCE: is required"):
         resolve_source(_settings())
     with pytest.raises(ValueError, match="Secrets Manager secret ARN"):
         _settings(source_secret_arn="arn:aws:s3:::bucket")
+
+
+def test_path_credentials_are_scrubbed_from_free_text_and_never_make_a_stream_id():
+    source = "rtsp://10.0.0.5:554/user=admin_password=tl_Jw-pbo6_channel=1_stream=0.sdp?real_stream"
+    redact = Redactor(source)
+    # FFmpeg may print the path alone, without the scheme that marks a URL
+    out = redact(f"[rtsp @ 0x55] method DESCRIBE failed: 401 /user=admin_password=tl_Jw-pbo6_channel=1 ({source})")
+    assert "tl_Jw-pbo6" not in out and "admin" not in out, out
+    assert "rtsp://10.0.0.5:554/user=***_password=***_channel=***_stream=***?***" in out
+    # Other path values are hidden inside URLs, but not scrubbed from all text: "main" stays a word in logs.
+    assert url_secrets("rtsp://cam/profile=main_user=viewer") == {"viewer"}
+    assert "tl_Jw" not in default_stream_id(source) and "admin" not in default_stream_id(source)
+
+
+# --- the source from a mounted file (PUBLISHER_SOURCE_FILE) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "rtsp://admin:secret@cam/live",
+        "rtsp://admin:secret@cam/live\n",
+        json.dumps({"source": "rtsp://admin:secret@cam/live"}),  # the Secrets Manager value, mounted by a CSI driver
+    ],
+)
+def test_source_file_holds_the_url_or_json(tmp_path, content):
+    mounted = tmp_path / "source"
+    mounted.write_text(content)
+    assert read_source_file(str(mounted)) == "rtsp://admin:secret@cam/live"
+    assert resolve_source(_settings(source_file=str(mounted))) == "rtsp://admin:secret@cam/live"
+
+
+def test_source_file_errors_name_the_variable_and_path_never_the_content(tmp_path):
+    cases = {
+        "missing": None,
+        "empty": "  \n",
+        "bad-json": "{rtsp://admin:pw-7f3k@cam",
+        "json-without-source": json.dumps({"url": "rtsp://admin:pw-7f3k@cam"}),
+        "too-large": "rtsp://admin:pw-7f3k@cam/" + "x" * 70_000,
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_text(content)
+        with pytest.raises(ValueError) as caught:
+            resolve_source(_settings(source_file=str(path)))
+        message = str(caught.value)
+        assert message.startswith("PUBLISHER_SOURCE_FILE: ") and str(path) in message, message
+        assert "pw-7f3k" not in message, message
+
+
+def test_cli_reads_the_source_file_and_keeps_its_credentials(tmp_path):
+    mounted = tmp_path / "source"
+    mounted.write_text("rtsp://10.0.0.5:554/user=admin_password=s3cret-pw_channel=1_stream=0.sdp?real_stream\n")
+    env = {**os.environ, "KAFKA_BOOTSTRAP": "127.0.0.1:1", "PUBLISHER_SOURCE_FILE": str(mounted)}
+    env.pop("PUBLISHER_SOURCE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "frame_publisher"], env=env, capture_output=True, text=True, timeout=60
+    )
+    # The URL was read: the stream id derived from it is refused (a port and a path), shown redacted.
+    assert done.returncode == 2 and "--stream-id" in done.stderr, done.stderr
+    assert "rtsp://10.0.0.5:554/user=***_password=***_channel=***_stream=***?***" in done.stderr
+    assert "s3cret-pw" not in done.stderr + done.stdout and "admin" not in done.stderr + done.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "frame_publisher", "--source-file", str(tmp_path / "nope")],
+        env={**env, "PUBLISHER_SOURCE_FILE": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2 and "PUBLISHER_SOURCE_FILE" in missing.stderr, missing.stderr

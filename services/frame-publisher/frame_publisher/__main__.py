@@ -1,9 +1,11 @@
 """python -m frame_publisher --source VIDEO|rtsp://...|0|FOLDER [options]
 
 Every option can also be set as a PUBLISHER_* variable; KAFKA_* and TOPICS_* configure the broker.
-PUBLISHER_SOURCE_SECRET_ARN instead of a source: read the source URL from AWS Secrets Manager.
+Instead of a source: PUBLISHER_SOURCE_FILE (--source-file) reads it from a file (a mounted Kubernetes
+Secret), PUBLISHER_SOURCE_SECRET_ARN from AWS Secrets Manager.
 Exit codes: 0 done, 1 source error, 2 configuration error, 3 frames not delivered.
-Credentials in a source URL (userinfo, query values) are never logged, published or written out.
+Credentials in a source URL (userinfo, query values, path parameters) are never logged, published or
+written out.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from vidpipe.topics import TopicSettings, ensure
 from .publisher import FramePublisher, PublishSummary
 from .redact import Redactor, StderrScrubber, redact_url
 from .settings import PublisherSettings
-from .source_secret import SourceSecretError, read_source_secret
+from .source_secret import SourceSecretError, read_source_file, read_source_secret
 from .sources import SourceError, default_stream_id, open_source
 
 
@@ -45,20 +47,38 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+_SOURCE_SETTINGS = "PUBLISHER_SOURCE (--source), PUBLISHER_SOURCE_FILE (--source-file) and PUBLISHER_SOURCE_SECRET_ARN"
+
+
 def resolve_source(settings: PublisherSettings) -> str:
-    """The source URI or path: PUBLISHER_SOURCE, or the secret PUBLISHER_SOURCE_SECRET_ARN names.
+    """The source URI or path: PUBLISHER_SOURCE, the file PUBLISHER_SOURCE_FILE names, or the secret
+    PUBLISHER_SOURCE_SECRET_ARN names; exactly one of the three.
 
     Raises ValueError with a message for the operator (never containing the source itself).
     """
-    if settings.source and settings.source_secret_arn:
-        raise ValueError("set one of PUBLISHER_SOURCE (--source) and PUBLISHER_SOURCE_SECRET_ARN, not both")
+    given = [
+        name
+        for name, value in (
+            ("PUBLISHER_SOURCE", settings.source),
+            ("PUBLISHER_SOURCE_FILE", settings.source_file),
+            ("PUBLISHER_SOURCE_SECRET_ARN", settings.source_secret_arn),
+        )
+        if value
+    ]
+    if len(given) > 1:
+        raise ValueError(f"set exactly one of {_SOURCE_SETTINGS}; {' and '.join(given)} are all set")
+    if settings.source_file:
+        try:
+            return read_source_file(settings.source_file)
+        except SourceSecretError as exc:
+            raise ValueError(str(exc)) from None
     if settings.source_secret_arn:
         try:
             return read_source_secret(settings.source_secret_arn)
         except SourceSecretError as exc:
             raise ValueError(f"PUBLISHER_SOURCE_SECRET_ARN: {exc}") from None
     if not settings.source:
-        raise ValueError("PUBLISHER_SOURCE: is required but not set (or set PUBLISHER_SOURCE_SECRET_ARN)")
+        raise ValueError(f"PUBLISHER_SOURCE: is required but not set (set exactly one of {_SOURCE_SETTINGS})")
     return settings.source
 
 
@@ -81,6 +101,7 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="frame_publisher", description=__doc__.split("\n")[0])
     add = parser.add_argument
     add("--source", help="video file, rtsp:// URL, webcam index (0 or webcam:0) or image folder")
+    add("--source-file", help="a file holding the source (a mounted Secret): the URL, or JSON with 'source'")
     add("--stream-id")
     add("--target-fps", type=float)
     add("--max-frames", type=int)

@@ -1,8 +1,10 @@
 """Camera credentials never leave the publisher: one redaction rule for every URL it shows.
 
-`redact_url` keeps scheme, host, port and path and replaces the userinfo with `***@` and every query
-value with `***` (a bare query token too); the fragment, if any, becomes `#***`. Anything that is not
-`scheme://...` (a file path, a webcam index) is returned unchanged.
+`redact_url` keeps scheme, host, port and path and replaces the userinfo with `***@`, every query
+value with `***` (a bare query token too) and every `name=value` value in the path with `***` (DVRs
+take credentials there: `/user=admin_password=secret_channel=1_stream=0.sdp`, `/;user=admin;pwd=x`);
+the fragment, if any, becomes `#***`. Anything that is not `scheme://...` (a file path, a webcam index)
+is returned unchanged.
 
 Parsing is deliberately conservative, erring towards hiding too much: the userinfo ends at the last
 '@' before the query (so an unencoded '@', ':' or '/' in a password stays hidden), and an authority
@@ -30,6 +32,13 @@ _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]*)(:\d
 # Fragments shorter than this are not scrubbed as free text (they would blank out ordinary words);
 # they are still hidden wherever they sit inside a URL.
 MIN_SECRET_LENGTH = 4
+# A name=value parameter inside a URL path. Parameters are separated by '/', ';', '&' or, DVR style, '_':
+# a value runs to the next '/', ';', '&' or '_name=' (so a password may hold '_'), '?' and '#' having been
+# split off already. The name starts at a segment or parameter boundary.
+_PATH_PARAM = re.compile(r"(?<![A-Za-z0-9.-])([A-Za-z][A-Za-z0-9_.-]*)=((?:(?!_[A-Za-z][A-Za-z0-9.-]*=)[^/;&])*)")
+# Parameter names that hold credentials (substrings, lower case): their values are also scrubbed from free
+# text. Other path values are hidden inside URLs only, so that "main" or "h264" stay readable in logs.
+_CREDENTIAL_NAMES = re.compile(r"user|usr|login|pass|pwd|psw|pw|token|auth|key|secret|sig|session|sid|cred|code")
 
 
 def split_url(url: str) -> tuple[str, str, str, str, str] | None:
@@ -77,8 +86,18 @@ def _redact_tail(tail: str) -> str:
     return out
 
 
+def _redact_path(path: str) -> str:
+    """'/user=admin_password=x_channel=1' -> '/user=***_password=***_channel=***'."""
+    return _PATH_PARAM.sub(lambda m: f"{m.group(1)}={MASK}", path)
+
+
+def path_parameters(path: str) -> list[tuple[str, str]]:
+    """The (name, value) parameters in a URL path, as _redact_path finds them."""
+    return [(m.group(1), m.group(2)) for m in _PATH_PARAM.finditer(path)]
+
+
 def redact_url(url: str) -> str:
-    """The URL with credentials and query values replaced by ***; non-URLs unchanged."""
+    """The URL with credentials, query values and path parameter values replaced by ***; non-URLs unchanged."""
     parts = split_url(url)
     if parts is None:
         return url
@@ -88,12 +107,13 @@ def redact_url(url: str) -> str:
     ):
         # Not host[:port]: part of a password (cut short by an unencoded '?', '#' or '/') may be in it.
         return f"{scheme}://{MASK}" + ("" if not (path or tail) else "/" + MASK)
-    shown = f"{scheme}://" + (f"{MASK}@" if userinfo else "") + authority + path
+    shown = f"{scheme}://" + (f"{MASK}@" if userinfo else "") + authority + _redact_path(path)
     return shown + _redact_tail(tail)
 
 
 def url_secrets(url: str) -> set[str]:
-    """The secret parts of one URL (userinfo, password, query values), raw and percent-decoded."""
+    """The secret parts of one URL (userinfo, password, query values, credential parameters in its path),
+    raw and percent-decoded."""
     parts = split_url(url)
     if parts is None:
         return set()
@@ -110,6 +130,9 @@ def url_secrets(url: str) -> set[str]:
             found.add(value)
     if fragment:
         found.add(fragment)
+    for name, value in path_parameters(path):
+        if value and _CREDENTIAL_NAMES.search(name.lower()):
+            found.add(value)
     if redact_url(url).endswith(f"://{MASK}") or f"://{MASK}/" in redact_url(url):
         found.add(authority + path + tail)  # unparseable: hide the whole remainder
     found |= {unquote(s) for s in found}

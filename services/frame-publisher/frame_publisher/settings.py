@@ -21,10 +21,15 @@ class PublisherSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PUBLISHER_", env_ignore_empty=True, extra="ignore")
 
-    # Exactly one of source and source_secret_arn (checked at start-up, see __main__.resolve_source).
-    # Never validated here: a validation message would echo the value, and a URL may hold credentials.
+    # Exactly one of source, source_file and source_secret_arn (checked at start-up, see
+    # __main__.resolve_source). Never validated here: a validation message would echo the value, and a URL
+    # may hold credentials.
     source: str | None = Field(
         default=None, description="Video file, rtsp:// URL, webcam index (0 or webcam:0) or image folder"
+    )
+    source_file: str | None = Field(
+        default=None,
+        description="A file holding the source (a mounted Kubernetes Secret): the URL itself, or JSON with 'source'",
     )
     source_secret_arn: str | None = Field(
         default=None, description="AWS Secrets Manager secret ARN whose string (or JSON key 'source') is the source"
