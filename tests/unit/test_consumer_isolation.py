@@ -1,5 +1,6 @@
 """The consumer's batch isolation, without a service: which frames get results, which get dead letters
-(with which code and how many attempts), and when the service itself is to blame."""
+(with which code and how many attempts), and when the service itself is to blame (the canary: a frame
+the service processed before, sent alone, refused too)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class FakeService:
         if self.broken or self.poison & set(images):
             raise InferenceFailed("HTTP 500: model run failed")
         if self.refused & set(images):
-            raise BatchRefused("HTTP 413: too large", "too_large")
+            raise BatchRefused("HTTP 413: too large", "too_large", 413)
         items = [
             {"index": i, "error": {"code": "too_large", "message": "declares 40000x40000"}}
             if image in self.item_errors
@@ -36,9 +37,20 @@ class FakeService:
         return BatchAnswer("yolo", "v1", items)
 
 
-def isolator(service: FakeService, attempts: int = 2, works=lambda: True) -> tuple[BatchIsolator, list[int]]:
+class Canary:
+    """The worker's canary, counted: None while the service works, else the error a good frame got."""
+
+    def __init__(self, error: BaseException | None = None):
+        self.error, self.calls = error, 0
+
+    def __call__(self) -> BaseException | None:
+        self.calls += 1
+        return self.error
+
+
+def isolator(service: FakeService, attempts: int = 2, canary=None) -> tuple[BatchIsolator, list[int]]:
     waits: list[int] = []
-    return BatchIsolator(service.infer, waits.append, works, attempts), waits
+    return BatchIsolator(service.infer, waits.append, canary or Canary(), attempts), waits
 
 
 FRAMES = [f"f{i}".encode() for i in range(8)]
@@ -92,7 +104,7 @@ def test_a_transient_failure_is_retried_not_split():
 
 def test_a_service_that_fails_on_a_known_good_frame_is_an_outage_not_the_frames_fault():
     service = FakeService(broken=True)
-    run, _ = isolator(service, works=lambda: False)
+    run, _ = isolator(service, canary=Canary(InferenceFailed("HTTP 500: model run failed")))
     with pytest.raises(InferenceUnavailable, match="processed before"):
         run.run(FRAMES[:2])
 
@@ -108,7 +120,52 @@ def test_a_model_failing_on_every_frame_is_an_outage_even_when_reported_per_item
                 item["error"]["code"] = "inference_failed"
         return answer
 
-    run = BatchIsolator(infer, lambda n: None, lambda: False, 2)
+    run = BatchIsolator(infer, lambda n: None, Canary(InferenceFailed("HTTP 500")), 2)
     with pytest.raises(InferenceUnavailable):
         run.run(FRAMES[:2])
-    assert BatchIsolator(infer, lambda n: None, lambda: True, 2).run(FRAMES[:2]).outcomes[0].code == "inference_failed"
+    assert BatchIsolator(infer, lambda n: None, Canary(), 2).run(FRAMES[:2]).outcomes[0].code == "inference_failed"
+
+
+class Refusing:
+    """A proxy, or a service of another version, that answers a content code to every request."""
+
+    def __init__(self, status: int = 415):
+        self.status, self.requests = status, 0
+
+    def infer(self, images: list[bytes]) -> BatchAnswer:
+        self.requests += 1
+        raise BatchRefused(f"HTTP {self.status}: unsupported media type", "unsupported_media_type", self.status)
+
+
+@pytest.mark.parametrize("status", [400, 413, 415, 422])
+def test_a_content_code_for_every_request_is_an_outage_once_the_canary_is_refused_too(status):
+    service, canary = Refusing(status), Canary(BatchRefused(f"HTTP {status}: refused", "x", status))
+    with pytest.raises(InferenceUnavailable, match="processed before is refused too") as raised:
+        BatchIsolator(service.infer, lambda n: None, canary, 2).run(FRAMES)
+    assert raised.value.cause == f"http_{status}", "the retry metric's label says what the service answers"
+    assert (service.requests, canary.calls) == (1, 1), "one request and one canary: no bisection of 16 requests"
+
+
+def test_a_content_refusal_blames_frames_only_after_the_canary_passes_and_asks_it_once_per_batch():
+    service, canary = FakeService(refused={b"f2", b"f6"}), Canary()
+    outcomes = BatchIsolator(service.infer, lambda n: None, canary, 2).run(FRAMES).outcomes
+    assert [(i, o.code) for i, o in enumerate(outcomes) if o.result is None] == [(2, "too_large"), (6, "too_large")]
+    assert canary.calls == 1
+
+
+def test_per_item_errors_blame_frames_only_after_the_canary_passes():
+    service = FakeService(item_errors={b"f3"})
+    with pytest.raises(InferenceUnavailable) as raised:
+        isolator(service, canary=Canary(BatchRefused("HTTP 415: no", "x", 415)))[0].run(FRAMES)
+    assert raised.value.cause == "http_415"
+    canary = Canary()
+    outcomes = isolator(FakeService(item_errors={b"f3"}), canary=canary)[0].run(FRAMES).outcomes
+    assert outcomes[3].code == "too_large" and canary.calls == 1
+
+
+def test_a_canary_lost_to_an_outage_is_that_outage():
+    service = Refusing(400)
+    canary = Canary(InferenceUnavailable("HTTP 401 from http://inference/v1/infer/batch: set the token", "http_401"))
+    with pytest.raises(InferenceUnavailable) as raised:
+        BatchIsolator(service.infer, lambda n: None, canary, 2).run(FRAMES[:1])
+    assert raised.value.cause == "http_401" and "set the token" in str(raised.value)

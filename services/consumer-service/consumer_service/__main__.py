@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from vidpipe.config import load_settings
+from vidpipe.config import ConfigurationError, load_settings
 from vidpipe.health import Heartbeat, serve_health
 from vidpipe.kafka import KafkaSettings
+from vidpipe.secrets import SecretError, resolve_secret
 from vidpipe.storage import open_storage
 from vidpipe.topics import TopicSettings, ensure
 
@@ -18,6 +20,29 @@ from .archive import Archiver
 from .inference_client import InferenceClient
 from .settings import ConsumerSettings
 from .worker import ConsumerWorker
+
+TOKEN = "CONSUMER_INFERENCE_TOKEN"
+
+
+def inference_token(settings: ConsumerSettings, client: object = None) -> str | None:
+    """The API token from CONSUMER_INFERENCE_TOKEN, _FILE or _SECRET_ARN (or None), or exit 2 naming the
+    variable whose secret cannot be read. The value itself is never logged."""
+    value = settings.inference_token.get_secret_value() if settings.inference_token else None
+    try:
+        return resolve_secret(
+            TOKEN,
+            value,
+            settings.inference_token_file,
+            settings.inference_token_secret_arn,
+            json_key="token",
+            client=client,
+        )
+    except SecretError as exc:
+        message = str(exc)
+        if TOKEN not in message:  # the ARN's errors name the secret, not the setting
+            message = f"{TOKEN}_SECRET_ARN: {message}"
+        print(f"invalid configuration:\n  {message}", file=sys.stderr)
+        raise ConfigurationError(2) from None
 
 
 def main() -> None:
@@ -27,6 +52,9 @@ def main() -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("consumer_service")
 
+    token = inference_token(settings)
+    if not token:
+        log.info("sending no API token to inference (%s, _FILE, _SECRET_ARN unset)", TOKEN)
     ensure(kafka, topics)
     registry = CollectorRegistry()
     heartbeat = Heartbeat(stale_after_s=max(60.0, settings.retry_max_s * 3))
@@ -35,7 +63,7 @@ def main() -> None:
         kafka,
         topics,
         archiver=Archiver(open_storage(settings.archive_uri), settings.archive_workers, settings.archive_frames),
-        client=InferenceClient(str(settings.inference_url), settings.inference_timeout_s),
+        client=InferenceClient(str(settings.inference_url), settings.inference_timeout_s, token),
         registry=registry,
         heartbeat=heartbeat,
     )

@@ -1,10 +1,16 @@
 """HTTP client for the inference service's batch endpoint, and what each answer means for a retry.
 
-- InferenceUnavailable: the service is down or overloaded (no connection, 503, 429). Nothing about
-  the frames: wait and send the same batch again, as long as it takes.
+What an answer says about the frames decides what happens to them:
+- InferenceUnavailable: an outage; nothing about the frames. No connection, 503 or 429, and every answer
+  that means the request never reached a working model: 401/403 (token, proxy), 404/405 (a wrong path in
+  CONSUMER_INFERENCE_URL), 421 (host name), redirects and any status not named here. The same batch is
+  sent again with backoff for as long as it takes, never dead-lettered; `cause` labels the retry metric
+  and the message says the likely fix.
 - InferenceFailed: the service answered, but not with results (another 5xx, a timeout, an unreadable
   body). The frames may be the cause: a few more tries, then the batch is split to find out.
-- BatchRefused: the service refused the request (4xx). The frames are the cause: split at once.
+- BatchRefused: a content code (400, 413, 415, 422): the service says the request's content is wrong.
+  A proxy, or a service of another version during a rollout, can answer these to every request, so no
+  frame is blamed before a frame the service processed before still gets a result (isolation.py).
 """
 
 from __future__ import annotations
@@ -16,23 +22,35 @@ import httpx
 
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
 
+BATCH_PATH = "/v1/infer/batch"
+# The only statuses that blame the request's content (and so, once the canary passes, its frames).
+CONTENT_STATUSES = frozenset({400, 413, 415, 422})
+# The service is there but busy or starting: wait.
+BUSY_STATUSES = frozenset({429, 503})
+
 
 class InferenceUnavailable(RuntimeError):
-    """An outage: retry the same batch with backoff."""
+    """An outage: retry the same batch with backoff. `cause` is the retry metric's label."""
+
+    def __init__(self, message: str, cause: str = "unreachable"):
+        super().__init__(message)
+        self.cause = cause
 
 
 class InferenceFailed(RuntimeError):
     """The service answered without results; if it repeats, the frames may be why."""
 
     code = "inference_failed"
+    cause = "failed"
 
 
 class BatchRefused(RuntimeError):
-    """The service rejected the request itself (4xx): retrying the same bytes will not help."""
+    """The service refused the request's content (400, 413, 415, 422): the same bytes will not do better."""
 
-    def __init__(self, message: str, code: str = "inference_refused"):
+    def __init__(self, message: str, code: str = "inference_refused", status: int = 0):
         super().__init__(message)
         self.code = code
+        self.cause = f"http_{status}" if status else "refused"
 
 
 @dataclass(frozen=True)
@@ -42,9 +60,43 @@ class BatchAnswer:
     items: list[dict[str, Any]]  # per image: detections..., or {"error": {...}}
 
 
+def outage_hint(status: int, token_set: bool, location: str | None = None) -> str:
+    """The likely fix for an answer that is no verdict on the frames (pure; the log and /healthz say it)."""
+    if status == 401:
+        if token_set:
+            return "the service refused the token: is CONSUMER_INFERENCE_TOKEN the service's current API token?"
+        return "the service wants an API token: set CONSUMER_INFERENCE_TOKEN (or _FILE, _SECRET_ARN)"
+    if status == 403:
+        return "forbidden: check CONSUMER_INFERENCE_TOKEN and any proxy or policy in front of inference"
+    if status in (404, 405):
+        return (
+            f"is CONSUMER_INFERENCE_URL right? It is the inference service's base URL (the consumer adds {BATCH_PATH})"
+        )
+    if status == 421:
+        return "the service does not serve this host name: is CONSUMER_INFERENCE_URL's host one it allows?"
+    if 300 <= status < 400:
+        return f"redirected to {location or '?'}: set CONSUMER_INFERENCE_URL to the service's own address"
+    return "an answer the consumer does not expect: is CONSUMER_INFERENCE_URL the inference service?"
+
+
+def classify_status(status: int) -> str:
+    """What a non-200 status blames: "busy" (wait), "failed" (maybe the frames: try again, then split),
+    "content" (the request's content, once a canary passes) or "outage" (the service, its address, a
+    proxy or the token: wait, never blame a frame)."""
+    if status in BUSY_STATUSES:
+        return "busy"
+    if status in CONTENT_STATUSES:
+        return "content"
+    if 500 <= status < 600:
+        return "failed"
+    return "outage"
+
+
 class InferenceClient:
-    def __init__(self, base_url: str, timeout_s: float):
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+    def __init__(self, base_url: str, timeout_s: float, token: str | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, headers=headers)
+        self.token_set = bool(token)
 
     def close(self) -> None:
         self._client.close()
@@ -52,20 +104,26 @@ class InferenceClient:
     def infer_batch(self, images: list[bytes]) -> BatchAnswer:
         try:
             response = self._client.post(
-                "/v1/infer/batch", content=encode_batch(images), headers={"Content-Type": BATCH_CONTENT_TYPE}
+                BATCH_PATH, content=encode_batch(images), headers={"Content-Type": BATCH_CONTENT_TYPE}
             )
         except httpx.TimeoutException as exc:  # the service took the request but did not finish it
             raise InferenceFailed(f"{type(exc).__name__}: no answer within the timeout") from None
         except httpx.HTTPError as exc:  # refused, reset, DNS: nothing reached the model
-            raise InferenceUnavailable(f"{type(exc).__name__}: {exc}") from None
+            raise InferenceUnavailable(f"{type(exc).__name__}: {exc}", "unreachable") from None
         status = response.status_code
-        if status in (503, 429):
-            raise InferenceUnavailable(f"HTTP {status}: {_error(response)[1]}")
-        if status >= 500:
-            raise InferenceFailed(f"HTTP {status}: {_error(response)[1]}")
-        if status >= 400:
+        if status != 200:
             code, message = _error(response)
-            raise BatchRefused(f"HTTP {status}: {message}", code or "inference_refused")
+            kind = classify_status(status)
+            if kind == "busy":
+                raise InferenceUnavailable(f"HTTP {status}: {message}", f"http_{status}")
+            if kind == "failed":
+                raise InferenceFailed(f"HTTP {status}: {message}")
+            if kind == "content":
+                raise BatchRefused(f"HTTP {status}: {message}", code or "inference_refused", status)
+            url = response.request.url
+            where = f"{url.scheme}://{url.host}{f':{url.port}' if url.port else ''}{url.path}"  # no userinfo
+            hint = outage_hint(status, self.token_set, response.headers.get("location"))
+            raise InferenceUnavailable(f"HTTP {status} from {where}: {hint} ({message[:120]})", f"http_{status}")
         try:
             body = response.json()
             items = sorted(body["results"], key=lambda r: r["index"])

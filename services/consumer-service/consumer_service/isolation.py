@@ -1,11 +1,14 @@
 """Which frames of a batch can the inference service not process? Pure logic: the transport comes in
 as callables, so every path is unit-tested without a service.
 
-A batch that the service refuses (4xx), or that keeps failing (5xx, timeouts) for `attempts` tries, is
-split in halves until the frames at fault stand alone; each of those becomes one dead letter with the
-reason and the number of requests it was part of, and every other frame gets its result. Before a
-single frame is blamed for a failure that could be the service's, a frame it processed recently is
-sent alone: if that fails too the service is broken (an outage, retried), not the frame.
+A batch that the service refuses for its content (400, 413, 415, 422), or that keeps failing (5xx,
+timeouts) for `attempts` tries, is split in halves until the frames at fault stand alone; each of those
+becomes one dead letter with the reason and the number of requests it was part of, and every other frame
+gets its result. No frame is blamed before a canary passes: a frame the service processed before, sent
+alone, still gets a result. If it does not, the service, its path or a proxy is at fault, not the frames:
+an outage (InferenceUnavailable), retried, never dead-lettered. A content refusal or per-item error is
+checked once per batch, before any split (so a proxy refusing every request costs one extra request, not
+a bisection); a failure (5xx) is checked where a single frame would be blamed.
 """
 
 from __future__ import annotations
@@ -34,33 +37,41 @@ class Isolated:
     outcomes: list[ItemOutcome]
 
 
+@dataclass
+class _Run:
+    model: tuple[str, str] = ("", "")
+    content_checked: bool = False  # a canary passed after a content refusal in this batch
+
+
 class BatchIsolator:
     def __init__(
         self,
         infer: Callable[[list[bytes]], BatchAnswer],
         backoff: Callable[[int], None],
-        service_works: Callable[[], bool],
+        canary: Callable[[], BaseException | None],
         attempts: int = 2,
     ):
         """infer: one request (outages already waited out); backoff(n): wait before try n+1;
-        service_works(): whether the service still answers a frame it processed before."""
+        canary(): None when the service still answers a frame it processed before with a result,
+        else the error it got instead."""
         self.infer = infer
         self.backoff = backoff
-        self.service_works = service_works
+        self.canary = canary
         self.attempts = attempts
 
     def run(self, images: list[bytes]) -> Isolated:
-        model: list[str] = ["", ""]
-        outcomes = self._isolate(images, 0, model)
-        return Isolated(model[0], model[1], outcomes)
+        run = _Run()
+        outcomes = self._isolate(images, 0, run)
+        return Isolated(run.model[0], run.model[1], outcomes)
 
-    def _isolate(self, images: list[bytes], prior: int, model: list[str]) -> list[ItemOutcome]:
+    def _isolate(self, images: list[bytes], prior: int, run: _Run) -> list[ItemOutcome]:
         tries = 0
         while True:
             tries += 1
             try:
                 answer = self.infer(images)
             except BatchRefused as exc:
+                self._check_content(run, exc.cause, str(exc))
                 failure: BatchRefused | InferenceFailed = exc
                 could_be_service = False
             except InferenceFailed as exc:
@@ -70,20 +81,41 @@ class BatchIsolator:
                 failure, could_be_service = exc, True
             else:
                 if answer.model_name:
-                    model[:] = [answer.model_name, answer.model_version]
+                    run.model = (answer.model_name, answer.model_version)
                 outcomes = [item_outcome(item, prior + tries) for item in answer.items]
-                # The service says the model failed on a frame: the model may be failing on every frame.
-                if any(o.code == InferenceFailed.code for o in outcomes) and not self.service_works():
-                    raise InferenceUnavailable("inference also fails on a frame it processed before")
+                refused = [o for o in outcomes if o.result is None]
+                if any(o.code == InferenceFailed.code for o in refused):
+                    # The model failed on a frame: it may be failing on every frame.
+                    self._check_failure("inference also fails on a frame it processed before")
+                elif refused:
+                    self._check_content(run, "item_error", refused[0].reason)
                 return outcomes
             if len(images) > 1:
                 half = len(images) // 2
-                return self._isolate(images[:half], prior + tries, model) + self._isolate(
-                    images[half:], prior + tries, model
+                return self._isolate(images[:half], prior + tries, run) + self._isolate(
+                    images[half:], prior + tries, run
                 )
-            if could_be_service and not self.service_works():
-                raise InferenceUnavailable(f"inference also fails on a frame it processed before: {failure}")
+            if could_be_service:
+                self._check_failure(f"inference also fails on a frame it processed before: {failure}")
             return [ItemOutcome(None, failure.code, str(failure), prior + tries)]
+
+    def _check_content(self, run: _Run, cause: str, refusal: str) -> None:
+        """Before frames are blamed for a content refusal: does the service still take a good frame?"""
+        if run.content_checked:
+            return
+        error = self.canary()
+        if error is not None:
+            raise InferenceUnavailable(
+                f"{refusal[:200]}, and a frame inference processed before is refused too ({str(error)[:200]}): "
+                "the service, its path or a proxy is at fault, not the frames (a rollout's version skew?)",
+                getattr(error, "cause", None) or cause,
+            )
+        run.content_checked = True
+
+    def _check_failure(self, message: str) -> None:
+        error = self.canary()
+        if error is not None:
+            raise InferenceUnavailable(f"{message} ({str(error)[:200]})", getattr(error, "cause", None) or "failing")
 
 
 def item_outcome(item: dict[str, Any], attempts: int) -> ItemOutcome:

@@ -5,8 +5,10 @@ replay after a failed delivery and revocation are unit-tested on their own.
 At-least-once rests on three rules kept here:
 - batches leave the ledger in poll order, so a partition's committed offset never passes a record
   whose result or dead letter is not yet acknowledged by the broker;
-- a batch whose delivery failed rewinds its partitions to its first offsets (and drops every later
-  batch, whose records come again);
+- a batch whose records the cluster did not take (a missing topic, a denied write) keeps them and
+  produces them again, after a backoff, until they are delivered: nothing is re-inferred or re-archived;
+- a batch whose producer failed fatally rewinds its partitions to its first offsets (and drops every
+  later batch, whose records come again);
 - offsets are only committed for partitions still assigned to this member.
 """
 
@@ -40,7 +42,9 @@ class Batch:
     work: Future[Any] | None = None  # inference + archive, on a worker thread
     published: bool = False  # its results and dead letters are handed to the producer
     pending_deliveries: int = 0
-    delivery_failed: str | None = None
+    delivery_failed: str | None = None  # its producer failed fatally: rewind
+    undelivered: list[Any] = field(default_factory=list)  # records the cluster did not take, to produce again
+    abandoned: bool = False  # rewound: late delivery reports of its records change nothing
     results_count: int = 0
     sent: float = 0.0  # when its frames went to inference
     load: int = 0  # frames in inference when it was sent, its own included
@@ -49,7 +53,7 @@ class Batch:
         return self.work is None or self.work.done()
 
     def delivered(self) -> bool:
-        return self.published and self.pending_deliveries == 0
+        return self.published and self.pending_deliveries == 0 and not self.undelivered
 
     def partitions(self) -> set[TopicPartitionKey]:
         return set(self.offsets)
@@ -123,6 +127,7 @@ class Ledger:
     def _rewind(self, reason: str) -> Rewind:
         firsts: dict[TopicPartitionKey, int] = {}
         for batch in self._batches:
+            batch.abandoned = True
             for key, offset in batch.first_offsets.items():
                 firsts[key] = min(firsts.get(key, offset), offset)
         self._batches.clear()

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vidpipe.contract import CONSUMER_GROUP, MAX_FRAME_BYTES
 from vidpipe.image_header import MAX_PIXELS
+from vidpipe.secrets import check_secret_arn
 
 
 class ConsumerSettings(BaseSettings):
@@ -15,6 +16,13 @@ class ConsumerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONSUMER_", env_ignore_empty=True, extra="ignore")
 
     inference_url: AnyHttpUrl = Field(description="Base URL of the inference service")
+    # The inference API token, sent as `Authorization: Bearer`: at most one of the three (read at start-up
+    # with vidpipe.secrets.resolve_secret); none = no token sent.
+    inference_token: SecretStr | None = None
+    inference_token_file: str | None = Field(default=None, description="A mounted file holding the token")
+    inference_token_secret_arn: str | None = Field(
+        default=None, description='Secrets Manager secret ARN whose string (or JSON key "token") is the token'
+    )
     archive_uri: str = Field(description="Local folder or s3://bucket/prefix for frames and results")
     group_id: str = CONSUMER_GROUP
     batch_max_frames: int = Field(default=16, ge=1, le=1024)
@@ -34,7 +42,13 @@ class ConsumerSettings(BaseSettings):
         description="Tries of a batch that fails (5xx, timeout) before splitting it to find the frame at fault",
     )
     unhealthy_after_s: float = Field(
-        default=300.0, gt=0, description="An outage of inference or storage this long makes /healthz answer 503"
+        default=300.0,
+        gt=0,
+        description="An outage of inference, storage or the output topics this long makes /healthz answer 503",
+    )
+    dead_letter_payload: Literal["full", "headers"] = Field(
+        default="full",
+        description="full: dead letters carry the original value; headers: only its headers and its length",
     )
     max_inflight_batches: int = Field(default=3, ge=1, le=64, description="Batches in inference or archive at once")
     pause_after_s: float = Field(
@@ -47,6 +61,11 @@ class ConsumerSettings(BaseSettings):
     archive_workers: int = Field(default=8, ge=1, le=128)
     health_port: int = Field(default=8081, ge=0, le=65535, description="0 disables /healthz and /metrics")
     log_level: str = "info"
+
+    @field_validator("inference_token_secret_arn")
+    @classmethod
+    def _check_token_arn(cls, value: str | None) -> str | None:
+        return check_secret_arn(value, "CONSUMER_INFERENCE_TOKEN_SECRET_ARN")
 
     @model_validator(mode="after")
     def _backoff_order(self) -> Self:

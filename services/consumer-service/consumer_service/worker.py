@@ -4,9 +4,13 @@
   batch to a bounded pool of workers, publishes finished batches' results in batch order, and
   commits a batch's offsets only once its results and dead letters are acknowledged by the broker.
 - Workers run inference and archive frames and results. Only outages are retried (inference or
-  storage unreachable, overloaded): a record whose content makes a step fail costs one dead letter,
-  never a stall (see isolation.py for inference, archive.py for storage, _produce for the
-  results topic). An outage longer than CONSUMER_UNHEALTHY_AFTER_S makes /healthz answer 503.
+  storage unreachable, overloaded, or answering in a way that blames no frame: a wrong path, a refused
+  token, a proxy): a record whose content makes a step fail costs one dead letter, never a stall (see
+  isolation.py for inference, archive.py for storage, _produce for the results topic).
+- A result or dead letter the cluster does not take (a missing topic, a denied write, a timeout) stays
+  with its batch and is produced again after a jittered exponential backoff, until it is delivered:
+  its frames are not inferred or archived again, and nothing after it is committed meanwhile.
+- An outage of any of these longer than CONSUMER_UNHEALTHY_AFTER_S makes /healthz answer 503 with why.
 - A producer that fails fatally (librdkafka's idempotent producer can, after broker restarts) is
   replaced and every uncommitted batch replays: duplicates possible, loss not.
 - At most `max_inflight_batches` batches are held, so memory stays bounded when inference is
@@ -24,34 +28,35 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from vidpipe.contract import MAX_MESSAGE_BYTES, Header, dead_letter_headers, encode_result
 from vidpipe.health import Heartbeat
-from vidpipe.kafka import KafkaSettings, ReplaceableProducer, consumer_config
+from vidpipe.kafka import KafkaSettings, ReplaceableProducer, consumer_config, is_fatal
 from vidpipe.topics import TopicSettings
 
 from .archive import Archiver, StorageUnavailable
 from .deadline import SendDeadline
-from .inference_client import InferenceClient, InferenceUnavailable
+from .delivery import (
+    CONTENT_DELIVERY_ERRORS,
+    CONTENT_PRODUCE_ERRORS,
+    Redelivery,
+    backoff_delay,
+    cause_label,
+    delivery_hint,
+)
+from .inference_client import BatchRefused, InferenceClient, InferenceUnavailable
 from .isolation import BatchIsolator
 from .ledger import Batch, Ledger, Rewind
+from .reference import REFERENCE_JPEG
 from .settings import ConsumerSettings
 from .triage import Accepted, Rejected, ResultRefused, Stale, result_document, triage
 
 log = logging.getLogger(__name__)
 
-# Delivery errors that are about the record, not the cluster: retrying the same bytes cannot succeed.
-_CONTENT_DELIVERY_ERRORS = {
-    KafkaError.MSG_SIZE_TOO_LARGE,
-    KafkaError.INVALID_RECORD,
-    KafkaError.RECORD_LIST_TOO_LARGE,
-    KafkaError.INVALID_MSG,
-    KafkaError.INVALID_MSG_SIZE,
-}
 # Room kept for the dead-letter headers and Kafka's record overhead.
 _DEAD_LETTER_MARGIN = 64 * 1024
 
@@ -80,6 +85,23 @@ class Stopped(Exception):
     """Shutdown was requested while waiting on a dependency; the batch stays uncommitted."""
 
 
+Role = Literal["results", "dead_letter"]
+
+
+@dataclass
+class Outgoing:
+    """A result or dead letter of a batch, kept until the broker acknowledges it, so that a delivery the
+    cluster failed is produced again as it was, without its frame being inferred or archived again."""
+
+    role: Role
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None
+    on_content_error: Callable[[str], None] | None
+    first_sent: float = 0.0  # monotonic; how long a failing topic has been failing is counted from here
+
+
 class ConsumerMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.processed = Counter("consumer_frames_processed", "Frames with a stored result", registry=registry)
@@ -93,7 +115,21 @@ class ConsumerMetrics:
             "consumer_frames_stale", "Frames skipped for exceeding the max frame age", registry=registry
         )
         self.retries = Counter(
-            "consumer_retries", "Waits on an unavailable dependency", ["dependency"], registry=registry
+            "consumer_retries",
+            "Waits on an unavailable dependency (inference, storage), by what made it unavailable",
+            ["dependency", "cause"],
+            registry=registry,
+        )
+        self.delivery_failures = Counter(
+            "consumer_delivery_failures",
+            "Results and dead letters the cluster did not take (produced again after a backoff), by cause",
+            ["topic", "cause"],
+            registry=registry,
+        )
+        self.frames_inferred = Counter(
+            "consumer_frames_inferred",
+            "Frames sent to inference (retries, bisection and replays included; canaries not)",
+            registry=registry,
         )
         self.producer_restarts = Counter(
             "consumer_producer_restarts",
@@ -147,13 +183,14 @@ class ConsumerWorker:
         self._outage_lock = threading.Lock()
         self._known_good: bytes | None = None  # a frame inference processed recently (see isolation.py)
         self._isolator = BatchIsolator(
-            infer=lambda images: self._retry_outage(
-                "inference", lambda: self.client.infer_batch(images), (InferenceUnavailable,)
-            ),
+            infer=lambda images: self._retry_outage("inference", lambda: self._infer(images), (InferenceUnavailable,)),
             backoff=self._backoff,
-            service_works=self._inference_works,
+            canary=self._canary,
             attempts=settings.inference_attempts,
         )
+        self._redelivery: dict[Role, Redelivery] = {
+            role: Redelivery(settings.retry_initial_s, settings.retry_max_s) for role in ("results", "dead_letter")
+        }
         self.consumer = Consumer(
             consumer_config(
                 kafka,
@@ -237,8 +274,11 @@ class ConsumerWorker:
             self.archiver.close()
 
     def _head_abandoned(self) -> bool:
-        """The oldest batch gave up (its dependency stayed down): nothing behind it can commit."""
+        """The oldest batch gave up (its dependency stayed down), or the cluster did not take its results
+        or dead letters (stopping is no time to wait for a topic): nothing behind it can commit."""
         head = self._ledger.head
+        if head is not None and head.undelivered:
+            return True
         return bool(head and head.work and head.work.done() and head.work.exception() is not None)
 
     # --- rebalance callbacks ------------------------------------------------------------------
@@ -369,19 +409,27 @@ class ConsumerWorker:
             refused.append((done[index][0], Rejected(reason, "archive", "archive_refused")))
         return [(record, doc) for index, (record, _, doc) in enumerate(done) if index not in failed], refused
 
-    def _inference_works(self) -> bool:
-        """Does the service still process a frame it processed before? (No known frame yet: assume so.)"""
-        if self._known_good is None:
-            return True
+    def _infer(self, images: list[bytes]) -> Any:
+        self.metrics.frames_inferred.inc(len(images))
+        return self.client.infer_batch(images)
+
+    def _canary(self) -> BaseException | None:
+        """Does the service still answer a frame it processed before with a result? None if so, else the
+        error instead. Before this process has such a frame, a small valid JPEG stands in (reference.py)."""
         try:
-            self.client.infer_batch([self._known_good])
-            return True
-        except Exception:
-            return False
+            answer = self.client.infer_batch([self._known_good or REFERENCE_JPEG])
+        except Exception as exc:  # whatever it is, the good frame did not get its result
+            return exc
+        error = answer.items[0].get("error") if answer.items else {"message": "no item"}
+        if error is not None:
+            refused = BatchRefused(f"per-item error: {str(error)[:200]}")
+            refused.cause = "item_error"
+            return refused
+        return None
 
     def _backoff(self, attempt: int) -> None:
-        delay = min(self.settings.retry_initial_s * 2 ** (attempt - 1), self.settings.retry_max_s)
-        if self._stop.wait(delay * random.uniform(0.8, 1.2)):
+        delay = backoff_delay(attempt, self.settings.retry_initial_s, self.settings.retry_max_s)
+        if self._stop.wait(delay):
             raise Stopped()
 
     def _retry_outage(self, dependency: str, action: Callable[[], R], retry_on: tuple[type[BaseException], ...]) -> R:
@@ -394,8 +442,8 @@ class ConsumerWorker:
             except retry_on as exc:
                 if self._stop.is_set():
                     raise Stopped() from exc
-                self.metrics.retries.labels(dependency).inc()
-                self._outage_continues(dependency, exc)
+                self.metrics.retries.labels(dependency, str(getattr(exc, "cause", None) or type(exc).__name__)).inc()
+                self._outage_continues(dependency, str(exc))
                 log.warning("%s unavailable (%s); retrying in %.1fs, nothing committed", dependency, exc, delay)
                 if self._stop.wait(delay * random.uniform(0.8, 1.2)):
                     raise Stopped() from None
@@ -404,12 +452,15 @@ class ConsumerWorker:
                 self._outage_over(dependency)
                 return result
 
-    def _outage_continues(self, dependency: str, exc: BaseException) -> None:
+    def _outage_continues(self, dependency: str, reason: str, since: float | None = None) -> None:
+        """`dependency` failed again (since: when the attempt that just failed began, if earlier)."""
+        now = time.monotonic()
         with self._outage_lock:
-            since = self._outages.setdefault(dependency, time.monotonic())
-            lasted = time.monotonic() - since
+            began = min(self._outages.get(dependency, now), since if since is not None else now)
+            self._outages[dependency] = began
+            lasted = now - began
             if lasted >= self.settings.unhealthy_after_s:
-                self.heartbeat.unhealthy_reason = f"{dependency} unavailable for {lasted:.0f}s: {str(exc)[:200]}"
+                self.heartbeat.unhealthy_reason = f"{dependency} unavailable for {lasted:.0f}s: {reason[:300]}"
 
     def _outage_over(self, dependency: str) -> None:
         with self._outage_lock:
@@ -423,7 +474,7 @@ class ConsumerWorker:
         if self.producers.failed:
             self._replace_producer()
             return True
-        moved = False
+        moved = self._redeliver()
         for batch in self._ledger.to_publish():
             if batch.work is not None:
                 error = batch.work.exception()
@@ -456,46 +507,100 @@ class ConsumerWorker:
     def _produce(
         self,
         batch: Batch,
-        topic: str,
+        role: Role,
         key: bytes | None,
         value: bytes,
         headers: list[tuple[str, bytes]] | None = None,
         on_content_error: Callable[[str], None] | None = None,
     ) -> None:
         """Produce, counting the delivery against the batch. A delivery the broker refuses for the
-        record's content goes to on_content_error(reason) when given; any other failure replays."""
+        record's content goes to on_content_error(reason) when given; one the cluster fails (a missing
+        topic, a denied write, a timeout) waits in the batch and is produced again after a backoff."""
+        topic = self.topics.results if role == "results" else self.topics.dead_letter
+        self._send(batch, Outgoing(role, topic, key, value, headers, on_content_error, time.monotonic()))
 
+    def _send(self, batch: Batch, out: Outgoing) -> None:
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
             batch.pending_deliveries -= 1
-            if error is None:
+            if batch.abandoned:  # replayed from the source topic: this record's fate no longer matters
                 return
-            if on_content_error is not None and error.code() in _CONTENT_DELIVERY_ERRORS:
-                on_content_error(str(error))
-            else:
+            if error is None:
+                self._delivered(out.role)
+            elif is_fatal(error):
+                self.producers.note_error(error)
                 batch.delivery_failed = str(error)
+            elif out.on_content_error is not None and error.code() in CONTENT_DELIVERY_ERRORS:
+                out.on_content_error(str(error))
+            else:
+                self._undeliverable(batch, out, error)
 
         while True:
             try:
                 self.producer.produce(
-                    topic,
-                    key=key,
-                    value=value,
+                    out.topic,
+                    key=out.key,
+                    value=out.value,
                     # confluent-kafka asks for list[tuple[str, str | bytes | None]]; list is invariant, ours holds bytes
-                    headers=headers,  # type: ignore[arg-type]
+                    headers=out.headers,  # type: ignore[arg-type]
                     on_delivery=on_delivery,
                 )
                 batch.pending_deliveries += 1
                 return
             except BufferError:  # local queue full: serve callbacks, then try again
                 self.producer.poll(0.1)
-            except KafkaException as exc:  # refused before sending (size, invalid arguments), or fatal
+            except KafkaException as exc:  # refused before sending (size, unknown topic...), or fatal
                 if self.producers.note_error(exc):  # the producer is finished, not the record: replay
                     batch.delivery_failed = str(exc)
                     return
-                if on_content_error is None:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if error is not None and error.code() not in CONTENT_PRODUCE_ERRORS:
+                    self._undeliverable(batch, out, error)
+                    return
+                if out.on_content_error is None:
                     raise
-                on_content_error(str(exc.args[0] if exc.args else exc))
+                out.on_content_error(str(error or exc))
                 return
+
+    def _undeliverable(self, batch: Batch, out: Outgoing, error: KafkaError) -> None:
+        """The cluster did not take a record: keep it in its batch (which cannot commit meanwhile) and
+        produce it again once the topic's backoff has passed."""
+        batch.undelivered.append(out)
+        cause = cause_label(error)
+        self.metrics.delivery_failures.labels(out.role, cause).inc()
+        variable = "TOPICS_RESULTS" if out.role == "results" else "TOPICS_DEAD_LETTER"
+        reason = f"{error.name()}: {delivery_hint(error.code(), out.topic, variable)}"
+        self._outage_continues(f"{out.role.replace('_', '-')} topic", reason, since=out.first_sent)
+        delay = self._redelivery[out.role].failed(time.monotonic())
+        if delay is not None:  # once per round, not once per record
+            log.warning(
+                "%s topic %s did not take a record (%s); producing what it did not take again in %.1fs, "
+                "committing nothing after it",
+                out.role.replace("_", "-"),
+                out.topic,
+                reason,
+                delay,
+            )
+
+    def _delivered(self, role: Role) -> None:
+        self._redelivery[role].delivered()
+        self._outage_over(f"{role.replace('_', '-')} topic")
+
+    def _redeliver(self) -> bool:
+        """Produce again, in batch order, what a topic did not take once its backoff has passed."""
+        now = time.monotonic()
+        due = {role for role, redelivery in self._redelivery.items() if redelivery.take_due(now)}
+        if not due:
+            return False
+        moved = False
+        for batch in self._ledger:
+            waiting = [out for out in batch.undelivered if out.role in due]
+            if not waiting:
+                continue
+            batch.undelivered = [out for out in batch.undelivered if out.role not in due]
+            for out in waiting:
+                self._send(batch, out)
+            moved = True
+        return moved
 
     def _publish_result(self, batch: Batch, record: Message, doc: dict[str, Any]) -> None:
         def refused(reason: str) -> None:
@@ -504,13 +609,12 @@ class ConsumerWorker:
                 batch, record, Rejected(f"the results topic refused the result: {reason}", "publish", "result_refused")
             )
 
-        self._produce(
-            batch, self.topics.results, doc["stream_id"].encode(), encode_result(doc), on_content_error=refused
-        )
+        self._produce(batch, "results", doc["stream_id"].encode(), encode_result(doc), on_content_error=refused)
 
     def _dead_letter(self, batch: Batch, record: Message, rejected: Rejected) -> None:
-        """The original record with why it failed. A value too large to fit beside the error headers
-        is left out (its length noted) rather than blocking the partition."""
+        """The original record with why it failed. Its value is left out (its length noted) with
+        CONSUMER_DEAD_LETTER_PAYLOAD=headers, or when too large to fit beside the error headers, rather
+        than blocking the partition."""
         value = record.value() or b""
         topic, partition, offset = record_origin(record)
 
@@ -520,16 +624,16 @@ class ConsumerWorker:
 
         headers = with_error(record_headers(record))
         size = len(value) + len(record.key() or b"") + sum(len(k) + len(v) for k, v in headers)
-        if size > MAX_MESSAGE_BYTES - _DEAD_LETTER_MARGIN:
+        if self.settings.dead_letter_payload == "headers" or size > MAX_MESSAGE_BYTES - _DEAD_LETTER_MARGIN:
             headers.append((Header.ERROR_VALUE_DROPPED, str(len(value)).encode()))
             value = b""
 
         def without_original(reason: str) -> None:
             # Even the headers do not fit: keep only why, where, and the key.
             minimal = with_error([]) + [(Header.ERROR_VALUE_DROPPED, str(len(record.value() or b"")).encode())]
-            self._produce(batch, self.topics.dead_letter, (record.key() or b"")[:1024], b"", minimal)
+            self._produce(batch, "dead_letter", (record.key() or b"")[:1024], b"", minimal)
 
-        self._produce(batch, self.topics.dead_letter, record.key(), value, headers, on_content_error=without_original)
+        self._produce(batch, "dead_letter", record.key(), value, headers, on_content_error=without_original)
         self.counts.dead_lettered += 1
         self.metrics.dead_lettered.labels(rejected.stage, rejected.code).inc()
         log.warning(
@@ -566,7 +670,7 @@ class ConsumerWorker:
         self.producers.replace()  # the failed one's messages belong to the abandoned batches
 
     def _rewind(self, rewind: Rewind) -> None:
-        """A delivery failed: seek back to the failed batch; everything after it comes again."""
+        """A producer failed fatally: seek back to the oldest abandoned batch; everything after it comes again."""
         log.error("delivery failed (%s); replaying from the failed batch", rewind.reason)
         self._carry = []
         for (topic, partition), offset in rewind.offsets.items():
