@@ -138,17 +138,17 @@ def produce_results(kafka: KafkaSettings, topic: str, docs: Iterable[dict]) -> i
     return produce_values(kafka, topic, ((d["stream_id"].encode(), encode_result(d)) for d in docs))
 
 
-def http(url: str, timeout_s: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+def http(url: str, timeout_s: float = 10.0, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """(status, headers, body) of a GET, error statuses included."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout_s) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
 
 
-def get_json(url: str) -> Any:
-    status, _, body = http(url)
+def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
+    status, _, body = http(url, headers=headers)
     assert status == 200, (url, status, body[:300])
     return json.loads(body)
 

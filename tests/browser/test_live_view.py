@@ -4,7 +4,8 @@ stream: the archived frame is drawn with its boxes, and boxes, frame and counts 
 The service is fed synthetic results (a box walking across a line and through a zone, again and again)
 and the frames they name are written to a local archive first, as the consumer does: real JPEGs from
 the sample video when set-up fetched it, drawn ones otherwise. The real pipeline (model included) is
-the end-to-end test's. A screenshot is kept in out/test-artefacts/live-view.png.
+the end-to-end test's. The service has a token: the browser comes in through the printed link
+(/?token=...) once, as an operator does. A screenshot is kept in out/test-artefacts/live-view.png.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ STREAM = "bikes-live"
 ARTEFACTS = ROOT / "out" / "test-artefacts"
 FEED_EVERY_S = 0.1
 WAIT_MS = 60_000  # bounds a hang only: nothing asserts how fast the page is
+TOKEN = "browser-test-live-view-token"
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +97,18 @@ def streaming_service(kafka_bootstrap, kafka_settings, tmp_path) -> Iterator[Ser
     archive = LocalStorage(tmp_path / "archive")
     streams_file = write_streams_file(tmp_path / "streams.yaml", {STREAM: {"lines": [GATE], "zones": [PEN]}})
     service = analytics_process(
-        kafka_bootstrap, tmp_path, streams_file, str(archive.root), free_port(), **analytics_env(topics)
+        kafka_bootstrap,
+        tmp_path,
+        streams_file,
+        str(archive.root),
+        free_port(),
+        ANALYTICS_API_TOKEN=TOKEN,
+        **analytics_env(topics),
     ).start()
     stop = threading.Event()
     feeder = threading.Thread(target=_feed, args=(kafka_settings, topics.results, archive, stop), daemon=True)
     try:
-        service.wait_http(analytics_url(service, "/readyz"), timeout_s=90)
+        service.wait_ready(timeout_s=90)
         feeder.start()
         yield service
     finally:
@@ -121,11 +129,17 @@ def test_live_view_draws_frames_boxes_and_counts_that_update(chromium, streaming
         # --no-sandbox: the tests run as root, where Chromium's sandbox refuses to start.
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
+            # Without the token the page is refused.
+            stranger = browser.new_page()
+            assert stranger.goto(analytics_url(service, "/")).status == 401
+            stranger.close()
             page = browser.new_page(viewport={"width": 900, "height": 700})
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-            page.goto(analytics_url(service, "/"))
+            # The link with the token sets the session and drops the token from the address.
+            page.goto(analytics_url(service, f"/?token={TOKEN}"))
+            assert page.url == analytics_url(service, "/"), page.url
 
             # Boxes on an archived frame.
             page.wait_for_function(

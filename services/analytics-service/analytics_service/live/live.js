@@ -23,6 +23,10 @@ function element(tag, className, text) {
 
 async function getJSON(url) {
   const response = await fetch(url, { cache: "no-store" });
+  if (response.status === 401) {
+    // The session (a cookie from the printed link) expired, or the service's token changed.
+    throw new Error("not signed in: open the live view's link with its ?token= again");
+  }
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
 }
