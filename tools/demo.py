@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import sys
 import time
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -67,14 +69,34 @@ def write_streams_file(path: Path, stream_id: str) -> AnalyticsConfig:
     return load_streams_file(path)
 
 
-def start_analytics(stack: ExitStack, bootstrap: str, logs: Path, streams_file: Path, archive: Path) -> str:
-    """The analytics service; returns its live view's URL."""
+def start_analytics(stack: ExitStack, bootstrap: str, logs: Path, streams_file: Path, archive: Path, token: str) -> str:
+    """The analytics service, its live view behind `token`; returns the live view's URL."""
     port = free_port()
-    service: ServiceProcess = analytics_process(bootstrap, logs, streams_file, str(archive), port)
+    service: ServiceProcess = analytics_process(
+        bootstrap, logs, streams_file, str(archive), port, ANALYTICS_API_TOKEN=token
+    )
     service.start()
     stack.callback(service.stop)
     service.wait_ready()
     return f"http://127.0.0.1:{port}/"
+
+
+def inference_tokens() -> tuple[dict[str, str], dict[str, str]]:
+    """(the inference service's, the consumer's) token variables: one fresh token for this run, when the
+    consumer can send one (CONSUMER_INFERENCE_TOKEN); none otherwise."""
+    from consumer_service.settings import ConsumerSettings
+
+    if "inference_token" not in ConsumerSettings.model_fields:
+        return {}, {}
+    token = secrets.token_urlsafe(24)
+    return {"INFERENCE_API_TOKEN": token}, {"CONSUMER_INFERENCE_TOKEN": token}
+
+
+def live_view_streams(live_view: str, token: str) -> dict[str, Any]:
+    """The live view's API as a client reads it: each stream's frames analyzed, latest seq, rate."""
+    request = urllib.request.Request(live_view + "api/streams", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return {s["stream_id"]: s for s in json.load(response)["streams"]}
 
 
 def format_counts(counts: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -171,16 +193,20 @@ def main(argv: list[str] | None = None) -> int:
             print("starting a local Kafka broker (KRaft, one node)...")
             bootstrap = start_broker(stack, CACHE / "demo" / "kafka")
         inference_port = free_port()
-        inference = inference_process(inference_port, logs, args.model).start()
+        # Fresh tokens each run: the services run as they do deployed, behind their tokens.
+        inference_env, consumer_env = inference_tokens()
+        live_token = secrets.token_urlsafe(24)
+        inference = inference_process(inference_port, logs, args.model, **inference_env).start()
         stack.callback(inference.stop)
-        consumer = consumer_process(bootstrap, f"http://127.0.0.1:{inference_port}", str(archive), logs)
+        consumer = consumer_process(bootstrap, f"http://127.0.0.1:{inference_port}", str(archive), logs, **consumer_env)
         print("starting the inference service, the consumer and the analytics service...")
         inference.wait_ready()
         consumer.start()
         stack.callback(consumer.stop)
         consumer.wait_http(consumer_health_url(consumer))
-        live_view = start_analytics(stack, bootstrap, logs, streams_file, archive)
-        print(f"live view: {live_view}  (lines and zones: {streams_file})")
+        live_view = start_analytics(stack, bootstrap, logs, streams_file, archive, live_token)
+        # The link logs the browser in once (a session cookie) and drops the token from the address.
+        print(f"live view: {live_view}?token={live_token}  (lines and zones: {streams_file})")
 
         from vidpipe.topics import TopicSettings
 
@@ -227,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             events.poll(0.5)
         events.poll(1.0)  # anything beyond: duplicates, or events the replay did not make
         service_counts = counts_from_events(events.events[stream_id], spec)
+        live = live_view_streams(live_view, live_token).get(stream_id, {})
         replay_counts = frames[-1].counts if frames else counts_from_events([], spec)
         video = render_video(out / "annotated.mp4", frames, LocalStorage(archive), spec, video_fps(args.video))
 
@@ -242,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                     "lines": DEMO_LINES,
                     "zones": DEMO_ZONES,
                     "live_view": live_view,
+                    "live_view_frames": live.get("frames"),
                     "counts": {"service": service_counts, "replay": replay_counts},
                     "consistent": service_counts == replay_counts,
                     "events": {
