@@ -1,6 +1,5 @@
 """The inference API's edge: any ONNX model serves; bad input gets a 4xx JSON error naming the problem."""
 
-
 import cv2
 import numpy as np
 import pytest
