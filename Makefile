@@ -39,16 +39,18 @@ venv: $(VENV)/.installed
 # Locks with a sha256 for every distribution, from requirements.txt and the packages' pyproject.toml files:
 # requirements.lock (the venv, any platform, Python 3.11+) and one per image, services/<service>/requirements.lock
 # (its package and the contract, Linux x86_64, Python 3.11, within the venv's versions, so the tests run what
-# ships). Existing pins are kept unless UPGRADE=1. uv itself is pinned by hash (requirements-uv.txt).
+# ships), and services/build.lock (the images' build stage). Existing pins are kept unless UPGRADE=1. uv itself
+# is pinned by hash (requirements-uv.txt).
 # tests/unit/test_lock.py fails while a lock lags its declarations.
 UV := $(CACHE)/uv/bin/uv
 LOCK_SERVICES := frame-publisher consumer-service inference-service analytics-service
 LOCAL_PACKAGES := vidpipe vidpipe-platform $(addprefix vidpipe-,$(LOCK_SERVICES))
 UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --no-config --python-version 3.11 \
   --custom-compile-command "make lock" $(addprefix --no-emit-package ,$(LOCAL_PACKAGES)) $(if $(UPGRADE),--upgrade)
-# setuptools: the packages' build backend (their build-system.requires), installed from the lock (in the
-# venv, requirements.txt names it).
+# setuptools: the packages' build backend (their build-system.requires), from the venv's lock (requirements.txt
+# names it) and, for the images' build stage, from services/build.lock.
 LOCK_BUILD := 'setuptools>=75'
+IMAGE_PLATFORM := --python-platform x86_64-manylinux_2_28 --constraint requirements.lock
 
 $(UV): requirements-uv.txt
 	@test -x $(CACHE)/uv/bin/python || $(PYTHON) -m venv $(CACHE)/uv
@@ -59,10 +61,10 @@ $(UV): requirements-uv.txt
 lock: $(UV)
 	$(UV_COMPILE) --universal -o requirements.lock requirements.txt
 	for service in $(LOCK_SERVICES); do \
-	  printf '%s\n' ./services/shared ./services/$$service $(LOCK_BUILD) | $(UV_COMPILE) \
-	    --python-platform x86_64-manylinux_2_28 --constraint requirements.lock \
+	  printf '%s\n' ./services/shared ./services/$$service | $(UV_COMPILE) $(IMAGE_PLATFORM) \
 	    -o services/$$service/requirements.lock - || exit 1; \
 	done
+	echo $(LOCK_BUILD) | $(UV_COMPILE) $(IMAGE_PLATFORM) -o services/build.lock -
 
 # The model, then its bf16 accuracy gate where the CPU can compute bf16 (a no-op elsewhere, and once per
 # model): INFERENCE_PRECISION=auto serves bf16 only with a passed gate beside the model (tools/accuracy).

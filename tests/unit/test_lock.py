@@ -8,6 +8,7 @@ fails here, naming the package, the lock and what to run.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Sequence
@@ -244,6 +245,16 @@ def test_venv_lock_matches_requirements_and_every_package():
     assert not problems, "\n".join(problems)
 
 
+def venv_mismatch(name: str, pins: dict[str, Pin]) -> list[str]:
+    venv = parse_lock(DEV_LOCK.read_text())
+    return [
+        f"{pkg}: {name} pins {pin.version}, requirements.lock {venv[pkg].version if pkg in venv else 'nothing'}: "
+        "run `make lock`"
+        for pkg, pin in sorted(pins.items())
+        if pkg not in venv or venv[pkg].version != pin.version
+    ]
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_image_lock_matches_its_packages_and_the_venv(service):
     """Each image's lock covers its package and the contract, and pins what the venv pins: the tests run the
@@ -252,20 +263,19 @@ def test_image_lock_matches_its_packages_and_the_venv(service):
     projects = local_projects()
     pins = parse_lock(path.read_text())
     name = str(path.relative_to(ROOT))
-    problems = lag(
-        name,
-        pins,
-        [projects["services/shared"], projects[f"services/{service}"]],
-        environment=IMAGE_ENVIRONMENT,
-        requirements_source="-r -",
-    )
-    venv = parse_lock(DEV_LOCK.read_text())
-    problems += [
-        f"{pkg}: {name} pins {pin.version}, requirements.lock {venv[pkg].version if pkg in venv else 'nothing'}: "
-        "run `make lock`"
-        for pkg, pin in sorted(pins.items())
-        if pkg not in venv or venv[pkg].version != pin.version
+    runtime = [
+        Project(p.name, p.dependencies, ()) for p in (projects["services/shared"], projects[f"services/{service}"])
     ]
+    problems = lag(name, pins, runtime, environment=IMAGE_ENVIRONMENT)
+    assert not problems + venv_mismatch(name, pins), "\n".join(problems + venv_mismatch(name, pins))
+
+
+def test_image_build_lock_has_every_package_build_backend():
+    """services/build.lock: what the images' build stage builds the packages' wheels with."""
+    pins = parse_lock((ROOT / "services" / "build.lock").read_text())
+    build = [Project(p.name, (), p.build_requires) for p in local_projects().values()]
+    problems = lag("services/build.lock", pins, build, environment=IMAGE_ENVIRONMENT)
+    problems += venv_mismatch("services/build.lock", pins)
     assert not problems, "\n".join(problems)
 
 
@@ -308,3 +318,18 @@ def test_workflows_install_only_through_the_locks():
                     assert re.search(r"@[0-9a-f]{40}$", step["uses"]), (workflow.name, step["uses"])
     node = (ROOT / "mk" / "node.mk").read_text()
     assert "npm ci" in node and "npm install" not in node
+
+
+def test_npm_lock_has_an_integrity_hash_for_every_download():
+    """npm ci (mk/node.mk) checks each tarball against package-lock.json; bundled packages come inside
+    their parent's checked tarball."""
+    packages = json.loads((ROOT / "package-lock.json").read_text())["packages"]
+    unchecked = [
+        name
+        for name, entry in packages.items()
+        if name
+        and not entry.get("inBundle")
+        and not entry.get("link")
+        and not entry.get("integrity", "").startswith("sha512-")
+    ]
+    assert len(packages) > 1 and not unchecked, unchecked
