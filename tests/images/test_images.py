@@ -7,6 +7,7 @@ here, as it would in the cluster.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -70,12 +71,18 @@ def secret_refs(manifests, deployment: str, value: str) -> dict[tuple[str, str],
     """The Secrets this Deployment reads, each given `value` (the user creates them in a cluster)."""
     pod = next(d for d in manifests if d["kind"] == "Deployment" and d["metadata"]["name"] == deployment)
     refs = [
-        e["valueFrom"]["secretKeyRef"]
+        (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
         for c in pod["spec"]["template"]["spec"]["containers"]
         for e in c.get("env", [])
         if "secretKeyRef" in e.get("valueFrom", {})
     ]
-    return {(ref["name"], ref["key"]): value for ref in refs}
+    refs += [
+        (v["secret"]["secretName"], item["key"])
+        for v in pod["spec"]["template"]["spec"].get("volumes", [])
+        if "secret" in v
+        for item in v["secret"].get("items", [])
+    ]
+    return dict.fromkeys(refs, value)
 
 
 def deployment_of(service: str, manifests) -> str:
@@ -96,6 +103,39 @@ def all_records(settings: KafkaSettings, topic: str, partitions: int) -> list:
 def test_image_within_size_budget(podman, service):
     size = podman.image_size(image_reference(service))
     assert size <= SIZE_BUDGET[service], f"{service}: {size / MB:.0f} MB > {SIZE_BUDGET[service] / MB:.0f} MB"
+
+
+# Every distribution the image's Python sees: name, version, and whether pip installed it (the base image's
+# own packaging tools, and Debian's in the local base, are not the lock's).
+INSTALLED = (
+    "import importlib.metadata as m, json\n"
+    "print(json.dumps([[d.metadata['Name'], d.version, (d.read_text('INSTALLER') or '').strip()]"
+    " for d in m.distributions()]))\n"
+)
+BASE_TOOLS = {"pip", "setuptools", "wheel", "packaging"}  # the official image has wheel, which needs packaging
+
+
+@pytest.mark.parametrize("service", sorted(PACKAGES))
+def test_image_holds_exactly_its_lock(podman, service):
+    """What ships is what was locked: each pinned distribution at its version, the packages themselves, and
+    nothing else but the base image's own packaging tools (the build backend stays in the build stage)."""
+    from packaging.utils import canonicalize_name
+
+    from tests.unit.test_lock import ROOT, parse_lock
+
+    lock = parse_lock((ROOT / "services" / service / "requirements.lock").read_text())
+    out = podman.run(
+        "run", "--rm", "--network", "none", "--entrypoint", "python", image_reference(service), "-c", INSTALLED
+    ).stdout
+    installed = [(canonicalize_name(name), version, by) for name, version, by in json.loads(out)]
+    visible = {}
+    for name, version, _ in installed:  # importlib.metadata's order: the first on sys.path wins
+        visible.setdefault(name, version)
+    assert {name: visible.get(name) for name in lock} == {name: pin.version for name, pin in lock.items()}
+    ours = {"vidpipe", f"vidpipe-{service}"}
+    assert ours <= set(visible)
+    extra = {name for name, _, by in installed if by == "pip"} - set(lock) - ours - BASE_TOOLS
+    assert not extra, f"installed but not locked: {sorted(extra)}"
 
 
 @pytest.mark.parametrize("service", sorted(PACKAGES))

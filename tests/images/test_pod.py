@@ -1,4 +1,4 @@
-"""tools/images/pod.py's configMap volumes, without podman: the files written and the mounts asked for
+"""tools/images/pod.py's configMap and secret volumes, without podman: the files written and the mounts asked for
 are the kubelet's (keys or items, modes, fsGroup, subPath, optional, read-only), and a definition the
 kubelet would refuse is refused here."""
 
@@ -105,5 +105,27 @@ def test_an_optional_missing_config_map_is_an_empty_folder(tmp_path):
 
 def test_other_volume_kinds_are_refused(tmp_path):
     docs = manifests({"name": "cfg", "hostPath": {"path": "/"}}, {"name": "cfg", "mountPath": "/x"}, None)
-    with pytest.raises(ValueError, match="neither an emptyDir nor a configMap"):
+    with pytest.raises(ValueError, match="neither an emptyDir, a configMap nor a secret"):
         mounted(docs, tmp_path)
+
+
+def test_a_secret_volume_projects_the_given_values_at_its_items_paths(tmp_path):
+    """As the publisher's camera URL arrives (PUBLISHER_SOURCE_FILE): a Secret the user creates, one key as a
+    file the pod's group may read."""
+    docs = manifests(
+        {
+            "name": "source",
+            "secret": {"secretName": "camera", "items": [{"key": "source", "path": "url"}], "defaultMode": 0o440},
+        },
+        {"name": "source", "mountPath": "/etc/vidpipe/source", "readOnly": True},
+        None,
+    )
+    spec = PodContainer.from_manifests(docs, "app", {("camera", "source"): "rtsp://cam/1", ("other", "x"): "no"})
+    args = RunningContainer(None, spec, "image", "app", tmp_path / "app.log").run_args()
+    source, target, options = args[args.index("--volume") + 1].split(":")
+    assert (target, options) == ("/etc/vidpipe/source", "ro")
+    folder = tmp_path / "app.volumes" / "source"
+    assert [p.name for p in folder.iterdir()] == ["url"] and (folder / "url").read_bytes() == b"rtsp://cam/1"
+    assert stat.S_IMODE((folder / "url").stat().st_mode) in (0o440, 0o444)
+    with pytest.raises(KeyError, match="needs Secret camera"):
+        PodContainer.from_manifests(docs, "app", {})

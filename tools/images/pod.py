@@ -91,6 +91,30 @@ def config_map_files(
     return files
 
 
+def secret_files(volume: dict[str, Any], secrets: dict[tuple[str, str], str], where: str) -> list[VolumeFile]:
+    """The files the kubelet projects from a secret volume, from the values given for (Secret, key) (the user
+    creates those Secrets): `items` at their paths, each with its mode, else defaultMode (0644 by default)."""
+    source = volume["secret"]
+    name, optional = source["secretName"], bool(source.get("optional"))
+    default_mode = int(source.get("defaultMode", 0o644))
+    data = {key: value.encode() for (secret, key), value in secrets.items() if secret == name}
+    if not data and not optional:
+        # The kubelet leaves the pod in ContainerCreating without the Secret.
+        raise KeyError(f"{where}: volume {volume['name']} needs Secret {name}")
+    if "items" not in source:
+        return [VolumeFile(_volume_path(key, where), value, default_mode) for key, value in sorted(data.items())]
+    files = []
+    for item in source["items"]:
+        if item["key"] not in data:
+            if optional:
+                continue
+            raise KeyError(f"{where}: volume {volume['name']} needs key {item['key']} of Secret {name}")
+        files.append(
+            VolumeFile(_volume_path(item["path"], where), data[item["key"]], int(item.get("mode", default_mode)))
+        )
+    return files
+
+
 @dataclass
 class PodContainer:
     """The first container of a Deployment, resolved against the manifests' ConfigMaps (its environment
@@ -106,8 +130,9 @@ class PodContainer:
     def from_manifests(
         cls, manifests: list[dict[str, Any]], deployment: str, secrets: dict[tuple[str, str], str] | None = None
     ) -> PodContainer:
-        """secrets: (Secret name, key) -> value, for env entries from a secretKeyRef (the user creates
-        those Secrets; a missing one stops the container, as the kubelet's CreateContainerConfigError)."""
+        """secrets: (Secret name, key) -> value, for env entries from a secretKeyRef and secret volumes (the
+        user creates those Secrets; a missing one stops the container, as the kubelet's
+        CreateContainerConfigError)."""
         objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in manifests}
         pod = objects[("Deployment", deployment)]["spec"]["template"]["spec"]
         container = pod["containers"][0]
@@ -129,6 +154,11 @@ class PodContainer:
             volume["name"]: config_map_files(volume, objects, f"{deployment}: volume {volume['name']}")
             for volume in pod.get("volumes", [])
             if "configMap" in volume
+        }
+        volume_files |= {
+            volume["name"]: secret_files(volume, secrets or {}, f"{deployment}: volume {volume['name']}")
+            for volume in pod.get("volumes", [])
+            if "secret" in volume
         }
         return cls(deployment, container, pod, env, volume_files)
 
@@ -198,11 +228,11 @@ class RunningContainer:
                 size = volume["emptyDir"].get("sizeLimit")
                 options = "rw,mode=1777" + (f",size={bytes_of(size)}" if size else "")
                 args += ["--tmpfs", f"{mount['mountPath']}:{options}"]
-            elif "configMap" in volume:
+            elif "configMap" in volume or "secret" in volume:
                 args += ["--volume", f"{self._config_map_source(mount)}:{mount['mountPath']}:ro"]
             else:
                 raise ValueError(
-                    f"{self.spec.deployment}: volume {mount['name']} is neither an emptyDir nor a configMap"
+                    f"{self.spec.deployment}: volume {mount['name']} is neither an emptyDir, a configMap nor a secret"
                 )
         grace = pod.get("terminationGracePeriodSeconds")
         if grace is not None:
