@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -97,6 +97,9 @@ class OutputKeys:
     ARCHIVE_URI = "ArchiveUri"
     MODEL_URI = "ModelUri"
     NAMESPACE = "Namespace"
+    VPC_CIDR = "VpcCidr"
+    # The one Secrets Manager secret holding the API token (inference and analytics check it, the consumer sends it).
+    API_TOKEN_SECRET_ARN = "ApiTokenSecretArn"
     # When present KEDA assumes this role (podIdentity.roleArn); otherwise it uses the operator's own
     # Pod Identity (identityOwner: keda), which is what the CDK app sets up.
     SERVICE_ACCOUNT = "ServiceAccount"  # suffixes of the per-identity outputs
@@ -191,6 +194,25 @@ class Topics(FrozenModel):
         """The analytics service's group: the contract's, not a setting, since no variable passes another
         name to the service (its IAM grant and the group it joins must be the same)."""
         return ANALYTICS_GROUP
+
+
+DeadLetterPayload = Literal["full", "headers"]
+
+
+class DeadLetters(FrozenModel):
+    """What the dead-letter topic keeps, and for how long: CDK context `vidpipe:deadLetters`, the charts'
+    `dead_letters` setting. The topic creators (publisher, consumer) get TOPICS_DEAD_LETTER_RETENTION_HOURS,
+    the consumer CONSUMER_DEAD_LETTER_PAYLOAD.
+
+    The defaults keep no footage: "headers" writes the original headers and the error, never the image
+    (the services' own default is "full"). A topic that already exists keeps the retention it was created
+    with (see docs/DEPLOY.md, "Retention and erasure").
+    """
+
+    retention_hours: float = Field(
+        default=168.0, gt=0, le=8760, validation_alias=AliasChoices("retention_hours", "retentionHours")
+    )
+    payload: DeadLetterPayload = "headers"
 
 
 class StreamSpec(FrozenModel):

@@ -1,16 +1,23 @@
 """NetworkPolicies: deny everything in the namespace, then open exactly what each service needs.
 
 - all pods: DNS to kube-dns only.
-- inference: ingress 8080 from the consumer only; egress HTTPS (model from S3) and the Pod Identity agent.
-- consumer: egress to inference 8080, Kafka, HTTPS (S3 archive) and the Pod Identity agent.
-- analytics: egress to Kafka, HTTPS (archived frames from S3) and the Pod Identity agent; no ingress
-  (its live view is reached with `kubectl port-forward`, which the kubelet delivers inside the pod,
-  past NetworkPolicy, like the probes).
-- publishers: egress to Kafka, their stream source's port, and the Pod Identity agent; HTTPS too when
-  the source URL is read from AWS Secrets Manager (source_secret_arn).
+- inference: ingress on its API port from the consumer only; egress HTTPS to S3 (the model), to the VPC's
+  interface endpoints (Secrets Manager: the API token) and the Pod Identity agent.
+- consumer: egress to the inference API port, Kafka, HTTPS to S3 (archive) and the VPC's endpoints (token),
+  and the Pod Identity agent.
+- analytics: egress to Kafka, HTTPS to S3 (archived frames) and the VPC's endpoints (token), and the Pod
+  Identity agent; no ingress on its API port (its live view is reached with `kubectl port-forward`, which
+  the kubelet delivers inside the pod, past NetworkPolicy, like the probes).
+- publishers: egress to Kafka, their stream source's port, and the Pod Identity agent; HTTPS to the VPC's
+  endpoints when the source URL is read from AWS Secrets Manager (source_secret_arn). No S3.
 - test source: ingress 8554 from publishers; HTTPS egress only when it loops a remote video.
-S3 and STS are reached over HTTPS (VPC endpoints or NAT); S3 gateway endpoints use public prefix
-lists, so 443 is open to any address rather than to the VPC CIDR.
+- metrics_namespace: ingress from that namespace to each service's ops (health) port only, never an API port.
+
+HTTPS goes to two kinds of destination. AWS APIs with an interface endpoint (Secrets Manager, STS) have
+addresses in the VPC: 443 to the VPC CIDR. S3 is reached through the gateway endpoint at S3's public
+addresses (a prefix list, which NetworkPolicy cannot name): 443 to `s3_cidrs` when given (the region's S3
+ranges, or the VPC CIDR with an S3 interface endpoint), else to any address but instance metadata, and only
+for the three pods that use S3. Without a VPC CIDR in the wiring both fall back to any address.
 
 Every ipBlock that contains the EC2 instance metadata address excepts it: no rule lets a pod ask IMDS
 for the node role's credentials (the nodes also answer IMDSv2 only, hop limit 1: cdk_app compute stack).
@@ -24,6 +31,7 @@ from cdk8s_plus_36 import k8s
 from constructs import Construct
 
 from .pods import app_labels, port, selector_labels
+from .units import ServiceUnit
 from .wiring import PlatformWiring, StreamSpec
 from .workloads import RTSP_PORT, TEST_SOURCE_LABELS, publisher_labels, publisher_name, unit_labels
 
@@ -112,14 +120,25 @@ class NetworkPolicies(Construct):
             ),
         )
 
+    def _https(self, *, s3: bool = False, aws_apis: bool = False) -> list[k8s.NetworkPolicyEgressRule]:
+        """443 to S3 (s3_cidrs, else any address) and/or the VPC's interface endpoints (the VPC CIDR)."""
+        cidrs: list[str] = []
+        if s3:
+            cidrs += self.wiring.s3_cidrs or [ANYWHERE]
+        if aws_apis:
+            cidrs.append(self.wiring.vpc_cidr or ANYWHERE)
+        if not cidrs:
+            return []
+        return [k8s.NetworkPolicyEgressRule(to=[_cidr(c) for c in dict.fromkeys(cidrs)], ports=_tcp(HTTPS))]
+
+    def _token(self, unit: ServiceUnit) -> bool:
+        """The unit reads the API token from Secrets Manager."""
+        return self.wiring.api_token_secret_arn is not None and unit.api_token_variable is not None
+
     def _kafka(self) -> k8s.NetworkPolicyEgressRule:
         return k8s.NetworkPolicyEgressRule(
             to=[_cidr(self.wiring.vpc_cidr or ANYWHERE)], ports=_tcp(*self.wiring.kafka_ports)
         )
-
-    @staticmethod
-    def _https() -> k8s.NetworkPolicyEgressRule:
-        return k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)], ports=_tcp(HTTPS))
 
     @staticmethod
     def _pod_identity() -> k8s.NetworkPolicyEgressRule:
@@ -131,7 +150,7 @@ class NetworkPolicies(Construct):
             inference.name,
             unit_labels(inference),
             ingress=[k8s.NetworkPolicyIngressRule(from_=[_pods(unit_labels(consumer))], ports=_tcp(inference.port))],
-            egress=[self._https(), self._pod_identity()],
+            egress=[*self._https(s3=True, aws_apis=self._token(inference)), self._pod_identity()],
         )
 
     def _consumer(self) -> None:
@@ -142,7 +161,7 @@ class NetworkPolicies(Construct):
             egress=[
                 k8s.NetworkPolicyEgressRule(to=[_pods(unit_labels(inference))], ports=_tcp(inference.port)),
                 self._kafka(),
-                self._https(),
+                *self._https(s3=True, aws_apis=self._token(consumer)),
                 self._pod_identity(),
             ],
         )
@@ -152,7 +171,7 @@ class NetworkPolicies(Construct):
         self._policy(
             analytics.name,
             unit_labels(analytics),
-            egress=[self._kafka(), self._https(), self._pod_identity()],
+            egress=[self._kafka(), *self._https(s3=True, aws_apis=self._token(analytics)), self._pod_identity()],
         )
 
     def _publishers(self) -> None:
@@ -164,8 +183,8 @@ class NetworkPolicies(Construct):
                     self._kafka(),
                     self._pod_identity(),
                     *self._source(stream),
-                    *([self._https()] if stream.source_secret_arn else []),
-                ],  # Secrets Manager
+                    *self._https(aws_apis=stream.source_secret_arn is not None),  # Secrets Manager
+                ],
             )
 
     def _source(self, stream: StreamSpec) -> list[k8s.NetworkPolicyEgressRule]:
@@ -178,7 +197,12 @@ class NetworkPolicies(Construct):
         publishers = k8s.NetworkPolicyPeer(
             pod_selector=k8s.LabelSelector(match_labels={"app.kubernetes.io/name": self.wiring.services.publisher.name})
         )
-        egress = [self._https()] if self.wiring.rtsp_test_source.video_url else []
+        # A remote test video is anywhere on the internet.
+        egress = (
+            [k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)], ports=_tcp(HTTPS))]
+            if self.wiring.rtsp_test_source.video_url
+            else []
+        )
         self._policy(
             "rtsp-test-source",
             TEST_SOURCE_LABELS,
@@ -187,17 +211,14 @@ class NetworkPolicies(Construct):
         )
 
     def _metrics(self, namespace: str) -> None:
+        """One policy per service, on its own pods and its ops port alone: a port number another service uses
+        for its API (the publishers' health port is the analytics API port) is never opened by accident."""
         scraper = k8s.NetworkPolicyPeer(
             namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": namespace})
         )
-        self._policy(
-            "allow-metrics-scrape",
-            {},  # every pod of the namespace
-            ingress=[
-                k8s.NetworkPolicyIngressRule(
-                    from_=[scraper],
-                    # Analytics and publishers share a port number: list it once.
-                    ports=_tcp(*dict.fromkeys(unit.port for unit in reversed(self.wiring.services.all()))),
-                )
-            ],
-        )
+        for unit in self.wiring.services.all():
+            self._policy(
+                f"{unit.name}-metrics",
+                unit_labels(unit),
+                ingress=[k8s.NetworkPolicyIngressRule(from_=[scraper], ports=_tcp(unit.health_port))],
+            )

@@ -70,10 +70,21 @@ class ServiceUnit(FrozenModel):
     role: Literal["publisher", "consumer", "inference", "analytics"]  # key of images/service_accounts in the wiring
     name: str  # services/<name>, its image, Deployment, ServiceAccount, NetworkPolicy, ScaledObject
     component: str  # app.kubernetes.io/component
-    port: int  # the HTTP port it serves (health endpoints; the inference API)
+    port: int  # the HTTP port it serves: the API (inference, analytics' live view) or, alone, its health server
+    # The separate ops port serving /healthz, /readyz and /metrics where the API has its own port (inference,
+    # analytics: <SERVICE>_OPS_PORT); probes and Prometheus go there, never to the API port.
+    ops_port: int | None = None
     pool: str  # node pool (facts.NODE_POOL_LABEL)
+    # The stem of its API token setting (the charts set <stem>_SECRET_ARN), when it checks or sends the token;
+    # the CDK app lets exactly these units read the token's secret.
+    api_token_variable: str | None = None
     grants: tuple[Grant, ...]
     nag_reason: str  # why its wildcard resources are acceptable (cdk-nag AwsSolutions-IAM5)
+
+    @property
+    def health_port(self) -> int:
+        """Where /healthz, /readyz and /metrics are served: the ops port, else the only port."""
+        return self.ops_port or self.port
 
     @property
     def image_output(self) -> str:
@@ -118,6 +129,7 @@ CONSUMER = ServiceUnit(
     component="consumer",
     port=8081,
     pool=GENERAL_POOL,
+    api_token_variable="CONSUMER_INFERENCE_TOKEN",  # sends it to inference
     grants=(
         _CONNECT,
         _CREATE_TOPICS,
@@ -143,7 +155,9 @@ INFERENCE = ServiceUnit(
     name="inference-service",
     component="inference",
     port=8080,
+    ops_port=8090,
     pool=INFERENCE_POOL,
+    api_token_variable="INFERENCE_API_TOKEN",
     grants=(ObjectGrant(sid="ReadModels", actions=("s3:GetObject",), prefix=MODELS_PREFIX),),
     nag_reason=f"s3:GetObject only under {MODELS_PREFIX}",
 )
@@ -154,7 +168,9 @@ ANALYTICS = ServiceUnit(
     name="analytics-service",
     component="analytics",
     port=8082,
+    ops_port=8092,
     pool=GENERAL_POOL,
+    api_token_variable="ANALYTICS_API_TOKEN",
     grants=(
         _CONNECT,
         KafkaGrant(

@@ -41,6 +41,7 @@ from .facts import (  # noqa: F401  (re-exported: the wiring's public names)
     STREAM_SECRET_PREFIX,
     TEST_SOURCE_STREAM,
     TOKEN,
+    DeadLetters,
     FrozenModel,
     OutputKeys,
     StreamSpec,
@@ -48,6 +49,7 @@ from .facts import (  # noqa: F401  (re-exported: the wiring's public names)
     check,
     check_ipv4_cidr,
     check_region,
+    check_secret_arn,
     is_token,
 )
 from .units import KEDA, SERVICES, Services, identity_outputs
@@ -259,8 +261,16 @@ class PlatformWiring(FrozenModel):
     automount_service_account_token: bool = False
     consumer_max_frame_age_ms: int = Field(default=0, ge=0, description="skip frames older than this (live streams)")
     metrics_namespace: Annotated[str, Field(pattern=K8S_NAME)] | None = Field(
-        default=None, description="namespace of a Prometheus allowed to scrape /metrics"
+        default=None, description="namespace of a Prometheus allowed to scrape /metrics (on the ops ports only)"
     )
+    dead_letters: DeadLetters = DeadLetters()
+    # The API token (one Secrets Manager secret): inference and analytics require it as a bearer token, the
+    # consumer sends it. None: no authentication (the services warn at start-up).
+    api_token_secret_arn: str | None = Field(default=None, description="Secrets Manager ARN of the API token")
+    # NetworkPolicy takes CIDRs, not the S3 prefix list: by default HTTPS to S3 is open to any address but the
+    # instance metadata one. Give the region's S3 ranges (or the VPC CIDR with an S3 interface endpoint) to
+    # narrow it.
+    s3_cidrs: list[str] | None = Field(default=None, description="where pods reach S3 over HTTPS; default any")
 
     @model_validator(mode="before")
     @classmethod
@@ -302,6 +312,19 @@ class PlatformWiring(FrozenModel):
         if value and not is_token(value):
             check_ipv4_cidr(value, exact=False)
         return value or None
+
+    @field_validator("s3_cidrs")
+    @classmethod
+    def _s3_cidrs(cls, value: list[str] | None) -> list[str] | None:
+        for cidr in value or []:
+            if not is_token(cidr):
+                check_ipv4_cidr(cidr)
+        return value or None
+
+    @field_validator("api_token_secret_arn")
+    @classmethod
+    def _token_arn(cls, value: str | None) -> str | None:
+        return check_secret_arn(value) if value else None
 
     @model_validator(mode="after")
     def _consistent(self) -> PlatformWiring:
@@ -436,6 +459,10 @@ class PlatformWiring(FrozenModel):
         )
         if outputs.get(OutputKeys.NAMESPACE):
             fields["namespace"] = outputs[OutputKeys.NAMESPACE]
+        # Optional outputs (older deployments lack them); a value in the settings file wins.
+        for key, name in ((OutputKeys.VPC_CIDR, "vpc_cidr"), (OutputKeys.API_TOKEN_SECRET_ARN, "api_token_secret_arn")):
+            if outputs.get(key):
+                fields.setdefault(name, outputs[key])
         accounts = {
             unit.role: outputs[key] for unit in services.all() if outputs.get(key := identity_outputs(unit.name)[0])
         }

@@ -12,14 +12,18 @@ import yaml
 from constructs import Construct
 
 from .pods import (
+    ASSET_IMAGE_CHECKOV_SKIPS,
     ContainerSpec,
     HealthProbes,
     app_labels,
+    checkov_skip_annotations,
     cluster_ip_service,
     config_map,
     config_map_volume,
     deployment,
     disruption_budget,
+    prometheus_annotations,
+    secret_volume,
 )
 from .units import ServiceUnit
 from .wiring import PUBLISHER_PREFIX, PlatformWiring, Resources, StreamSpec
@@ -41,6 +45,11 @@ ANALYTICS_STREAMS_KEY = "streams.yaml"
 STREAMS_CHECKSUM_ANNOTATION = "vidpipe.io/analytics-streams-sha256"
 
 KAFKA_CONFIG = "vidpipe-kafka"
+# A publisher's camera URL: its Secret's key mounted as a file (PUBLISHER_SOURCE_FILE), never an env variable.
+SOURCE_DIR = "/etc/vidpipe/source"
+SOURCE_FILE = "url"
+# The services' own images (CDK assets, immutable tags): checkov's reasoned suppressions on their Deployments.
+ASSET_IMAGE_ANNOTATIONS = checkov_skip_annotations(ASSET_IMAGE_CHECKOV_SKIPS)
 TEST_SOURCE_LABELS = app_labels(TEST_SOURCE_NAME, "test-source")
 
 
@@ -75,7 +84,17 @@ def kafka_settings(wiring: PlatformWiring) -> dict[str, str]:
         "TOPICS_EVENTS": wiring.topics.events,
         "TOPICS_PARTITIONS": str(wiring.topic_partitions),
         "TOPICS_CREATE": str(wiring.topics_create).lower(),
+        # Read where a topic is created (publisher and consumer: TOPICS_CREATE); an existing topic keeps its own.
+        "TOPICS_DEAD_LETTER_RETENTION_HOURS": _number(wiring.dead_letters.retention_hours),
     }
+
+
+def api_token_settings(wiring: PlatformWiring, unit: ServiceUnit) -> dict[str, str]:
+    """<stem>_SECRET_ARN for a unit that checks or sends the API token, when the deployment has its secret
+    (an ARN, not the token: the service reads the value itself, with its own identity)."""
+    if not (wiring.api_token_secret_arn and unit.api_token_variable):
+        return {}
+    return {f"{unit.api_token_variable}_SECRET_ARN": wiring.api_token_secret_arn}
 
 
 class Workloads(Construct):
@@ -105,10 +124,12 @@ class Workloads(Construct):
                 "INFERENCE_MODEL_CACHE_DIR": MODEL_CACHE_DIR,
                 "INFERENCE_HOST": "0.0.0.0",
                 "INFERENCE_PORT": str(unit.port),
+                "INFERENCE_OPS_PORT": str(unit.health_port),
                 "INFERENCE_INSTANCES": str(w.resources.inference_instances),
                 "INFERENCE_INTRA_OP_THREADS": str(w.resources.inference_threads),
                 "INFERENCE_LOG_LEVEL": "info",
                 "AWS_REGION": w.region,
+                **api_token_settings(w, unit),
             },
             labels,
         )
@@ -122,9 +143,9 @@ class Workloads(Construct):
                     image=w.images.inference,
                     resources=w.resources.inference,
                     config_maps=[unit.name],
-                    ports={"http": unit.port},
+                    ports={"http": unit.port, "ops": unit.health_port},
                     # The model downloads from S3 before /readyz turns 200: allow minutes, not seconds.
-                    probes=HealthProbes(port=unit.port, startup_seconds=300),
+                    probes=HealthProbes(port=unit.health_port, startup_seconds=300),
                 )
             ],
             service_account=w.service_account(unit.role),
@@ -132,6 +153,8 @@ class Workloads(Construct):
             grace_seconds=40,  # uvicorn drains in-flight requests for up to 30 s
             node_selector=w.node_selectors.pool(unit.pool),
             automount_token=w.automount_service_account_token,
+            pod_annotations=prometheus_annotations(unit.health_port),
+            annotations=ASSET_IMAGE_ANNOTATIONS,
         )
         cluster_ip_service(self, f"{INFERENCE_SERVICE}-svc", INFERENCE_SERVICE, labels, "http", unit.port)
         disruption_budget(self, unit.name, labels)
@@ -149,8 +172,10 @@ class Workloads(Construct):
                 "CONSUMER_GROUP_ID": w.consumer_group,
                 "CONSUMER_HEALTH_PORT": str(unit.port),
                 "CONSUMER_MAX_FRAME_AGE_MS": str(w.consumer_max_frame_age_ms),
+                "CONSUMER_DEAD_LETTER_PAYLOAD": w.dead_letters.payload,
                 "CONSUMER_LOG_LEVEL": "info",
                 "KAFKA_CLIENT_ID": unit.name,
+                **api_token_settings(w, unit),
             },
             labels,
         )
@@ -164,8 +189,8 @@ class Workloads(Construct):
                     image=w.images.consumer,
                     resources=w.resources.consumer,
                     config_maps=[KAFKA_CONFIG, unit.name],
-                    ports={"health": unit.port},
-                    probes=HealthProbes(port=unit.port, startup_seconds=120),
+                    ports={"health": unit.health_port},
+                    probes=HealthProbes(port=unit.health_port, startup_seconds=120),
                 )
             ],
             service_account=w.service_account(unit.role),
@@ -173,6 +198,8 @@ class Workloads(Construct):
             tmp_size="256Mi",
             grace_seconds=45,  # CONSUMER_SHUTDOWN_TIMEOUT_S (30 s) to finish and commit in-flight batches
             node_selector=w.node_selectors.pool(unit.pool),
+            pod_annotations=prometheus_annotations(unit.health_port),
+            annotations=ASSET_IMAGE_ANNOTATIONS,
         )
         disruption_budget(self, unit.name, labels)
 
@@ -194,6 +221,7 @@ class Workloads(Construct):
             {
                 "ANALYTICS_HOST": "0.0.0.0",
                 "ANALYTICS_PORT": str(unit.port),
+                "ANALYTICS_OPS_PORT": str(unit.health_port),
                 "ANALYTICS_ARCHIVE_URI": w.archive_uri,  # the consumer's CONSUMER_ARCHIVE_URI
                 "ANALYTICS_STREAMS_FILE": f"{ANALYTICS_STREAMS_DIR}/{ANALYTICS_STREAMS_KEY}",
                 # The group its IAM grant names (units.py): the contract's, stated so the two cannot drift.
@@ -203,6 +231,7 @@ class Workloads(Construct):
                 # Overrides vidpipe-kafka (a later envFrom source wins): the publisher and consumer create the
                 # topics, events included; this identity may not (units.py grants it no CreateTopic).
                 "TOPICS_CREATE": "false",
+                **api_token_settings(w, unit),
             },
             labels,
         )
@@ -216,8 +245,8 @@ class Workloads(Construct):
                     image=w.images.analytics,
                     resources=w.resources.analytics,
                     config_maps=[KAFKA_CONFIG, unit.name],
-                    ports={"http": unit.port},
-                    probes=HealthProbes(port=unit.port, startup_seconds=120),
+                    ports={"http": unit.port, "ops": unit.health_port},
+                    probes=HealthProbes(port=unit.health_port, startup_seconds=120),
                     mounts=[mount],
                 )
             ],
@@ -228,21 +257,26 @@ class Workloads(Construct):
             node_selector=w.node_selectors.pool(unit.pool),
             replicas=w.scaling.analytics_replicas,
             volumes=[volume],
-            pod_annotations={STREAMS_CHECKSUM_ANNOTATION: hashlib.sha256(streams_file.encode()).hexdigest()},
+            pod_annotations={
+                STREAMS_CHECKSUM_ANNOTATION: hashlib.sha256(streams_file.encode()).hexdigest(),
+                **prometheus_annotations(unit.health_port),
+            },
+            annotations=ASSET_IMAGE_ANNOTATIONS,
         )
         cluster_ip_service(self, f"{ANALYTICS_SERVICE}-svc", ANALYTICS_SERVICE, labels, "http", unit.port)
         disruption_budget(self, unit.name, labels)
 
     def _publisher(self, stream: StreamSpec) -> None:
-        """The source URL never appears here: PUBLISHER_SOURCE comes from the stream's Secret (secretKeyRef),
-        or the publisher reads it from AWS Secrets Manager (PUBLISHER_SOURCE_SECRET_ARN, an ARN, not a secret).
-        The only exception is the in-cluster test source, whose fixed URL holds no credentials."""
+        """The source URL never appears here: the publisher reads it from the stream's Secret, mounted as a file
+        (PUBLISHER_SOURCE_FILE; the URL is in no variable, so not in the process environment either), or from
+        AWS Secrets Manager (PUBLISHER_SOURCE_SECRET_ARN, an ARN, not a secret). The only exception is the
+        in-cluster test source, whose fixed URL holds no credentials."""
         w, labels, name = self.wiring, publisher_labels(self.wiring, stream), publisher_name(stream)
         unit = w.services.publisher
         settings = {
             "PUBLISHER_STREAM_ID": stream.name,
             "PUBLISHER_TARGET_FPS": _number(stream.target_fps),
-            "PUBLISHER_HEALTH_PORT": str(unit.port),
+            "PUBLISHER_HEALTH_PORT": str(unit.health_port),
             "PUBLISHER_PROGRESS": "false",
             "PUBLISHER_LOG_LEVEL": "info",
             "KAFKA_CLIENT_ID": name,
@@ -251,13 +285,16 @@ class Workloads(Construct):
             "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp",
         }
         env: dict[str, str] = {}
-        secret_env: dict[str, tuple[str, str]] = {}
+        volumes, mounts = [], []
         if w.is_test_stream(stream):
             env["PUBLISHER_SOURCE"] = w.test_source_url
         elif stream.source_secret_arn:
             settings["PUBLISHER_SOURCE_SECRET_ARN"] = stream.source_secret_arn
         else:
-            secret_env["PUBLISHER_SOURCE"] = (stream.secret, stream.secret_key)
+            volume, mount = secret_volume("source", stream.secret, stream.secret_key, SOURCE_DIR, SOURCE_FILE)
+            volumes.append(volume)
+            mounts.append(mount)
+            settings["PUBLISHER_SOURCE_FILE"] = f"{SOURCE_DIR}/{SOURCE_FILE}"
         config_map(self, name, settings, labels)
         deployment(
             self,
@@ -269,10 +306,10 @@ class Workloads(Construct):
                     image=w.images.publisher,
                     resources=w.resources.publisher,
                     config_maps=[KAFKA_CONFIG, name],
-                    ports={"health": unit.port},
-                    probes=HealthProbes(port=unit.port, startup_seconds=60),
+                    ports={"health": unit.health_port},
+                    probes=HealthProbes(port=unit.health_port, startup_seconds=60),
                     env=env,
-                    secret_env=secret_env,
+                    mounts=mounts,
                 )
             ],
             service_account=stream.service_account or w.service_account(unit.role),
@@ -282,6 +319,9 @@ class Workloads(Construct):
             node_selector=w.node_selectors.pool(unit.pool),
             replicas=1,
             recreate=True,  # two publishers of one stream would publish every frame twice
+            volumes=volumes,
+            pod_annotations=prometheus_annotations(unit.health_port),
+            annotations=ASSET_IMAGE_ANNOTATIONS,
         )
 
     def _test_source(self) -> None:

@@ -24,11 +24,14 @@ def test_publishers_reference_their_secret(with_streams):
     templates, platform = with_streams
     compute = templates[platform.compute.stack_name]
     assert "publisher-lobby" in compute and "publisher-yard" in compute
-    # lobby: PUBLISHER_SOURCE from the Kubernetes Secret vidpipe-stream-lobby, key source
+    # lobby: the URL from the Kubernetes Secret vidpipe-stream-lobby, key source, mounted as a file
     assert (
-        '{\\"name\\":\\"PUBLISHER_SOURCE\\",\\"valueFrom\\":{\\"secretKeyRef\\":'
-        '{\\"key\\":\\"source\\",\\"name\\":\\"vidpipe-stream-lobby\\"}}}'
+        '{\\"name\\":\\"source\\",\\"secret\\":{\\"defaultMode\\":288,\\"items\\":'
+        '[{\\"key\\":\\"source\\",\\"path\\":\\"url\\"}],\\"optional\\":false,'
+        '\\"secretName\\":\\"vidpipe-stream-lobby\\"}}'
     ) in compute
+    assert '\\"PUBLISHER_SOURCE_FILE\\":\\"/etc/vidpipe/source/url\\"' in compute
+    assert "secretKeyRef" not in compute
     # yard: the ARN in its ConfigMap, its own ServiceAccount
     assert f'\\"PUBLISHER_SOURCE_SECRET_ARN\\":\\"{SECRET_ARN}\\"' in compute
     assert '\\"serviceAccountName\\":\\"frame-publisher-yard\\"' in compute
@@ -44,7 +47,7 @@ def test_only_the_streams_own_role_reads_exactly_its_secret(with_streams):
             continue
         for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            if any(a.startswith("secretsmanager:") for a in actions):
+            if any(a.startswith("secretsmanager:") for a in actions) and "ApiToken" not in json.dumps(statement):
                 readers.append((logical_id, actions, statement["Resource"]))
     assert len(readers) == 1, readers
     logical_id, actions, resource = readers[0]

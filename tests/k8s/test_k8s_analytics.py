@@ -62,16 +62,20 @@ def test_deployment_is_hardened_on_the_general_pool(manifests):
     assert manifests.get("PodDisruptionBudget", NAME)["spec"]["selector"] == deployment["spec"]["selector"]
 
 
-def test_probes_hit_healthz_and_readyz_on_the_http_port(manifests):
+def test_probes_hit_healthz_and_readyz_on_the_ops_port(manifests):
     deployment = manifests.get("Deployment", NAME)
     (container,) = containers(deployment)
-    port = int(env_of(manifests, deployment)["ANALYTICS_PORT"])
-    assert port == 8082
-    assert container["ports"] == [{"containerPort": port, "name": "http", "protocol": "TCP"}]
+    env = env_of(manifests, deployment)
+    api, ops = int(env["ANALYTICS_PORT"]), int(env["ANALYTICS_OPS_PORT"])
+    assert (api, ops) == (8082, 8092)
+    assert container["ports"] == [
+        {"containerPort": api, "name": "http", "protocol": "TCP"},
+        {"containerPort": ops, "name": "ops", "protocol": "TCP"},
+    ]
     assert probe_targets(container) == {
-        "startupProbe": ("/healthz", port),
-        "readinessProbe": ("/readyz", port),
-        "livenessProbe": ("/healthz", port),
+        "startupProbe": ("/healthz", ops),
+        "readinessProbe": ("/readyz", ops),
+        "livenessProbe": ("/healthz", ops),
     }
 
 

@@ -29,10 +29,22 @@ def test_default_deny_for_every_pod(manifests):
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
+def ingress_rules(manifests, deployment: str) -> list[dict]:
+    return [
+        r
+        for p in policies_selecting(manifests, pod_labels(manifests, deployment))
+        for r in p["spec"].get("ingress", [])
+    ]
+
+
+def from_pods(rules: list[dict]) -> list[dict]:
+    """Ingress rules from pods of this namespace (not from another namespace: Prometheus)."""
+    return [r for r in rules if any("namespaceSelector" not in peer for peer in r["from"])]
+
+
 def test_only_the_consumer_reaches_inference_on_8080(manifests):
-    inference = pod_labels(manifests, "inference-service")
     consumer = pod_labels(manifests, "consumer-service")
-    rules = [rule for p in policies_selecting(manifests, inference) for rule in p["spec"].get("ingress", [])]
+    rules = from_pods(ingress_rules(manifests, "inference-service"))
     assert len(rules) == 1
     (rule,) = rules
     assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
@@ -43,11 +55,40 @@ def test_only_the_consumer_reaches_inference_on_8080(manifests):
     assert any(r["ports"] == [{"port": 8080, "protocol": "TCP"}] and "podSelector" in r["to"][0] for r in egress)
 
 
-def test_no_other_workload_accepts_ingress(manifests, wiring):
+def test_no_other_workload_accepts_ingress_from_pods(manifests, wiring):
     # The analytics live view: `kubectl port-forward` reaches it inside the pod, past NetworkPolicy.
     for name in ["consumer-service", "analytics-service", *[f"publisher-{s.name}" for s in wiring.all_streams]]:
-        labels = pod_labels(manifests, name)
-        assert not [r for p in policies_selecting(manifests, labels) for r in p["spec"].get("ingress", [])], name
+        assert not from_pods(ingress_rules(manifests, name)), name
+
+
+def test_the_monitoring_namespace_reaches_only_the_ops_ports(manifests, wiring):
+    """Prometheus's namespace may scrape each service's ops (health) port and nothing else: not the inference
+    API (8080), not the analytics live view (8082, the same number as the publishers' health port)."""
+    assert wiring.metrics_namespace == "monitoring"
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    expected = {"inference-service": 8090, "analytics-service": 8092, "consumer-service": 8081}
+    expected |= {f"publisher-{s.name}": 8082 for s in wiring.all_streams}
+    for name, port in expected.items():
+        scraped = [r for r in ingress_rules(manifests, name) if r not in from_pods(ingress_rules(manifests, name))]
+        assert scraped == [{"from": [monitoring], "ports": [{"port": port, "protocol": "TCP"}]}], name
+        probe_ports = {
+            c[kind]["httpGet"]["port"]
+            for c in manifests.get("Deployment", name)["spec"]["template"]["spec"]["containers"]
+            for kind in ("readinessProbe", "livenessProbe")
+            if kind in c and "httpGet" in c[kind]
+        }
+        assert probe_ports == {port}, name
+    # No policy selects every pod with an ingress rule (one would open a port on pods it was not meant for).
+    assert all(p["spec"]["podSelector"] for p in manifests.kind("NetworkPolicy") if p["spec"].get("ingress"))
+
+
+def test_without_a_metrics_namespace_nothing_is_scraped(wiring):
+    from tests.k8s.k8s_helpers import synthesize
+
+    manifests = synthesize(wiring.model_copy(update={"metrics_namespace": None}))
+    for policy in manifests.kind("NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            assert all("namespaceSelector" not in peer for peer in rule["from"]), policy["metadata"]["name"]
 
 
 def egress_ports(manifests, deployment: str) -> dict[int, list[dict]]:
@@ -77,6 +118,43 @@ def test_egress_is_limited_per_service(manifests, wiring):
         assert {peer["ipBlock"]["cidr"] for peer in egress_ports(manifests, name)[80]} == AGENT
         dns_peers = egress_ports(manifests, name)[53]
         assert all(peer["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"} for peer in dns_peers)
+
+
+def https_destinations(manifests, deployment: str) -> set[str]:
+    return {peer["ipBlock"]["cidr"] for peer in egress_ports(manifests, deployment).get(443, [])}
+
+
+def test_https_goes_to_s3_and_the_vpc_endpoints_only_where_needed(manifests, wiring):
+    """The API token comes from Secrets Manager through its interface endpoint (the VPC CIDR); S3 through the
+    gateway endpoint, at public addresses NetworkPolicy cannot name (any address but instance metadata)."""
+    assert wiring.vpc_cidr == "10.40.0.0/16" and wiring.api_token_secret_arn
+    for name in ("inference-service", "consumer-service", "analytics-service"):
+        assert https_destinations(manifests, name) == {"0.0.0.0/0", "10.40.0.0/16"}, name
+    for stream in wiring.all_streams:  # Kubernetes Secrets: no AWS API, no S3
+        assert 443 not in egress_ports(manifests, f"publisher-{stream.name}"), stream.name
+
+
+def test_https_to_s3_narrows_to_the_given_ranges(wiring):
+    """With s3_cidrs (the region's S3 ranges, or the VPC CIDR with an S3 interface endpoint) nothing on 443
+    is open to any address; without a token the VPC CIDR is not needed either."""
+    from tests.k8s.k8s_helpers import synthesize
+
+    ranges = ["52.218.0.0/17", "3.5.64.0/21"]
+    manifests = synthesize(wiring.model_copy(update={"s3_cidrs": ranges}))
+    for name in ("inference-service", "consumer-service", "analytics-service"):
+        assert https_destinations(manifests, name) == {*ranges, "10.40.0.0/16"}, name
+    no_token = synthesize(wiring.model_copy(update={"s3_cidrs": ranges, "api_token_secret_arn": None}))
+    assert https_destinations(no_token, "inference-service") == set(ranges)
+
+
+def test_a_publisher_reading_secrets_manager_reaches_the_vpc_endpoints_only(wiring):
+    from cdk8s_app.wiring import StreamSpec
+    from tests.k8s.k8s_helpers import synthesize
+
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vidpipe/yard-AbC123"
+    update = {"streams": [StreamSpec.model_validate({"name": "yard", "sourceSecretArn": arn})], "analytics": {}}
+    manifests = synthesize(wiring.model_copy(update=update))
+    assert https_destinations(manifests, "publisher-yard") == {"10.40.0.0/16"}
 
 
 def test_kafka_egress_can_be_limited_to_the_vpc(wiring):

@@ -63,19 +63,75 @@ def health_server_paths():
         server.server_close()
 
 
-def test_inference_probes_hit_the_apps_routes(manifests):
-    from inference_service.app import create_app
+def asgi_status(app, path: str) -> int:
+    """The status an ASGI app answers a GET of `path` with (no server, no socket)."""
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"10.0.0.1")],
+        "client": ("10.0.0.2", 40000),
+        "server": ("10.0.0.1", 8090),
+    }
+    asyncio.run(app(scope, receive, send))
+    return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+
+def test_inference_probes_hit_the_ops_app_on_the_ops_port(manifests):
+    """Probes go to INFERENCE_OPS_PORT, which serves the ops app (/healthz, /readyz, /metrics); the API port
+    is only the API's."""
+    from inference_service.app import create_app, create_ops_app
     from inference_service.settings import InferenceSettings
 
-    routes = {route.path for route in create_app(InferenceSettings(model_uri="unused.onnx")).routes}
+    ops = create_ops_app(create_app(InferenceSettings(model_uri="unused.onnx")).state.service)
     deployment = manifests.get("Deployment", "inference-service")
     container = containers(deployment)[0]
-    port = int(env_of(manifests, deployment)["INFERENCE_PORT"])
-    assert container["ports"] == [{"containerPort": port, "name": "http", "protocol": "TCP"}]
+    env = env_of(manifests, deployment)
+    api, ops_port = int(env["INFERENCE_PORT"]), int(env["INFERENCE_OPS_PORT"])
+    assert (api, ops_port) == (8080, 8090)
+    assert container["ports"] == [
+        {"containerPort": api, "name": "http", "protocol": "TCP"},
+        {"containerPort": ops_port, "name": "ops", "protocol": "TCP"},
+    ]
     targets = probe_targets(container)
-    assert targets["readinessProbe"] == ("/readyz", port), "ready only once the model is loaded"
+    assert targets["readinessProbe"] == ("/readyz", ops_port), "ready only once the model is loaded"
     for path, probe_port in targets.values():
-        assert path in routes and probe_port == port
+        assert probe_port == ops_port
+        assert asgi_status(ops, path) != 404, path
+    assert asgi_status(ops, "/metrics") == 200
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(ops_port) and annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_every_service_is_scraped_on_its_health_port(manifests, wiring):
+    """Prometheus (annotations) and the probes use the same port: the ops port where there is one."""
+    names = [
+        "inference-service",
+        "consumer-service",
+        "analytics-service",
+        *(f"publisher-{s.name}" for s in wiring.streams),
+    ]
+    for name in names:
+        deployment = manifests.get("Deployment", name)
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        ports = {port for _, port in probe_targets(containers(deployment)[0]).values()}
+        assert ports == {int(annotations["prometheus.io/port"])}, name
 
 
 @pytest.mark.parametrize("kind", ["consumer", "publisher"])

@@ -41,14 +41,34 @@ def test_one_publisher_per_configured_stream(manifests, wiring, settings):
         assert float(config["PUBLISHER_TARGET_FPS"]) == stream.target_fps
 
 
-def test_publishers_read_the_camera_url_from_their_secret(manifests, wiring):
+def source_file(manifests, deployment: dict) -> tuple[dict, str]:
+    """The Secret volume the camera URL comes from, and the file PUBLISHER_SOURCE_FILE names."""
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    path = manifests.config_map(deployment["metadata"]["name"])["PUBLISHER_SOURCE_FILE"]
+    (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    (item,) = volume["secret"]["items"]
+    assert path == f"{mount['mountPath']}/{item['path']}"
+    return volume["secret"], item["key"]
+
+
+def test_publishers_read_the_camera_url_from_their_secret_as_a_file(manifests, wiring):
+    """A mounted file, not a variable (checkov CKV_K8S_35): the URL is in no process environment, no
+    `kubectl describe`, no crash dump of the environment."""
     for stream in wiring.streams:
-        env = publisher_env(manifests.get("Deployment", f"publisher-{stream.name}"))
-        assert env["PUBLISHER_SOURCE"] == {
-            "name": "PUBLISHER_SOURCE",
-            "valueFrom": {"secretKeyRef": {"name": f"vidpipe-stream-{stream.name}", "key": "source"}},
-        }, "default Secret vidpipe-stream-<name>, key source; required (a missing Secret stops the pod visibly)"
+        deployment = manifests.get("Deployment", f"publisher-{stream.name}")
+        assert "PUBLISHER_SOURCE" not in publisher_env(deployment)
+        secret, key = source_file(manifests, deployment)
+        assert (secret["secretName"], key) == (f"vidpipe-stream-{stream.name}", "source")
+        # Required (a missing Secret stops the pod visibly); read-only for owner root and the pod's group.
+        assert secret["optional"] is False and secret["defaultMode"] == 0o440
+        assert deployment["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 10001
     assert not manifests.kind("Secret"), "the charts never create the Secret: the user does, with the URL"
+    for deployment in manifests.kind("Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert not any("valueFrom" in e for e in container.get("env", [])), "no secret as a variable"
 
 
 def test_secret_name_and_key_are_configurable_and_secrets_manager_is_an_alternative(wiring):
@@ -60,11 +80,13 @@ def test_secret_name_and_key_are_configurable_and_secrets_manager_is_an_alternat
     # Other streams: the committed analytics section (for lobby) goes with the committed ones.
     update = {"streams": [StreamSpec.model_validate(s) for s in streams], "analytics": {}}
     manifests = synthesize(wiring.model_copy(update=update))
-    gate = publisher_env(manifests.get("Deployment", "publisher-gate"))["PUBLISHER_SOURCE"]
-    assert gate["valueFrom"]["secretKeyRef"] == {"name": "cameras.gate", "key": "url"}
+    secret, key = source_file(manifests, manifests.get("Deployment", "publisher-gate"))
+    assert (secret["secretName"], key) == ("cameras.gate", "url")
     yard = manifests.get("Deployment", "publisher-yard")
     assert "PUBLISHER_SOURCE" not in publisher_env(yard), "the publisher reads Secrets Manager itself"
     assert manifests.config_map("publisher-yard")["PUBLISHER_SOURCE_SECRET_ARN"] == arn
+    assert "PUBLISHER_SOURCE_FILE" not in manifests.config_map("publisher-yard")
+    assert not [v for v in yard["spec"]["template"]["spec"]["volumes"] if "secret" in v]
     yard_ports = {
         p["port"]
         for rule in manifests.get("NetworkPolicy", "publisher-yard")["spec"]["egress"]
@@ -116,7 +138,8 @@ def test_the_standalone_synth_writes_no_camera_url(tmp_path):
         text = path.read_text()
         assert not re.search(r"rtsps?://|rtmp://|udp://|tcp://", text), path
     workloads = next(p for p in files if "workloads" in p.name).read_text()
-    assert workloads.count("secretKeyRef:") == 2 and "name: vidpipe-stream-lobby" in workloads
+    assert "secretKeyRef:" not in workloads
+    assert workloads.count("secretName: vidpipe-stream-") == 2 and "secretName: vidpipe-stream-lobby" in workloads
 
 
 @pytest.mark.parametrize(
