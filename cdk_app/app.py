@@ -11,6 +11,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from cdk8s_app.units import SERVICES, Services
 
+from .checkov import suppress_findings
 from .config import PlatformConfig, load_config
 from .constructs.archive_bucket import archive_bucket_name
 from .nag import acknowledge_findings
@@ -65,6 +66,7 @@ def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Se
         env=env,
         vpc=network.vpc,
         bucket_name=archive_bucket_name(config.prefix),
+        archive_key_arn=data.archive.key.key_arn,
         kafka_bootstrap_brokers=data.kafka.bootstrap_brokers_sasl_iam,
         kafka_security_group=data.kafka.security_group,
         model_object_key=data.model.object_key,
@@ -87,6 +89,7 @@ def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Se
         cdk.Tags.of(app).add(key, value)
     platform = Platform(config=config, network=network, data=data, compute=compute, deploy_access=deploy_access)
     acknowledge_findings(platform)
+    suppress_findings(app, platform)
     # Every synth runs the AwsSolutions rules; an unacknowledged finding fails it.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return platform

@@ -19,6 +19,7 @@ from cdk8s_app.facts import (
     K8S_NAME,
     STS_SESSION_ARN,
     TEST_SOURCE_STREAM,
+    DeadLetters,
     StreamSpec,
     Topics,
     check_ipv4_cidr,
@@ -145,12 +146,29 @@ class PlatformConfig(_Model):
     broker_log_retention_days: int = Field(default=30, alias="brokerLogRetentionDays", ge=1)
     topics: Topics = Topics()
 
-    # Archive bucket
-    frames_ia_after_days: int = Field(default=30, alias="framesInfrequentAccessAfterDays", ge=30)
-    frames_expire_after_days: int = Field(default=90, alias="framesExpireAfterDays", ge=1)
-    results_expire_after_days: int = Field(default=365, alias="resultsExpireAfterDays", ge=1)
-    noncurrent_expire_after_days: int = Field(default=30, alias="noncurrentVersionsExpireAfterDays", ge=1)
-    access_log_expire_after_days: int = Field(default=90, alias="accessLogExpireAfterDays", ge=1)
+    # Archive bucket: retention and erasure (docs/DEPLOY.md "Retention and erasure"). Camera footage is kept
+    # 30 days unless configured otherwise (down to 1); an expired or deleted object's last version goes
+    # noncurrentVersionsExpireAfterDays later. No transition by default: S3 bills Standard-IA for 30 days
+    # at least, so it only pays for frames kept well beyond that.
+    frames_expire_after_days: int = Field(default=30, alias="framesExpireAfterDays", ge=1, le=36500)
+    frames_ia_after_days: int | None = Field(default=None, alias="framesInfrequentAccessAfterDays", ge=30)
+    results_expire_after_days: int = Field(default=365, alias="resultsExpireAfterDays", ge=1, le=36500)
+    noncurrent_expire_after_days: int = Field(default=1, alias="noncurrentVersionsExpireAfterDays", ge=1, le=36500)
+    access_log_expire_after_days: int = Field(default=90, alias="accessLogExpireAfterDays", ge=1, le=36500)
+    # A CloudTrail trail recording every read of the archive (S3 data events, read-only): who saw which frame.
+    # Off by default: it costs per event (docs/DEPLOY.md "Auditing reads").
+    audit_archive_reads: bool = Field(default=False, alias="auditArchiveReads")
+    audit_log_expire_after_days: int = Field(default=365, alias="auditLogExpireAfterDays", ge=1, le=36500)
+    # What the dead-letter topic keeps (headers only by default: no image) and for how long.
+    dead_letters: DeadLetters = Field(default=DeadLetters(), alias="deadLetters")
+
+    # Network: an S3 interface endpoint (private DNS for the whole VPC) lets the NetworkPolicies open HTTPS to
+    # S3 at the VPC CIDR instead of any address, at a per-GB charge the free gateway endpoint does not have.
+    s3_interface_endpoint: bool = Field(default=False, alias="s3InterfaceEndpoint")
+    # The namespace of the Prometheus allowed to scrape the services' ops ports (NetworkPolicy); null: none.
+    metrics_namespace: Annotated[str, Field(pattern=K8S_NAME)] | None = Field(
+        default="monitoring", alias="metricsNamespace"
+    )
 
     # Model shipped to s3://<bucket>/models/ (produced by `make model`)
     model_dir: str = Field(default=".cache/models", alias="modelDir", min_length=1)
@@ -251,7 +269,7 @@ class PlatformConfig(_Model):
             raise ConfigError(
                 f"{CONTEXT_PREFIX}natGateways ({self.nat_gateways}) exceeds {CONTEXT_PREFIX}maxAzs ({self.max_azs})"
             )
-        if self.frames_expire_after_days <= self.frames_ia_after_days:
+        if self.frames_ia_after_days is not None and self.frames_expire_after_days <= self.frames_ia_after_days:
             raise ConfigError(
                 f"{CONTEXT_PREFIX}framesExpireAfterDays ({self.frames_expire_after_days}) must be later than "
                 f"{CONTEXT_PREFIX}framesInfrequentAccessAfterDays ({self.frames_ia_after_days})"

@@ -21,7 +21,12 @@ from cdk8s_app.facts import Topics
 from cdk8s_app.units import Grant, KafkaGrant, ObjectGrant
 
 from .constructs import KafkaArns, ServiceIdentity
+from .constructs.archive_bucket import s3_service
 from .nag import ack, rendered
+
+# S3 object actions that make S3 encrypt (write) or decrypt (read) with the bucket's KMS key.
+WRITE_ACTIONS = frozenset({"s3:PutObject"})
+READ_ACTIONS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,9 @@ class GrantTargets:
     bucket: s3.IBucket
     resource_prefix: str  # config.prefix: the archive bucket's name is derived from it
     topics: Topics
+    # The archive bucket's KMS key (SSE-KMS): object grants come with the KMS actions S3 needs on the caller's
+    # behalf, through S3 only and for this bucket only.
+    archive_key_arn: str | None = None
 
     def _kafka_names(self, grant: KafkaGrant) -> list[tuple[str, str | None]]:
         if grant.on == "cluster":
@@ -51,6 +59,31 @@ class GrantTargets:
                 for kind, name in self._kafka_names(grant)
             ]
         return iam.PolicyStatement(sid=grant.sid, actions=list(grant.actions), resources=resources)
+
+    def key_statement(self, grants: Sequence[Grant]) -> iam.PolicyStatement | None:
+        """The KMS actions the object grants need: GenerateDataKey to write (a single PutObject; multipart
+        uploads would need Decrypt too), Decrypt to read. Only when S3 asks on the caller's behalf, and only
+        with this bucket's encryption context (with an S3 Bucket Key, the bucket's ARN)."""
+        actions: list[str] = []
+        for grant in grants:
+            if isinstance(grant, ObjectGrant):
+                if any(a in WRITE_ACTIONS for a in grant.actions):
+                    actions.append("kms:GenerateDataKey")
+                if any(a in READ_ACTIONS for a in grant.actions):
+                    actions.append("kms:Decrypt")
+        if not actions or self.archive_key_arn is None:
+            return None
+        return iam.PolicyStatement(
+            sid="ArchiveKeyThroughS3",
+            actions=sorted(set(actions)),
+            resources=[self.archive_key_arn],
+            conditions={
+                "StringEquals": {
+                    "kms:ViaService": s3_service(),
+                    "kms:EncryptionContext:aws:s3:arn": self.bucket.bucket_arn,
+                }
+            },
+        )
 
     def nag_findings(self, grants: Iterable[Grant]) -> list[str]:
         """The IAM5 findings the grants raise, as cdk-nag renders the resources (all carry a wildcard)."""
@@ -85,13 +118,14 @@ def deploy_identity(
     after: Sequence[IDependable] = (),
 ) -> ServiceIdentity:
     """ServiceAccount `name` with a Pod Identity role allowed `grants` (and `extra`, exact ARNs only)."""
+    key = targets.key_statement(grants)
     identity = ServiceIdentity(
         targets.stack,
         f"Identity-{name}",
         cluster=cluster,
         name=name,
         namespace=namespace,
-        statements=[*(targets.statement(g) for g in grants), *extra],
+        statements=[*(targets.statement(g) for g in grants), *([key] if key else []), *extra],
         after=after,
     )
     findings = targets.nag_findings(grants)

@@ -37,6 +37,7 @@ class WorkloadInputs:
     services: Services  # names (and so ServiceAccounts), ports, pools
     # Streams whose URL is in Secrets Manager have their own ServiceAccount (read on exactly that secret).
     stream_service_accounts: dict[str, str] = field(default_factory=dict)
+    api_token_secret_arn: str | None = None
 
 
 def stream_wiring(stream: StreamSpec, service_account: str | None) -> StreamSpec:
@@ -70,6 +71,11 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiri
         rtsp_test_source=config.rtsp_test_source,
         analytics=config.analytics,
         scaling={"analytics_replicas": config.analytics_replicas},
+        dead_letters=config.dead_letters,
+        metrics_namespace=config.metrics_namespace,
+        api_token_secret_arn=inputs.api_token_secret_arn,
+        # With an S3 interface endpoint S3 resolves to addresses in the VPC; else NetworkPolicy cannot name it.
+        s3_cidrs=[inputs.vpc_cidr] if config.s3_interface_endpoint else None,
     )
     try:
         return PlatformWiring.model_validate(fields)

@@ -4,13 +4,46 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aws_cdk import ArnFormat, Aws, Stack
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct, IDependable
 
 
+def pod_identity_trust(cluster: eks.Cluster, namespace: str, service_account: str) -> iam.IPrincipal:
+    """pods.eks.amazonaws.com, for this account, this cluster and this one ServiceAccount only.
+
+    - aws:SourceAccount / aws:SourceArn: the confused-deputy guard. The source is this cluster, named by its
+      ARN or by the ARN of one of its pod identity associations (podidentityassociation/<cluster>/<id>);
+      either form is accepted, nothing outside this cluster is.
+    - the session tags EKS Pod Identity always sets (eks-cluster-arn, kubernetes-namespace,
+      kubernetes-service-account): a second association in the account, or another ServiceAccount of this
+      cluster, cannot borrow the role.
+    """
+    associations = Stack.of(cluster).format_arn(
+        service="eks",
+        resource="podidentityassociation",
+        resource_name=f"{cluster.cluster_name}/*",
+        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+    )
+    return iam.SessionTagsPrincipal(
+        iam.ServicePrincipal("pods.eks.amazonaws.com").with_conditions(
+            {
+                "StringEquals": {
+                    "aws:SourceAccount": Aws.ACCOUNT_ID,
+                    "aws:RequestTag/eks-cluster-arn": cluster.cluster_arn,
+                    "aws:RequestTag/kubernetes-namespace": namespace,
+                    "aws:RequestTag/kubernetes-service-account": service_account,
+                },
+                "ArnLike": {"aws:SourceArn": [cluster.cluster_arn, associations]},
+            }
+        )
+    )
+
+
 class ServiceIdentity(Construct):
-    """ServiceAccount + IAM role (trusting pods.eks.amazonaws.com) + pod identity association.
+    """ServiceAccount + IAM role (trusting pods.eks.amazonaws.com for exactly this ServiceAccount of this
+    cluster: pod_identity_trust) + pod identity association.
 
     Built by hand rather than with `cluster.add_service_account(identity_type=POD_IDENTITY)`:
     that one also writes the IRSA `eks.amazonaws.com/role-arn` annotation, so pods would get
@@ -35,7 +68,7 @@ class ServiceIdentity(Construct):
         self.role = iam.Role(
             self,
             "Role",
-            assumed_by=iam.SessionTagsPrincipal(iam.ServicePrincipal("pods.eks.amazonaws.com")),
+            assumed_by=pod_identity_trust(cluster, namespace, name),
             description=f"EKS Pod Identity for {namespace}/{name}",
         )
         self.policy = iam.Policy(self, "Policy", statements=list(statements))

@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput
+from aws_cdk import Aws, CfnOutput, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 from constructs import Construct
 
@@ -38,6 +39,7 @@ class ComputeStack(PlatformStack):
         config: PlatformConfig,
         vpc: ec2.IVpc,
         bucket_name: str,
+        archive_key_arn: str,
         kafka_bootstrap_brokers: str,
         kafka_security_group: ec2.ISecurityGroup,
         model_object_key: str,
@@ -49,6 +51,7 @@ class ComputeStack(PlatformStack):
         self.services = services
         bucket = s3.Bucket.from_bucket_name(self, "ArchiveBucket", bucket_name)
         self.cluster = self._cluster(config, vpc)
+        self._limit_control_plane_egress(vpc)
         self._node_groups(config)
         self._allow_kafka_clients(kafka_security_group)
 
@@ -61,7 +64,9 @@ class ComputeStack(PlatformStack):
             bucket=bucket,
             resource_prefix=config.prefix,
             topics=config.topics,
+            archive_key_arn=archive_key_arn,
         )
+        self.api_token = self._api_token(config)
         self.identities = self._identities(config, targets)
         self.keda = KedaAddOn(config.keda_chart_version).deploy(
             self.cluster, targets, self._namespace, chart_after=self.node_groups
@@ -90,6 +95,7 @@ class ComputeStack(PlatformStack):
                         for s in config.streams
                         if s.source_secret_arn
                     },
+                    api_token_secret_arn=self.api_token.secret_arn,
                 ),
             ),
             workloads_after=[self.app_namespace, *self.identities.values()],
@@ -121,10 +127,14 @@ class ComputeStack(PlatformStack):
             # (cluster security group), so it reaches a private-only endpoint; AWS APIs and the Helm
             # repository go through the NAT gateway and the VPC endpoints.
             kubectl_provider_options=eks.KubectlProviderOptions(kubectl_layer=KubectlV36Layer(self, "KubectlLayer")),
+            # All five control-plane logs: who did what (api, audit, authenticator) and why pods moved or
+            # did not start (controllerManager, scheduler).
             cluster_logging=[
                 eks.ClusterLoggingTypes.API,
                 eks.ClusterLoggingTypes.AUDIT,
                 eks.ClusterLoggingTypes.AUTHENTICATOR,
+                eks.ClusterLoggingTypes.CONTROLLER_MANAGER,
+                eks.ClusterLoggingTypes.SCHEDULER,
             ],
             secrets_encryption_key=secrets_key,
             output_config_command=False,  # our own, stably named output below
@@ -149,6 +159,24 @@ class ComputeStack(PlatformStack):
         )
         vpc_cni.node.default_child.add_property_override("ResolveConflicts", "OVERWRITE")  # type: ignore[union-attr]
         return cluster
+
+    def _limit_control_plane_egress(self, vpc: ec2.IVpc) -> None:
+        """The control plane's own security group sends only to the VPC (kubelets, webhooks, pods), not to any
+        address. Its egress is overridden in place: a different security group would replace the cluster.
+        (EKS's cluster security group, which EKS creates and owns, keeps its own rules.)"""
+        group = self.cluster.node.find_child("ControlPlaneSecurityGroup").node.default_child
+        group.add_property_override(  # type: ignore[union-attr]
+            "SecurityGroupEgress",
+            [
+                {
+                    "CidrIp": vpc.vpc_cidr_block,
+                    "IpProtocol": "tcp",
+                    "FromPort": 0,
+                    "ToPort": 65535,
+                    "Description": "Control plane to nodes and pods in the VPC",
+                }
+            ],
+        )
 
     @staticmethod
     def _endpoint_access(config: PlatformConfig) -> eks.EndpointAccess:
@@ -232,6 +260,20 @@ class ComputeStack(PlatformStack):
 
     # --- identities ------------------------------------------------------------------------
 
+    def _api_token(self, config: PlatformConfig) -> secretsmanager.Secret:
+        """The API token: generated here, never seen by CloudFormation or a manifest. Inference and analytics
+        require it as a bearer token, the consumer sends it; their roles alone may read it (_identities).
+        A new stack makes a new token; the services read it once, at start-up."""
+        return secretsmanager.Secret(
+            self,
+            "ApiToken",
+            description=f"{config.prefix}: bearer token of the inference and analytics APIs",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True, include_space=False
+            ),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+
     def _identities(self, config: PlatformConfig, targets: GrantTargets) -> dict[str, ServiceIdentity]:
         """One Pod Identity per service unit, with the grants its unit declares. A stream whose URL is in
         Secrets Manager gets its own publisher identity, allowed to read exactly that secret (the other
@@ -250,7 +292,13 @@ class ComputeStack(PlatformStack):
                 after=[self.app_namespace],
             )
 
-        identities = {unit.name: identity(unit.name, unit) for unit in self.services.all()}
+        read_token = iam.PolicyStatement(
+            sid="ReadApiToken", actions=["secretsmanager:GetSecretValue"], resources=[self.api_token.secret_arn]
+        )
+        identities = {
+            unit.name: identity(unit.name, unit, extra=[read_token] if unit.api_token_variable else [])
+            for unit in self.services.all()
+        }
         publisher = self.services.publisher
         for stream in config.streams:
             if stream.source_secret_arn:
@@ -285,6 +333,11 @@ class ComputeStack(PlatformStack):
             OutputKeys.ARCHIVE_URI: (self.archive_uri, "CONSUMER_ARCHIVE_URI"),
             OutputKeys.MODEL_URI: (self.model_uri, "INFERENCE_MODEL_URI"),
             OutputKeys.NAMESPACE: (config.namespace, "Kubernetes namespace of the workloads"),
+            OutputKeys.API_TOKEN_SECRET_ARN: (
+                self.api_token.secret_arn,
+                "API token secret: INFERENCE_API_TOKEN_SECRET_ARN, ANALYTICS_API_TOKEN_SECRET_ARN, "
+                "CONSUMER_INFERENCE_TOKEN_SECRET_ARN",
+            ),
             self.keda.unit.NAMESPACE_OUTPUT: (self.keda.unit.namespace, "Namespace of the KEDA operator"),
         }
         for unit in self.services.all():

@@ -24,11 +24,14 @@ class DataStack(PlatformStack):
             self,
             "Archive",
             bucket_name=archive_bucket_name(config.prefix),
-            frames_ia_after_days=config.frames_ia_after_days,
             frames_expire_after_days=config.frames_expire_after_days,
+            frames_ia_after_days=config.frames_ia_after_days,
             results_expire_after_days=config.results_expire_after_days,
             noncurrent_expire_after_days=config.noncurrent_expire_after_days,
             access_log_expire_after_days=config.access_log_expire_after_days,
+            audit_reads=config.audit_archive_reads,
+            audit_log_expire_after_days=config.audit_log_expire_after_days,
+            trail_name=f"{config.prefix}-archive-reads",
         )
         model_dir = Path(config.model_dir)
         self.model = ModelArtifact(
@@ -57,6 +60,14 @@ class DataStack(PlatformStack):
         CfnOutput(
             self, "AccessLogBucketName", value=self.archive.access_logs.bucket_name, description="S3 server access logs"
         )
+        CfnOutput(self, "ArchiveKeyArn", value=self.archive.key.key_arn, description="KMS key of the archive bucket")
+        if self.archive.audit_logs is not None:
+            CfnOutput(
+                self,
+                "AuditLogBucketName",
+                value=self.archive.audit_logs.bucket_name,
+                description="CloudTrail data events: every read of the archive",
+            )
         CfnOutput(self, "KafkaClusterArn", value=self.kafka.cluster.cluster_arn, description="MSK cluster ARN")
         CfnOutput(
             self,

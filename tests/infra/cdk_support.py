@@ -65,6 +65,19 @@ ANALYTICS = {
 }
 
 
+# A deployment held to a 72-hour footage rule: 3-day retention everywhere, dead letters without images, S3
+# through an interface endpoint (NetworkPolicies at the VPC CIDR), every read of the archive on record.
+PRIVACY_CONTEXT = {
+    "vidpipe:framesExpireAfterDays": 3,
+    "vidpipe:resultsExpireAfterDays": 3,
+    "vidpipe:noncurrentVersionsExpireAfterDays": 1,
+    "vidpipe:deadLetters": {"retentionHours": 72, "payload": "headers"},
+    "vidpipe:s3InterfaceEndpoint": True,
+    "vidpipe:auditArchiveReads": True,
+    "vidpipe:streams": [{"id": "lobby", "targetFps": 5}],
+}
+
+
 def cfn_lint_command() -> list[str] | None:
     exe = shutil.which("cfn-lint", path=str(ROOT / ".venv" / "bin")) or shutil.which("cfn-lint")
     return [exe] if exe else None

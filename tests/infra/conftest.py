@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdk_support import ANALYTICS, STREAMS, session_context
+from cdk_support import ANALYTICS, PRIVACY_CONTEXT, STREAMS, session_context
 
 
 @dataclass
@@ -73,6 +73,25 @@ def with_streams(tmp_path_factory, clean_env) -> tuple[dict[str, str], Any]:
     return {
         stack.stack_name: (outdir / f"{stack.artifact_id}.template.json").read_text() for stack in platform.stacks
     }, platform
+
+
+@pytest.fixture(scope="session")
+def privacy(tmp_path_factory, clean_env) -> Synth:
+    """The app as a deployment under a 72-hour footage rule configures it: 3-day frames and results, 72-hour
+    headers-only dead letters, an S3 interface endpoint, an audit trail of archive reads (cdk-nag included)."""
+    import aws_cdk as cdk
+
+    from cdk_app.app import build_platform
+
+    outdir = tmp_path_factory.mktemp("privacy")
+    app = cdk.App(context=session_context(tmp_path_factory, **PRIVACY_CONTEXT), outdir=str(outdir))
+    platform = build_platform(app)
+    app.synth()
+    templates = {
+        stack.stack_name: json.loads((outdir / f"{stack.artifact_id}.template.json").read_text())
+        for stack in platform.stacks
+    }
+    return Synth(platform=platform, assembly_dir=outdir, templates=templates)
 
 
 @pytest.fixture(scope="session")

@@ -56,24 +56,25 @@ def test_buckets_are_private_encrypted_and_ssl_only(synth, data):
 
 
 def test_archive_bucket_versioning_lifecycle_and_access_logs(data):
+    """Privacy-respecting defaults: frames 30 days, no transition (Standard-IA bills 30 days at least), the last
+    version of an expired object gone a day later."""
     data.has_resource_properties(
         "AWS::S3::Bucket",
         {
             "VersioningConfiguration": {"Status": "Enabled"},
             "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "archive-bucket/"},
             "LifecycleConfiguration": {
-                "Rules": Match.array_with(
-                    [
-                        Match.object_like(
-                            {
-                                "Prefix": "archive/frames/",
-                                "ExpirationInDays": 90,
-                                "Transitions": [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}],
-                            }
-                        ),
-                        Match.object_like({"NoncurrentVersionExpiration": {"NoncurrentDays": 30}}),
-                    ]
-                )
+                "Rules": [
+                    {"Id": "frames", "Prefix": "archive/frames/", "ExpirationInDays": 30, "Status": "Enabled"},
+                    {"Id": "results", "Prefix": "archive/results/", "ExpirationInDays": 365, "Status": "Enabled"},
+                    {
+                        "Id": "noncurrent-and-incomplete",
+                        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                        "Status": "Enabled",
+                    },
+                    {"Id": "expired-delete-markers", "ExpiredObjectDeleteMarker": True, "Status": "Enabled"},
+                ]
             },
         },
     )
@@ -256,9 +257,12 @@ def test_consumer_reads_frames_writes_results_dlq_and_archive_prefix(synth):
 
 def test_inference_reads_only_the_models_prefix(synth):
     grants = _grants(_identity_statements(synth, "inference-service"))
-    assert len(grants) == 1
-    action, resource = next(iter(grants))
+    s3 = {(a, r) for a, r in grants if a.startswith("s3:")}
+    assert len(s3) == 1
+    action, resource = next(iter(s3))
     assert action == "s3:GetObject" and "/models/*" in resource
+    # The model is encrypted with the archive key: Decrypt through S3; and the API token it checks.
+    assert {a for a, _ in grants} == {"s3:GetObject", "kms:Decrypt", "secretsmanager:GetSecretValue"}
 
 
 def _rendered_grants(statements: list[dict]) -> set[tuple[str, str]]:
@@ -271,7 +275,15 @@ CONTRACT_TOPICS = ("video.frames.v1", "video.results.v1", "video.frames.dlq.v1",
 
 def test_analytics_reads_results_writes_events_and_reads_archived_frames_only(synth):
     statements = _identity_statements(synth, "analytics-service")
-    assert {s["Sid"] for s in statements} == {"Connect", "ReadResults", "WriteEvents", "UseGroup", "ReadArchivedFrames"}
+    assert {s["Sid"] for s in statements} == {
+        "Connect",
+        "ReadResults",
+        "WriteEvents",
+        "UseGroup",
+        "ReadArchivedFrames",
+        "ArchiveKeyThroughS3",
+        "ReadApiToken",
+    }
     assert all(s["Effect"] == "Allow" for s in statements)
     cluster = f"{KAFKA_ARN}:cluster/vidpipe-dev/*"
     results = f"{KAFKA_ARN}:topic/vidpipe-dev/*/video.results.v1"
@@ -290,6 +302,8 @@ def test_analytics_reads_results_writes_events_and_reads_archived_frames_only(sy
             "s3:GetObject",
             "arn:<AWS::Partition>:s3:::vidpipe-dev-archive-<AWS::AccountId>-<AWS::Region>/archive/frames/*",
         ),
+        ("kms:Decrypt", "<import:vidpipe-dev-data:ExportsOutputFnGetAttArchiveKey3EF5EDE5ArnED91B387>"),
+        ("secretsmanager:GetSecretValue", "<ApiToken07F9A1D2>"),
     }
 
 
