@@ -20,6 +20,7 @@ help:
 	@echo "make int8    quantize the model to int8 (NNCF) and run its accuracy gate"
 	@echo "make synth   synthesize the CDK app offline (cdk.out/), with cdk-nag and cfn-lint"
 	@echo "make k8s     synthesize the Kubernetes manifests with cdk8s (dist/)"
+	@echo "make checkov checkov (pinned, own virtualenv) over the templates and manifests; every skip has its reason"
 	@echo "make images  build the four service images from the CDK assets with podman (no Docker engine)"
 	@echo "make lint    ruff (lint, format) and mypy (strict on the services)"
 	@echo "make setup   only install and fetch (venv, model, sample video, Kafka broker)"
@@ -101,6 +102,8 @@ demo: setup
 # node_modules: the pinned CDK and cdk8s CLIs (mk/node.mk); images: the four service images (mk/images.mk).
 test: lint setup rtsp-deps browser-deps node_modules images
 	$(PY) -m pytest
+# ...and checkov over the synthesized templates and manifests (mk/infra.mk).
+test: checkov
 
 # ruff (lint and format) on the whole tree, mypy strict on the contract and the services (pyproject.toml).
 lint: venv

@@ -62,3 +62,28 @@ deploy-access: node_modules $(VENV)/.installed model
 # The data stack (bucket, MSK) is retained and termination-protected: see docs/DEPLOY.md "Tear down".
 destroy: node_modules $(VENV)/.installed model
 	$(CDK_ENV) $(CDK) destroy --all $(USER_CONTEXT)
+
+# checkov over what `make synth` and `make k8s` wrote: the CloudFormation templates and the manifests. It runs
+# from its own virtualenv (it pins many libraries of its own), installed from requirements-checkov.lock: one
+# version (CHECKOV_VERSION), a sha256 for every file. Each finding left is suppressed on its resource with a
+# reason (cdk_app/checkov.py, cdk8s_app/pods.py): a new one fails. Offline: no guideline download.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := $(CACHE)/checkov-venv
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_FLAGS := --quiet --compact --skip-download --output cli
+
+.PHONY: checkov checkov-lock
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --require-hashes -r requirements-checkov.lock
+	@touch $@
+
+checkov: $(CHECKOV_VENV)/.installed synth k8s
+	$(CHECKOV) --framework cloudformation $(CHECKOV_FLAGS) $(addprefix --file ,$(wildcard $(CDK_OUT)/*.template.json))
+	$(CHECKOV) --framework kubernetes $(CHECKOV_FLAGS) --directory $(K8S_OUT)
+
+# Regenerate the lock after changing CHECKOV_VERSION (uv: see the Makefile's lock targets).
+checkov-lock: $(UV)
+	echo "checkov==$(CHECKOV_VERSION)" | $(UV) pip compile --quiet --generate-hashes --no-config --python-version 3.11 \
+	  --universal --custom-compile-command "make checkov-lock" -o requirements-checkov.lock -
