@@ -100,6 +100,8 @@ class OutputKeys:
     VPC_CIDR = "VpcCidr"
     # The one Secrets Manager secret holding the API token (inference and analytics check it, the consumer sends it).
     API_TOKEN_SECRET_ARN = "ApiTokenSecretArn"
+    # The sha256 of the model file the CDK app uploaded (INFERENCE_MODEL_SHA256).
+    MODEL_SHA256 = "ModelSha256"
     # When present KEDA assumes this role (podIdentity.roleArn); otherwise it uses the operator's own
     # Pod Identity (identityOwner: keda), which is what the CDK app sets up.
     SERVICE_ACCOUNT = "ServiceAccount"  # suffixes of the per-identity outputs

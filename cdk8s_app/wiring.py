@@ -267,6 +267,11 @@ class PlatformWiring(FrozenModel):
     # The API token (one Secrets Manager secret): inference and analytics require it as a bearer token, the
     # consumer sends it. None: no authentication (the services warn at start-up).
     api_token_secret_arn: str | None = Field(default=None, description="Secrets Manager ARN of the API token")
+    # INFERENCE_MODEL_SHA256: the inference pods refuse a model file with another digest. The CDK app pins the
+    # file it uploaded; None: no pin.
+    model_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        default=None, description="sha256 of the model file at model_uri"
+    )
     # NetworkPolicy takes CIDRs, not the S3 prefix list: by default HTTPS to S3 is open to any address but the
     # instance metadata one. Give the region's S3 ranges (or the VPC CIDR with an S3 interface endpoint) to
     # narrow it.
@@ -460,7 +465,12 @@ class PlatformWiring(FrozenModel):
         if outputs.get(OutputKeys.NAMESPACE):
             fields["namespace"] = outputs[OutputKeys.NAMESPACE]
         # Optional outputs (older deployments lack them); a value in the settings file wins.
-        for key, name in ((OutputKeys.VPC_CIDR, "vpc_cidr"), (OutputKeys.API_TOKEN_SECRET_ARN, "api_token_secret_arn")):
+        optional = (
+            (OutputKeys.VPC_CIDR, "vpc_cidr"),
+            (OutputKeys.API_TOKEN_SECRET_ARN, "api_token_secret_arn"),
+            (OutputKeys.MODEL_SHA256, "model_sha256"),
+        )
+        for key, name in optional:
             if outputs.get(key):
                 fields.setdefault(name, outputs[key])
         accounts = {

@@ -122,6 +122,7 @@ class Workloads(Construct):
             {
                 "INFERENCE_MODEL_URI": w.model_uri,
                 "INFERENCE_MODEL_CACHE_DIR": MODEL_CACHE_DIR,
+                **({"INFERENCE_MODEL_SHA256": w.model_sha256} if w.model_sha256 else {}),
                 "INFERENCE_HOST": "0.0.0.0",
                 "INFERENCE_PORT": str(unit.port),
                 "INFERENCE_OPS_PORT": str(unit.health_port),

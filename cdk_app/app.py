@@ -70,6 +70,7 @@ def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Se
         kafka_bootstrap_brokers=data.kafka.bootstrap_brokers_sasl_iam,
         kafka_security_group=data.kafka.security_group,
         model_object_key=data.model.object_key,
+        model_sha256=data.model.sha256,
         services_dir=project_root / "services",
         services=services,
         description="vidpipe: EKS, identities, KEDA, images and workloads",

@@ -38,6 +38,7 @@ class WorkloadInputs:
     # Streams whose URL is in Secrets Manager have their own ServiceAccount (read on exactly that secret).
     stream_service_accounts: dict[str, str] = field(default_factory=dict)
     api_token_secret_arn: str | None = None
+    model_sha256: str | None = None  # the uploaded model file's digest: the inference pods load nothing else
 
 
 def stream_wiring(stream: StreamSpec, service_account: str | None) -> StreamSpec:
@@ -74,6 +75,7 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiri
         dead_letters=config.dead_letters,
         metrics_namespace=config.metrics_namespace,
         api_token_secret_arn=inputs.api_token_secret_arn,
+        model_sha256=inputs.model_sha256,
         # With an S3 interface endpoint S3 resolves to addresses in the VPC; else NetworkPolicy cannot name it.
         s3_cidrs=[inputs.vpc_cidr] if config.s3_interface_endpoint else None,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from aws_cdk import aws_s3 as s3
@@ -13,6 +14,14 @@ from .archive_bucket import MODELS_PREFIX
 
 class ModelMissingError(FileNotFoundError):
     pass
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class ModelArtifact(Construct):
@@ -30,6 +39,9 @@ class ModelArtifact(Construct):
                 "run `make model` first (`make synth` does)"
             )
         self.object_key = MODELS_PREFIX + model_file
+        # The pods pin exactly this file (INFERENCE_MODEL_SHA256): another object under the same key is refused.
+        self.path = model
+        self.sha256 = file_sha256(model)
         self.uri = f"s3://{bucket.bucket_name}/{self.object_key}"
         self.deployment = s3_deployment.BucketDeployment(
             self,

@@ -43,6 +43,7 @@ class ComputeStack(PlatformStack):
         kafka_bootstrap_brokers: str,
         kafka_security_group: ec2.ISecurityGroup,
         model_object_key: str,
+        model_sha256: str | None = None,
         services_dir: Path,
         services: Services = SERVICES,
         **kwargs: Any,
@@ -96,11 +97,13 @@ class ComputeStack(PlatformStack):
                         if s.source_secret_arn
                     },
                     api_token_secret_arn=self.api_token.secret_arn,
+                    model_sha256=model_sha256,
                 ),
             ),
             workloads_after=[self.app_namespace, *self.identities.values()],
             autoscaling_after=[self.keda_chart],
         )
+        self.model_sha256 = model_sha256
         self._outputs(config)
 
     # --- cluster ---------------------------------------------------------------------------
@@ -333,6 +336,16 @@ class ComputeStack(PlatformStack):
             OutputKeys.ARCHIVE_URI: (self.archive_uri, "CONSUMER_ARCHIVE_URI"),
             OutputKeys.MODEL_URI: (self.model_uri, "INFERENCE_MODEL_URI"),
             OutputKeys.NAMESPACE: (config.namespace, "Kubernetes namespace of the workloads"),
+            **(
+                {
+                    OutputKeys.MODEL_SHA256: (
+                        self.model_sha256,
+                        "INFERENCE_MODEL_SHA256: the model file this deploy uploaded",
+                    )
+                }
+                if self.model_sha256
+                else {}
+            ),
             OutputKeys.API_TOKEN_SECRET_ARN: (
                 self.api_token.secret_arn,
                 "API token secret: INFERENCE_API_TOKEN_SECRET_ARN, ANALYTICS_API_TOKEN_SECRET_ARN, "

@@ -53,3 +53,19 @@ def test_charts_wait_for_namespace_identities_and_keda(synth):
         depends = charts[key]["DependsOn"]
         assert any("Namespacevidpipe" in d for d in depends)
         assert sum("ServiceAccount" in d for d in depends) >= 4
+
+
+def test_inference_pins_the_model_file_this_deploy_uploads(synth):
+    """INFERENCE_MODEL_SHA256 is the digest of the file the data stack uploads (modelDir/modelFile): the pods
+    refuse any other object under the model's key. The standalone path gets it as the output ModelSha256."""
+    import hashlib
+
+    from test_cdk_analytics import chart_objects, find
+
+    model = synth.platform.data.model
+    assert model.path.name == synth.platform.config.model_file
+    digest = hashlib.sha256(model.path.read_bytes()).hexdigest()
+    template = synth.templates[synth.platform.compute.stack_name]
+    config = find(chart_objects(template), "ConfigMap", "inference-service")["data"]
+    assert config["INFERENCE_MODEL_SHA256"] == digest and len(digest) == 64
+    assert template["Outputs"]["ModelSha256"]["Value"] == digest

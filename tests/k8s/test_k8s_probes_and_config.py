@@ -197,6 +197,11 @@ def test_service_settings_accept_the_config_maps(manifests, wiring, monkeypatch)
                 cls()  # raises ValidationError naming the variable
 
 
+def test_the_model_digest_from_the_outputs_pins_the_inference_model(manifests, wiring):
+    assert wiring.model_sha256 and len(wiring.model_sha256) == 64
+    assert manifests.config_map("inference-service")["INFERENCE_MODEL_SHA256"] == wiring.model_sha256
+
+
 def test_consumer_reaches_inference_through_its_service(manifests, wiring):
     service = manifests.get("Service", "inference")
     url = manifests.config_map("consumer-service")["CONSUMER_INFERENCE_URL"]
