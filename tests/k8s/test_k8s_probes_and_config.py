@@ -197,9 +197,23 @@ def test_service_settings_accept_the_config_maps(manifests, wiring, monkeypatch)
                 cls()  # raises ValidationError naming the variable
 
 
-def test_the_model_digest_from_the_outputs_pins_the_inference_model(manifests, wiring):
-    assert wiring.model_sha256 and len(wiring.model_sha256) == 64
-    assert manifests.config_map("inference-service")["INFERENCE_MODEL_SHA256"] == wiring.model_sha256
+def test_the_model_digest_from_the_outputs_pins_the_inference_model(tmp_path, settings):
+    """ModelSha256 (the CDK app's output) becomes INFERENCE_MODEL_SHA256; without it there is no pin."""
+    import json
+
+    from cdk8s_app.wiring import PlatformWiring
+    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, synthesize
+
+    document = json.loads(SAMPLE_OUTPUTS.read_text())
+    assert "INFERENCE_MODEL_SHA256" not in synthesize(
+        PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings)
+    ).config_map("inference-service")
+    digest = "ab" * 32
+    document["VidpipeCompute"]["ModelSha256"] = digest
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(document))
+    manifests = synthesize(PlatformWiring.from_outputs_file(outputs, settings))
+    assert manifests.config_map("inference-service")["INFERENCE_MODEL_SHA256"] == digest
 
 
 def test_consumer_reaches_inference_through_its_service(manifests, wiring):
