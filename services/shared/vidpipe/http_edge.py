@@ -90,13 +90,6 @@ class EdgeSettings(BaseSettings):
     keep_alive_s: int = Field(default=20, ge=1, le=3600)
     max_connections: int = Field(default=128, ge=1, le=100_000)
 
-    @field_validator("api_token")
-    @classmethod
-    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            check_token(value.get_secret_value(), "the token")
-        return value
-
     @field_validator("api_token_secret_arn")
     @classmethod
     def _arn(cls, value: str | None) -> str | None:
@@ -131,7 +124,8 @@ class EdgeSettings(BaseSettings):
 
     def resolve_token(self, client: Any = None) -> str | None:
         """The API token from whichever of the three settings is set (a file or Secrets Manager is read
-        now), or None. SecretError or ValueError name the setting, never the value."""
+        now), or None. SecretError or ValueError name the setting, never the value (its shape is checked
+        here, not by a validator: a settings error would print the value it got)."""
         name = f"{str(self.model_config.get('env_prefix') or '').upper()}API_TOKEN"
         value = self.api_token.get_secret_value() if self.api_token is not None else None
         token = resolve_secret(name, value, self.api_token_file, self.api_token_secret_arn, "token", client)
