@@ -165,7 +165,7 @@ class PlatformConfig(_Model):
     # Network: an S3 interface endpoint (private DNS for the whole VPC) lets the NetworkPolicies open HTTPS to
     # S3 at the VPC CIDR instead of any address, at a per-GB charge the free gateway endpoint does not have.
     s3_interface_endpoint: bool = Field(default=False, alias="s3InterfaceEndpoint")
-    # The namespace of the Prometheus allowed to scrape the services' ops ports (NetworkPolicy); null: none.
+    # The namespace of the Prometheus allowed to scrape the services' ops ports (NetworkPolicy); null or "": none.
     metrics_namespace: Annotated[str, Field(pattern=K8S_NAME)] | None = Field(
         default="monitoring", alias="metricsNamespace"
     )
@@ -206,6 +206,12 @@ class PlatformConfig(_Model):
                 "(arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>)"
             )
         return value
+
+    @field_validator("metrics_namespace", mode="before")
+    @classmethod
+    def _no_metrics_namespace(cls, value: Any) -> Any:
+        # `-c vidpipe:metricsNamespace=` (empty) turns the scrape policies off, as null does in cdk.json.
+        return None if value == "" else value
 
     @field_validator("github_repository")
     @classmethod

@@ -81,6 +81,12 @@ def test_a_bad_retention_setting_fails_synth_naming_the_key(context, named):
     assert named in str(error.value)
 
 
+def test_the_metrics_namespace_can_be_turned_off_from_the_command_line():
+    assert load_config(user_context()).metrics_namespace == "monitoring"
+    assert load_config(user_context(**{"vidpipe:metricsNamespace": ""})).metrics_namespace is None
+    assert load_config(user_context(**{"vidpipe:metricsNamespace": None})).metrics_namespace is None
+
+
 def test_one_day_is_the_shortest_retention():
     config = load_config(user_context(**{"vidpipe:framesExpireAfterDays": 1, "vidpipe:resultsExpireAfterDays": 1}))
     assert (config.frames_expire_after_days, config.results_expire_after_days) == (1, 1)
