@@ -29,8 +29,10 @@ INTERFACE_ENDPOINTS = {
 
 
 def s3_endpoint_statements(bucket_arn: str) -> list[iam.PolicyStatement]:
-    """What may pass the S3 endpoint(s): this deployment's archive bucket, and the two AWS-owned buckets the
-    VPC's own machinery needs. Any other bucket (someone else's included) is unreachable from the VPC over it.
+    """What may pass the S3 endpoint(s): this deployment's archive bucket (what the services do, and erasure:
+    `python -m tools.erase` lists and deletes versions), and the two AWS-owned buckets the VPC's own machinery
+    needs. Any other bucket (someone else's included) is unreachable from the VPC over it. IAM still decides
+    who may do what; this is the boundary.
 
     - ECR keeps image layers in `prod-<region>-starport-layer-bucket` and hands the nodes presigned URLs
       (Amazon ECR user guide, "Minimum Amazon S3 bucket permissions for Amazon ECR").
@@ -43,7 +45,15 @@ def s3_endpoint_statements(bucket_arn: str) -> list[iam.PolicyStatement]:
         iam.PolicyStatement(
             sid="ArchiveBucket",
             principals=anyone,
-            actions=["s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:GetBucketLocation"],
+            actions=[
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:ListBucket",
+                "s3:GetBucketLocation",
+                "s3:ListBucketVersions",
+                "s3:DeleteObject",
+                "s3:DeleteObjectVersion",
+            ],
             resources=[bucket_arn, f"{bucket_arn}/*"],
         ),
         iam.PolicyStatement(

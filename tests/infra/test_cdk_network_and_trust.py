@@ -39,7 +39,16 @@ def endpoints(template: dict) -> dict[str, dict]:
 
 EXPECTED_S3_POLICY = {
     "ArchiveBucket": (
-        {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:GetBucketLocation"},
+        {
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:ListBucket",
+            "s3:GetBucketLocation",
+            # erasure (python -m tools.erase) from inside the VPC
+            "s3:ListBucketVersions",
+            "s3:DeleteObject",
+            "s3:DeleteObjectVersion",
+        },
         {
             "arn:<AWS::Partition>:s3:::vidpipe-dev-archive-<AWS::AccountId>-<AWS::Region>",
             "arn:<AWS::Partition>:s3:::vidpipe-dev-archive-<AWS::AccountId>-<AWS::Region>/*",
