@@ -25,6 +25,8 @@ from vidpipe.contract import FrameResult, TrackerReset, decode_event
 from vidpipe.kafka import KafkaSettings, consumer_config
 from vidpipe.storage import frame_key
 
+TOKEN = "images-test-token-" + "0123456789abcdef"
+
 pytestmark = [pytest.mark.images]
 
 MB = 1_000_000
@@ -184,7 +186,15 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         "AWS_SECRET_ACCESS_KEY": "testing",
         **topic_env(topics),
         "TOPICS_EVENTS": topics.events,
+        # The charts read the API token from Secrets Manager; here the same token is given directly.
+        "INFERENCE_API_TOKEN_SECRET_ARN": "",
+        "ANALYTICS_API_TOKEN_SECRET_ARN": "",
+        "CONSUMER_INFERENCE_TOKEN_SECRET_ARN": "",
+        "INFERENCE_API_TOKEN": TOKEN,
+        "ANALYTICS_API_TOKEN": TOKEN,
+        "CONSUMER_INFERENCE_TOKEN": TOKEN,
     }
+    auth = {"Authorization": f"Bearer {TOKEN}"}
     run_id = uuid.uuid4().hex[:6]
 
     def container(service: str, **overrides: str) -> RunningContainer:
@@ -226,10 +236,10 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         started.append(consumer.start())
         consumer.wait_ready(timeout_s=90)
         # A file played like a camera, round and round, until the kubelet stops it.
-        publisher = container("frame-publisher", PUBLISHER_STREAM_ID="bikes", PUBLISHER_LOOP="true")
+        publisher = container("frame-publisher", PUBLISHER_STREAM_ID="lobby", PUBLISHER_LOOP="true")
         started.append(publisher.start())
         publisher.wait_ready(timeout_s=60)
-        assert not collector.wait_for({("bikes", seq) for seq in range(60)}, timeout_s=180, alive=lambda: None), (
+        assert not collector.wait_for({("lobby", seq) for seq in range(60)}, timeout_s=180, alive=lambda: None), (
             f"no results from the containers:\n{publisher.log_tail()}\n{consumer.log_tail()}"
         )
 
@@ -243,7 +253,7 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         assert summary, publisher.log_tail()
         published, delivered = int(summary.group(1)), int(summary.group(2))
         assert published == delivered >= 60
-        expected = {("bikes", seq) for seq in range(published)}
+        expected = {("lobby", seq) for seq in range(published)}
         missing = collector.wait_for(expected, timeout_s=180, alive=lambda: None)
         assert not missing, f"{len(missing)} frames without a result:\n{consumer.log_tail()}"
         collector.poll(3)  # late duplicates would arrive now
@@ -251,13 +261,14 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         # The live view as a user opens it: every result analyzed, the latest frame from the S3 archive.
         base = f"http://127.0.0.1:{analytics.port_map[8082]}"
         listed = wait_for(  # a RunningContainer answers running, name and log_tail() like a process
-            lambda: [s for s in get_json(f"{base}/api/streams")["streams"] if s["frames"] == published],
+            lambda: [s for s in get_json(f"{base}/api/streams", auth)["streams"] if s["frames"] == published],
             "every result in /api/streams",
             analytics,
         )
-        latest = get_json(f"{base}/api/streams/bikes/latest")
-        frame = http(base + latest["frame_url"])
-        page = http(f"{base}/")
+        latest = get_json(f"{base}/api/streams/lobby/latest", auth)
+        frame = http(base + latest["frame_url"], headers=auth)
+        page = http(f"{base}/", headers=auth)
+        refused = http(f"{base}/api/streams")  # no token
         assert analytics.terminate() == 0, analytics.log_tail()
         assert consumer.terminate() == 0, consumer.log_tail()
         assert inference.terminate() == 0, inference.log_tail()
@@ -275,21 +286,23 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket, Prefix="archive/")
         for o in page.get("Contents", [])
     ]
-    assert len([k for k in keys if k.startswith("archive/frames/bikes/")]) == published
-    assert any(k.startswith("archive/results/bikes/") for k in keys)
+    assert len([k for k in keys if k.startswith("archive/frames/lobby/")]) == published
+    assert any(k.startswith("archive/results/lobby/") for k in keys)
 
-    # Analytics: the chart's lines are lobby's, so on this stream the events are its tracker resets (and
-    # whatever else the boxes cause); each follows the contract, and the first is the stream's start.
-    assert [s["stream_id"] for s in listed] == ["bikes"]
+    # Analytics: the stream is the chart's lobby (the analytics pod analyzes only the streams listed), so the
+    # events are its tracker resets and whatever the sample video's boxes cause on lobby's line and zone;
+    # each follows the contract, and the first is the stream's start.
+    assert [s["stream_id"] for s in listed] == ["lobby"]
     events = [(r.key(), decode_event(r.value())) for r in all_records(kafka_settings, topics.events, topics.partitions)]
-    assert events and {key for key, _ in events} == {b"bikes"}, events
+    assert events and {key for key, _ in events} == {b"lobby"}, events
     first = events[0][1]
     assert isinstance(first, TrackerReset) and first.reason == "start" and first.seq == 0, events[:3]
     status, headers, body = frame
     archived = s3.get_object(
-        Bucket=s3_bucket, Key=f"archive/{frame_key('bikes', latest['epoch'], latest['capture_ts_us'], latest['seq'])}"
+        Bucket=s3_bucket, Key=f"archive/{frame_key('lobby', latest['epoch'], latest['capture_ts_us'], latest['seq'])}"
     )
     assert (status, headers["content-type"]) == (200, "image/jpeg") and body == archived["Body"].read()
     status, headers, body = page
     assert status == 200 and headers["content-type"].startswith("text/html") and b"/live/live.js" in body
     assert "default-src 'self'" in headers["content-security-policy"]
+    assert refused[0] == 401

@@ -172,7 +172,7 @@ def run(minutes: float, out: Path, fps: float, seed: int) -> dict[str, Any]:
     from vidpipe.topics import TopicSettings
 
     rng = random.Random(seed)
-    run_id = time.strftime("%Y%m%d-%H%M%S")
+    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     workdir = out / f"run-{run_id}"
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -347,7 +347,7 @@ def run(minutes: float, out: Path, fps: float, seed: int) -> dict[str, Any]:
                 print(f"  {elapsed:6.1f}s chaos: {how.name} {target}", flush=True)
                 service.planned_stop = True
                 service.process.signal(how)
-                what = f"{how.name} {target.split(':')[0]}"
+                what = f"{how.name} {target.split(':')[0].rstrip('-0123456789')}"
                 figures.chaos[what] = figures.chaos.get(what, 0) + 1
             supervise()
             time.sleep(0.2 + rng.random() * 0.1)
