@@ -125,3 +125,57 @@ def record_row(case: str, behaviour: str, account: Account, **extra: int) -> Non
     row = {**account.as_row(case, behaviour), **extra}
     name = re.sub(r"[^A-Za-z0-9.-]+", "_", case)
     (REPORT_DIR / f"{name}.json").write_text(json.dumps(row, indent=2))
+
+
+# --- the consumer's own view: /healthz, /metrics, and the archive it wrote --------------------------------
+
+
+def consumer_healthz(process: ServiceProcess) -> tuple[int, dict]:
+    """(status, body) of the consumer's /healthz (503 with a reason when it declares itself unhealthy)."""
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{process.env['CONSUMER_HEALTH_PORT']}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_consumer_health(process: ServiceProcess, status: int, timeout_s: float) -> dict:
+    """Poll /healthz until it answers `status`; its body then (AssertionError with the log otherwise)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answer, body = consumer_healthz(process)
+        if answer == status:
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"/healthz still {answer} {body} after {timeout_s}s:\n{process.log_tail(30)}")
+
+
+def consumer_metric(process: ServiceProcess, name: str, **labels: str) -> float:
+    """A sample of the consumer's /metrics (the sum over label values not given)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{process.env['CONSUMER_HEALTH_PORT']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def archive_state(root: Path) -> dict[str, tuple[int, int]]:
+    """Every object of a local archive: key -> (mtime in ns, inode). A rewrite changes both, even with the
+    same bytes (writes go to a temp file, then a link or rename)."""
+    return {
+        path.relative_to(root).as_posix(): (path.stat().st_mtime_ns, path.stat().st_ino)
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.name.startswith(".tmp-")
+    }

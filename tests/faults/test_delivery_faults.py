@@ -1,12 +1,21 @@
-"""Things break for real (processes killed, broker restarted, inference away, members joining and
-leaving) while real frames flow; at the end every published frame has at least one result."""
+"""Things break for real (processes killed, broker restarted, inference away or misaddressed, the results
+topic missing, members joining and leaving) while real frames flow; at the end every published frame has at
+least one result."""
 
+import json
 import signal
 import time
+import uuid
 
 import pytest
 
-from tests.faults.harness import FaultRun, record_row
+from tests.faults.harness import (
+    FaultRun,
+    archive_state,
+    consumer_metric,
+    record_row,
+    wait_consumer_health,
+)
 from tests.helpers import committed_offsets, read_all
 from tools.harness.processes import free_port, inference_process
 from vidpipe.contract import parse_frame_headers
@@ -144,3 +153,100 @@ def test_rolling_restart_with_sigterm_loses_nothing(run, sample_video, default_m
     assert account.missing == [], account.context
     if service != "inference":
         assert account.duplicates == 0, "a graceful stop commits all it finished"
+
+
+MISCONFIGURED = range(40)  # the first 40 frames of bikes.mp4
+
+
+def test_consumer_pointed_at_a_wrong_path_dead_letters_nothing(run, sample_video, kafka_settings):
+    """A wrong CONSUMER_INFERENCE_URL path gets 404 from the real service: an outage (waited out, counted,
+    /healthz 503 naming the variable), never "these frames are bad"; restarted with the right URL, every
+    frame gets its result."""
+    wrong = run.consumer(
+        inference_url=f"{run.inference_url}/api",
+        CONSUMER_UNHEALTHY_AFTER_S="3",
+        CONSUMER_RETRY_MAX_S="1",
+    )
+    publisher = run.publisher(sample_video, "--pace", "fast", "--max-frames", str(len(MISCONFIGURED)))
+    assert publisher.process.wait(60) == 0, publisher.log_tail()
+    body = wait_consumer_health(wrong, 503, timeout_s=60)
+    assert "HTTP 404" in body["reason"] and "CONSUMER_INFERENCE_URL" in body["reason"], body
+    assert consumer_metric(wrong, "consumer_retries_total", dependency="inference", cause="http_404") >= 2
+    assert consumer_metric(wrong, "consumer_frames_dead_lettered_total") == 0
+    assert "is CONSUMER_INFERENCE_URL right?" in wrong.log_tail(50)
+    assert all(o < 0 for o in committed_offsets(kafka_settings, run.group, run.topics.frames, 3)), "nothing committed"
+    assert wrong.stop() == 0, wrong.log_tail()
+
+    run.consumer(name="consumer-fixed")
+    account = run.account(MISCONFIGURED, timeout_s=120)
+    dead = read_all(kafka_settings, run.topics.dead_letter, expect=1, timeout_s=3)
+    record_row(
+        "consumer pointed at a wrong path",
+        "HTTP 404 is an outage: retried with backoff, /healthz 503 naming CONSUMER_INFERENCE_URL, nothing "
+        "dead-lettered or committed; restarted with the right URL, every frame gets its result",
+        account,
+        dead_lettered=len(dead),
+    )
+    assert dead == [], "a wrong path is no frame's fault"
+    assert account.missing == [], account.context
+    assert account.duplicates == 0, "nothing was published or committed before"
+
+
+def test_results_topic_missing_backs_off_rewrites_nothing_and_delivers_once_created(
+    kafka_bootstrap, kafka_settings, inference_url, sample_video, tmp_path
+):
+    """The results topic does not exist (deleted, or never created with TOPICS_CREATE=false): the results
+    wait in their batches and are produced again with backoff; /healthz turns 503; no frame is inferred
+    twice and no archive object is written twice; once the topic exists every frame gets its result."""
+    from tools.harness.results import ResultCollector
+    from vidpipe.kafka import ensure_topics
+    from vidpipe.topics import TopicSettings
+
+    name = f"missing-{uuid.uuid4().hex[:8]}"
+    topics = TopicSettings(frames=f"{name}.frames", results=f"{name}.results", dead_letter=f"{name}.dlq", partitions=3)
+    ensure_topics(kafka_settings, [s for s in topics.specs() if s.name != topics.results])
+    run = FaultRun(kafka_bootstrap, topics, inference_url, tmp_path)
+    archive = tmp_path / "archive"
+    try:
+        # Neither service may create the topic at start-up (TOPICS_CREATE, the default, would).
+        consumer = run.consumer(TOPICS_CREATE="false", CONSUMER_UNHEALTHY_AFTER_S="5", CONSUMER_RETRY_MAX_S="2")
+        publisher = run.publisher(
+            sample_video, "--pace", "fast", "--max-frames", str(len(MISCONFIGURED)), TOPICS_CREATE="false"
+        )
+        assert publisher.process.wait(60) == 0, publisher.log_tail()
+        body = wait_consumer_health(consumer, 503, timeout_s=120)  # librdkafka fails a record after ~30 s
+        assert "results topic unavailable" in body["reason"] and "UNKNOWN_TOPIC_OR_PART" in body["reason"], body
+        before = archive_state(archive)
+        assert before, "the first batches were archived while their results waited"
+        time.sleep(10)  # at least one more round of producing them again
+        failures = consumer_metric(consumer, "consumer_delivery_failures_total", topic="results")
+        assert failures >= 1
+        assert "producing what it did not take again in" in consumer.log_tail(100)
+
+        ensure_topics(kafka_settings, [s for s in topics.specs() if s.name == topics.results])
+        run.results.close()  # subscribed while the topic was missing: read it afresh
+        run.results = ResultCollector(kafka_bootstrap, topics.results)
+        account = run.account(MISCONFIGURED, timeout_s=150)
+        wait_consumer_health(consumer, 200, timeout_s=30)
+        inferred = consumer_metric(consumer, "consumer_frames_inferred_total")
+        dead = consumer_metric(consumer, "consumer_frames_dead_lettered_total")
+    finally:
+        run.close()
+    after = archive_state(archive)
+    rewritten = [key for key, state in before.items() if after.get(key) != state]
+    record_row(
+        "results topic missing",
+        "results wait in their batches and are produced again with backoff; /healthz 503 naming the topic; "
+        "no frame inferred or archived twice; once the topic exists every frame gets its result",
+        account,
+        delivery_failures=int(failures),
+        frames_inferred=int(inferred),
+        archive_objects_rewritten=len(rewritten),
+    )
+    assert account.missing == [], account.context
+    assert account.duplicates == 0
+    assert rewritten == [], "no archive object written twice"
+    assert inferred == len(MISCONFIGURED) and dead == 0, "each frame inferred once, none dead-lettered"
+    results_objects = [k for k in after if k.startswith("results/")]
+    seqs = [json.loads(line)["seq"] for k in results_objects for line in (archive / k).read_text().splitlines()]
+    assert sorted(seqs) == list(MISCONFIGURED), "each frame's result archived in exactly one object"
