@@ -1,5 +1,6 @@
-"""The consumer against a real broker: poison records go to the dead-letter topic with a reason,
-and an unreachable inference service is waited out without committing or crashing."""
+"""The consumer against a real broker: poison records go to the dead-letter topic with a reason, and an
+unreachable inference service, or one that refuses the consumer's token, is waited out without committing,
+dead-lettering or crashing."""
 
 import threading
 import time
@@ -9,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import topic_env
-from tests.faults.harness import Account, record_row
+from tests.faults.harness import Account, consumer_metric, record_row, wait_consumer_health
 from tests.helpers import (
     TurnsFatal,
     committed_offsets,
@@ -165,3 +166,56 @@ def test_a_fatal_producer_error_is_replaced_and_every_frame_gets_its_result(
         "the consumer replaces its producer and replays every uncommitted batch",
         Account(frames, frames - len(missing), collector.duplicates, sorted(s for _, s in missing)),
     )
+
+
+def test_a_token_the_service_refuses_is_an_outage_never_dead_letters(
+    kafka_bootstrap, kafka_settings, topics, sample_video, tmp_path
+):
+    """The real inference service with INFERENCE_API_TOKEN answers 401 to a consumer without its token:
+    nothing is dead-lettered or committed, /healthz says to set CONSUMER_INFERENCE_TOKEN; the consumer
+    restarted with the token (from a mounted file) gets every result."""
+    token = "integration-token-0123456789"
+    port = free_port()
+    inference = inference_process(port, tmp_path, tiny_model(tmp_path / "tiny.onnx"), INFERENCE_API_TOKEN=token).start()
+    group = f"token-{uuid.uuid4().hex[:6]}"
+    produce_frames(kafka_settings, topics.frames, "token", video_jpegs(sample_video, 6, every=20))
+    common = {"CONSUMER_GROUP_ID": group, **topic_env(topics)}
+    consumer = fixed = None
+    try:
+        inference.wait_ready(timeout_s=60)
+        consumer = consumer_process(
+            kafka_bootstrap,
+            f"http://127.0.0.1:{port}",
+            str(tmp_path / "archive"),
+            tmp_path,
+            CONSUMER_UNHEALTHY_AFTER_S="2",
+            CONSUMER_RETRY_MAX_S="1",
+            **common,
+        ).start()
+        consumer.wait_http(consumer_health_url(consumer), timeout_s=60)
+        body = wait_consumer_health(consumer, 503, timeout_s=60)
+        assert "HTTP 401" in body["reason"] and "set CONSUMER_INFERENCE_TOKEN" in body["reason"], body
+        assert consumer_metric(consumer, "consumer_retries_total", dependency="inference", cause="http_401") >= 2
+        assert consumer_metric(consumer, "consumer_frames_dead_lettered_total") == 0
+        assert all(o < 0 for o in committed_offsets(kafka_settings, group, topics.frames, topics.partitions))
+        assert consumer.stop() == 0, consumer.log_tail()
+
+        token_file = tmp_path / "token"
+        token_file.write_text(token + "\n")
+        fixed = consumer_process(
+            kafka_bootstrap,
+            f"http://127.0.0.1:{port}",
+            str(tmp_path / "archive"),
+            tmp_path,
+            name="consumer-with-token",
+            CONSUMER_INFERENCE_TOKEN_FILE=str(token_file),
+            **common,
+        ).start()
+        results = read_all(kafka_settings, topics.results, expect=6, timeout_s=90)
+        assert set(results_by_seq(results)) == {("token", s) for s in range(6)}
+        assert read_all(kafka_settings, topics.dead_letter, expect=1, timeout_s=2) == []
+        assert token not in consumer.log_tail(500) + fixed.log_tail(500), "the token is never logged"
+    finally:
+        for process in (consumer, fixed, inference):
+            if process is not None:
+                process.stop()
