@@ -66,7 +66,6 @@ def config_map_files(
     `items` at their paths; each with the item's mode, else defaultMode (0644 by default)."""
     source = volume["configMap"]
     optional = bool(source.get("optional"))
-    default_mode = int(source.get("defaultMode", 0o644))
     found = objects.get(("ConfigMap", source["name"]))
     if found is None:
         if optional:
@@ -77,18 +76,7 @@ def config_map_files(
         )
     data = {key: value.encode() for key, value in (found.get("data") or {}).items()}
     data |= {key: base64.b64decode(value) for key, value in (found.get("binaryData") or {}).items()}
-    if "items" not in source:
-        return [VolumeFile(_volume_path(key, where), value, default_mode) for key, value in sorted(data.items())]
-    files = []
-    for item in source["items"]:
-        if item["key"] not in data:
-            if optional:
-                continue
-            raise KeyError(f"{where}: volume {volume['name']} needs key {item['key']} of ConfigMap {source['name']}")
-        files.append(
-            VolumeFile(_volume_path(item["path"], where), data[item["key"]], int(item.get("mode", default_mode)))
-        )
-    return files
+    return _project(data, source, f"volume {volume['name']} needs key {{}} of ConfigMap {source['name']}", where)
 
 
 def secret_files(volume: dict[str, Any], secrets: dict[tuple[str, str], str], where: str) -> list[VolumeFile]:
@@ -96,19 +84,26 @@ def secret_files(volume: dict[str, Any], secrets: dict[tuple[str, str], str], wh
     creates those Secrets): `items` at their paths, each with its mode, else defaultMode (0644 by default)."""
     source = volume["secret"]
     name, optional = source["secretName"], bool(source.get("optional"))
-    default_mode = int(source.get("defaultMode", 0o644))
     data = {key: value.encode() for (secret, key), value in secrets.items() if secret == name}
     if not data and not optional:
         # The kubelet leaves the pod in ContainerCreating without the Secret.
         raise KeyError(f"{where}: volume {volume['name']} needs Secret {name}")
+    return _project(data, source, f"volume {volume['name']} needs key {{}} of Secret {name}", where)
+
+
+def _project(data: dict[str, bytes], source: dict[str, Any], missing: str, where: str) -> list[VolumeFile]:
+    """What the kubelet writes for a configMap or secret volume source: every key, or only `items` at
+    their paths; each with the item's mode, else defaultMode (0644 by default). missing: the error for an
+    item's key that is not there (unless the source is optional), with {} for the key."""
+    default_mode = int(source.get("defaultMode", 0o644))
     if "items" not in source:
         return [VolumeFile(_volume_path(key, where), value, default_mode) for key, value in sorted(data.items())]
     files = []
     for item in source["items"]:
         if item["key"] not in data:
-            if optional:
+            if source.get("optional"):
                 continue
-            raise KeyError(f"{where}: volume {volume['name']} needs key {item['key']} of Secret {name}")
+            raise KeyError(f"{where}: {missing.format(item['key'])}")
         files.append(
             VolumeFile(_volume_path(item["path"], where), data[item["key"]], int(item.get("mode", default_mode)))
         )
