@@ -62,12 +62,12 @@ class Replayed:
 def replay(
     results: Iterable[FrameResult | dict[str, Any]], config: AnalyticsConfig, settings: TrackerSettings | None = None
 ) -> list[Replayed]:
-    """Results through a fresh engine in (stream, seq) order, as the service sees one stream's results
+    """Results through a fresh engine in (stream, epoch, seq) order, as the service sees one stream's results
     on its partition; emitted times are the results' processing times so a replay is reproducible."""
     docs = [r if isinstance(r, FrameResult) else FrameResult.model_validate(r) for r in results]
     analytics = Analytics(config, settings or TrackerSettings())
     out = []
-    for result in sorted(docs, key=lambda r: (r.stream_id, r.seq)):
+    for result in sorted(docs, key=lambda r: (r.stream_id, r.epoch, r.seq)):
         analysis = analytics.process(result, now_us=result.processed_ts_us)
         analyzer = analytics.analyzer(result.stream_id)
         assert analyzer is not None

@@ -136,8 +136,17 @@ def test_rolling_restart_with_sigterm_loses_nothing(run, sample_video, default_m
         summary = run.publisher_summary()
         assert summary["frames_published"] == summary["frames_delivered"], "SIGTERM flushes every pending frame"
         first_run = summary["frames_published"]
+        # The same run continued: its epoch and the next seq (a plain restart would start a new epoch).
         rest = run.publisher(
-            sample_video, "--pace", "fast", "--start-seq", str(first_run), "--max-frames", str(250 - first_run)
+            sample_video,
+            "--pace",
+            "fast",
+            "--epoch",
+            str(summary["epoch"]),
+            "--start-seq",
+            str(first_run),
+            "--max-frames",
+            str(250 - first_run),
         )
         assert rest.process.wait(60) == 0
     account = run.account(FRAMES)

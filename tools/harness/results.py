@@ -12,7 +12,11 @@ import numpy as np
 
 
 class ResultCollector:
-    """Reads the results topic with its own group and keeps, per frame, the first result seen."""
+    """Reads the results topic with its own group and keeps, per frame, the first result seen.
+
+    Frames are keyed (stream_id, seq): the demo, the bench and the fault cases run one publisher run
+    (epoch) per stream. A second epoch of a stream would make two frames share a key, so it is refused
+    rather than counted wrong (tools/soak reads whole identities, for runs with restarts)."""
 
     def __init__(self, bootstrap: str, results_topic: str, stream_ids: set[str] | None = None):
         from confluent_kafka import Consumer
@@ -28,6 +32,7 @@ class ResultCollector:
         self.received_us: dict[tuple[str, int], int] = {}
         self.arrivals: Counter[tuple[str, int]] = Counter()  # how often each frame's result arrived
         self.duplicates = 0
+        self.epochs: dict[str, int] = {}  # the one publisher run seen per stream
 
     def poll(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -42,6 +47,12 @@ class ResultCollector:
                 if self.stream_ids and doc["stream_id"] not in self.stream_ids:
                     continue
                 key = (doc["stream_id"], doc["seq"])
+                epoch = self.epochs.setdefault(doc["stream_id"], doc.get("epoch", 0))
+                if doc.get("epoch", 0) != epoch:
+                    raise RuntimeError(
+                        f"stream {doc['stream_id']!r} has results of two publisher runs (epochs {epoch} and "
+                        f"{doc.get('epoch', 0)}): this collector keys frames by seq, one run per stream"
+                    )
                 self.arrivals[key] += 1
                 if key in self.results:
                     self.duplicates += 1
