@@ -4,7 +4,7 @@ Delivery is at least once. A batch of results is analyzed, its events are produc
 so a stream's events keep its frame order within a partition), and the batch's offsets are committed
 only once every event is acknowledged by the broker. A crash (or a failed commit) between delivery and
 commit replays those results on the partition's next owner, so an event can be published twice;
-readers that must not double count deduplicate on (stream_id, seq, type, track_id, line or zone).
+readers that must not double count deduplicate on (stream_id, epoch, seq, type, track_id, line or zone).
 
 Tracker state lives in this process and is not rebuilt: when a partition moves (rebalance, restart),
 its streams are forgotten here and the first result of each stream on the new owner starts with a
