@@ -25,7 +25,6 @@ stream are counted under one series (vidpipe_analytics_other_stream_results_tota
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import Counter as Tally
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
+from vidpipe.backoff import Backoff
 from vidpipe.contract import FrameResult, check_stream_id, decode_result, encode_event
 from vidpipe.health import Heartbeat
 from vidpipe.kafka import KafkaSettings, ReplaceableProducer, consumer_config
@@ -317,7 +317,7 @@ class AnalyticsWorker:
         """Produce the batch's events and wait until the broker has them all; failed deliveries are
         produced again (in their order) with backoff until they succeed or shutdown gives up (Stopped)."""
         todo = list(range(len(batch.events)))
-        delay = self.settings.retry_initial_s
+        backoff = Backoff(self.settings.retry_initial_s, self.settings.retry_max_s)
         started = time.monotonic()
         while todo:
             for index in todo:
@@ -329,12 +329,12 @@ class AnalyticsWorker:
             todo = sorted(set(range(len(batch.events))) - batch.delivered)
             if todo:
                 self.metrics.delivery_retries.inc(len(todo))
+                delay = backoff.next()
                 log.warning("%d events undelivered (%s); producing them again in %.1fs, nothing committed",
                             len(todo), batch.error, delay)  # fmt: skip
-                deadline = time.monotonic() + delay * random.uniform(0.8, 1.2)
+                deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:
                     self._wait(0.1, paused=True)
-                delay = min(delay * 2, self.settings.retry_max_s)
         self._set_paused(False)
         types = Tally(kind for _, _, kind in batch.events)
         for kind, n in types.items():

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError
 
+from vidpipe.backoff import backoff_delay
+
 # Delivery errors that are about the record, not the cluster: retrying the same bytes cannot succeed.
 CONTENT_DELIVERY_ERRORS = frozenset(
     {
@@ -45,14 +47,6 @@ def delivery_hint(code: int, topic: str, variable: str) -> str:
     if code in _TIMED_OUT:
         return f"the brokers did not acknowledge writes to {topic} in time"
     return f"writes to {topic} ({variable}) fail"
-
-
-def backoff_delay(
-    attempt: int, initial_s: float, max_s: float, jitter: Callable[[float, float], float] = random.uniform
-) -> float:
-    """Wait before try attempt+1: initial_s doubled per attempt, at most max_s, +-20% so that members
-    failing together do not retry together."""
-    return float(min(initial_s * 2 ** max(attempt - 1, 0), max_s) * jitter(0.8, 1.2))
 
 
 class Redelivery:

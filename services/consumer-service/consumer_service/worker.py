@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Any, Literal, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from vidpipe.backoff import Backoff, backoff_delay
 from vidpipe.contract import MAX_MESSAGE_BYTES, Header, dead_letter_headers, encode_result
 from vidpipe.health import Heartbeat
 from vidpipe.kafka import KafkaSettings, ReplaceableProducer, consumer_config, is_fatal
@@ -44,7 +44,6 @@ from .delivery import (
     CONTENT_DELIVERY_ERRORS,
     CONTENT_PRODUCE_ERRORS,
     Redelivery,
-    backoff_delay,
     cause_label,
     delivery_hint,
 )
@@ -435,7 +434,7 @@ class ConsumerWorker:
     def _retry_outage(self, dependency: str, action: Callable[[], R], retry_on: tuple[type[BaseException], ...]) -> R:
         """Retry with jittered exponential backoff while `dependency` is out (retry_on), until done or
         stopping (then Stopped). Past CONSUMER_UNHEALTHY_AFTER_S of outage, /healthz says so."""
-        delay = self.settings.retry_initial_s
+        backoff = Backoff(self.settings.retry_initial_s, self.settings.retry_max_s)
         while True:
             try:
                 result = action()  # work that can finish does, even while stopping
@@ -444,10 +443,10 @@ class ConsumerWorker:
                     raise Stopped() from exc
                 self.metrics.retries.labels(dependency, str(getattr(exc, "cause", None) or type(exc).__name__)).inc()
                 self._outage_continues(dependency, str(exc))
+                delay = backoff.next()
                 log.warning("%s unavailable (%s); retrying in %.1fs, nothing committed", dependency, exc, delay)
-                if self._stop.wait(delay * random.uniform(0.8, 1.2)):
+                if self._stop.wait(delay):
                     raise Stopped() from None
-                delay = min(delay * 2, self.settings.retry_max_s)
             else:
                 self._outage_over(dependency)
                 return result

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+
+from vidpipe.backoff import Backoff
 
 from .redact import redact_url, split_url
 
@@ -197,13 +198,15 @@ class LiveSource:
         return capture
 
     def frames(self) -> Iterator[Frame]:
-        delay = self.initial_backoff_s
+        backoff = Backoff(self.initial_backoff_s, self.max_backoff_s)
         start = time.monotonic()
         while not self.stop.is_set():
             capture = self._open()
             if capture is None and self.must_open_first and self.reconnects == 0:
                 raise SourceError(f"cannot open {self._shown()}: no such device, or it is in use")
+            delay = 0.0
             if capture is None:
+                delay = backoff.next()
                 log.warning("cannot open %s; reconnecting in %.1fs", self._shown(), delay)
             else:
                 log.info("connected to %s", self._shown())
@@ -211,16 +214,16 @@ class LiveSource:
                     while not self.stop.is_set():
                         ok, image = capture.read()
                         if not ok:
+                            delay = backoff.next()
                             log.warning("lost %s; reconnecting in %.1fs", self._shown(), delay)
                             break
-                        delay = self.initial_backoff_s
+                        backoff.reset()
                         yield Frame(image, time.monotonic() - start, _now_us())
                 finally:
                     capture.release()
-            if self.stop.wait(delay * random.uniform(0.8, 1.2)):
+            if self.stop.wait(delay):
                 return
             self.reconnects += 1
-            delay = min(delay * 2, self.max_backoff_s)
 
     def _shown(self) -> str:
         if isinstance(self.target, int):
