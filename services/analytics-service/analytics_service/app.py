@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vidpipe.contract import JPEG_CONTENT_TYPE, MAX_INT_HEADER, check_stream_id
 from vidpipe.health import Heartbeat
-from vidpipe.http_edge import ASGIApp, EdgeGuard, EdgeSettings, guard_options, json_probe, ops_app
+from vidpipe.http_edge import ASGIApp, EdgeGuard, EdgeSettings, error_document, guard_options, json_probe, ops_app
 from vidpipe.storage import Storage, frame_key, is_outage
 
 from .metrics import AnalyticsMetrics
@@ -71,7 +71,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status)
+    return JSONResponse(error_document(code, message, field), status_code=status)
 
 
 @dataclass
@@ -273,21 +273,19 @@ def create_ops_app(state: ServiceState) -> ASGIApp:
 
     def healthz() -> tuple[int, Any]:
         if not state.worker_alive:
-            return 503, _error("worker_stopped", state.worker_error or "the worker stopped")
+            return 503, error_document("worker_stopped", state.worker_error or "the worker stopped")
         if not state.heartbeat.alive:
-            return 503, _error("unhealthy", state.heartbeat.unhealthy_reason or "the worker made no progress recently")
+            return 503, error_document(
+                "unhealthy", state.heartbeat.unhealthy_reason or "the worker made no progress recently"
+            )
         return 200, {"status": "ok"}
 
     def readyz() -> tuple[int, Any]:
         if not (state.worker_alive and state.heartbeat.ready and state.heartbeat.alive):
-            return 503, _error("not_ready", "the worker has not joined its consumer group")
+            return 503, error_document("not_ready", "the worker has not joined its consumer group")
         return 200, {"status": "ready"}
 
     async def metrics() -> tuple[int, bytes, str]:
         return 200, generate_latest(state.metrics.registry), CONTENT_TYPE_LATEST
 
     return ops_app({"/healthz": json_probe(healthz), "/readyz": json_probe(readyz), "/metrics": metrics})
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "field": None}}

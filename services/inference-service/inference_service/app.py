@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from vidpipe.contract import BATCH_CONTENT_TYPE, JPEG_CONTENT_TYPE, ContractError, decode_batch
-from vidpipe.http_edge import ASGIApp, EdgeGuard, Receive, guard_options, json_probe, ops_app
+from vidpipe.http_edge import ASGIApp, EdgeGuard, Receive, error_document, guard_options, json_probe, ops_app
 
 from .batcher import BatcherClosed, DynamicBatcher, QueueFull
 from .budget import AsyncBudget, Budget, BudgetExhausted
@@ -377,8 +377,12 @@ def _admit(state: ServiceState, count: int) -> None:
         )
 
 
-_ERROR_METRIC = {"undecodable_image": "undecodable", "too_large": "too_large", "inference_failed": "inference_failed"}
-_ERROR_METRIC["too_many_scans"] = "too_many_scans"  # a JPEG with more scans than its size allows (image_header)
+_ERROR_METRIC = {
+    "undecodable_image": "undecodable",
+    "too_large": "too_large",
+    "too_many_scans": "too_many_scans",  # a JPEG with more scans than its size allows (image_header)
+    "inference_failed": "inference_failed",
+}
 
 
 def create_app(settings: InferenceSettings, token: str | None | Unset = UNSET) -> FastAPI:
@@ -556,14 +560,14 @@ def create_ops_app(state: ServiceState) -> ASGIApp:
 
     def healthz() -> tuple[int, Any]:
         if state.load_error:
-            return 503, _error("model_unavailable", f"model failed to load: {state.load_error}")
+            return 503, error_document("model_unavailable", f"model failed to load: {state.load_error}")
         return 200, {"status": "ok"}
 
     def readyz() -> tuple[int, Any]:
         try:
             model, _ = state.require_ready()
         except ApiError as exc:
-            return exc.status, _error(exc.code, exc.message)
+            return exc.status, error_document(exc.code, exc.message)
         return 200, {"status": "ready", "model": model.name, "version": model.version}
 
     async def metrics() -> tuple[int, bytes, str]:
@@ -572,7 +576,3 @@ def create_ops_app(state: ServiceState) -> ASGIApp:
         return 200, generate_latest(state.metrics.registry), CONTENT_TYPE_LATEST
 
     return ops_app({"/healthz": json_probe(healthz), "/readyz": json_probe(readyz), "/metrics": metrics})
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "field": None}}

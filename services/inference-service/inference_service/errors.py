@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from fastapi.responses import Response
 
+from vidpipe.http_edge import error_document
+
 
 class JSONResponse(Response):
     """JSON serialized by orjson (numpy-free dicts of floats and lists: fast, compact)."""
@@ -33,6 +35,4 @@ class ApiError(Exception):
 def error_response(
     status: int, code: str, message: str, field: str | None = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "field": field}}, status_code=status, headers=headers
-    )
+    return JSONResponse(error_document(code, message, field), status_code=status, headers=headers)

@@ -207,8 +207,13 @@ def split_host(value: str | None) -> str | None:
 # --- the guard -------------------------------------------------------------------------------------
 
 
+def error_document(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    """The one error envelope of every HTTP answer the services give: {"error": {"code", "message", "field"}}."""
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
 def error_body(code: str, message: str, field: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"code": code, "message": message, "field": field}})
+    return orjson.dumps(error_document(code, message, field))
 
 
 async def send_error(
