@@ -14,7 +14,7 @@
     batching, NMS, JSON) allows here.
 
 Writes bench/results/latest.json and bench/results/latest.png. With --no-kafka, (a) and (b) alone for a
-machine without a broker (tools/device_bench runs it on a lent machine with more cores), into --out.
+machine without a broker (tools/device_bench runs it on a machine with more cores), into --out.
 """
 
 from __future__ import annotations
@@ -362,7 +362,7 @@ def service_ceiling(
     whether the service itself can keep up with the model on this machine: well above 1, the gap in (b)
     is CPU the model shares with the service's work; near or under 1, the service is the bound."""
     if prebuilt is None:
-        from bench.null_model import null_model  # needs onnx, which a lent machine lacks: it gets `prebuilt`
+        from bench.null_model import null_model  # needs onnx; a machine without it gets `prebuilt`
 
         model = null_model(DEFAULT_MODEL, workdir / "null-model" / "null.onnx")
     else:
@@ -774,7 +774,7 @@ def machine() -> dict:
     }
 
 
-# --- without Kafka: (a) and (b) only, on a machine that has no broker (a lent bigger machine) -------
+# --- without Kafka: (a) and (b) only, on a machine that has no broker (a bigger machine) -------
 
 
 def runtime_versions() -> dict:
@@ -938,7 +938,7 @@ def without_kafka(args: argparse.Namespace) -> int:
             "bare_ort_f32": round(ort_fps / cpus, 2),
             "service": round(report["service"]["fps"] / cpus, 2),
         }
-        # Issue #11: >= 0.90 on the 2-vCPU machine, >= 0.85 at 16 vCPUs.
+        # The targets: >= 0.90 on the 2-vCPU machine, >= 0.85 at 16 vCPUs.
         report["targets"] = {"service_vs_best_bare": 0.90 if cpus <= 2 else 0.85}
         report["targets_met"] = {k: report["ratios"][k] >= v for k, v in report["targets"].items()}
         write_json(out, report)

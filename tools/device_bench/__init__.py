@@ -1,1 +1,1 @@
-"""The bench on a lent machine with more cores (issue #11): pack a bundle here, unpack and run it there."""
+"""The bench on a machine with more cores: pack a bundle here, unpack and run it there."""

@@ -1,4 +1,4 @@
-"""The accuracy gate's runs for the lent machine, in one JSON (tools/device_bench/run.sh):
+"""The accuracy gate's runs for the bigger machine, in one JSON (tools/device_bench/run.sh):
 
 - bf16 on OpenVINO against f32 on OpenVINO, over every frame of the sample video, written beside the model
   as the service's gate file (--write), so the service's `auto` precision can be checked there afterwards;

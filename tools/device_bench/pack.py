@@ -1,4 +1,4 @@
-"""python -m tools.device_bench.pack: the bundle that travels with the working tree to a lent machine
+"""python -m tools.device_bench.pack: the bundle that travels with the working tree to a machine with more cores
 (Python 3.12, numpy, onnxruntime, opencv, httpx, psutil, prometheus-client, PyYAML, uvloop installed; no
 network there), for tools/device_bench/run.sh.
 
@@ -36,7 +36,7 @@ from tools.paths import DEFAULT_MODEL, ROOT, SAMPLE_VIDEO
 
 BUNDLE = ROOT / ".devbench" / "bundle"
 DOWNLOADS = ROOT / ".devbench" / "dl"
-# What inference_service, vidpipe (services/shared) and bench import and the lent machine lacks.
+# What inference_service, vidpipe (services/shared) and bench import and the bigger machine lacks.
 WHEELS = (
     "fastapi",
     "annotated-doc",
@@ -148,7 +148,7 @@ def travel_bytes() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.device_bench.pack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default="3.12", help="the lent machine's Python (default %(default)s)")
+    parser.add_argument("--python", default="3.12", help="the bigger machine's Python (default %(default)s)")
     parser.add_argument("--out", type=Path, default=BUNDLE)
     parser.add_argument(
         "--with-onnxruntime", action="store_true", help="carry this venv's onnxruntime too (28 MB: over the limit)"
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stale.write_bytes(path.read_bytes())
         manifest["files"][str(path.relative_to(ROOT))] = {"from": path.name, "sha256": sha256(path.read_bytes())}
-    # (g)'s model that costs nothing, built here: the lent machine has no onnx package to build it.
+    # (g)'s model that costs nothing, built here: the bigger machine has no onnx package to build it.
     null_model(DEFAULT_MODEL, out / "null.onnx")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #11's figures on a lent machine with more cores (no broker there: no Kafka stages), one run:
+# The bench's figures on a machine with more cores (no broker there: no Kafka stages), one run:
 #   0. unpack .devbench/bundle (tools/device_bench/pack.py made it here) into $SITE and .cache/
 #   1. the machine: lscpu, bf16 flags, cgroup, versions                       -> $OUT/machine.txt
 #   2. the accuracy gates, bf16 and int8 vs f32, OpenVINO f32 vs onnxruntime  -> $OUT/accuracy.json
@@ -9,7 +9,7 @@
 # Everything printed also goes to $OUT/log.txt; each stage has its own time cap, and the JSON files are
 # written after every stage, so a run cut short still returns what it measured.
 #
-# On the lent machine:  bash tools/device_bench/run.sh            (OUT is set there)
+# On that machine:  bash tools/device_bench/run.sh            (OUT is set there)
 # Rehearsal here:       DEVBENCH_LOCAL=1 OUT=/tmp/devbench DEVBENCH_SECONDS=1 DEVBENCH_SWEEP_SECONDS=0.5 \
 #                         DEVBENCH_ROUNDS=1 DEVBENCH_FRAMES=40 bash tools/device_bench/run.sh
 #   (DEVBENCH_LOCAL=1: this venv, nothing unpacked; DEVBENCH_PYTHON=<a python3.12> instead rehearses the

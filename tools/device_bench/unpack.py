@@ -1,4 +1,4 @@
-"""Unpack the bundle of tools/device_bench/pack.py on the lent machine, with the standard library alone
+"""Unpack the bundle of tools/device_bench/pack.py on the bigger machine, with the standard library alone
 (run as a script, before anything of ours can be imported):
 
     python3 tools/device_bench/unpack.py --bundle .devbench/bundle --site /tmp/site
