@@ -120,7 +120,7 @@ class FaultRun:
 
 def record_row(case: str, behaviour: str, account: Account, **extra: int) -> None:
     """Each case leaves its figures in out/faults/; `python -m tools.harness.faults_report` makes the
-    README's Reliability table from them."""
+    Reliability table (docs/RELIABILITY.md) from them."""
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     row = {**account.as_row(case, behaviour), **extra}
     name = re.sub(r"[^A-Za-z0-9.-]+", "_", case)

@@ -1,4 +1,4 @@
-"""Render the fault suite's accounts (out/faults/*.json, written by the tests) as the README's
+"""Render the fault suite's accounts (out/faults/*.json, written by the tests) as docs/RELIABILITY.md's
 Reliability table: python -m tools.harness.faults_report."""
 
 from __future__ import annotations
