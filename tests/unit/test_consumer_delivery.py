@@ -45,6 +45,9 @@ def test_failures_reported_together_make_one_round_and_rounds_back_off_until_a_d
 
 def test_the_backoff_doubles_up_to_its_bound_with_jitter():
     assert [backoff_delay(n, 0.5, 10, lambda lo, hi: 1.0) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 10, 10]
+    assert [backoff_delay(n, 0.5, 10, lambda lo, hi: hi) for n in range(3, 7)] == [2.4, 4.8, 9.6, 10], (
+        "jitter spreads the waits but never past the configured maximum"
+    )
     assert backoff_delay(1, 1, 10, lambda lo, hi: lo) == 0.8 and backoff_delay(1, 1, 10, lambda lo, hi: hi) == 1.2
     loop = Backoff(0.5, 2, lambda lo, hi: 1.0)  # a retry loop's waits: they grow, and start over after a success
     assert [loop.next() for _ in range(4)] == [0.5, 1, 2, 2]

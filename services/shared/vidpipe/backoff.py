@@ -1,6 +1,6 @@
 """Jittered exponential backoff, the one every service waits with (an outage, a reconnect, a redelivery):
-initial_s, doubled per attempt up to max_s, times a random factor in [0.8, 1.2] so that members failing
-together do not retry together."""
+initial_s, doubled per attempt, times a random factor in [0.8, 1.2] so that members failing together do
+not retry together, and never above max_s: a configured maximum is the longest anyone waits."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ Jitter = Callable[[float, float], float]
 
 def backoff_delay(attempt: int, initial_s: float, max_s: float, jitter: Jitter = random.uniform) -> float:
     """The wait before try attempt+1 (attempt counts from 1)."""
-    return float(min(initial_s * 2 ** max(attempt - 1, 0), max_s) * jitter(0.8, 1.2))
+    return float(min(min(initial_s * 2 ** max(attempt - 1, 0), max_s) * jitter(0.8, 1.2), max_s))
 
 
 class Backoff:
