@@ -3,7 +3,7 @@ never states a figure no run produced. `make bench` calls it after each run; by 
 
     python -m bench.report [--results bench/results/latest.json] [--doc docs/PERFORMANCE.md]
 
-A run on a machine with more cores (tools/device_bench/run.sh: no broker there, so (a) and (b) only)
+A run on a machine with more cores (bench/device/run.sh: no broker there, so (a) and (b) only)
 is folded into its own block of the document, beside the 2-vCPU one and never mixed with it:
 
     python -m bench.report --device <folder with bench_all.json, bench_2cpu.json, accuracy.json, machine.txt>
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--device",
         type=Path,
-        help="fold a bigger machine's results (the folder tools/device_bench/run.sh wrote) into the document",
+        help="fold a bigger machine's results (the folder bench/device/run.sh wrote) into the document",
     )
     args = parser.parse_args(argv)
     if args.device is not None:

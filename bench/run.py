@@ -14,7 +14,7 @@
     batching, NMS, JSON) allows here.
 
 Writes bench/results/latest.json and bench/results/latest.png. With --no-kafka, (a) and (b) alone for a
-machine without a broker (tools/device_bench runs it on a machine with more cores), into --out.
+machine without a broker (bench/device runs it on a machine with more cores), into --out.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Unpack the bundle of tools/device_bench/pack.py on the bigger machine, with the standard library alone
+"""Unpack the bundle of bench/device/pack.py on the bigger machine, with the standard library alone
 (run as a script, before anything of ours can be imported):
 
-    python3 tools/device_bench/unpack.py --bundle .devbench/bundle --site /tmp/site
+    python3 bench/device/unpack.py --bundle .devbench/bundle --site /tmp/site
 
 Wheels and the stripped openvino go into --site (put it first on PYTHONPATH); the model and the sample
 video into the repository's .cache/, each checked against the manifest's sha256 (a file already there with

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The bench's figures on a machine with more cores (no broker there: no Kafka stages), one run:
-#   0. unpack .devbench/bundle (tools/device_bench/pack.py made it here) into $SITE and .cache/
+#   0. unpack .devbench/bundle (bench/device/pack.py made it here) into $SITE and .cache/
 #   1. the machine: lscpu, bf16 flags, cgroup, versions                       -> $OUT/machine.txt
 #   2. the accuracy gates, bf16 and int8 vs f32, OpenVINO f32 vs onnxruntime  -> $OUT/accuracy.json
 #   3. bench/run.py --no-kafka on every CPU: bare sweep, service sweep, pairs -> $OUT/bench_all.json
@@ -9,15 +9,15 @@
 # Everything printed also goes to $OUT/log.txt; each stage has its own time cap, and the JSON files are
 # written after every stage, so a run cut short still returns what it measured.
 #
-# On that machine:  bash tools/device_bench/run.sh            (OUT is set there)
+# On that machine:  bash bench/device/run.sh            (OUT is set there)
 # Rehearsal here:       DEVBENCH_LOCAL=1 OUT=/tmp/devbench DEVBENCH_SECONDS=1 DEVBENCH_SWEEP_SECONDS=0.5 \
-#                         DEVBENCH_ROUNDS=1 DEVBENCH_FRAMES=40 bash tools/device_bench/run.sh
+#                         DEVBENCH_ROUNDS=1 DEVBENCH_FRAMES=40 bash bench/device/run.sh
 #   (DEVBENCH_LOCAL=1: this venv, nothing unpacked; DEVBENCH_PYTHON=<a python3.12> instead rehearses the
 #   unpacking too, into DEVBENCH_SITE.)
 set -u
 cd "$(dirname "$0")/../.."
 REPO=$PWD
-OUT=${OUT:-$REPO/out/device_bench}
+OUT=${OUT:-$REPO/out/bench-device}
 SITE=${DEVBENCH_SITE:-/tmp/site}
 SECS=${DEVBENCH_SECONDS:-2.5}          # per service throughput point and per pair half
 SWEEP=${DEVBENCH_SWEEP_SECONDS:-1.2}   # per point of the bare sweep
@@ -39,7 +39,7 @@ if [ "${DEVBENCH_LOCAL:-0}" = 1 ]; then
 else
   PY=${DEVBENCH_PYTHON:-python3}
   stage "unpack .devbench/bundle into $SITE"
-  "$PY" tools/device_bench/unpack.py --bundle .devbench/bundle --site "$SITE" || { echo "unpack failed"; exit 1; }
+  "$PY" bench/device/unpack.py --bundle .devbench/bundle --site "$SITE" || { echo "unpack failed"; exit 1; }
   export PYTHONPATH=$SITE:$REPO/services/shared:$REPO/services/inference-service:$REPO
 fi
 
@@ -87,7 +87,7 @@ wants() { case " $STAGES " in *" $1 "*) return 0 ;; *) echo "(stage $1 not asked
 
 stage "accuracy gate (cap ${CAP_ACCURACY}s)"
 if wants accuracy; then
-  timeout -k 5 "$CAP_ACCURACY" "$PY" -m tools.device_bench.accuracy --out "$OUT/accuracy.json" ${FRAMES:+--frames "$FRAMES"}
+  timeout -k 5 "$CAP_ACCURACY" "$PY" -m bench.device.accuracy --out "$OUT/accuracy.json" ${FRAMES:+--frames "$FRAMES"}
   echo "accuracy: exit $?"
 fi
 

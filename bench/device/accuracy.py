@@ -1,4 +1,4 @@
-"""The accuracy gate's runs for the bigger machine, in one JSON (tools/device_bench/run.sh):
+"""The accuracy gate's runs for the bigger machine, in one JSON (bench/device/run.sh):
 
 - bf16 on OpenVINO against f32 on OpenVINO, over every frame of the sample video, written beside the model
   as the service's gate file (--write), so the service's `auto` precision can be checked there afterwards;
@@ -6,7 +6,7 @@
   it too, so the bench's sweep there knows whether int8 may set the limit;
 - f32 on OpenVINO against f32 on onnxruntime (the two runtimes should agree).
 
-    python -m tools.device_bench.accuracy --out accuracy.json [--frames N]
+    python -m bench.device.accuracy --out accuracy.json [--frames N]
 
 Each entry keeps the gate's exit code (0 passed, 1 failed, 3 the CPU computed another precision) and its
 report as printed, so a CPU without bf16 still leaves the f32 figures.

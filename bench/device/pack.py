@@ -1,11 +1,10 @@
-"""python -m tools.device_bench.pack: the bundle that travels with the working tree to a machine with more cores
+"""python -m bench.device.pack: the bundle that travels with the working tree to a machine with more cores
 (Python 3.12, numpy, onnxruntime, opencv, httpx, psutil, prometheus-client, PyYAML, uvloop installed; no
-network there), for tools/device_bench/run.sh.
+network there), for bench/device/run.sh.
 
-Writes .devbench/bundle/ (keep .devbench/ out of git: `.git/info/exclude`; name .devbench/bundle in the
-device call's carry):
+Writes .devbench/bundle/ (ignored by git: it travels to that machine beside the working tree, not in it):
   whl/*.whl                 cp312 manylinux wheels the service imports and that machine lacks, the versions
-                            of this venv (unpacked there by plain zip extraction, tools/device_bench/unpack.py)
+                            of this venv (unpacked there by plain zip extraction, bench/device/unpack.py)
   openvino-<v>-<tag>-stripped.tar.xz
                             the openvino wheel's files less what a CPU-only ONNX run never loads: the GPU
                             and NPU plugins and the GPU kernel cache (libs/cache.json), the TensorFlow,
@@ -136,7 +135,7 @@ def strip_openvino(wheel: Path, target: Path) -> dict:
 
 
 def travel_bytes() -> int:
-    """Tracked plus untracked-not-ignored files, as the device call sends them."""
+    """Tracked plus untracked-not-ignored files: the working tree as it is copied to that machine."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -147,7 +146,7 @@ def travel_bytes() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.device_bench.pack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.device.pack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default="3.12", help="the bigger machine's Python (default %(default)s)")
     parser.add_argument("--out", type=Path, default=BUNDLE)
     parser.add_argument(
