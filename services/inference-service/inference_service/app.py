@@ -32,7 +32,15 @@ from .budget import AsyncBudget, Budget, BudgetExhausted
 from .errors import ApiError, JSONResponse, error_response
 from .metrics import ServiceMetrics
 from .model import LoadedModel, load_model
-from .preprocess import ImageError, ImageTooLarge, InputBuffer, PreparedImage, decode_and_resize, read_header
+from .preprocess import (
+    ImageError,
+    ImageTooLarge,
+    InputBuffer,
+    PreparedImage,
+    decode_and_resize,
+    one_line,
+    read_header,
+)
 from .request_count import RequestCounter
 from .settings import InferenceSettings, queue_for
 
@@ -54,10 +62,6 @@ class InferenceFailure:
 InferenceResult = dict[str, Any] | InferenceFailure
 # Per image, out of ModelRunner.run: (the outputs of its batch's run, its index in them), or its failure.
 RunSlot = tuple[dict[str, np.ndarray], int] | InferenceFailure
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    return (" ".join(str(exc).split()) or type(exc).__name__)[:limit]
 
 
 class ModelRunner:
@@ -89,7 +93,7 @@ class ModelRunner:
             if self.model.input.fixed_batch is not None or self.capacity == 1:
                 raise
             log.warning(
-                "model failed a run of %d blank images (%s); trying one image per run", self.capacity, _one_line(exc)
+                "model failed a run of %d blank images (%s); trying one image per run", self.capacity, one_line(exc)
             )
             self.capacity = 1
             self._fill_pool()
@@ -122,7 +126,7 @@ class ModelRunner:
             except Exception as exc:  # the runtime raises for inputs it cannot run: find which
                 if len(chunk) > 1:
                     log.warning(
-                        "model failed on a batch of %d images (%s); running them one by one", len(chunk), _one_line(exc)
+                        "model failed on a batch of %d images (%s); running them one by one", len(chunk), one_line(exc)
                     )
                 slots.extend(
                     self._run_alone(instance, buffer, image, exc if len(chunk) == 1 else None) for image in chunk
@@ -137,8 +141,8 @@ class ModelRunner:
                 return self.model.run(buffer.fill([image]), instance), 0
             except Exception as exc:
                 failed = exc
-        log.warning("model failed on an image of %dx%d: %s", image.width, image.height, _one_line(failed))
-        return InferenceFailure(f"the model failed on this image: {_one_line(failed)}")
+        log.warning("model failed on an image of %dx%d: %s", image.width, image.height, one_line(failed))
+        return InferenceFailure(f"the model failed on this image: {one_line(failed)}")
 
     def finish(self, images: list[PreparedImage], slots: list[RunSlot]) -> list[InferenceResult]:
         results: list[InferenceResult] = []
@@ -150,9 +154,9 @@ class ModelRunner:
             try:
                 decoded = self.model.decoder.decode(outputs, index, image.width, image.height)
             except Exception as exc:
-                log.warning("model outputs could not be decoded: %s", _one_line(exc))
+                log.warning("model outputs could not be decoded: %s", one_line(exc))
                 results.append(
-                    InferenceFailure(f"the model's outputs for this image could not be decoded: {_one_line(exc)}")
+                    InferenceFailure(f"the model's outputs for this image could not be decoded: {one_line(exc)}")
                 )
                 continue
             results.append({"width": image.width, "height": image.height, **decoded})
@@ -430,7 +434,7 @@ def create_app(settings: InferenceSettings, token: str | None | Unset = UNSET) -
     async def _internal_error(request: Request, exc: Exception) -> Response:
         # A bug, never an input's fault (inputs get 4xx above): still a JSON error, and logged.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", f"{type(exc).__name__}: {_one_line(exc)}")
+        return error_response(500, "internal_error", f"{type(exc).__name__}: {one_line(exc)}")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

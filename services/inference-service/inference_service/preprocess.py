@@ -66,7 +66,7 @@ def read_header(data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXE
     except ImageHeaderError as exc:
         raise ImageError(str(exc)) from None
     except Exception as exc:  # whatever the header bytes do to the parser, it is this image's fault
-        raise ImageError(f"unreadable image header: {_one_line(exc)}") from None
+        raise ImageError(f"unreadable image header: {one_line(exc)}") from None
     return width, height
 
 
@@ -80,7 +80,7 @@ def decode_and_resize(
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     except Exception as exc:  # cv2.error: out of memory, corrupt stream, limits
-        raise ImageError(f"image could not be decoded: {_one_line(exc)}") from None
+        raise ImageError(f"image could not be decoded: {one_line(exc)}") from None
     if image is None:
         raise ImageError("image could not be decoded (corrupt or not an image)")
     decoded_h, decoded_w = image.shape[:2]
@@ -98,7 +98,7 @@ def decode_and_resize(
             image = cv2.resize(image, (spec.width, spec.height), interpolation=interpolation)
         cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
     except Exception as exc:
-        raise ImageError(f"image could not be resized: {_one_line(exc)}") from None
+        raise ImageError(f"image could not be resized: {one_line(exc)}") from None
     return PreparedImage(image, *source)
 
 
@@ -125,7 +125,9 @@ def read_mode(data: bytes | bytearray | memoryview, width: int, height: int, spe
     return cv2.IMREAD_COLOR, 1
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (whitespace folded; its type's name when it has none), cut
+    to `limit` characters: fit for a log line or an error message."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:limit]
 
