@@ -46,6 +46,13 @@ def test_a_self_intersecting_polygon_is_refused_by_key():
     assert "analytics.lobby.zones[1].polygon" in message and "intersects itself" in message
 
 
+def test_a_polygon_touching_itself_is_refused_too():
+    # Vertex 3 lies on edge 0: closed segments, so touching counts as intersecting.
+    touching = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.3, 0.1], [0.1, 0.5]]
+    message = problems({"lobby": {"zones": [{"name": "pinch", "polygon": touching}]}})
+    assert "analytics.lobby.zones[0].polygon" in message and "intersects itself" in message
+
+
 def test_an_unknown_stream_is_refused_by_key():
     message = problems({"lobby": {"lines": [LINE]}, "garage": {}}, known=["lobby"])
     assert "analytics.garage: unknown stream (configured: lobby)" in message

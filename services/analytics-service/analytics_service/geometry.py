@@ -1,10 +1,18 @@
-"""Plane geometry for lines and zones, in image coordinates (x right, y down), exact on the boundary."""
+"""Plane geometry for lines and zones, in image coordinates (x right, y down), exact on the boundary.
+
+The primitives (sides of a line, segment intersection) are vidpipe.geometry's, which the analytics
+configuration validates zones with; here what only the analytics engine needs: where an object stands
+and whether it is inside a zone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-Point = tuple[float, float]
+from vidpipe.geometry import Point, on_segment, segments_intersect, side
+
+__all__ = ["Box", "Point", "anchor", "inside_polygon", "scale", "segments_intersect", "side"]
+
 Box = tuple[float, float, float, float]
 
 
@@ -15,43 +23,12 @@ def anchor(box: Box) -> Point:
     return ((box[0] + box[2]) / 2.0, box[3])
 
 
-def cross(a: Point, b: Point, p: Point) -> float:
-    """(b - a) x (p - a): negative when p is on the left-hand side of a->b walking from a to b with y
-    pointing down (the screen's way), positive on the right-hand side, 0 on the line."""
-    return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
-
-
-def side(a: Point, b: Point, p: Point) -> int:
-    """-1 left-hand side, +1 right-hand side, 0 on the (infinite) line through a and b."""
-    value = cross(a, b, p)
-    return (value > 0) - (value < 0)
-
-
-def _on_segment(a: Point, b: Point, p: Point) -> bool:
-    """p, known to be collinear with a and b, lies on the closed segment a-b."""
-    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
-
-
-def segments_intersect(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
-    """The closed segments p1-p2 and q1-q2 share at least one point (touching counts)."""
-    d1, d2 = side(q1, q2, p1), side(q1, q2, p2)
-    d3, d4 = side(p1, p2, q1), side(p1, p2, q2)
-    if d1 * d2 < 0 and d3 * d4 < 0:
-        return True
-    return (
-        (d1 == 0 and _on_segment(q1, q2, p1))
-        or (d2 == 0 and _on_segment(q1, q2, p2))
-        or (d3 == 0 and _on_segment(p1, p2, q1))
-        or (d4 == 0 and _on_segment(p1, p2, q2))
-    )
-
-
 def inside_polygon(p: Point, polygon: Sequence[Point]) -> bool:
     """p is inside the simple polygon or on its boundary (even-odd rule otherwise)."""
     count = len(polygon)
     for i in range(count):
         a, b = polygon[i], polygon[(i + 1) % count]
-        if side(a, b, p) == 0 and _on_segment(a, b, p):
+        if side(a, b, p) == 0 and on_segment(a, b, p):
             return True
     inside = False
     for i in range(count):

@@ -30,11 +30,11 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .contract import STREAM_ID_PATTERN
+from .geometry import Point, segments_intersect
 
 # Names become Prometheus label values and event fields: short and plain.
 REGION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
-Point = tuple[float, float]
 RegionName = Annotated[str, Field(pattern=REGION_NAME_PATTERN)]
 
 
@@ -43,28 +43,6 @@ def _check_point(point: Point) -> Point:
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{axis}={value} is outside [0, 1] (coordinates are normalized to the frame)")
     return point
-
-
-def _orientation(a: Point, b: Point, c: Point) -> float:
-    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
-
-
-def _segments_intersect(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
-    """Proper or touching intersection of two closed segments."""
-    d1, d2 = _orientation(q1, q2, p1), _orientation(q1, q2, p2)
-    d3, d4 = _orientation(p1, p2, q1), _orientation(p1, p2, q2)
-    if ((d1 > 0) != (d2 > 0) and d1 != 0 and d2 != 0) and ((d3 > 0) != (d4 > 0) and d3 != 0 and d4 != 0):
-        return True
-
-    def on_segment(a: Point, b: Point, c: Point) -> bool:
-        return min(a[0], b[0]) <= c[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= c[1] <= max(a[1], b[1])
-
-    return (
-        (d1 == 0 and on_segment(q1, q2, p1))
-        or (d2 == 0 and on_segment(q1, q2, p2))
-        or (d3 == 0 and on_segment(p1, p2, q1))
-        or (d4 == 0 and on_segment(p1, p2, q2))
-    )
 
 
 def polygon_area(points: list[Point]) -> float:
@@ -110,7 +88,7 @@ class ZoneSpec(_Strict):
                 if j == i + 1 or (i == 0 and j == len(edges) - 1):
                     continue  # neighbours share a vertex by construction
                 b1, b2 = edges[j]
-                if _segments_intersect(a1, a2, b1, b2):
+                if segments_intersect(a1, a2, b1, b2):
                     raise ValueError(f"the polygon intersects itself (edge {i} crosses edge {j})")
         if polygon_area(points) <= 1e-9:
             raise ValueError("the polygon has no area")
