@@ -16,6 +16,7 @@ from tools.paths import DEFAULT_MODEL, ROOT
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the system's pick), for a service or broker started next."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import psutil
 
+from tools.harness.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 POM = Path(__file__).resolve().with_name("pom.xml")
 DEFAULT_LIBS_DIR = ROOT / ".cache" / "kafka" / "libs"
@@ -78,12 +80,6 @@ JVM_OPTS = [
 
 class BrokerError(RuntimeError):
     """The broker could not be fetched, started or reached; the message says why (with the log tail)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
