@@ -30,8 +30,9 @@ import ipaddress
 from cdk8s_plus_36 import k8s
 from constructs import Construct
 
+from vidpipe_deploy.units import ServiceUnit
+
 from .pods import app_labels, port, selector_labels
-from .units import ServiceUnit
 from .wiring import PlatformWiring, StreamSpec
 from .workloads import RTSP_PORT, TEST_SOURCE_LABELS, publisher_labels, publisher_name, unit_labels
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from cdk8s_plus_36 import k8s
 from constructs import Construct
 
-from .facts import PART_OF  # noqa: E402  (re-exported)
+from vidpipe_deploy.facts import PART_OF  # noqa: E402  (re-exported)
+
 from .wiring import Resources
 
 # The services' images run as this uid/gid (services/*/Dockerfile: USER 10001:10001).

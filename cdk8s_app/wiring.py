@@ -27,9 +27,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from vidpipe.analytics_config import AnalyticsConfig, parse_analytics
 from vidpipe.kafka import normalize_bootstrap
-
-from . import sizing
-from .facts import (  # noqa: F401  (re-exported: the wiring's public names)
+from vidpipe_deploy import sizing
+from vidpipe_deploy.facts import (  # noqa: F401  (re-exported: the wiring's public names)
     IAM_ROLE_ARN,
     IMAGE,
     K8S_NAME,
@@ -52,7 +51,7 @@ from .facts import (  # noqa: F401  (re-exported: the wiring's public names)
     check_secret_arn,
     is_token,
 )
-from .units import KEDA, SERVICES, Services, identity_outputs
+from vidpipe_deploy.units import KEDA, SERVICES, Services, identity_outputs
 
 
 class WiringError(ValueError):
@@ -167,7 +166,7 @@ class Scaling(FrozenModel):
 
     lagThreshold = throughput per replica (frames/s) x latency budget (s): the backlog one replica
     clears within the budget, never at or below the consumer's in-flight depth. The throughput
-    defaults come from cdk8s_app/sizing.py (the latest `make bench`, else the README's figures);
+    defaults come from vidpipe_deploy/sizing.py (the latest `make bench`, else the README's figures);
     see docs/KEDA_KAFKA_LAG.md.
     """
 
@@ -451,7 +450,7 @@ class PlatformWiring(FrozenModel):
         if missing:
             raise WiringError(
                 f"outputs file {path} lacks output key(s) {', '.join(missing)}"
-                f" (found: {', '.join(sorted(outputs)) or 'none'}); see cdk8s_app/facts.py OutputKeys and units.py"
+                f" (found: {', '.join(sorted(outputs)) or 'none'}); see vidpipe_deploy/facts.py OutputKeys and units.py"
             )
         fields: dict[str, Any] = dict(settings or {})
         fields.update(

@@ -11,6 +11,8 @@ import hashlib
 import yaml
 from constructs import Construct
 
+from vidpipe_deploy.units import ServiceUnit
+
 from .pods import (
     ASSET_IMAGE_CHECKOV_SKIPS,
     ContainerSpec,
@@ -25,7 +27,6 @@ from .pods import (
     prometheus_annotations,
     secret_volume,
 )
-from .units import ServiceUnit
 from .wiring import PUBLISHER_PREFIX, PlatformWiring, Resources, StreamSpec
 
 # Names, ports and pools of the services come from their units (units.py, via wiring.services).

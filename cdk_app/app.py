@@ -9,12 +9,11 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from cdk8s_app.units import SERVICES, Services
+from vidpipe_deploy.units import SERVICES, Services
 
 from .checkov import suppress_findings
 from .config import PlatformConfig, load_config
 from .constructs.archive_bucket import archive_bucket_name
-from .nag import acknowledge_findings
 from .stacks import ComputeStack, DataStack, DeployAccessStack, NetworkStack
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +38,7 @@ def environment() -> cdk.Environment:
 
 
 def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Services = SERVICES) -> Platform:
-    """services: the deployed service units (cdk8s_app/units.py); the charts take the same ones."""
+    """services: the deployed service units (vidpipe_deploy/units.py); the charts take the same ones."""
     config = load_config(app.node.get_all_context())
     env = environment()
     network = NetworkStack(
@@ -89,7 +88,6 @@ def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Se
     for key, value in {"project": "vidpipe", "environment": config.environment}.items():
         cdk.Tags.of(app).add(key, value)
     platform = Platform(config=config, network=network, data=data, compute=compute, deploy_access=deploy_access)
-    acknowledge_findings(platform)
     suppress_findings(app, platform)
     # Every synth runs the AwsSolutions rules; an unacknowledged finding fails it.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

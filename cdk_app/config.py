@@ -13,7 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cdk8s_app.facts import (
+# One contract: topic names, group, partitions and size limits come from the services' own module
+# (the vidpipe package, services/shared), never a copy; the deploy facts both the CDK app and the
+# charts use (Topics, StreamSpec, validators) from vidpipe_deploy.facts.
+from vidpipe.analytics_config import AnalyticsConfigError, parse_analytics
+from vidpipe.contract import MAX_MESSAGE_BYTES
+from vidpipe_deploy.facts import (
     GITHUB_OIDC_PROVIDER_ARN,
     IAM_PRINCIPAL_ARN,
     K8S_NAME,
@@ -24,12 +29,6 @@ from cdk8s_app.facts import (
     Topics,
     check_ipv4_cidr,
 )
-
-# One contract: topic names, group, partitions and size limits come from the services' own module
-# (the vidpipe package, services/shared), never a copy; the deploy facts both the CDK app and the
-# charts use (Topics, StreamSpec, validators) from cdk8s_app.facts.
-from vidpipe.analytics_config import AnalyticsConfigError, parse_analytics
-from vidpipe.contract import MAX_MESSAGE_BYTES
 
 CONTEXT_PREFIX = "vidpipe:"
 
@@ -85,7 +84,7 @@ class NodeGroupConfig(_Model):
 
 
 class StreamConfig(StreamSpec):
-    """A network video source one publisher Deployment reads (cdk8s_app.facts.StreamSpec).
+    """A network video source one publisher Deployment reads (vidpipe_deploy.facts.StreamSpec).
 
     The URL itself is never configuration: either the publisher reads it from AWS Secrets Manager
     (`sourceSecretArn`; the stream then gets its own ServiceAccount whose Pod Identity role may read

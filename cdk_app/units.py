@@ -1,4 +1,4 @@
-"""The cloud side of a service unit (cdk8s_app/units.py): its Pod Identity, the IAM policy its grants
+"""The cloud side of a service unit (vidpipe_deploy/units.py): its Pod Identity, the IAM policy its grants
 declare, and the cdk-nag acknowledgement of exactly the wildcard resources those grants name.
 
 Policy and acknowledgement come from the same grants, so a new grant either is covered by the
@@ -16,9 +16,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import IDependable
 
-from cdk8s_app import facts
-from cdk8s_app.facts import Topics
-from cdk8s_app.units import Grant, KafkaGrant, ObjectGrant
+from vidpipe_deploy import facts
+from vidpipe_deploy.facts import Topics
+from vidpipe_deploy.units import Grant, KafkaGrant, ObjectGrant
 
 from .constructs import KafkaArns, ServiceIdentity
 from .constructs.archive_bucket import s3_service

@@ -16,8 +16,8 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import IDependable
 from pydantic import ValidationError
 
-from cdk8s_app.facts import StreamSpec
-from cdk8s_app.units import Services
+from vidpipe_deploy.facts import StreamSpec
+from vidpipe_deploy.units import Services
 
 from .config import CONTEXT_PREFIX, ConfigError, PlatformConfig
 

@@ -10,8 +10,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk8s_app import facts
-from cdk8s_app.facts import ARCHIVE_PREFIX, FRAMES_PREFIX, MODELS_PREFIX, RESULTS_PREFIX  # noqa: F401
+from vidpipe_deploy import facts
+from vidpipe_deploy.facts import ARCHIVE_PREFIX, FRAMES_PREFIX, MODELS_PREFIX, RESULTS_PREFIX  # noqa: F401
 
 # What S3 asks of the key with SSE-KMS: the pods' grants (cdk_app/units.py) allow these through S3 only.
 KEY_CRYPTO_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*")

@@ -10,7 +10,7 @@ from aws_cdk import aws_msk as msk_l1
 from aws_cdk import aws_msk_alpha as msk
 from constructs import Construct
 
-from cdk8s_app.facts import kafka_resource
+from vidpipe_deploy.facts import kafka_resource
 
 from ..retention import log_retention
 

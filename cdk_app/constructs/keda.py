@@ -1,5 +1,5 @@
 """KEDA as one add-on (the pattern of cdk-eks-blueprints' KedaAddOn): its namespace, the operator's
-ServiceAccount and Pod Identity (describe-only Kafka grants, cdk8s_app.units.KedaUnit), and the Helm
+ServiceAccount and Pod Identity (describe-only Kafka grants, vidpipe_deploy.units.KedaUnit), and the Helm
 chart running the operator as that ServiceAccount. The trigger defaults the charts use (identityOwner
 keda) come from the same unit.
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from aws_cdk import aws_eks_v2 as eks
 from constructs import IDependable
 
-from cdk8s_app.units import KEDA, KedaUnit
+from vidpipe_deploy.units import KEDA, KedaUnit
 
 from ..units import GrantTargets, deploy_identity
 from .service_identity import ServiceIdentity

@@ -7,7 +7,7 @@ from pathlib import Path
 from aws_cdk import aws_ecr_assets as ecr_assets
 from constructs import Construct
 
-from cdk8s_app.units import SERVICES, Services
+from vidpipe_deploy.units import SERVICES, Services
 
 # One Dockerfile (services/Dockerfile) builds each unit's image, with services/ as its context and the
 # unit's folder (its name) as the SERVICE build argument.
@@ -26,6 +26,8 @@ _EXCLUDE = [
     "**/*.onnx",
     "**/*.mp4",
     "**/.DS_Store",
+    # services/deploy: the deploy model, read at synth, never shipped
+    "deploy",
 ]
 
 

@@ -1,6 +1,6 @@
 """EKS (managed node groups), the service units' identities, KEDA, the images and the workloads.
 
-The stack composes: what each service needs comes from its unit (cdk8s_app/units.py, rendered by
+The stack composes: what each service needs comes from its unit (vidpipe_deploy/units.py, rendered by
 cdk_app/units.py), KEDA from its add-on (constructs/keda.py), the charts from cdk8s_app.
 """
 
@@ -19,12 +19,13 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 from constructs import Construct
 
-from cdk8s_app.facts import ARCHIVE_PREFIX, MSK_IAM_PORT, NODE_POOL_LABEL, NODE_POOLS, PART_OF, OutputKeys
-from cdk8s_app.units import SERVICES, Services, identity_outputs
+from vidpipe_deploy.facts import ARCHIVE_PREFIX, MSK_IAM_PORT, NODE_POOL_LABEL, NODE_POOLS, PART_OF, OutputKeys
+from vidpipe_deploy.units import SERVICES, Services, identity_outputs
 
 from ..config import PlatformConfig
 from ..constructs import KafkaArns, ServiceIdentity, ServiceImages
 from ..constructs.keda import KedaAddOn
+from ..nag import ack, logical_id, managed
 from ..units import GrantTargets, deploy_identity
 from ..workloads import WorkloadInputs, add_workloads, build_wiring
 from .base import PlatformStack
@@ -105,6 +106,7 @@ class ComputeStack(PlatformStack):
         )
         self.model_sha256 = model_sha256
         self._outputs(config)
+        self._acknowledge_findings()
 
     # --- cluster ---------------------------------------------------------------------------
 
@@ -361,3 +363,60 @@ class ComputeStack(PlatformStack):
             outputs[role_key] = (identity.role_arn, f"IAM role of {name} (EKS Pod Identity)")
         for key, (value, description) in outputs.items():
             CfnOutput(self, key, value=value, description=description)
+
+    def _acknowledge_findings(self) -> None:
+        """cdk-nag findings of this stack's own resources, each with its reason (cdk_app/nag.py)."""
+        ack(
+            self.api_token,
+            "AwsSolutions-SMG4",
+            "The services read the token once at start-up: rotate by hand (put-secret-value, then restart the "
+            "three Deployments; docs/DEPLOY.md), not on a schedule that would split them between two tokens",
+        )
+        cluster = self.cluster
+        ack(
+            cluster.node.find_child("Role"),
+            "AwsSolutions-IAM4",
+            "EKS control plane role needs AmazonEKSClusterPolicy",
+            managed("AmazonEKSClusterPolicy"),
+        )
+        for group in self.node_groups:
+            ack(
+                group.role,
+                "AwsSolutions-IAM4",
+                "Managed node group role: the policies EKS documents for worker nodes",
+                managed("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"),
+            )
+
+        provider = cluster.node.find_child("KubectlProvider")
+        handler = provider.node.find_child("Handler")
+        ack(handler, "AwsSolutions-L1", "CDK's kubectl handler: runtime pinned by aws-cdk-lib and the kubectl layer")
+        has_ecr_public = self.get_logical_id(handler.node.find_child("HasEcrPublic"))  # type: ignore[arg-type]
+        ecr_public = (
+            f'{{"Fn::If":["{has_ecr_public}",{{"Fn::Join":["",["arn:",{{"Ref":"AWS::Partition"}},'
+            '":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}'
+        )
+        ack(
+            handler,
+            "AwsSolutions-IAM4",
+            "CDK's kubectl handler in the VPC: logs, ENIs and Helm chart pulls",
+            managed(
+                "service-role/AWSLambdaBasicExecutionRole",
+                "service-role/AWSLambdaVPCAccessExecutionRole",
+                "AmazonEC2ContainerRegistryReadOnly",
+            )
+            + [f"Policy::{ecr_public}"],
+        )
+        on_event = provider.node.find_child("Provider").node.find_child("framework-onEvent")
+        ack(
+            on_event,
+            "AwsSolutions-IAM4",
+            "CDK's custom-resource provider framework: logs and ENIs",
+            managed("service-role/AWSLambdaBasicExecutionRole", "service-role/AWSLambdaVPCAccessExecutionRole"),
+        )
+        ack(
+            on_event,
+            "AwsSolutions-IAM5",
+            "CDK's provider framework invokes every version of the kubectl handler",
+            [f"Resource::<{logical_id(handler)}.Arn>:*"],
+        )
+        # The services' and KEDA's own policies are acknowledged with their units (cdk_app/units.py).

@@ -12,6 +12,7 @@ from constructs import Construct
 from ..config import PlatformConfig
 from ..constructs import ArchiveBucket, KafkaCluster, ModelArtifact
 from ..constructs.archive_bucket import archive_bucket_name
+from ..nag import ack, bootstrap_assets, child, logical_id, managed
 from .base import PlatformStack
 
 
@@ -74,4 +75,32 @@ class DataStack(PlatformStack):
             "KafkaBootstrapBrokersSaslIam",
             value=self.kafka.bootstrap_brokers_sasl_iam,
             description="MSK bootstrap brokers (SASL/IAM over TLS, port 9098)",
+        )
+        self._acknowledge_findings()
+
+    def _acknowledge_findings(self) -> None:
+        """cdk-nag findings of this stack's own resources, each with its reason (cdk_app/nag.py)."""
+        lambda_basic = managed("service-role/AWSLambdaBasicExecutionRole")
+        deployment = child(self, "Custom::CDKBucketDeployment")
+        ack(deployment, "AwsSolutions-IAM4", "CDK's BucketDeployment handler: CloudWatch Logs only", lambda_basic)
+        ack(deployment, "AwsSolutions-L1", "CDK's BucketDeployment handler: runtime pinned by aws-cdk-lib")
+        bucket = logical_id(self.archive.bucket)
+        ack(
+            deployment,
+            "AwsSolutions-IAM5",
+            "CDK's BucketDeployment grants: read the staged model asset, write it to the archive bucket",
+            [f"Action::s3:{a}" for a in ("GetObject*", "GetBucket*", "List*", "DeleteObject*", "Abort*")]
+            + [f"Resource::{bootstrap_assets(self)}", f"Resource::<{bucket}.Arn>/*"],
+        )
+        ack(
+            deployment,
+            "AwsSolutions-IAM5",
+            "CDK's BucketDeployment grants on the archive key (SSE-KMS): the key ARN exactly, usable through S3 only",
+            ["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
+        )
+        ack(
+            child(self, "AWS679f53fac002430cb0da5b7982bd2287"),
+            "AwsSolutions-IAM4",
+            "CDK's AwsCustomResource handler (GetBootstrapBrokers): CloudWatch Logs only",
+            lambda_basic,
         )

@@ -10,10 +10,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from cdk8s_app.facts import OutputKeys
+from vidpipe_deploy.facts import OutputKeys
 
 from ..config import PlatformConfig
 from ..constructs.archive_bucket import archive_bucket_name
+from ..nag import ack
 from ..retention import log_retention
 from .base import PlatformStack
 
@@ -140,3 +141,14 @@ class NetworkStack(PlatformStack):
                 self.interface_endpoints["S3Interface"].add_to_policy(statement)
         # The charts' NetworkPolicies open HTTPS to the interface endpoints at this range (standalone path).
         CfnOutput(self, OutputKeys.VPC_CIDR, value=self.vpc.vpc_cidr_block, description="VPC CIDR (NetworkPolicies)")
+        self._acknowledge_findings()
+
+    def _acknowledge_findings(self) -> None:
+        """cdk-nag findings of this stack's own resources, each with its reason (cdk_app/nag.py)."""
+        for endpoint in self.interface_endpoints.values():
+            for group in endpoint.connections.security_groups:
+                ack(
+                    group,
+                    "AwsSolutions-EC23",
+                    "Endpoint security group admits 443 from the VPC CIDR only (a Fn::GetAtt the rule cannot evaluate)",
+                )

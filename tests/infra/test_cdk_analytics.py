@@ -147,9 +147,9 @@ def test_analytics_replicas_are_bounded_by_the_partitions():
 
 
 def test_the_cdk_wiring_carries_section_and_replicas_to_the_charts():
-    from cdk8s_app.units import SERVICES
     from cdk_app.workloads import WorkloadInputs, build_wiring
     from tests.k8s.k8s_helpers import synthesize
+    from vidpipe_deploy.units import SERVICES
 
     context = {"vidpipe:streams": STREAMS, "vidpipe:analytics": ANALYTICS, "vidpipe:analyticsReplicas": 2}
     inputs = WorkloadInputs(

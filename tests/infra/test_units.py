@@ -1,4 +1,4 @@
-"""Renaming a service or changing its port is one edit to its unit (cdk8s_app/units.py): the CDK app and
+"""Renaming a service or changing its port is one edit to its unit (vidpipe_deploy/units.py): the CDK app and
 the charts both follow. Built here with renamed units, as `build_platform(..., services=...)` and
 `build_platform_charts` take them."""
 
@@ -9,7 +9,7 @@ import json
 import pytest
 from cdk_support import MODEL, session_context
 
-from cdk8s_app.units import SERVICES, identity_outputs
+from vidpipe_deploy.units import SERVICES, identity_outputs
 
 pytestmark = pytest.mark.infra
 

@@ -63,7 +63,7 @@ def test_consumer_never_scales_past_the_partitions(manifests, wiring):
 
 
 def test_lag_thresholds_derive_from_measured_throughput_and_latency_budget(manifests, wiring):
-    from cdk8s_app import sizing
+    from vidpipe_deploy import sizing
 
     s = wiring.scaling
     assert (s.pipeline_fps_per_replica, s.inference_fps_per_replica) == (
@@ -82,8 +82,12 @@ def test_lag_thresholds_derive_from_measured_throughput_and_latency_budget(manif
     ), "the pod runs the configuration its throughput was measured with"
 
 
-def test_thresholds_follow_a_bench_run_and_never_drop_to_the_in_flight_depth(tmp_path):
-    from cdk8s_app import sizing
+def test_a_bench_run_becomes_settings_and_thresholds_never_drop_to_the_in_flight_depth(tmp_path, capsys):
+    import yaml
+
+    from cdk8s_app.wiring import PlatformWiring, load_settings
+    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, SETTINGS
+    from vidpipe_deploy import sizing
 
     bench = tmp_path / "latest.json"
     assert sizing.measured(bench) == sizing.DOCUMENTED, "no bench file: the documented figures"
@@ -105,6 +109,20 @@ def test_thresholds_follow_a_bench_run_and_never_drop_to_the_in_flight_depth(tmp
     assert sizing.measured(bench) == sizing.DOCUMENTED
     assert sizing.lag_threshold(60.0, 2.0) == 120
     assert sizing.lag_threshold(10.0, 2.0) == sizing.CONSUMER_INFLIGHT_FRAMES + 1
+    assert sizing.CONSUMER_INFLIGHT_FRAMES == 3 * 16, "the consumer's own defaults"
+    assert sizing.main([str(bench)]) == 1, "an unusable bench file is refused, not read as figures"
+
+    # python -m vidpipe_deploy.sizing prints the settings a deployment on the bench's hardware commits.
+    bench.write_text('{"machine": {"cpus": 2}, "service": {"fps": 300.0}, "end_to_end": {"fps": 200.0}}')
+    capsys.readouterr()
+    assert sizing.main([str(bench)]) == 0
+    chosen = yaml.safe_load(capsys.readouterr().out)
+    settings = load_settings(SETTINGS)
+    for section, values in chosen.items():
+        settings[section] = {**settings.get(section, {}), **values}
+    wiring = PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings)
+    assert wiring.scaling.consumer_lag_threshold == 400 and wiring.scaling.inference_lag_threshold == 600
+    assert (wiring.resources.inference_instances, wiring.resources.inference_threads) == (1, 2)
 
 
 def test_consumer_max_replicas_above_partitions_is_refused(wiring):

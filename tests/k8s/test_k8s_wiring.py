@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from cdk8s_app.units import SERVICES, identity_outputs
 from cdk8s_app.wiring import (
     OutputKeys,
     PlatformWiring,
@@ -20,6 +19,7 @@ from cdk8s_app.wiring import (
     required_output_keys,
 )
 from tests.k8s.k8s_helpers import ROOT, SAMPLE_OUTPUTS, containers, synthesize
+from vidpipe_deploy.units import SERVICES, identity_outputs
 
 pytestmark = pytest.mark.infra
 

@@ -85,7 +85,7 @@ def output_key(name: str, suffix: str) -> str:
 
 class OutputKeys:
     """CfnOutput ids of the CDK app that are not per service (those come from the units: see
-    cdk8s_app.units.ServiceUnit.outputs). Stack level, so never hash-suffixed."""
+    vidpipe_deploy.units.ServiceUnit.outputs). Stack level, so never hash-suffixed."""
 
     REGION = "Region"
     CLUSTER_NAME = "ClusterName"
