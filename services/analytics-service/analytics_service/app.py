@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Annotated, Any
 
-import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vidpipe.contract import JPEG_CONTENT_TYPE, MAX_INT_HEADER, check_stream_id
 from vidpipe.health import Heartbeat
+from vidpipe.http_api import ApiError, api_app, error_response
 from vidpipe.http_edge import ASGIApp, EdgeGuard, EdgeSettings, error_document, guard_options, json_probe, ops_app
 from vidpipe.storage import Storage, frame_key, is_outage
 
@@ -55,23 +55,6 @@ STATIC = {
 }
 # The browser session's cookie (set by GET /?token=...): HttpOnly, SameSite=Strict.
 SESSION_COOKIE = "vidpipe_live"
-
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
-
-
-def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    return JSONResponse(error_document(code, message, field), status_code=status)
 
 
 @dataclass
@@ -146,22 +129,8 @@ def create_app(state: ServiceState, settings: EdgeSettings | None = None, token:
         # SIGTERM: the worker delivers what it analyzed, commits and leaves the group.
         await run_in_threadpool(state.stop_worker)
 
-    # No /docs or /redoc: they load scripts from a CDN, which the CSP (rightly) refuses. The schema only
-    # on request (ANALYTICS_OPENAPI).
-    app = FastAPI(
-        title="vidpipe analytics",
-        version="1",
-        lifespan=lifespan,
-        default_response_class=JSONResponse,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/openapi.json" if settings.openapi else None,
-    )
+    app = api_app("vidpipe analytics", lifespan, settings.openapi)
     app.state.service = state
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

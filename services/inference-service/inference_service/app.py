@@ -23,11 +23,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from vidpipe.contract import BATCH_CONTENT_TYPE, JPEG_CONTENT_TYPE, ContractError, decode_batch
+from vidpipe.http_api import ApiError, api_app, error_response
 from vidpipe.http_edge import ASGIApp, EdgeGuard, Receive, error_document, guard_options, json_probe, ops_app
 
 from .batcher import BatcherClosed, DynamicBatcher, QueueFull
 from .budget import AsyncBudget, Budget, BudgetExhausted
-from .errors import ApiError, JSONResponse, error_response
 from .metrics import ServiceMetrics
 from .model import LoadedModel, load_model
 from .preprocess import ImageError, ImageTooLarge, PreparedImage, decode_and_resize, one_line, read_header
@@ -282,21 +282,8 @@ def create_app(settings: InferenceSettings, token: str | None | Unset = UNSET) -
         if state.batcher is not None:
             await run_in_threadpool(state.batcher.close)
 
-    # /docs and /redoc would load their scripts from a CDN: never served. The schema only on request.
-    app = FastAPI(
-        title="vidpipe inference",
-        version="1",
-        lifespan=lifespan,
-        default_response_class=JSONResponse,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/openapi.json" if settings.openapi else None,
-    )
+    app = api_app("vidpipe inference", lifespan, settings.openapi)
     app.state.service = state
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
