@@ -88,7 +88,7 @@ def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Se
     for key, value in {"project": "vidpipe", "environment": config.environment}.items():
         cdk.Tags.of(app).add(key, value)
     platform = Platform(config=config, network=network, data=data, compute=compute, deploy_access=deploy_access)
-    suppress_findings(app, platform)
+    suppress_findings(app, network, data, compute)
     # Every synth runs the AwsSolutions rules; an unacknowledged finding fails it.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return platform

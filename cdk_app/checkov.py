@@ -14,7 +14,7 @@ import jsii
 from constructs import IConstruct
 
 if TYPE_CHECKING:
-    from .app import Platform
+    from .stacks import ComputeStack, DataStack, NetworkStack
 
 METADATA_KEY = "checkov"
 
@@ -81,16 +81,16 @@ class LambdaHandlerSkips:
             skip(node, *LAMBDA_ENVIRONMENT)
 
 
-def suppress_findings(app: cdk.App, platform: Platform) -> None:
+def suppress_findings(app: cdk.App, network: NetworkStack, data: DataStack, compute: ComputeStack) -> None:
     """The reasoned suppressions of the app's own resources; the handlers' through the aspect."""
     cdk.Aspects.of(app).add(LambdaHandlerSkips())
     skip(
-        platform.network.node.find_child("FlowLogs"),
+        network.node.find_child("FlowLogs"),
         "CKV_AWS_158",
         "VPC flow logs (addresses, ports, verdicts; no footage, no credentials): CloudWatch Logs encrypts them "
         "at rest; a customer key would add a key policy without narrowing who reads them",
     )
-    archive = platform.data.archive
+    archive = data.archive
     skip(
         archive.access_logs,
         "CKV_AWS_18",
@@ -103,13 +103,13 @@ def suppress_findings(app: cdk.App, platform: Platform) -> None:
         "keep expired logs longer",
     )
     skip(
-        platform.data.kafka.log_group,
+        data.kafka.log_group,
         "CKV_AWS_158",
         "MSK broker logs (broker events, no records): CloudWatch Logs encrypts them at rest; a customer key would "
         "add a key policy without narrowing who reads them",
     )
     skip(
-        platform.compute.api_token,
+        compute.api_token,
         "CKV_AWS_149",
         "Encrypted with the AWS managed key aws/secretsmanager; only the three pod roles may read it (IAM), which "
         "a customer key would not narrow further",
