@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from consumer_service.triage import Accepted, Rejected, ResultRefused, Stale, result_document, triage
+from consumer_service.results import ResultRefused, result_document
+from consumer_service.triage import Accepted, Rejected, Stale, triage
 from tests import jpeg_craft
 from vidpipe.contract import FrameMeta
 from vidpipe.image_header import (

@@ -79,9 +79,10 @@ def partition_offsets(records: Iterable[Record]) -> tuple[dict[TopicPartitionKey
 
 
 class Ledger:
-    def __init__(self) -> None:
+    def __init__(self, assigned: set[TopicPartitionKey] | None = None) -> None:
+        """assigned: the partitions this member owns, when kept elsewhere too (shared, not copied)."""
         self._batches: deque[Batch] = deque()
-        self.assigned: set[TopicPartitionKey] = set()
+        self.assigned: set[TopicPartitionKey] = assigned if assigned is not None else set()
 
     def __len__(self) -> int:
         return len(self._batches)

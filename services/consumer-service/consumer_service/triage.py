@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from pydantic import ValidationError
-
-from vidpipe.contract import MAX_RESULT_BYTES, ContractError, FrameMeta, FrameResult, encode_result, parse_frame_headers
+from vidpipe.contract import ContractError, FrameMeta, parse_frame_headers
 from vidpipe.image_header import MAX_PIXELS, ImageHeaderError, TooLarge, TooManyScans, bounded_jpeg_size
 
 
@@ -69,48 +66,3 @@ def triage(
         if age_ms > max_frame_age_ms:
             return Stale(meta)
     return Accepted(meta, value)
-
-
-class ResultRefused(ValueError):
-    """What inference answered for this frame cannot be a result document (reason code in `code`)."""
-
-    def __init__(self, message: str, code: str):
-        super().__init__(message)
-        self.code = code
-
-
-def result_document(
-    meta: FrameMeta, inferred: dict[str, Any], model_name: str, model_version: str, processed_ts_us: int
-) -> dict[str, Any]:
-    """The results-topic document for one frame, validated by the contract's FrameResult: detections from
-    a detector, `outputs` from a raw-mode model. Raises ResultRefused when the answer does not fit the
-    contract or the encoded document would exceed MAX_RESULT_BYTES."""
-    try:
-        result = FrameResult(
-            schema_version=meta.schema_version,
-            stream_id=meta.stream_id,
-            epoch=meta.epoch,
-            seq=meta.seq,
-            capture_ts_us=meta.capture_ts_us,
-            processed_ts_us=processed_ts_us,
-            width=meta.width,
-            height=meta.height,
-            model_name=model_name,
-            model_version=model_version,
-            model_ms=float(inferred.get("model_ms", 0.0)),
-            request_ms=float(inferred.get("request_ms", 0.0)),
-            detections=inferred.get("detections", []),
-            outputs=inferred.get("outputs"),
-            traceparent=meta.traceparent,
-        )
-    except (ValidationError, TypeError, ValueError) as exc:
-        raise ResultRefused(
-            f"inference answer does not fit the result contract: {str(exc)[:300]}", "invalid_result"
-        ) from None
-    doc = result.model_dump(mode="json", exclude_none=True)
-    size = len(encode_result(doc))
-    if size > MAX_RESULT_BYTES:
-        raise ResultRefused(
-            f"result document is {size} bytes, over the {MAX_RESULT_BYTES}-byte limit", "result_too_large"
-        )
-    return doc
