@@ -42,7 +42,7 @@ def test_a_revoked_partition_forgets_its_streams_only():
             view.update(result, analysis, {}, time.time_ns() // 1000)
             metrics.observe_frame(stream, len(analysis.tracks), 0.1, {})
             worker._stream_partition[stream] = ("results", partition)
-        worker._assigned = {("results", 0), ("results", 1)}
+        worker.assigned.update({("results", 0), ("results", 1)})
 
         worker._on_revoke(worker.consumer, [TopicPartition("results", 0)])
 
@@ -50,7 +50,7 @@ def test_a_revoked_partition_forgets_its_streams_only():
         scraped = {s.labels.get("stream") for f in metrics.registry.collect() if f.name == "vidpipe_analytics_tracks"
                    for s in f.samples}  # fmt: skip
         assert scraped == {"b"}
-        assert worker._assigned == {("results", 1)}
+        assert worker.assigned == {("results", 1)}
         # A later result of the forgotten stream starts it afresh, as on a new owner.
         assert [e.type for e in analytics.process(_result("a", 1)).events][:1] == ["tracker_reset"]
     finally:
