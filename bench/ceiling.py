@@ -34,7 +34,7 @@ def service_ceiling(
     process = inference_process(port, workdir / "logs-ceiling", model, **env).start()
     try:
         url = f"http://127.0.0.1:{port}"
-        process.wait_http(f"{url}/readyz")
+        process.wait_ready()
         sweep = service_sweep(url, frames, seconds, cpus)
     finally:
         process.stop()

@@ -78,7 +78,7 @@ def without_kafka(args: argparse.Namespace) -> int:
         # The service runs in its own process group: if this process is killed, the caller stops it by this pid.
         (workdir / "inference.pid").write_text(f"{inference.process.pid}\n")
         url = f"http://127.0.0.1:{port}"
-        inference.wait_http(f"{url}/readyz")
+        inference.wait_ready()
         log(f"(b) inference service over HTTP ({best['name']})")
         report["service"] = service_sweep(url, jpegs(sd_frames), args.seconds, cpus)
         report["service"]["runtime"] = runtime

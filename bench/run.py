@@ -138,7 +138,7 @@ def with_kafka(args: argparse.Namespace, workdir: Path) -> int:
         inference = inference_process(port, workdir / "logs", DEFAULT_MODEL, **runtime).start()
         stack.callback(inference.stop)
         url = f"http://127.0.0.1:{port}"
-        inference.wait_http(f"{url}/readyz")
+        inference.wait_ready()
 
         log(f"(b) inference service over HTTP ({best['name']})")
         report["service"] = service_sweep(url, jpegs(sd_frames), args.seconds, cpus)

@@ -11,7 +11,7 @@ import httpx
 
 from bench.bare import BareBackends
 from bench.common import log
-from tools.harness.processes import ServiceProcess, free_port, service_env
+from tools.harness.processes import free_port, inference_process
 from tools.harness.results import percentile
 from tools.paths import DEFAULT_MODEL
 
@@ -118,14 +118,14 @@ def auto_runtime(workdir: Path) -> dict:
     """The runtime the service picks by itself here (INFERENCE_BACKEND/PRECISION/INSTANCES/THREADS
     unset): backend, precision and why, instances x threads sized from the CPUs it may use."""
     port = free_port()
-    env = service_env(INFERENCE_MODEL_URI=str(DEFAULT_MODEL), INFERENCE_PORT=str(port), INFERENCE_HOST="127.0.0.1")
+    process = inference_process(port, workdir / "logs", DEFAULT_MODEL)
+    process.name, process.log_path = "inference-auto", workdir / "logs" / "inference-auto.log"
     for name in ("INFERENCE_BACKEND", "INFERENCE_PRECISION", "INFERENCE_INSTANCES", "INFERENCE_INTRA_OP_THREADS"):
-        env.pop(name, None)
-    process = ServiceProcess("inference-auto", "inference_service", env, workdir / "logs" / "inference-auto.log")
+        process.env.pop(name, None)
     process.start()
     (workdir / "inference.pid").write_text(f"{process.process.pid}\n")
     try:
-        process.wait_http(f"http://127.0.0.1:{port}/readyz")
+        process.wait_ready()  # on the ops port (INFERENCE_OPS_PORT), not the API's
         runtime = httpx.get(f"http://127.0.0.1:{port}/v1/model", timeout=30).json().get("runtime", {})
     finally:
         process.stop()
