@@ -111,7 +111,7 @@ def device_run(cpus: int, ratio: float, met: bool) -> dict:
 
 
 def test_device_block_is_separate_and_labelled():
-    from bench.report import DEVICE_BEGIN, DEVICE_END, render_device
+    from bench.device.report import DEVICE_BEGIN, DEVICE_END, render_device
 
     doc = f"# Performance\n{BEGIN}\nthe 2-vCPU table\n{END}\nmiddle\n{DEVICE_BEGIN}\nnone yet\n{DEVICE_END}\nend\n"
     gate = {
@@ -145,7 +145,7 @@ def test_device_block_is_separate_and_labelled():
 
 
 def test_device_block_survives_a_run_cut_short():
-    from bench.report import device_table
+    from bench.device.report import device_table
 
     cut = {"label": "2 vCPU", "machine": {"cpu_limit": 2}, "error": "Traceback ...\nKeyboardInterrupt: signal 15"}
     table = device_table({"all": device_run(16, 0.9, True), "pair": cut}, None)
@@ -153,7 +153,7 @@ def test_device_block_survives_a_run_cut_short():
 
 
 def test_the_service_ceiling_row_appears_when_measured():
-    from bench.report import device_table
+    from bench.device.report import device_table
 
     measured = report()
     measured["ceiling"] = {"fps": 702.5, "best": {"endpoint": "/v1/infer/batch", "concurrency": 3}}
