@@ -1,5 +1,5 @@
 """docs/PERFORMANCE.md, and the cells both of its generated blocks render alike: the 2-vCPU run's table
-(bench.report) and the bigger machine's (bench.device.report)."""
+(bench.report) and the many-core machine's (bench.device.report)."""
 
 from __future__ import annotations
 

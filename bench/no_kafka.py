@@ -1,5 +1,5 @@
 """(a), (b) and (g) alone, for a machine without a broker (no Java), as bench/device/run.sh runs them on a
-bigger machine: `python -m bench.run --no-kafka --out FILE`. Writes FILE after every stage, so a run cut
+machine with more cores: `python -m bench.run --no-kafka --out FILE`. Writes FILE after every stage, so a run cut
 short by its time cap still leaves its figures; never bench/results/latest.json."""
 
 from __future__ import annotations

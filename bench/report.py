@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--device",
         type=Path,
-        help="fold a bigger machine's results (the folder bench/device/run.sh wrote) into the document",
+        help="fold the results of a run on a machine with more cores (the folder bench/device/run.sh wrote) "
+        "into the document",
     )
     args = parser.parse_args(argv)
     if args.device is not None:

@@ -1,8 +1,8 @@
-"""The accuracy gate's runs for the bigger machine, in one JSON (bench/device/run.sh):
+"""The accuracy gate's runs on the machine with more cores, in one JSON (bench/device/run.sh):
 
 - bf16 on OpenVINO against f32 on OpenVINO, over every frame of the sample video, written beside the model
   as the service's gate file (--write), so the service's `auto` precision can be checked there afterwards;
-- the int8 model (carried beside the model where make int8 made it) against f32 on OpenVINO, written beside
+- the int8 model (in the bundle beside the model where make int8 made it) against f32 on OpenVINO, written beside
   it too, so the bench's sweep there knows whether int8 may set the limit;
 - f32 on OpenVINO against f32 on onnxruntime (the two runtimes should agree).
 
@@ -33,7 +33,7 @@ RUNS = {
         "openvino",
         "--write",
     ],
-    # The int8 model carried from here (made by make int8: NNCF is too big to carry), judged on that CPU,
+    # The int8 model comes in the bundle (made by make int8: NNCF is too big to bundle), judged on that CPU,
     # whose int8 kernels (AMX-INT8, VNNI) may round otherwise than this VM's.
     "int8_vs_openvino_f32": [
         "--precision",

@@ -12,7 +12,7 @@ Writes .devbench/bundle/ (ignored by git: it travels to that machine beside the 
                             files, tools (benchmark_app, ovc), type stubs
   yolov4-tiny.onnx.xz (+ .labels.txt, .stamp.json, .accuracy.json, .int8.xml/.bin where present), bikes.mp4
   manifest.json             sha256 of every file as it is to be unpacked
-Downloads are kept in .devbench/dl (never carried). Prints what would travel and fails over --limit-mib.
+Downloads are kept in .devbench/dl (never bundled). Prints what would travel and fails over --limit-mib.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from tools.paths import DEFAULT_MODEL, ROOT, SAMPLE_VIDEO
 
 BUNDLE = ROOT / ".devbench" / "bundle"
 DOWNLOADS = ROOT / ".devbench" / "dl"
-# What inference_service, vidpipe (services/shared) and bench import and the bigger machine lacks.
+# What inference_service, vidpipe (services/shared) and bench import and that machine lacks.
 WHEELS = (
     "fastapi",
     "annotated-doc",
@@ -147,12 +147,14 @@ def travel_bytes() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.device.pack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default="3.12", help="the bigger machine's Python (default %(default)s)")
+    parser.add_argument("--python", default="3.12", help="that machine's Python (default %(default)s)")
     parser.add_argument("--out", type=Path, default=BUNDLE)
     parser.add_argument(
-        "--with-onnxruntime", action="store_true", help="carry this venv's onnxruntime too (28 MB: over the limit)"
+        "--with-onnxruntime", action="store_true", help="bundle this venv's onnxruntime too (28 MB: over the limit)"
     )
-    parser.add_argument("--limit-mib", type=float, default=60.0, help="what may travel, tree and bundle together")
+    parser.add_argument(
+        "--limit-mib", type=float, default=60.0, help="what the copy to that machine may hold, tree and bundle together"
+    )
     args = parser.parse_args(argv)
     out: Path = args.out
     (out / "whl").mkdir(parents=True, exist_ok=True)
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         model_xz.write_bytes(lzma.compress(model_bytes, preset=9))
     beside = [DEFAULT_MODEL.with_name(DEFAULT_MODEL.stem + s) for s in (".labels.txt", ".stamp.json")]
     beside.append(DEFAULT_MODEL.with_name(DEFAULT_MODEL.name + ".accuracy.json"))
-    # The int8 model, where make int8 made it (about 6 MB); its gate is run again there, not carried.
+    # The int8 model, where make int8 made it (about 6 MB); its gate is run again there, not bundled.
     beside += int8_paths(DEFAULT_MODEL).values()
     for path in [*beside, SAMPLE_VIDEO]:
         stale = out / path.name
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stale.write_bytes(path.read_bytes())
         manifest["files"][str(path.relative_to(ROOT))] = {"from": path.name, "sha256": sha256(path.read_bytes())}
-    # (g)'s model that costs nothing, built here: the bigger machine has no onnx package to build it.
+    # (g)'s model that costs nothing, built here: that machine has no onnx package to build it.
     null_model(DEFAULT_MODEL, out / "null.onnx")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 

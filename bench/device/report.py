@@ -1,4 +1,4 @@
-"""The bigger machine's block of docs/PERFORMANCE.md, rendered from what bench/device/run.sh wrote there and
+"""The many-core machine's block of docs/PERFORMANCE.md, rendered from what bench/device/run.sh wrote there and
 `python -m bench.report --device DIR` copied into bench/results/device/: its whole CPU and the same machine
 pinned to 2 CPUs side by side, never mixed with the 2-vCPU run's table."""
 
@@ -57,7 +57,7 @@ def lscpu_model(machine_txt: str) -> str:
 
 
 def device_table(runs: dict[str, dict | None], accuracy: dict | None, machine_txt: str = "") -> str:
-    """The bigger machine's block: its whole CPU and the same machine pinned to 2 CPUs side by side."""
+    """The many-core machine's block: its whole CPU and the same machine pinned to 2 CPUs side by side."""
     big, pair = runs.get("all"), runs.get("pair")
     first = big or pair or {}
     machine, versions = first.get("machine", {}), first.get("runtimes", {})
@@ -141,7 +141,7 @@ def device_table(runs: dict[str, dict | None], accuracy: dict | None, machine_tx
         ("openvino_f32_vs_onnxruntime_f32", "OpenVINO f32 against onnxruntime f32"),
         ("int8_vs_openvino_f32", "accuracy gate: the int8 model (make int8) against OpenVINO f32"),
     ):
-        if key == "int8_vs_openvino_f32" and key not in gates:  # runs from before int8 was carried
+        if key == "int8_vs_openvino_f32" and key not in gates:  # runs from before the bundle held the int8 model
             continue
         figure, target = _gate(gates.get(key)) if accuracy else ("not measured", "")
         lines.append(f"| {what}, bikes.mp4 | {figure} | (same CPU) | {target} |")

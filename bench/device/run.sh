@@ -75,7 +75,7 @@ EOF
 } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 
-# A stage cut short by its cap: its inference service (own session) would run on; stop it by its pid.
+# A stage cut short by its cap: its inference service (own process group) would run on; stop it by its pid.
 reap() {
   for f in "$REPO"/out/bench-no-kafka-*/inference.pid; do
     [ -f "$f" ] || continue

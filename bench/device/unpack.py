@@ -1,4 +1,4 @@
-"""Unpack the bundle of bench/device/pack.py on the bigger machine, with the standard library alone
+"""Unpack the bundle of bench/device/pack.py on the machine with more cores, with the standard library alone
 (run as a script, before anything of ours can be imported):
 
     python3 bench/device/unpack.py --bundle .devbench/bundle --site /tmp/site
