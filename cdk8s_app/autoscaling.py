@@ -1,4 +1,5 @@
-"""KEDA: scale the consumer and the inference service on the consumer group's lag on the frames topic.
+"""KEDA: the TriggerAuthentication, and the ScaledObjects the rooms ask for (the consumer and the inference
+service scale on the consumer group's lag on the frames topic: services/<folder>/deploy.py).
 
 Trigger type `kafka` (KEDA's Sarama-based scaler): it is the scaler that implements MSK IAM as
 SASL OAUTHBEARER with `saslTokenProvider: aws_msk_iam`. The experimental `apache-kafka` scaler
@@ -10,11 +11,15 @@ Typed constructs come from `cdk8s import` of the vendored CRD (cdk8s_app/crds/).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from constructs import Construct
+
+from vidpipe_deploy.wiring import PlatformWiring
 
 from .imports.sh import keda
 from .pods import app_labels
-from .wiring import PlatformWiring
 
 TRIGGER_TYPE = "kafka"
 TRIGGER_AUTH_NAME = "vidpipe-kafka-msk-iam"
@@ -56,37 +61,33 @@ def kafka_trigger_metadata(wiring: PlatformWiring, lag_threshold: int, cap_at_pa
     return metadata
 
 
+class HasScaling(Protocol):
+    def add_scaling(self, scope: Construct, wiring: PlatformWiring) -> None: ...
+
+
 class Autoscaling(Construct):
-    def __init__(self, scope: Construct, id: str, wiring: PlatformWiring) -> None:
+    def __init__(self, scope: Construct, id: str, wiring: PlatformWiring, rooms: Sequence[HasScaling] = ()) -> None:
         super().__init__(scope, id)
         self.wiring = wiring
-        labels = app_labels("vidpipe", "autoscaling")
-        auth = None
+        self.labels = app_labels("vidpipe", "autoscaling")
+        self.auth = None
         if wiring.kafka_auth == "msk-iam":
-            auth = keda.ScaledObjectSpecTriggersAuthenticationRef(name=TRIGGER_AUTH_NAME, kind="TriggerAuthentication")
+            self.auth = keda.ScaledObjectSpecTriggersAuthenticationRef(
+                name=TRIGGER_AUTH_NAME, kind="TriggerAuthentication"
+            )
             keda.TriggerAuthentication(
                 self,
                 "trigger-auth",
-                metadata={"name": TRIGGER_AUTH_NAME, "labels": labels},
+                metadata={"name": TRIGGER_AUTH_NAME, "labels": self.labels},
                 spec=keda.TriggerAuthenticationSpec(pod_identity=self._pod_identity()),
             )
-        s = wiring.scaling
-        self._scaled_object(
-            wiring.services.consumer.name,
-            s.consumer_min_replicas,
-            wiring.consumer_max_replicas,
-            kafka_trigger_metadata(wiring, s.consumer_lag_threshold, cap_at_partitions=True),
-            auth,
-            labels,
-        )
-        self._scaled_object(
-            wiring.services.inference.name,
-            s.inference_min_replicas,
-            wiring.inference_max_replicas,
-            kafka_trigger_metadata(wiring, s.inference_lag_threshold, cap_at_partitions=False),
-            auth,
-            labels,
-        )
+        for room in rooms:
+            room.add_scaling(self, wiring)
+
+    def frames_lag(self, target: str, min_replicas: int, max_replicas: int, lag_threshold: int, cap: bool) -> None:
+        """A ScaledObject for Deployment `target` on the consumer group's lag on the frames topic."""
+        metadata = kafka_trigger_metadata(self.wiring, lag_threshold, cap_at_partitions=cap)
+        self._scaled_object(target, min_replicas, max_replicas, metadata, self.auth, self.labels)
 
     def _pod_identity(self) -> keda.TriggerAuthenticationSpecPodIdentity:
         k = self.wiring.keda

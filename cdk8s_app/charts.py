@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import cdk8s
 from cdk8s_plus_36 import k8s
 
+from vidpipe_deploy.wiring import PlatformWiring
+
 from . import KUBERNETES_VERSION
 from .autoscaling import Autoscaling
 from .network import NetworkPolicies
 from .pods import PART_OF, app_labels
-from .wiring import PlatformWiring
+from .rooms import rooms
 from .workloads import Workloads
 
 CHART_LABELS = {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": "cdk8s"}
@@ -55,11 +57,13 @@ def build_platform_charts(app: cdk8s.App, wiring: PlatformWiring) -> PlatformCha
                 },
             ),
         )
+    # Each service renders its own objects (its room, services/<folder>/deploy.py), in deployment order.
+    units = rooms(wiring.services.all())
     workloads = cdk8s.Chart(app, "vidpipe-workloads", namespace=wiring.namespace, labels=CHART_LABELS)
-    Workloads(workloads, "services", wiring)
-    NetworkPolicies(workloads, "network", wiring)
+    Workloads(workloads, "services", wiring, units)
+    NetworkPolicies(workloads, "network", wiring, units)
     autoscaling = cdk8s.Chart(app, "vidpipe-autoscaling", namespace=wiring.namespace, labels=CHART_LABELS)
-    Autoscaling(autoscaling, "keda", wiring)
+    Autoscaling(autoscaling, "keda", wiring, units)
     if namespace is not None:
         workloads.add_dependency(namespace)
     autoscaling.add_dependency(workloads)

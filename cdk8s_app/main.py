@@ -13,7 +13,7 @@ from pathlib import Path
 import cdk8s
 
 from cdk8s_app.charts import build_platform_charts
-from cdk8s_app.wiring import PlatformWiring, WiringError, load_settings
+from vidpipe_deploy.wiring import PlatformWiring, WiringError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,15 +1,10 @@
 """NetworkPolicies: deny everything in the namespace, then open exactly what each service needs.
 
+This module holds the platform-wide policies (default deny, DNS, the test source, the metrics scraper) and
+the building blocks each service's room uses for its own policy (services/<folder>/deploy.py):
+
 - all pods: DNS to kube-dns only.
-- inference: ingress on its API port from the consumer only; egress HTTPS to S3 (the model), to the VPC's
-  interface endpoints (Secrets Manager: the API token) and the Pod Identity agent.
-- consumer: egress to the inference API port, Kafka, HTTPS to S3 (archive) and the VPC's endpoints (token),
-  and the Pod Identity agent.
-- analytics: egress to Kafka, HTTPS to S3 (archived frames) and the VPC's endpoints (token), and the Pod
-  Identity agent; no ingress on its API port (its live view is reached with `kubectl port-forward`, which
-  the kubelet delivers inside the pod, past NetworkPolicy, like the probes).
-- publishers: egress to Kafka, their stream source's port, and the Pod Identity agent; HTTPS to the VPC's
-  endpoints when the source URL is read from AWS Secrets Manager (source_secret_arn). No S3.
+- each service: what its room opens (its ingress from named peers, Kafka, HTTPS, the Pod Identity agent).
 - test source: ingress 8554 from publishers; HTTPS egress only when it loops a remote video.
 - metrics_namespace: ingress from that namespace to each service's ops (health) port only, never an API port.
 
@@ -26,15 +21,17 @@ for the node role's credentials (the nodes also answer IMDSv2 only, hop limit 1:
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
+from typing import Protocol
 
 from cdk8s_plus_36 import k8s
 from constructs import Construct
 
 from vidpipe_deploy.units import ServiceUnit
+from vidpipe_deploy.wiring import PlatformWiring
 
 from .pods import app_labels, port, selector_labels
-from .wiring import PlatformWiring, StreamSpec
-from .workloads import RTSP_PORT, TEST_SOURCE_LABELS, publisher_labels, publisher_name, unit_labels
+from .workloads import RTSP_PORT, TEST_SOURCE_LABELS, unit_labels
 
 ANYWHERE = "0.0.0.0/0"
 # EKS Pod Identity agent (a host-network DaemonSet) serves credentials on these link-local addresses.
@@ -44,22 +41,22 @@ HTTPS = 443
 INSTANCE_METADATA = "169.254.169.254/32"
 
 
-def _tcp(*numbers: int) -> list[k8s.NetworkPolicyPort]:
+def tcp(*numbers: int) -> list[k8s.NetworkPolicyPort]:
     return [k8s.NetworkPolicyPort(port=port(n), protocol="TCP") for n in numbers]
 
 
-def _pods(labels: dict[str, str]) -> k8s.NetworkPolicyPeer:
+def pods(labels: dict[str, str]) -> k8s.NetworkPolicyPeer:
     return k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels=selector_labels(labels)))
 
 
-def _cidr(cidr: str) -> k8s.NetworkPolicyPeer:
+def cidr(block: str) -> k8s.NetworkPolicyPeer:
     """An ipBlock peer; a block that contains the instance metadata address excepts it.
 
     The API server accepts `except` only inside the block, so a block without the address (the VPC
     CIDR, the Pod Identity agent) has none; a CDK token (the VPC CIDR before deployment) is a VPC range,
     which AWS never allocates from 169.254.0.0/16.
     """
-    return k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=cidr, except_=_metadata_excluded(cidr)))
+    return k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=block, except_=_metadata_excluded(block)))
 
 
 def _metadata_excluded(cidr: str) -> list[str] | None:
@@ -73,12 +70,74 @@ def _metadata_excluded(cidr: str) -> list[str] | None:
     return None
 
 
+def network_policy(
+    scope: Construct, name: str, pod_labels: dict[str, str], ingress: list | None = None, egress: list | None = None
+) -> k8s.KubeNetworkPolicy:
+    """One policy's allowances; the default-deny policy makes everything else refused."""
+    types = [t for t, rules in (("Ingress", ingress), ("Egress", egress)) if rules is not None]
+    return k8s.KubeNetworkPolicy(
+        scope,
+        f"{name}-netpol",
+        metadata=k8s.ObjectMeta(name=name, labels=app_labels("vidpipe", "network-policy")),
+        spec=k8s.NetworkPolicySpec(
+            pod_selector=k8s.LabelSelector(match_labels=selector_labels(pod_labels) or None),
+            policy_types=types,
+            ingress=ingress or None,
+            egress=egress or None,
+        ),
+    )
+
+
+def https(wiring: PlatformWiring, *, s3: bool = False, aws_apis: bool = False) -> list[k8s.NetworkPolicyEgressRule]:
+    """443 to S3 (s3_cidrs, else any address) and/or the VPC's interface endpoints (the VPC CIDR)."""
+    cidrs: list[str] = []
+    if s3:
+        cidrs += wiring.s3_cidrs or [ANYWHERE]
+    if aws_apis:
+        cidrs.append(wiring.vpc_cidr or ANYWHERE)
+    if not cidrs:
+        return []
+    return [k8s.NetworkPolicyEgressRule(to=[cidr(c) for c in dict.fromkeys(cidrs)], ports=tcp(HTTPS))]
+
+
+def reads_token(wiring: PlatformWiring, unit: ServiceUnit) -> bool:
+    """The unit reads the API token from Secrets Manager (HTTPS to the VPC's endpoints)."""
+    return wiring.api_token_secret_arn is not None and unit.api_token_variable is not None
+
+
+def kafka(wiring: PlatformWiring) -> k8s.NetworkPolicyEgressRule:
+    return k8s.NetworkPolicyEgressRule(to=[cidr(wiring.vpc_cidr or ANYWHERE)], ports=tcp(*wiring.kafka_ports))
+
+
+def pod_identity() -> k8s.NetworkPolicyEgressRule:
+    return k8s.NetworkPolicyEgressRule(to=[cidr(c) for c in POD_IDENTITY_AGENT], ports=tcp(80))
+
+
+def to_unit(unit: ServiceUnit) -> k8s.NetworkPolicyEgressRule:
+    """Egress to another service's API port."""
+    return k8s.NetworkPolicyEgressRule(to=[pods(unit_labels(unit))], ports=tcp(unit.port))
+
+
+def from_units(unit: ServiceUnit, *clients: ServiceUnit) -> k8s.NetworkPolicyIngressRule:
+    """Ingress on the unit's API port from these services only."""
+    return k8s.NetworkPolicyIngressRule(from_=[pods(unit_labels(c)) for c in clients], ports=tcp(unit.port))
+
+
+class HasNetworkPolicy(Protocol):
+    def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None: ...
+
+
 class NetworkPolicies(Construct):
-    def __init__(self, scope: Construct, id: str, wiring: PlatformWiring) -> None:
+    """The platform-wide policies, and each service's own from its room."""
+
+    def __init__(
+        self, scope: Construct, id: str, wiring: PlatformWiring, rooms: Sequence[HasNetworkPolicy] = ()
+    ) -> None:
         super().__init__(scope, id)
         self.wiring = wiring
-        self._policy("default-deny", {}, ingress=[], egress=[])
-        self._policy(
+        network_policy(self, "default-deny", {}, ingress=[], egress=[])
+        network_policy(
+            self,
             "allow-dns",
             {},
             egress=[
@@ -91,108 +150,16 @@ class NetworkPolicies(Construct):
                             pod_selector=k8s.LabelSelector(match_labels={"k8s-app": "kube-dns"}),
                         )
                     ],
-                    ports=[k8s.NetworkPolicyPort(port=port(53), protocol="UDP"), *_tcp(53)],
+                    ports=[k8s.NetworkPolicyPort(port=port(53), protocol="UDP"), *tcp(53)],
                 )
             ],
         )
-        self._inference()
-        self._consumer()
-        self._analytics()
-        self._publishers()
+        for room in rooms:
+            room.add_network_policy(self, wiring)
         if wiring.rtsp_test_source.enabled:
             self._test_source()
         if wiring.metrics_namespace:
             self._metrics(wiring.metrics_namespace)
-
-    # Each policy adds allowances; the default-deny policy above makes everything else refused.
-    def _policy(
-        self, name: str, pod_labels: dict[str, str], ingress: list | None = None, egress: list | None = None
-    ) -> None:
-        types = [t for t, rules in (("Ingress", ingress), ("Egress", egress)) if rules is not None]
-        k8s.KubeNetworkPolicy(
-            self,
-            f"{name}-netpol",
-            metadata=k8s.ObjectMeta(name=name, labels=app_labels("vidpipe", "network-policy")),
-            spec=k8s.NetworkPolicySpec(
-                pod_selector=k8s.LabelSelector(match_labels=selector_labels(pod_labels) or None),
-                policy_types=types,
-                ingress=ingress or None,
-                egress=egress or None,
-            ),
-        )
-
-    def _https(self, *, s3: bool = False, aws_apis: bool = False) -> list[k8s.NetworkPolicyEgressRule]:
-        """443 to S3 (s3_cidrs, else any address) and/or the VPC's interface endpoints (the VPC CIDR)."""
-        cidrs: list[str] = []
-        if s3:
-            cidrs += self.wiring.s3_cidrs or [ANYWHERE]
-        if aws_apis:
-            cidrs.append(self.wiring.vpc_cidr or ANYWHERE)
-        if not cidrs:
-            return []
-        return [k8s.NetworkPolicyEgressRule(to=[_cidr(c) for c in dict.fromkeys(cidrs)], ports=_tcp(HTTPS))]
-
-    def _token(self, unit: ServiceUnit) -> bool:
-        """The unit reads the API token from Secrets Manager."""
-        return self.wiring.api_token_secret_arn is not None and unit.api_token_variable is not None
-
-    def _kafka(self) -> k8s.NetworkPolicyEgressRule:
-        return k8s.NetworkPolicyEgressRule(
-            to=[_cidr(self.wiring.vpc_cidr or ANYWHERE)], ports=_tcp(*self.wiring.kafka_ports)
-        )
-
-    @staticmethod
-    def _pod_identity() -> k8s.NetworkPolicyEgressRule:
-        return k8s.NetworkPolicyEgressRule(to=[_cidr(c) for c in POD_IDENTITY_AGENT], ports=_tcp(80))
-
-    def _inference(self) -> None:
-        inference, consumer = self.wiring.services.inference, self.wiring.services.consumer
-        self._policy(
-            inference.name,
-            unit_labels(inference),
-            ingress=[k8s.NetworkPolicyIngressRule(from_=[_pods(unit_labels(consumer))], ports=_tcp(inference.port))],
-            egress=[*self._https(s3=True, aws_apis=self._token(inference)), self._pod_identity()],
-        )
-
-    def _consumer(self) -> None:
-        inference, consumer = self.wiring.services.inference, self.wiring.services.consumer
-        self._policy(
-            consumer.name,
-            unit_labels(consumer),
-            egress=[
-                k8s.NetworkPolicyEgressRule(to=[_pods(unit_labels(inference))], ports=_tcp(inference.port)),
-                self._kafka(),
-                *self._https(s3=True, aws_apis=self._token(consumer)),
-                self._pod_identity(),
-            ],
-        )
-
-    def _analytics(self) -> None:
-        analytics = self.wiring.services.analytics
-        self._policy(
-            analytics.name,
-            unit_labels(analytics),
-            egress=[self._kafka(), *self._https(s3=True, aws_apis=self._token(analytics)), self._pod_identity()],
-        )
-
-    def _publishers(self) -> None:
-        for stream in self.wiring.all_streams:
-            self._policy(
-                publisher_name(stream),
-                publisher_labels(self.wiring, stream),
-                egress=[
-                    self._kafka(),
-                    self._pod_identity(),
-                    *self._source(stream),
-                    *self._https(aws_apis=stream.source_secret_arn is not None),  # Secrets Manager
-                ],
-            )
-
-    def _source(self, stream: StreamSpec) -> list[k8s.NetworkPolicyEgressRule]:
-        """Egress to the camera: the in-cluster test source by pod label, anything else by its port."""
-        if self.wiring.is_test_stream(stream):
-            return [k8s.NetworkPolicyEgressRule(to=[_pods(TEST_SOURCE_LABELS)], ports=_tcp(RTSP_PORT))]
-        return [k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)], ports=_tcp(stream.port))]
 
     def _test_source(self) -> None:
         publishers = k8s.NetworkPolicyPeer(
@@ -200,14 +167,15 @@ class NetworkPolicies(Construct):
         )
         # A remote test video is anywhere on the internet.
         egress = (
-            [k8s.NetworkPolicyEgressRule(to=[_cidr(ANYWHERE)], ports=_tcp(HTTPS))]
+            [k8s.NetworkPolicyEgressRule(to=[cidr(ANYWHERE)], ports=tcp(HTTPS))]
             if self.wiring.rtsp_test_source.video_url
             else []
         )
-        self._policy(
+        network_policy(
+            self,
             "rtsp-test-source",
             TEST_SOURCE_LABELS,
-            ingress=[k8s.NetworkPolicyIngressRule(from_=[publishers], ports=_tcp(RTSP_PORT))],
+            ingress=[k8s.NetworkPolicyIngressRule(from_=[publishers], ports=tcp(RTSP_PORT))],
             egress=egress or None,
         )
 
@@ -218,8 +186,9 @@ class NetworkPolicies(Construct):
             namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": namespace})
         )
         for unit in self.wiring.services.all():
-            self._policy(
+            network_policy(
+                self,
                 f"{unit.name}-metrics",
                 unit_labels(unit),
-                ingress=[k8s.NetworkPolicyIngressRule(from_=[scraper], ports=_tcp(unit.health_port))],
+                ingress=[k8s.NetworkPolicyIngressRule(from_=[scraper], ports=tcp(unit.health_port))],
             )

@@ -12,8 +12,7 @@ from cdk8s_plus_36 import k8s
 from constructs import Construct
 
 from vidpipe_deploy.facts import PART_OF  # noqa: E402  (re-exported)
-
-from .wiring import Resources
+from vidpipe_deploy.wiring import Resources
 
 # The services' images run as this uid/gid (services/*/Dockerfile: USER 10001:10001).
 APP_UID = 10001

@@ -9,7 +9,8 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from vidpipe_deploy.units import SERVICES, Services
+from vidpipe_deploy.registry import registered
+from vidpipe_deploy.units import Services
 
 from .checkov import suppress_findings
 from .config import PlatformConfig, load_config
@@ -37,8 +38,10 @@ def environment() -> cdk.Environment:
     return cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
 
 
-def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Services = SERVICES) -> Platform:
-    """services: the deployed service units (vidpipe_deploy/units.py); the charts take the same ones."""
+def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Services | None = None) -> Platform:
+    """services: the deployed service units (default: this tree's, vidpipe_deploy/registry.py); the charts
+    take the same ones."""
+    services = services or registered()
     config = load_config(app.node.get_all_context())
     env = environment()
     network = NetworkStack(

@@ -22,7 +22,7 @@ from vidpipe_deploy.units import Services
 from .config import CONTEXT_PREFIX, ConfigError, PlatformConfig
 
 if TYPE_CHECKING:
-    from cdk8s_app.wiring import PlatformWiring
+    from vidpipe_deploy.wiring import PlatformWiring
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def stream_wiring(stream: StreamSpec, service_account: str | None) -> StreamSpec
 
 
 def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiring:
-    from cdk8s_app.wiring import PlatformWiring
+    from vidpipe_deploy.wiring import PlatformWiring
 
     fields: dict[str, Any] = dict(
         region=Aws.REGION,

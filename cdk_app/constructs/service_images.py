@@ -7,7 +7,7 @@ from pathlib import Path
 from aws_cdk import aws_ecr_assets as ecr_assets
 from constructs import Construct
 
-from vidpipe_deploy.units import SERVICES, Services
+from vidpipe_deploy.units import Services
 
 # One Dockerfile (services/Dockerfile) builds each unit's image, with services/ as its context and the
 # unit's folder (its name) as the SERVICE build argument.
@@ -26,13 +26,15 @@ _EXCLUDE = [
     "**/*.onnx",
     "**/*.mp4",
     "**/.DS_Store",
-    # services/deploy: the deploy model, read at synth, never shipped
+    # The deploy model and each service's deploy unit (services/<folder>/deploy.py): read at synth, never
+    # shipped, and a change to them rebuilds no image.
     "deploy",
+    "*/deploy.py",
 ]
 
 
 class ServiceImages(Construct):
-    def __init__(self, scope: Construct, id: str, *, services_dir: Path, services: Services = SERVICES) -> None:
+    def __init__(self, scope: Construct, id: str, *, services_dir: Path, services: Services) -> None:
         super().__init__(scope, id)
         self.assets: dict[str, ecr_assets.DockerImageAsset] = {}
         folders = {unit.name: unit.image_id for unit in services.all()}

@@ -20,7 +20,7 @@ from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 from constructs import Construct
 
 from vidpipe_deploy.facts import ARCHIVE_PREFIX, MSK_IAM_PORT, NODE_POOL_LABEL, NODE_POOLS, PART_OF, OutputKeys
-from vidpipe_deploy.units import SERVICES, Services, identity_outputs
+from vidpipe_deploy.units import Services, identity_outputs
 
 from ..config import PlatformConfig
 from ..constructs import KafkaArns, ServiceIdentity, ServiceImages
@@ -46,7 +46,7 @@ class ComputeStack(PlatformStack):
         model_object_key: str,
         model_sha256: str | None = None,
         services_dir: Path,
-        services: Services = SERVICES,
+        services: Services,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, config=config, **kwargs)

@@ -149,16 +149,16 @@ def test_analytics_replicas_are_bounded_by_the_partitions():
 def test_the_cdk_wiring_carries_section_and_replicas_to_the_charts():
     from cdk_app.workloads import WorkloadInputs, build_wiring
     from tests.k8s.k8s_helpers import synthesize
-    from vidpipe_deploy.units import SERVICES
+    from vidpipe_deploy.registry import registered
 
     context = {"vidpipe:streams": STREAMS, "vidpipe:analytics": ANALYTICS, "vidpipe:analyticsReplicas": 2}
     inputs = WorkloadInputs(
         kafka_bootstrap="${Token[TOKEN.1]}",
         archive_uri="s3://${Token[TOKEN.2]}/archive",
         model_uri="s3://${Token[TOKEN.2]}/models/m.onnx",
-        images={unit.role: "${Token[TOKEN.3]}" for unit in SERVICES.all()},
+        images={unit.role: "${Token[TOKEN.3]}" for unit in registered().all()},
         vpc_cidr="${Token[TOKEN.4]}",
-        services=SERVICES,
+        services=registered(),
     )
     manifests = synthesize(build_wiring(load_config(user_context(**context)), inputs))
     assert manifests.get("Deployment", NAME)["spec"]["replicas"] == 2

@@ -420,10 +420,11 @@ def test_outputs_have_stable_names_and_no_exports(synth):
 
 
 def test_outputs_cover_what_the_kubernetes_side_reads(synth):
-    from cdk8s_app.wiring import OutputKeys, required_output_keys
-    from vidpipe_deploy.units import SERVICES, identity_outputs
+    from vidpipe_deploy.registry import registered
+    from vidpipe_deploy.units import identity_outputs
+    from vidpipe_deploy.wiring import OutputKeys, required_output_keys
 
-    optional = {OutputKeys.NAMESPACE, *(identity_outputs(unit.name)[0] for unit in SERVICES.all())}
+    optional = {OutputKeys.NAMESPACE, *(identity_outputs(unit.name)[0] for unit in registered().all())}
     assert set(required_output_keys()) | optional <= set(synth.all_outputs())
 
 

@@ -193,8 +193,8 @@ def test_the_standalone_charts_take_the_same_settings(wiring_factory):
 
 @pytest.fixture(scope="module")
 def wiring_factory():
-    from cdk8s_app.wiring import PlatformWiring, load_settings
     from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, SETTINGS, synthesize
+    from vidpipe_deploy.wiring import PlatformWiring, load_settings
 
     def build(overrides: dict):
         settings = {**load_settings(SETTINGS), **overrides}

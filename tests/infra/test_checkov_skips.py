@@ -87,8 +87,8 @@ def test_the_service_deployments_carry_their_image_suppressions(request):
 @pytest.fixture(scope="module")
 def standalone_manifests() -> list[dict]:
     """The manifests `make k8s` writes (committed settings, sample outputs), as objects."""
-    from cdk8s_app.wiring import PlatformWiring, load_settings
     from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, SETTINGS, synthesize
+    from vidpipe_deploy.wiring import PlatformWiring, load_settings
 
     return synthesize(PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, load_settings(SETTINGS))).objects
 

@@ -1,23 +1,40 @@
-"""Renaming a service or changing its port is one edit to its unit (vidpipe_deploy/units.py): the CDK app and
-the charts both follow. Built here with renamed units, as `build_platform(..., services=...)` and
-`build_platform_charts` take them."""
+"""Renaming a service is renaming its folder (and its registry line); changing its port is one edit to its
+unit (services/<folder>/deploy.py); adding a fifth is a folder with a deploy unit from the template
+(services/deploy/template/deploy.py) and a registry line. The CDK app and the charts both follow. Built here
+with renamed units and a fifth one, as `build_platform(..., services=...)` and `build_platform_charts` take
+them."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
-from cdk_support import MODEL, session_context
+from cdk_support import MODEL, ROOT, session_context
 
-from vidpipe_deploy.units import SERVICES, identity_outputs
+from vidpipe_deploy.registry import RegistryError, load_unit, registered
+from vidpipe_deploy.units import ServiceUnit, identity_outputs
 
 pytestmark = pytest.mark.infra
 
-RENAMED = SERVICES.model_copy(
-    update={
-        "consumer": SERVICES.consumer.model_copy(update={"name": "frame-consumer", "port": 9181}),
-        "inference": SERVICES.inference.model_copy(update={"name": "detector", "port": 9090}),
-    }
+SERVICES = registered()
+TEMPLATE = ROOT / "services" / "deploy" / "template" / "deploy.py"
+FIFTH = "plate-reader"
+
+
+def fifth_service(services_dir: Path) -> ServiceUnit:
+    """A new service's folder as a user starts it: its package declaration and the template's deploy unit."""
+    folder = services_dir / FIFTH
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pyproject.toml").write_text("")
+    shutil.copy(TEMPLATE, folder / "deploy.py")
+    return load_unit(folder)
+
+
+RENAMED = SERVICES.replace(
+    SERVICES.consumer.model_copy(update={"name": "frame-consumer", "port": 9181}),
+    SERVICES.inference.model_copy(update={"name": "detector", "port": 9090}),
 )
 
 
@@ -34,13 +51,14 @@ def renamed_cdk(tmp_path_factory, clean_env):
     for unit in RENAMED.all():
         (root / "services" / unit.name).mkdir()
         (root / "services" / unit.name / "pyproject.toml").write_text("")
+    services = RENAMED.add(fifth_service(root / "services"))
     context = session_context(tmp_path_factory)
     if MODEL.exists():
         context["vidpipe:modelDir"] = str(MODEL.parent)
     outdir = tmp_path_factory.mktemp("renamed")
     app = cdk.App(context=context, outdir=str(outdir))
-    platform = build_platform(app, project_root=root, services=RENAMED)
-    app.synth()  # cdk-nag included: the renamed identities' wildcards are acknowledged from their units
+    platform = build_platform(app, project_root=root, services=services)
+    app.synth()  # cdk-nag included: the renamed and new identities' wildcards are acknowledged from their units
     compute = platform.compute
     return compute, json.loads((outdir / f"{compute.artifact_id}.template.json").read_text())
 
@@ -52,9 +70,10 @@ def _resources(template: dict, type_: str) -> list[dict]:
 def test_the_cdk_app_follows_a_renamed_service(renamed_cdk):
     compute, template = renamed_cdk
     accounts = {a["Properties"]["ServiceAccount"] for a in _resources(template, "AWS::EKS::PodIdentityAssociation")}
-    assert accounts == {"frame-publisher", "frame-consumer", "detector", "analytics-service", "keda-operator"}
-    assert {"frame-consumer", "detector"} <= set(compute.identities)
-    for name in ("frame-consumer", "detector"):
+    assert accounts == {"frame-publisher", "frame-consumer", "detector", "analytics-service", FIFTH, "keda-operator"}
+    assert {"frame-consumer", "detector", FIFTH} <= set(compute.identities)
+    assert template["Outputs"]["PlateReaderImageUri"]["Description"] == f"{FIFTH} image"
+    for name in ("frame-consumer", "detector", FIFTH):
         account_key, role_key = identity_outputs(name)
         assert template["Outputs"][account_key]["Value"] == name and role_key in template["Outputs"]
     assert "ConsumerServiceServiceAccount" not in template["Outputs"]
@@ -66,14 +85,16 @@ def test_the_cdk_app_follows_a_renamed_service(renamed_cdk):
         '\\"serviceAccountName\\":\\"detector\\"',
         '\\"containerPort\\":9090',
         '\\"CONSUMER_HEALTH_PORT\\":\\"9181\\"',
+        '\\"serviceAccountName\\":\\"plate-reader\\"',
+        '\\"name\\":\\"plate-reader\\"',
     ):
         assert expected in charts, expected
     assert "consumer-service" not in charts and "inference-service" not in charts
 
 
 def test_the_charts_follow_a_renamed_service(tmp_path):
-    from cdk8s_app.wiring import PlatformWiring, load_settings
     from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, SETTINGS, containers, synthesize
+    from vidpipe_deploy.wiring import PlatformWiring, load_settings
 
     outputs = json.loads(SAMPLE_OUTPUTS.read_text())
     for stack in outputs.values():  # an outputs file as the renamed CDK app writes it
@@ -82,9 +103,12 @@ def test_the_charts_follow_a_renamed_service(tmp_path):
             if key in stack:
                 stack[identity_outputs(new)[0]] = new
                 del stack[key]
+        if "PublisherImageUri" in stack:  # the fifth service's image, as the CDK app outputs it
+            stack["PlateReaderImageUri"] = stack["PublisherImageUri"].rpartition(":")[0] + ":" + "f" * 64
     path = tmp_path / "renamed-outputs.json"
     path.write_text(json.dumps(outputs))
-    wiring = PlatformWiring.from_outputs_file(path, load_settings(SETTINGS), services=RENAMED)
+    services = RENAMED.add(fifth_service(tmp_path / "services"))
+    wiring = PlatformWiring.from_outputs_file(path, load_settings(SETTINGS), services=services)
     manifests = synthesize(wiring)
     detector = manifests.get("Deployment", "detector")
     assert detector["spec"]["template"]["spec"]["serviceAccountName"] == "detector"
@@ -101,3 +125,18 @@ def test_the_charts_follow_a_renamed_service(tmp_path):
         "detector",
     }
     assert not [o for o in manifests.objects if o["metadata"]["name"] in ("consumer-service", "inference-service")]
+    # The fifth service: its Deployment under its own identity, its Service, settings and network policy.
+    reader = manifests.get("Deployment", FIFTH)["spec"]["template"]["spec"]
+    assert reader["serviceAccountName"] == FIFTH and reader["containers"][0]["image"].endswith(":" + "f" * 64)
+    assert manifests.get("Service", FIFTH)["spec"]["ports"][0]["port"] == 8000
+    assert manifests.config_map(FIFTH)["KAFKA_CLIENT_ID"] == FIFTH
+    assert manifests.get("NetworkPolicy", FIFTH)["spec"]["egress"]
+
+
+def test_a_registry_line_without_a_deploy_unit_is_refused_by_name(tmp_path):
+    (tmp_path / "orphan").mkdir()
+    with pytest.raises(RegistryError, match="orphan/deploy.py is missing"):
+        load_unit(tmp_path / "orphan")
+    (tmp_path / "orphan" / "deploy.py").write_text("UNIT = 'not a unit'\n")
+    with pytest.raises(RegistryError, match="defines no UNIT"):
+        load_unit(tmp_path / "orphan")

@@ -11,7 +11,7 @@ from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, SETTINGS, Manifests, synthesiz
 
 @pytest.fixture(scope="session")
 def settings() -> dict[str, Any]:
-    from cdk8s_app.wiring import load_settings
+    from vidpipe_deploy.wiring import load_settings
 
     return load_settings(SETTINGS)
 
@@ -19,7 +19,7 @@ def settings() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def wiring(settings):
     """The standalone path: the committed sample outputs, the committed settings, the test source on."""
-    from cdk8s_app.wiring import PlatformWiring
+    from vidpipe_deploy.wiring import PlatformWiring
 
     return PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings, rtsp_test_source={"enabled": True})
 

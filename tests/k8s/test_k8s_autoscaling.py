@@ -85,9 +85,9 @@ def test_lag_thresholds_derive_from_measured_throughput_and_latency_budget(manif
 def test_a_bench_run_becomes_settings_and_thresholds_never_drop_to_the_in_flight_depth(tmp_path, capsys):
     import yaml
 
-    from cdk8s_app.wiring import PlatformWiring, load_settings
     from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, SETTINGS
     from vidpipe_deploy import sizing
+    from vidpipe_deploy.wiring import PlatformWiring, load_settings
 
     bench = tmp_path / "latest.json"
     assert sizing.measured(bench) == sizing.DOCUMENTED, "no bench file: the documented figures"

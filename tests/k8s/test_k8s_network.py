@@ -148,8 +148,8 @@ def test_https_to_s3_narrows_to_the_given_ranges(wiring):
 
 
 def test_a_publisher_reading_secrets_manager_reaches_the_vpc_endpoints_only(wiring):
-    from cdk8s_app.wiring import StreamSpec
     from tests.k8s.k8s_helpers import synthesize
+    from vidpipe_deploy.wiring import StreamSpec
 
     arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vidpipe/yard-AbC123"
     update = {"streams": [StreamSpec.model_validate({"name": "yard", "sourceSecretArn": arn})], "analytics": {}}

@@ -201,8 +201,8 @@ def test_the_model_digest_from_the_outputs_pins_the_inference_model(tmp_path, se
     """ModelSha256 (the CDK app's output) becomes INFERENCE_MODEL_SHA256; without it there is no pin."""
     import json
 
-    from cdk8s_app.wiring import PlatformWiring
     from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, synthesize
+    from vidpipe_deploy.wiring import PlatformWiring
 
     document = json.loads(SAMPLE_OUTPUTS.read_text())
     assert "INFERENCE_MODEL_SHA256" not in synthesize(

@@ -37,13 +37,16 @@ def test_model_cache_is_on_the_writable_tmp(manifests):
 
 def test_services_run_under_their_own_service_accounts(manifests, wiring):
     expected = {
-        "inference-service": wiring.service_accounts.inference,
-        "consumer-service": wiring.service_accounts.consumer,
-        "analytics-service": wiring.service_accounts.analytics,
+        "inference-service": wiring.service_accounts.get("inference"),
+        "consumer-service": wiring.service_accounts.get("consumer"),
+        "analytics-service": wiring.service_accounts.get("analytics"),
     }
     assert all(expected.values()), "the outputs file names each ServiceAccount"
     expected.update(
-        {f"publisher-{s.name}": s.service_account or wiring.service_accounts.publisher for s in wiring.all_streams}
+        {
+            f"publisher-{s.name}": s.service_account or wiring.service_accounts.get("publisher")
+            for s in wiring.all_streams
+        }
     )
     for name, account in expected.items():
         assert manifests.get("Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"] == account

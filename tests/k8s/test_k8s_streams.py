@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from cdk8s_app.wiring import StreamSpec
 from tests.k8s.k8s_helpers import ROOT, containers, synthesize
+from vidpipe_deploy.wiring import StreamSpec
 
 pytestmark = pytest.mark.infra
 
@@ -107,8 +107,8 @@ URL = re.compile(r"(rtsps?|rtmp|https?|udp|tcp)://", re.IGNORECASE)
 def test_no_camera_url_in_any_manifest(settings):
     """Default settings: no URL-shaped source anywhere (with or without credentials); with the test source on,
     the only rtsp:// text is its fixed in-cluster URL, credential-free and in no ConfigMap."""
-    from cdk8s_app.wiring import PlatformWiring
     from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS
+    from vidpipe_deploy.wiring import PlatformWiring
 
     default = synthesize(PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings))
     assert not re.search(r"rtsps?://|rtmp://|udp://|tcp://", json.dumps(default.objects))
@@ -150,8 +150,8 @@ def test_the_standalone_synth_writes_no_camera_url(tmp_path):
     ],
 )
 def test_a_source_url_in_the_settings_is_refused_without_repeating_it(entry):
-    from cdk8s_app.wiring import PlatformWiring, WiringError
     from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS
+    from vidpipe_deploy.wiring import PlatformWiring, WiringError
 
     with pytest.raises(WiringError) as caught:
         PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, {"streams": [entry]})
@@ -180,8 +180,8 @@ def test_test_source_serves_rtsp_to_the_generated_stream(manifests, wiring):
 
 
 def test_test_source_is_off_by_default(settings):
-    from cdk8s_app.wiring import PlatformWiring
     from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS
+    from vidpipe_deploy.wiring import PlatformWiring
 
     default = PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings)
     assert not default.rtsp_test_source.enabled

@@ -10,7 +10,10 @@ import sys
 
 import pytest
 
-from cdk8s_app.wiring import (
+from tests.k8s.k8s_helpers import ROOT, SAMPLE_OUTPUTS, containers, synthesize
+from vidpipe_deploy.registry import registered
+from vidpipe_deploy.units import identity_outputs
+from vidpipe_deploy.wiring import (
     OutputKeys,
     PlatformWiring,
     WiringError,
@@ -18,8 +21,6 @@ from cdk8s_app.wiring import (
     merge_stack_outputs,
     required_output_keys,
 )
-from tests.k8s.k8s_helpers import ROOT, SAMPLE_OUTPUTS, containers, synthesize
-from vidpipe_deploy.units import SERVICES, identity_outputs
 
 pytestmark = pytest.mark.infra
 
@@ -35,14 +36,14 @@ def test_outputs_file_round_trips_into_the_manifests(manifests, wiring):
     assert wiring.region == out[OutputKeys.REGION]
     assert wiring.kafka_bootstrap == out[OutputKeys.KAFKA_BOOTSTRAP]
     images = {c["image"] for d in manifests.kind("Deployment") for c in containers(d)}
-    for unit in SERVICES.all():
+    for unit in registered().all():
         assert out[unit.image_output] in images
     assert manifests.config_map("consumer-service")["CONSUMER_ARCHIVE_URI"] == out[OutputKeys.ARCHIVE_URI]
     assert manifests.config_map("inference-service")["INFERENCE_MODEL_URI"] == out[OutputKeys.MODEL_URI]
     kafka = manifests.config_map("vidpipe-kafka")
     assert kafka["KAFKA_BOOTSTRAP"] == out[OutputKeys.KAFKA_BOOTSTRAP] and kafka["KAFKA_AUTH"] == "msk-iam"
     assert wiring.namespace == out[OutputKeys.NAMESPACE]
-    assert wiring.service_account("consumer") == out[identity_outputs(SERVICES.consumer.name)[0]]
+    assert wiring.service_account("consumer") == out[identity_outputs(registered().consumer.name)[0]]
 
 
 # The documented fakes (docs/KUBERNETES.md): AWS's documentation account and example hosts and names.

@@ -1,6 +1,7 @@
 """The packages import each other one way only: the contract at the bottom, the services on it (never on each
-other), the deploy model on those, the charts on the deploy model, the CDK app on the charts, and the local
-harness (tools/, then bench/) on top. No arrow points up and no circle closes, between packages or between
+other), the deploy model on those, the charts' building blocks on the deploy model, each service's deploy unit
+(its room) on the building blocks, the CDK app on top of them, and the local harness (tools/, then bench/) on
+top. The rooms reach the charts and the CDK app through the registry (vidpipe_deploy.registry), by path. No arrow points up and no circle closes, between packages or between
 the CDK app's own modules, TYPE_CHECKING imports included (they are where circles hide)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("frame_publisher", "consumer_service", "inference_service", "analytics_service"),
     ("vidpipe_deploy",),
     ("cdk8s_app",),
+    ("rooms",),  # each service's deploy unit, services/<folder>/deploy.py
     ("cdk_app",),
     ("tools",),
     ("bench",),
@@ -29,6 +31,7 @@ FOLDERS = {
     "analytics_service": ROOT / "services" / "analytics-service" / "analytics_service",
     "vidpipe_deploy": ROOT / "services" / "deploy" / "vidpipe_deploy",
     "cdk8s_app": ROOT / "cdk8s_app",
+    "rooms": ROOT / "services",
     "cdk_app": ROOT / "cdk_app",
     "tools": ROOT / "tools",
     "bench": ROOT / "bench",
@@ -38,6 +41,8 @@ GENERATED = ("cdk8s_app/imports",)
 
 
 def _modules(package: str) -> dict[str, Path]:
+    if package == "rooms":
+        return {f"rooms.{p.parent.name}": p for p in sorted((ROOT / "services").glob("*/deploy.py"))}
     folder = FOLDERS[package]
     found = {}
     for path in sorted(folder.rglob("*.py")):
@@ -71,6 +76,7 @@ def _imports(module: str, path: Path) -> set[str]:
 
 def _graph() -> dict[str, set[str]]:
     modules = {name: path for package in FOLDERS for name, path in _modules(package).items()}
+    assert len([m for m in modules if m.startswith("rooms.")]) >= 4, "every service has its room"
     graph: dict[str, set[str]] = defaultdict(set)
     for name, path in modules.items():
         graph[name] |= {target for target in _imports(name, path) if target in modules and target != name}

@@ -1,28 +1,23 @@
-"""One unit per deployed service: what it is and what it needs, declared once.
+"""What a deployed service is and what it needs, as data: the base of every service's deploy unit.
 
-A `ServiceUnit` names the service (its folder under services/, image, Deployment, ServiceAccount and
-NetworkPolicy), its port, its node pool, and its cloud grants as data (`KafkaGrant`, `ObjectGrant`).
-The CDK app turns the grants into the IAM policy of the service's Pod Identity role and into the
-cdk-nag acknowledgements of exactly those wildcard resources (cdk_app/units.py); the charts read the
-name, port and pool (cdk8s_app/workloads.py, network.py, autoscaling.py). `KedaUnit` does the same for
-the KEDA operator (cdk_app/constructs/keda.py installs it).
+Each service declares its unit in its own folder, beside its runtime (services/<folder>/deploy.py; the
+registry, vidpipe_deploy/registry.py, lists the folders). A `ServiceUnit` names the service (its folder
+under services/: image, Deployment, ServiceAccount and NetworkPolicy), its port, its node pool, and its
+cloud grants as data (`KafkaGrant`, `ObjectGrant`). The CDK app turns the grants into the IAM policy of the
+service's Pod Identity role and into the cdk-nag acknowledgements of exactly those wildcard resources
+(cdk_app/units.py); the charts render its workload, network policy and scaling through the hooks its
+room implements (cdk8s_app/rooms.py). `KedaUnit` does the same for the KEDA operator.
 
-Renaming a service or changing its port is one edit here (or a different `Services` passed to both
-`cdk_app.app.build_platform` and `cdk8s_app.charts.build_platform_charts`; tests/infra/test_units.py).
-
-Never imports aws_cdk: the charts load this in a plain cdk8s process.
+Never imports aws_cdk or cdk8s: the CDK app and the charts both load this.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from pydantic import model_validator
+
 from .facts import (
-    ARCHIVE_PREFIX,
-    FRAMES_PREFIX,
-    GENERAL_POOL,
-    INFERENCE_POOL,
-    MODELS_PREFIX,
     FrozenModel,
     OutputKeys,
     output_key,
@@ -54,21 +49,27 @@ class ObjectGrant(FrozenModel):
 Grant = KafkaGrant | ObjectGrant
 
 ALL_TOPICS: tuple[TopicRole, ...] = ("frames", "results", "dead_letter", "events")
-_CONNECT = KafkaGrant(
+CONNECT = KafkaGrant(
     sid="Connect", actions=("kafka-cluster:Connect", "kafka-cluster:WriteDataIdempotently"), on="cluster"
 )
 # Publisher and consumer create missing topics at start-up (TOPICS_CREATE=true): never broker auto-create.
 # vidpipe.topics creates every contract topic, events included, and stops on a refused one, so the grant
 # names all four. The analytics service never creates topics (TOPICS_CREATE=false in its pod).
-_CREATE_TOPICS = KafkaGrant(
+CREATE_TOPICS = KafkaGrant(
     sid="CreateOwnTopics", actions=("kafka-cluster:CreateTopic",), on="topics", topics=ALL_TOPICS
 )
-_KAFKA_WHY = "MSK cluster UUID unknown at synth: pinned to this cluster name and exact topic/group names"
+KAFKA_WHY = "MSK cluster UUID unknown at synth: pinned to this cluster name and exact topic/group names"
 
 
 class ServiceUnit(FrozenModel):
-    role: Literal["publisher", "consumer", "inference", "analytics"]  # key of images/service_accounts in the wiring
-    name: str  # services/<name>, its image, Deployment, ServiceAccount, NetworkPolicy, ScaledObject
+    """A service's deploy unit. Its room (services/<folder>/deploy.py) subclasses it, through the charts'
+    `cdk8s_app.rooms.Room`, to render its workload; the registry gives it its folder's name."""
+
+    # How the other units and the wiring's images and service accounts refer to it (default: its name).
+    role: str = ""
+    # services/<name>, its image, Deployment, ServiceAccount, NetworkPolicy, ScaledObject (the registry sets it
+    # from the folder, so renaming the folder renames the service)
+    name: str = ""
     component: str  # app.kubernetes.io/component
     port: int  # the HTTP port it serves: the API (inference, analytics' live view) or, alone, its health server
     # The separate ops port serving /healthz, /readyz and /metrics where the API has its own port (inference,
@@ -93,7 +94,7 @@ class ServiceUnit(FrozenModel):
     @property
     def image_id(self) -> str:
         """Construct id of its image asset."""
-        return self.role.capitalize()
+        return output_key(self.role, "")
 
     def stream_identity(self, stream: str) -> str:
         """The ServiceAccount of a publisher that reads its source URL from Secrets Manager."""
@@ -105,111 +106,52 @@ def identity_outputs(name: str) -> tuple[str, str]:
     return output_key(name, OutputKeys.SERVICE_ACCOUNT), output_key(name, OutputKeys.ROLE_ARN)
 
 
-PUBLISHER = ServiceUnit(
-    role="publisher",
-    name="frame-publisher",
-    component="publisher",
-    port=8082,
-    pool=GENERAL_POOL,
-    grants=(
-        _CONNECT,
-        _CREATE_TOPICS,
-        KafkaGrant(
-            sid="WriteFrames",
-            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
-            on="topics",
-            topics=("frames",),
-        ),
-    ),
-    nag_reason=_KAFKA_WHY,
-)
-CONSUMER = ServiceUnit(
-    role="consumer",
-    name="consumer-service",
-    component="consumer",
-    port=8081,
-    pool=GENERAL_POOL,
-    api_token_variable="CONSUMER_INFERENCE_TOKEN",  # sends it to inference
-    grants=(
-        _CONNECT,
-        _CREATE_TOPICS,
-        KafkaGrant(
-            sid="ReadFrames",
-            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"),
-            on="topics",
-            topics=("frames",),
-        ),
-        KafkaGrant(
-            sid="WriteResultsAndDeadLetters",
-            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
-            on="topics",
-            topics=("results", "dead_letter"),
-        ),
-        KafkaGrant(sid="UseGroup", actions=("kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"), on="group"),
-        ObjectGrant(sid="PutArchive", actions=("s3:PutObject",), prefix=ARCHIVE_PREFIX),
-    ),
-    nag_reason=f"{_KAFKA_WHY}; s3:PutObject only under {ARCHIVE_PREFIX}",
-)
-INFERENCE = ServiceUnit(
-    role="inference",
-    name="inference-service",
-    component="inference",
-    port=8080,
-    ops_port=8090,
-    pool=INFERENCE_POOL,
-    api_token_variable="INFERENCE_API_TOKEN",
-    grants=(ObjectGrant(sid="ReadModels", actions=("s3:GetObject",), prefix=MODELS_PREFIX),),
-    nag_reason=f"s3:GetObject only under {MODELS_PREFIX}",
-)
-# Reads results as its own group, publishes events, shows archived frames in its live view. Same port
-# as the publishers' health server: they never share a pod.
-ANALYTICS = ServiceUnit(
-    role="analytics",
-    name="analytics-service",
-    component="analytics",
-    port=8082,
-    ops_port=8092,
-    pool=GENERAL_POOL,
-    api_token_variable="ANALYTICS_API_TOKEN",
-    grants=(
-        _CONNECT,
-        KafkaGrant(
-            sid="ReadResults",
-            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"),
-            on="topics",
-            topics=("results",),
-        ),
-        KafkaGrant(
-            sid="WriteEvents",
-            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
-            on="topics",
-            topics=("events",),
-        ),
-        KafkaGrant(
-            sid="UseGroup",
-            actions=("kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"),
-            on="group",
-            group="analytics_group",
-        ),
-        ObjectGrant(sid="ReadArchivedFrames", actions=("s3:GetObject",), prefix=FRAMES_PREFIX),
-    ),
-    nag_reason=f"{_KAFKA_WHY}; s3:GetObject only under {FRAMES_PREFIX}",
-)
-
-
 class Services(FrozenModel):
-    """The deployed services, in deployment order."""
+    """The deployed services, in deployment order; each is found by its role."""
 
-    publisher: ServiceUnit = PUBLISHER
-    consumer: ServiceUnit = CONSUMER
-    inference: ServiceUnit = INFERENCE
-    analytics: ServiceUnit = ANALYTICS
+    units: tuple[ServiceUnit, ...]
 
     def all(self) -> tuple[ServiceUnit, ...]:
-        return (self.publisher, self.consumer, self.inference, self.analytics)
+        return self.units
 
+    def role(self, role: str) -> ServiceUnit:
+        for unit in self.units:
+            if unit.role == role:
+                return unit
+        raise KeyError(f"no deployed service has the role {role!r} (roles: {[u.role for u in self.units]})")
 
-SERVICES = Services()
+    def replace(self, *units: ServiceUnit) -> Services:
+        """The same services with these in place of the ones of the same role."""
+        by_role = {unit.role: unit for unit in units}
+        return Services(units=tuple(by_role.get(unit.role, unit) for unit in self.units))
+
+    def add(self, unit: ServiceUnit) -> Services:
+        return Services(units=(*self.units, unit))
+
+    # The four the platform is made of, by role: what one unit says of another (the consumer calls inference).
+    @property
+    def publisher(self) -> ServiceUnit:
+        return self.role("publisher")
+
+    @property
+    def consumer(self) -> ServiceUnit:
+        return self.role("consumer")
+
+    @property
+    def inference(self) -> ServiceUnit:
+        return self.role("inference")
+
+    @property
+    def analytics(self) -> ServiceUnit:
+        return self.role("analytics")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Services:
+        for attribute in ("role", "name"):
+            values = [getattr(unit, attribute) for unit in self.units]
+            if len(values) != len(set(values)):
+                raise ValueError(f"two deployed services share a {attribute}: {values}")
+        return self
 
 
 class KedaUnit(FrozenModel):
@@ -232,7 +174,7 @@ class KedaUnit(FrozenModel):
         KafkaGrant(sid="DescribeFrames", actions=("kafka-cluster:DescribeTopic",), on="topics", topics=("frames",)),
         KafkaGrant(sid="DescribeGroup", actions=("kafka-cluster:DescribeGroup",), on="group"),
     )
-    nag_reason: str = f"{_KAFKA_WHY} (describe only)"
+    nag_reason: str = f"{KAFKA_WHY} (describe only)"
 
     NAMESPACE_OUTPUT: ClassVar[str] = "KedaNamespace"
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from vidpipe.analytics_config import AnalyticsConfig, parse_analytics
 from vidpipe.kafka import normalize_bootstrap
@@ -51,15 +51,24 @@ from vidpipe_deploy.facts import (  # noqa: F401  (re-exported: the wiring's pub
     check_secret_arn,
     is_token,
 )
-from vidpipe_deploy.units import KEDA, SERVICES, Services, identity_outputs
+from vidpipe_deploy.units import KEDA, Services, identity_outputs
 
 
 class WiringError(ValueError):
     """The wiring cannot be built; the message names the output key or setting at fault."""
 
 
-def required_output_keys(services: Services = SERVICES) -> tuple[str, ...]:
+def registered_services() -> Services:
+    """The services of this tree (vidpipe_deploy.registry), loaded when first asked for: their rooms render
+    with the charts' building blocks, which read this module."""
+    from .registry import registered
+
+    return registered()
+
+
+def required_output_keys(services: Services | None = None) -> tuple[str, ...]:
     """The outputs the standalone path cannot do without (the per-service ServiceAccounts are optional)."""
+    services = services or registered_services()
     return (
         OutputKeys.REGION,
         OutputKeys.KAFKA_BOOTSTRAP,
@@ -69,28 +78,15 @@ def required_output_keys(services: Services = SERVICES) -> tuple[str, ...]:
     )
 
 
-class Images(FrozenModel):
-    """Container image URIs (ECR URIs or tokens)."""
-
-    publisher: str
-    consumer: str
-    inference: str
-    analytics: str
-
-    @field_validator("publisher", "consumer", "inference", "analytics")
-    @classmethod
-    def _image(cls, value: str) -> str:
-        return check(IMAGE, value, "an image reference (registry/repository:tag or @sha256:digest)")
+def _image(value: str) -> str:
+    return check(IMAGE, value, "an image reference (registry/repository:tag or @sha256:digest)")
 
 
-class ServiceAccounts(FrozenModel):
-    """ServiceAccount names when they differ from the services' (units.py); the CDK stack creates them
-    (EKS Pod Identity), the charts only reference them."""
-
-    publisher: Annotated[str, Field(pattern=K8S_NAME)] | None = None
-    consumer: Annotated[str, Field(pattern=K8S_NAME)] | None = None
-    inference: Annotated[str, Field(pattern=K8S_NAME)] | None = None
-    analytics: Annotated[str, Field(pattern=K8S_NAME)] | None = None
+# Container image URIs (ECR URIs or tokens) by service role.
+Images = dict[str, Annotated[str, AfterValidator(_image)]]
+# ServiceAccount names by service role, where they differ from the services' names; the CDK stack creates them
+# (EKS Pod Identity), the charts only reference them.
+ServiceAccounts = dict[str, Annotated[str, Field(pattern=K8S_NAME)]]
 
 
 class KedaAuth(FrozenModel):
@@ -245,8 +241,12 @@ class PlatformWiring(FrozenModel):
     archive_uri: str
     model_uri: str
     images: Images
-    services: Services = Field(default=SERVICES, description="names, ports and pools of the services (units.py)")
-    service_accounts: ServiceAccounts = ServiceAccounts()
+    services: Services = Field(
+        default_factory=registered_services,
+        exclude=True,  # units are code (their rooms), not settings: never dumped, never read from a file
+        description="the deployed services (vidpipe_deploy/registry.py)",
+    )
+    service_accounts: ServiceAccounts = Field(default_factory=dict)
     keda: KedaAuth = KedaAuth()
     streams: list[StreamSpec] = Field(default_factory=list)
     # Lines and zones per stream name (vidpipe.analytics_config): the analytics service's streams file.
@@ -332,6 +332,16 @@ class PlatformWiring(FrozenModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> PlatformWiring:
+        roles = [unit.role for unit in self.services.all()]
+        missing = [role for role in roles if role not in self.images]
+        if missing or set(self.images) - set(roles):
+            raise ValueError(
+                f"images: one per deployed service ({roles}); missing {missing}, unknown "
+                f"{sorted(set(self.images) - set(roles))}"
+            )
+        unknown = sorted(set(self.service_accounts) - set(roles))
+        if unknown:
+            raise ValueError(f"service_accounts: no deployed service has the role(s) {unknown} (roles: {roles})")
         names = [s.name for s in self.all_streams]
         if len(names) != len(set(names)):
             raise ValueError(f"stream names must be unique, got {names}")
@@ -367,7 +377,10 @@ class PlatformWiring(FrozenModel):
 
     def service_account(self, role: str) -> str:
         """The ServiceAccount of a service: an override (outputs file, settings) or the service's name."""
-        return getattr(self.service_accounts, role) or getattr(self.services, role).name
+        return self.service_accounts.get(role) or self.services.role(role).name
+
+    def image(self, role: str) -> str:
+        return self.images[role]
 
     @property
     def consumer_max_replicas(self) -> int:
@@ -428,7 +441,11 @@ class PlatformWiring(FrozenModel):
 
     @classmethod
     def from_outputs_file(
-        cls, path: str | Path, settings: dict[str, Any] | None = None, services: Services = SERVICES, **overrides: Any
+        cls,
+        path: str | Path,
+        settings: dict[str, Any] | None = None,
+        services: Services | None = None,
+        **overrides: Any,
     ) -> PlatformWiring:
         """Build the wiring from a `cdk deploy --outputs-file` JSON plus non-output settings.
 
@@ -437,6 +454,7 @@ class PlatformWiring(FrozenModel):
         Raises WiringError naming a missing output key or the invalid setting.
         """
         path = Path(path)
+        services = services or registered_services()
         try:
             document = json.loads(path.read_text())
         except FileNotFoundError:

@@ -1,0 +1,127 @@
+"""The consumer's deploy unit: its identity and grants, its workload, its network policy and its scaling.
+
+A group member reading frames: it calls the inference service, writes results and dead letters, archives
+frames and results to S3 (under the archive prefix only), and scales with KEDA on the group's lag on the
+frames topic, never beyond the partitions that have lag.
+"""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+from cdk8s_app.autoscaling import Autoscaling
+from cdk8s_app.network import https, kafka, network_policy, pod_identity, reads_token, to_unit
+from cdk8s_app.pods import (
+    ContainerSpec,
+    HealthProbes,
+    config_map,
+    deployment,
+    disruption_budget,
+    prometheus_annotations,
+)
+from cdk8s_app.rooms import Room
+from cdk8s_app.workloads import ASSET_IMAGE_ANNOTATIONS, KAFKA_CONFIG, api_token_settings, unit_labels
+from vidpipe_deploy.facts import ARCHIVE_PREFIX, GENERAL_POOL
+from vidpipe_deploy.units import CONNECT, CREATE_TOPICS, KAFKA_WHY, KafkaGrant, ObjectGrant
+from vidpipe_deploy.wiring import PlatformWiring
+
+
+class Consumer(Room):
+    def add_workload(self, scope: Construct, wiring: PlatformWiring) -> None:
+        labels = unit_labels(self)
+        inference = wiring.services.inference
+        config_map(
+            scope,
+            self.name,
+            {
+                "CONSUMER_INFERENCE_URL": f"http://{inference_service(wiring)}.{wiring.namespace}.svc:{inference.port}",
+                "CONSUMER_ARCHIVE_URI": wiring.archive_uri,
+                "CONSUMER_GROUP_ID": wiring.consumer_group,
+                "CONSUMER_HEALTH_PORT": str(self.port),
+                "CONSUMER_MAX_FRAME_AGE_MS": str(wiring.consumer_max_frame_age_ms),
+                "CONSUMER_DEAD_LETTER_PAYLOAD": wiring.dead_letters.payload,
+                "CONSUMER_LOG_LEVEL": "info",
+                "KAFKA_CLIENT_ID": self.name,
+                **api_token_settings(wiring, self),
+            },
+            labels,
+        )
+        deployment(
+            scope,
+            self.name,
+            labels,
+            [
+                ContainerSpec(
+                    name="consumer",
+                    image=wiring.image(self.role),
+                    resources=wiring.resources.consumer,
+                    config_maps=[KAFKA_CONFIG, self.name],
+                    ports={"health": self.health_port},
+                    probes=HealthProbes(port=self.health_port, startup_seconds=120),
+                )
+            ],
+            service_account=wiring.service_account(self.role),
+            automount_token=wiring.automount_service_account_token,
+            tmp_size="256Mi",
+            grace_seconds=45,  # CONSUMER_SHUTDOWN_TIMEOUT_S (30 s) to finish and commit in-flight batches
+            node_selector=wiring.node_selectors.pool(self.pool),
+            pod_annotations=prometheus_annotations(self.health_port),
+            annotations=ASSET_IMAGE_ANNOTATIONS,
+        )
+        disruption_budget(scope, self.name, labels)
+
+    def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None:
+        """Egress to the inference API port, Kafka, HTTPS to S3 (archive) and the VPC's endpoints (token), and
+        the Pod Identity agent."""
+        network_policy(
+            scope,
+            self.name,
+            unit_labels(self),
+            egress=[
+                to_unit(wiring.services.inference),
+                kafka(wiring),
+                *https(wiring, s3=True, aws_apis=reads_token(wiring, self)),
+                pod_identity(),
+            ],
+        )
+
+    def add_scaling(self, scope: Autoscaling, wiring: PlatformWiring) -> None:
+        """Replicas beyond the partitions with lag would sit idle (limitToPartitionsWithLag)."""
+        s = wiring.scaling
+        scope.frames_lag(
+            self.name, s.consumer_min_replicas, wiring.consumer_max_replicas, s.consumer_lag_threshold, True
+        )
+
+
+def inference_service(wiring: PlatformWiring) -> str:
+    """The Service name the inference room puts in front of its API."""
+    inference = wiring.services.inference
+    return getattr(inference, "service_name", None) or inference.name
+
+
+UNIT = Consumer(
+    role="consumer",
+    component="consumer",
+    port=8081,
+    pool=GENERAL_POOL,
+    api_token_variable="CONSUMER_INFERENCE_TOKEN",  # sends it to inference
+    grants=(
+        CONNECT,
+        CREATE_TOPICS,
+        KafkaGrant(
+            sid="ReadFrames",
+            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"),
+            on="topics",
+            topics=("frames",),
+        ),
+        KafkaGrant(
+            sid="WriteResultsAndDeadLetters",
+            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
+            on="topics",
+            topics=("results", "dead_letter"),
+        ),
+        KafkaGrant(sid="UseGroup", actions=("kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"), on="group"),
+        ObjectGrant(sid="PutArchive", actions=("s3:PutObject",), prefix=ARCHIVE_PREFIX),
+    ),
+    nag_reason=f"{KAFKA_WHY}; s3:PutObject only under {ARCHIVE_PREFIX}",
+)

@@ -1,0 +1,110 @@
+"""The inference service's deploy unit: its identity and grants, its workload, its network policy and its
+scaling.
+
+It reads the model from S3 (under the models prefix only), serves the consumer alone on its API port, and
+scales with KEDA on the consumer group's lag (not a group member: it may outnumber the partitions).
+"""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+from cdk8s_app.autoscaling import Autoscaling
+from cdk8s_app.network import from_units, https, network_policy, pod_identity, reads_token
+from cdk8s_app.pods import (
+    ContainerSpec,
+    HealthProbes,
+    cluster_ip_service,
+    config_map,
+    deployment,
+    disruption_budget,
+    prometheus_annotations,
+)
+from cdk8s_app.rooms import Room
+from cdk8s_app.workloads import ASSET_IMAGE_ANNOTATIONS, api_token_settings, unit_labels
+from vidpipe_deploy.facts import INFERENCE_POOL, MODELS_PREFIX
+from vidpipe_deploy.units import ObjectGrant
+from vidpipe_deploy.wiring import PlatformWiring
+
+MODEL_CACHE_DIR = "/tmp/vidpipe-models"
+
+
+class Inference(Room):
+    def add_workload(self, scope: Construct, wiring: PlatformWiring) -> None:
+        labels = unit_labels(self)
+        config_map(
+            scope,
+            self.name,
+            {
+                "INFERENCE_MODEL_URI": wiring.model_uri,
+                "INFERENCE_MODEL_CACHE_DIR": MODEL_CACHE_DIR,
+                **({"INFERENCE_MODEL_SHA256": wiring.model_sha256} if wiring.model_sha256 else {}),
+                "INFERENCE_HOST": "0.0.0.0",
+                "INFERENCE_PORT": str(self.port),
+                "INFERENCE_OPS_PORT": str(self.health_port),
+                "INFERENCE_INSTANCES": str(wiring.resources.inference_instances),
+                "INFERENCE_INTRA_OP_THREADS": str(wiring.resources.inference_threads),
+                "INFERENCE_LOG_LEVEL": "info",
+                "AWS_REGION": wiring.region,
+                **api_token_settings(wiring, self),
+            },
+            labels,
+        )
+        deployment(
+            scope,
+            self.name,
+            labels,
+            [
+                ContainerSpec(
+                    name="inference",
+                    image=wiring.image(self.role),
+                    resources=wiring.resources.inference,
+                    config_maps=[self.name],
+                    ports={"http": self.port, "ops": self.health_port},
+                    # The model downloads from S3 before /readyz turns 200: allow minutes, not seconds.
+                    probes=HealthProbes(port=self.health_port, startup_seconds=300),
+                )
+            ],
+            service_account=wiring.service_account(self.role),
+            tmp_size="1Gi",  # the model cache lives under /tmp
+            grace_seconds=40,  # uvicorn drains in-flight requests for up to 30 s
+            node_selector=wiring.node_selectors.pool(self.pool),
+            automount_token=wiring.automount_service_account_token,
+            pod_annotations=prometheus_annotations(self.health_port),
+            annotations=ASSET_IMAGE_ANNOTATIONS,
+        )
+        service = self.service_name or self.name
+        cluster_ip_service(scope, f"{service}-svc", service, labels, "http", self.port)
+        disruption_budget(scope, self.name, labels)
+
+    def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None:
+        """Ingress on its API port from the consumer only; egress HTTPS to S3 (the model), to the VPC's
+        interface endpoints (Secrets Manager: the API token) and the Pod Identity agent."""
+        network_policy(
+            scope,
+            self.name,
+            unit_labels(self),
+            ingress=[from_units(self, wiring.services.consumer)],
+            egress=[*https(wiring, s3=True, aws_apis=reads_token(wiring, self)), pod_identity()],
+        )
+
+    def add_scaling(self, scope: Autoscaling, wiring: PlatformWiring) -> None:
+        """One consumer keeps several batches in flight, so inference may use more replicas than there are
+        partitions (allowIdleConsumers lifts the partition cap on the metric)."""
+        s = wiring.scaling
+        scope.frames_lag(
+            self.name, s.inference_min_replicas, wiring.inference_max_replicas, s.inference_lag_threshold, False
+        )
+
+
+UNIT = Inference(
+    role="inference",
+    component="inference",
+    port=8080,
+    ops_port=8090,
+    pool=INFERENCE_POOL,
+    service_name="inference",  # the consumer's CONSUMER_INFERENCE_URL names it
+    api_token_variable="INFERENCE_API_TOKEN",
+    grants=(ObjectGrant(sid="ReadModels", actions=("s3:GetObject",), prefix=MODELS_PREFIX),),
+    nag_reason=f"s3:GetObject only under {MODELS_PREFIX}",
+)
