@@ -27,7 +27,7 @@ def podman():
 
 @pytest.fixture(scope="session")
 def pod_manifests() -> list[dict]:
-    from cdk8s_app.wiring import PlatformWiring, load_settings
     from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, SETTINGS, synthesize
+    from vidpipe_deploy.wiring import PlatformWiring, load_settings
 
     return synthesize(PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, load_settings(SETTINGS))).objects
