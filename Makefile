@@ -9,7 +9,7 @@ CACHE := .cache
 MODEL := $(CACHE)/models/yolov4-tiny.onnx
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv model int8 sample broker rtsp-deps browser-deps demo test test-fast lint faults soak bench topics clean
+.PHONY: help setup venv model int8 sample broker rtsp-deps browser-deps demo test test-fast test-service lint faults soak bench topics clean
 
 help:
 	@echo "make demo    stream the sample video through a local Kafka broker to the model; writes out/summary.json"
@@ -23,6 +23,7 @@ help:
 	@echo "make checkov checkov (pinned, own virtualenv) over the templates and manifests; every skip has its reason"
 	@echo "make images  build the four service images from the CDK assets with podman (no Docker engine)"
 	@echo "make lint    ruff (lint, format) and mypy (strict on the services)"
+	@echo "make test-service SERVICE=consumer-service   one service's own tests, from its folder"
 	@echo "make setup   only install and fetch (venv, model, sample video, Kafka broker)"
 
 # Every third-party distribution comes from the hashed lock (make lock), wheels only; then the packages
@@ -113,7 +114,7 @@ lint: venv
 
 # The fault-injection suite alone (make test runs it too), then its table for the README.
 faults: setup rtsp-deps
-	$(PY) -m pytest tests/faults tests/integration/test_consumer_faults.py
+	$(PY) -m pytest tests/faults services/consumer-service/tests/test_consumer_faults.py
 	$(PY) -m tools.harness.faults_report
 
 # The whole pipeline under a chaos loop (kills and restarts every service, the broker once), then an
@@ -131,9 +132,13 @@ bench: setup int8
 int8: model
 	$(PY) -m tools.quantize --if-needed || [ $$? -eq 1 ]
 
-# Unit tests only: no broker, no model, seconds.
+# Unit tests only: no broker, no model, no synth, seconds.
 test-fast: venv
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit services -q -m "not broker and not model and not infra"
+
+# One service's own tests (unit, integration, deploy), from its folder: make test-service SERVICE=consumer-service
+test-service: setup
+	$(PY) -m pytest services/$(SERVICE)/tests
 
 topics: venv
 	$(PY) -m vidpipe.topics

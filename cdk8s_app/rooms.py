@@ -8,9 +8,13 @@ A service's room, services/<folder>/deploy.py, subclasses `Room` and defines `UN
 
 from __future__ import annotations
 
+from typing import Any
+
 from constructs import Construct
 
 from cdk8s_app.autoscaling import Autoscaling
+from cdk8s_app.pods import ContainerSpec, HealthProbes, deployment, disruption_budget, prometheus_annotations
+from cdk8s_app.workloads import ASSET_IMAGE_ANNOTATIONS, unit_labels
 from vidpipe_deploy.units import ServiceUnit
 from vidpipe_deploy.wiring import PlatformWiring
 
@@ -32,6 +36,48 @@ class Room(ServiceUnit):
 
     def add_scaling(self, scope: Autoscaling, wiring: PlatformWiring) -> None:
         """KEDA objects, where the service scales on its own."""
+
+    # --- what every room's workload shares --------------------------------------------------------
+
+    def container(self, wiring: PlatformWiring, *, startup_seconds: int, **spec: Any) -> ContainerSpec:
+        """Its image's container: its own image, its health probes on its ops (or only) port."""
+        return ContainerSpec(
+            name=self.component,
+            image=wiring.image(self.role),
+            probes=HealthProbes(port=self.health_port, startup_seconds=startup_seconds),
+            **spec,
+        )
+
+    def deploy(
+        self,
+        scope: Construct,
+        wiring: PlatformWiring,
+        container: ContainerSpec,
+        *,
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
+        service_account: str | None = None,
+        pod_annotations: dict[str, str] | None = None,
+        budget: bool = True,
+        **options: Any,
+    ) -> None:
+        """A hardened Deployment of the container under the unit's identity, on its node pool, scraped on its
+        health port, with a PodDisruptionBudget unless budget=False (a single-replica Recreate workload)."""
+        name, labels = name or self.name, labels or unit_labels(self)
+        deployment(
+            scope,
+            name,
+            labels,
+            [container],
+            service_account=service_account or wiring.service_account(self.role),
+            automount_token=wiring.automount_service_account_token,
+            node_selector=wiring.node_selectors.pool(self.pool),
+            pod_annotations={**(pod_annotations or {}), **prometheus_annotations(self.health_port)},
+            annotations=ASSET_IMAGE_ANNOTATIONS,
+            **options,
+        )
+        if budget:
+            disruption_budget(scope, name, labels)
 
 
 def rooms(units: tuple[ServiceUnit, ...]) -> list[Room]:

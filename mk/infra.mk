@@ -45,7 +45,7 @@ synth: node_modules $(VENV)/.installed model
 
 # The infrastructure tests alone: CDK (one synth per session) and the cdk8s charts.
 infra-test: $(VENV)/.installed
-	$(PY) -m pytest tests/infra tests/k8s -q
+	$(PY) -m pytest tests/infra tests/k8s services -q -m infra
 
 # deploy/destroy use your AWS credentials and a Docker-compatible CLI (CDK_DOCKER) for the images.
 # cdk-outputs.json feeds the standalone cdk8s synth (make k8s); see docs/DEPLOY.md.

@@ -15,19 +15,14 @@ from constructs import Construct
 
 from cdk8s_app.network import https, kafka, network_policy, pod_identity, reads_token
 from cdk8s_app.pods import (
-    ContainerSpec,
-    HealthProbes,
     cluster_ip_service,
     config_map,
     config_map_volume,
-    deployment,
-    disruption_budget,
-    prometheus_annotations,
 )
 from cdk8s_app.rooms import Room
-from cdk8s_app.workloads import ASSET_IMAGE_ANNOTATIONS, KAFKA_CONFIG, api_token_settings, unit_labels
+from cdk8s_app.workloads import KAFKA_CONFIG, api_token_settings, unit_labels
 from vidpipe_deploy.facts import FRAMES_PREFIX, GENERAL_POOL
-from vidpipe_deploy.units import CONNECT, KAFKA_WHY, KafkaGrant, ObjectGrant
+from vidpipe_deploy.units import CONNECT, KAFKA_WHY, ObjectGrant, joins, reads, writes
 from vidpipe_deploy.wiring import PlatformWiring
 
 # The analytics service's streams file: a ConfigMap mounted read-only.
@@ -65,38 +60,27 @@ class Analytics(Room):
             },
             labels,
         )
-        deployment(
+        container = self.container(
+            wiring,
+            startup_seconds=120,
+            resources=wiring.resources.analytics,
+            config_maps=[KAFKA_CONFIG, self.name],
+            ports={"http": self.port, "ops": self.health_port},
+            mounts=[mount],
+        )
+        self.deploy(
             scope,
-            self.name,
-            labels,
-            [
-                ContainerSpec(
-                    name="analytics",
-                    image=wiring.image(self.role),
-                    resources=wiring.resources.analytics,
-                    config_maps=[KAFKA_CONFIG, self.name],
-                    ports={"http": self.port, "ops": self.health_port},
-                    probes=HealthProbes(port=self.health_port, startup_seconds=120),
-                    mounts=[mount],
-                )
-            ],
-            service_account=wiring.service_account(self.role),
-            automount_token=wiring.automount_service_account_token,
+            wiring,
+            container,
             tmp_size="256Mi",
             grace_seconds=30,  # ANALYTICS_SHUTDOWN_TIMEOUT_S (10 s) to deliver pending events, then commit
-            node_selector=wiring.node_selectors.pool(self.pool),
             replicas=wiring.scaling.analytics_replicas,
             volumes=[volume],
-            pod_annotations={
-                STREAMS_CHECKSUM_ANNOTATION: hashlib.sha256(streams_file.encode()).hexdigest(),
-                **prometheus_annotations(self.health_port),
-            },
-            annotations=ASSET_IMAGE_ANNOTATIONS,
+            pod_annotations={STREAMS_CHECKSUM_ANNOTATION: hashlib.sha256(streams_file.encode()).hexdigest()},
         )
         # `kubectl -n vidpipe port-forward svc/analytics 8082:8082` reaches the live view through this Service.
         service = self.service_name or self.name
         cluster_ip_service(scope, f"{service}-svc", service, labels, "http", self.port)
-        disruption_budget(scope, self.name, labels)
 
     def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None:
         """Egress to Kafka, HTTPS to S3 (archived frames) and the VPC's endpoints (token), and the Pod Identity
@@ -126,24 +110,9 @@ UNIT = Analytics(
     api_token_variable="ANALYTICS_API_TOKEN",
     grants=(
         CONNECT,
-        KafkaGrant(
-            sid="ReadResults",
-            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"),
-            on="topics",
-            topics=("results",),
-        ),
-        KafkaGrant(
-            sid="WriteEvents",
-            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
-            on="topics",
-            topics=("events",),
-        ),
-        KafkaGrant(
-            sid="UseGroup",
-            actions=("kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"),
-            on="group",
-            group="analytics_group",
-        ),
+        reads("ReadResults", "results"),
+        writes("WriteEvents", "events"),
+        joins("analytics_group"),
         ObjectGrant(sid="ReadArchivedFrames", actions=("s3:GetObject",), prefix=FRAMES_PREFIX),
     ),
     nag_reason=f"{KAFKA_WHY}; s3:GetObject only under {FRAMES_PREFIX}",

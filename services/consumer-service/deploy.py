@@ -12,17 +12,12 @@ from constructs import Construct
 from cdk8s_app.autoscaling import Autoscaling
 from cdk8s_app.network import https, kafka, network_policy, pod_identity, reads_token, to_unit
 from cdk8s_app.pods import (
-    ContainerSpec,
-    HealthProbes,
     config_map,
-    deployment,
-    disruption_budget,
-    prometheus_annotations,
 )
 from cdk8s_app.rooms import Room
-from cdk8s_app.workloads import ASSET_IMAGE_ANNOTATIONS, KAFKA_CONFIG, api_token_settings, unit_labels
+from cdk8s_app.workloads import KAFKA_CONFIG, api_token_settings, unit_labels
 from vidpipe_deploy.facts import ARCHIVE_PREFIX, GENERAL_POOL
-from vidpipe_deploy.units import CONNECT, CREATE_TOPICS, KAFKA_WHY, KafkaGrant, ObjectGrant
+from vidpipe_deploy.units import CONNECT, CREATE_TOPICS, KAFKA_WHY, ObjectGrant, joins, reads, writes
 from vidpipe_deploy.wiring import PlatformWiring
 
 
@@ -46,29 +41,15 @@ class Consumer(Room):
             },
             labels,
         )
-        deployment(
-            scope,
-            self.name,
-            labels,
-            [
-                ContainerSpec(
-                    name="consumer",
-                    image=wiring.image(self.role),
-                    resources=wiring.resources.consumer,
-                    config_maps=[KAFKA_CONFIG, self.name],
-                    ports={"health": self.health_port},
-                    probes=HealthProbes(port=self.health_port, startup_seconds=120),
-                )
-            ],
-            service_account=wiring.service_account(self.role),
-            automount_token=wiring.automount_service_account_token,
-            tmp_size="256Mi",
-            grace_seconds=45,  # CONSUMER_SHUTDOWN_TIMEOUT_S (30 s) to finish and commit in-flight batches
-            node_selector=wiring.node_selectors.pool(self.pool),
-            pod_annotations=prometheus_annotations(self.health_port),
-            annotations=ASSET_IMAGE_ANNOTATIONS,
+        container = self.container(
+            wiring,
+            startup_seconds=120,
+            resources=wiring.resources.consumer,
+            config_maps=[KAFKA_CONFIG, self.name],
+            ports={"health": self.health_port},
         )
-        disruption_budget(scope, self.name, labels)
+        # CONSUMER_SHUTDOWN_TIMEOUT_S (30 s) to finish and commit in-flight batches; replicas: KEDA's.
+        self.deploy(scope, wiring, container, tmp_size="256Mi", grace_seconds=45)
 
     def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None:
         """Egress to the inference API port, Kafka, HTTPS to S3 (archive) and the VPC's endpoints (token), and
@@ -108,19 +89,9 @@ UNIT = Consumer(
     grants=(
         CONNECT,
         CREATE_TOPICS,
-        KafkaGrant(
-            sid="ReadFrames",
-            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"),
-            on="topics",
-            topics=("frames",),
-        ),
-        KafkaGrant(
-            sid="WriteResultsAndDeadLetters",
-            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
-            on="topics",
-            topics=("results", "dead_letter"),
-        ),
-        KafkaGrant(sid="UseGroup", actions=("kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"), on="group"),
+        reads("ReadFrames", "frames"),
+        writes("WriteResultsAndDeadLetters", "results", "dead_letter"),
+        joins("consumer_group"),
         ObjectGrant(sid="PutArchive", actions=("s3:PutObject",), prefix=ARCHIVE_PREFIX),
     ),
     nag_reason=f"{KAFKA_WHY}; s3:PutObject only under {ARCHIVE_PREFIX}",

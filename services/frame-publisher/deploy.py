@@ -14,18 +14,14 @@ from constructs import Construct
 
 from cdk8s_app.network import ANYWHERE, cidr, https, kafka, network_policy, pod_identity, pods, tcp
 from cdk8s_app.pods import (
-    ContainerSpec,
-    HealthProbes,
     app_labels,
     config_map,
-    deployment,
-    prometheus_annotations,
     secret_volume,
 )
 from cdk8s_app.rooms import Room
-from cdk8s_app.workloads import ASSET_IMAGE_ANNOTATIONS, KAFKA_CONFIG, RTSP_PORT, TEST_SOURCE_LABELS, number
+from cdk8s_app.workloads import KAFKA_CONFIG, RTSP_PORT, TEST_SOURCE_LABELS, number
 from vidpipe_deploy.facts import GENERAL_POOL, PUBLISHER_PREFIX, StreamSpec
-from vidpipe_deploy.units import CONNECT, CREATE_TOPICS, KAFKA_WHY, KafkaGrant
+from vidpipe_deploy.units import CONNECT, CREATE_TOPICS, KAFKA_WHY, writes
 from vidpipe_deploy.wiring import PlatformWiring
 
 # A publisher's camera URL: its Secret's key mounted as a file (PUBLISHER_SOURCE_FILE), never an env variable.
@@ -66,32 +62,28 @@ class Publisher(Room):
             mounts.append(mount)
             settings["PUBLISHER_SOURCE_FILE"] = f"{SOURCE_DIR}/{SOURCE_FILE}"
         config_map(scope, name, settings, labels)
-        deployment(
+        container = self.container(
+            wiring,
+            startup_seconds=60,
+            resources=wiring.resources.publisher,
+            config_maps=[KAFKA_CONFIG, name],
+            ports={"health": self.health_port},
+            env=env,
+            mounts=mounts,
+        )
+        self.deploy(
             scope,
-            name,
-            labels,
-            [
-                ContainerSpec(
-                    name="publisher",
-                    image=wiring.image(self.role),
-                    resources=wiring.resources.publisher,
-                    config_maps=[KAFKA_CONFIG, name],
-                    ports={"health": self.health_port},
-                    probes=HealthProbes(port=self.health_port, startup_seconds=60),
-                    env=env,
-                    mounts=mounts,
-                )
-            ],
-            service_account=stream.service_account or wiring.service_account(self.role),
-            automount_token=wiring.automount_service_account_token,
+            wiring,
+            container,
+            name=name,
+            labels=labels,
+            service_account=stream.service_account,
             tmp_size="64Mi",
             grace_seconds=40,  # PUBLISHER_FLUSH_TIMEOUT_S (30 s) to deliver pending frames
-            node_selector=wiring.node_selectors.pool(self.pool),
             replicas=1,
             recreate=True,  # two publishers of one stream would publish every frame twice
             volumes=volumes,
-            pod_annotations=prometheus_annotations(self.health_port),
-            annotations=ASSET_IMAGE_ANNOTATIONS,
+            budget=False,
         )
 
     def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None:
@@ -130,12 +122,7 @@ UNIT = Publisher(
     grants=(
         CONNECT,
         CREATE_TOPICS,
-        KafkaGrant(
-            sid="WriteFrames",
-            actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"),
-            on="topics",
-            topics=("frames",),
-        ),
+        writes("WriteFrames", "frames"),
     ),
     nag_reason=KAFKA_WHY,
 )

@@ -12,16 +12,11 @@ from constructs import Construct
 from cdk8s_app.autoscaling import Autoscaling
 from cdk8s_app.network import from_units, https, network_policy, pod_identity, reads_token
 from cdk8s_app.pods import (
-    ContainerSpec,
-    HealthProbes,
     cluster_ip_service,
     config_map,
-    deployment,
-    disruption_budget,
-    prometheus_annotations,
 )
 from cdk8s_app.rooms import Room
-from cdk8s_app.workloads import ASSET_IMAGE_ANNOTATIONS, api_token_settings, unit_labels
+from cdk8s_app.workloads import api_token_settings, unit_labels
 from vidpipe_deploy.facts import INFERENCE_POOL, MODELS_PREFIX
 from vidpipe_deploy.units import ObjectGrant
 from vidpipe_deploy.wiring import PlatformWiring
@@ -50,32 +45,17 @@ class Inference(Room):
             },
             labels,
         )
-        deployment(
-            scope,
-            self.name,
-            labels,
-            [
-                ContainerSpec(
-                    name="inference",
-                    image=wiring.image(self.role),
-                    resources=wiring.resources.inference,
-                    config_maps=[self.name],
-                    ports={"http": self.port, "ops": self.health_port},
-                    # The model downloads from S3 before /readyz turns 200: allow minutes, not seconds.
-                    probes=HealthProbes(port=self.health_port, startup_seconds=300),
-                )
-            ],
-            service_account=wiring.service_account(self.role),
-            tmp_size="1Gi",  # the model cache lives under /tmp
-            grace_seconds=40,  # uvicorn drains in-flight requests for up to 30 s
-            node_selector=wiring.node_selectors.pool(self.pool),
-            automount_token=wiring.automount_service_account_token,
-            pod_annotations=prometheus_annotations(self.health_port),
-            annotations=ASSET_IMAGE_ANNOTATIONS,
+        container = self.container(
+            wiring,
+            startup_seconds=300,  # the model downloads from S3 before /readyz turns 200: minutes, not seconds
+            resources=wiring.resources.inference,
+            config_maps=[self.name],
+            ports={"http": self.port, "ops": self.health_port},
         )
+        # The model cache lives under /tmp; uvicorn drains in-flight requests for up to 30 s.
+        self.deploy(scope, wiring, container, tmp_size="1Gi", grace_seconds=40)
         service = self.service_name or self.name
         cluster_ip_service(scope, f"{service}-svc", service, labels, "http", self.port)
-        disruption_budget(scope, self.name, labels)
 
     def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None:
         """Ingress on its API port from the consumer only; egress HTTPS to S3 (the model), to the VPC's

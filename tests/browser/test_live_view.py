@@ -31,7 +31,7 @@ from tests.analytics_support import (
     walking_box,
     write_streams_file,
 )
-from tests.conftest import missing_setup
+from tests.fixtures.pipeline import missing_setup
 from tests.helpers import video_jpegs
 from tools.harness.processes import ServiceProcess, analytics_process, analytics_url, free_port
 from tools.paths import ROOT, SAMPLE_VIDEO

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import topic_env
+from tests.fixtures.pipeline import topic_env
 from tools.harness.faults_report import REPORT_DIR
 from tools.harness.processes import ServiceProcess, consumer_health_url, consumer_process, publisher_process
 from tools.harness.results import ResultCollector

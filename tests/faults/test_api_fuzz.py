@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from inference_service.app import create_app
 from inference_service.settings import InferenceSettings
-from tests.unit.test_inference_hostile import CORPUS
+from tests.hostile_images import CORPUS
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
 
 pytestmark = [pytest.mark.model, pytest.mark.faults]

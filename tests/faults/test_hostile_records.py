@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import Producer
 
 from tests import jpeg_craft
-from tests.conftest import topic_env
 from tests.faults.harness import Account, record_row
+from tests.fixtures.pipeline import topic_env
 from tests.helpers import peak_rss_mb, read_all, results_by_seq, video_jpegs
 from tools.harness.processes import consumer_health_url, consumer_process, free_port, inference_process
 from vidpipe.contract import BATCH_CONTENT_TYPE, FrameMeta, Header, decode_batch, header_dict

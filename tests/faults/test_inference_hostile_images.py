@@ -15,7 +15,7 @@ import pytest
 
 from tests import jpeg_craft
 from tests.helpers import peak_rss_mb
-from tests.unit.test_inference_hostile import CORPUS, JPEG
+from tests.hostile_images import CORPUS, JPEG
 from tools.harness.processes import free_port, inference_process
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
 

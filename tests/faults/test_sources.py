@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, topic_env
+from tests.fixtures.pipeline import ROOT, topic_env
 from tests.helpers import read_all
 from tools.harness.processes import free_port, publisher_process
 from vidpipe.contract import parse_frame_headers

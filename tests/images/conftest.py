@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import missing_setup
+from tests.fixtures.pipeline import missing_setup
 from tools.images.build import image_reference
 
 SERVICES = ("frame-publisher", "consumer-service", "inference-service", "analytics-service")

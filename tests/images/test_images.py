@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.analytics_support import analytics_topics, get_json, http, wait_for
-from tests.conftest import topic_env
+from tests.fixtures.pipeline import topic_env
 from tests.helpers import read_all
 from tools.harness.results import ResultCollector
 from tools.images.build import image_reference

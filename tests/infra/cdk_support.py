@@ -98,3 +98,20 @@ def render_cfn(value: Any) -> str:
     if "Fn::Sub" in value:
         return f"<sub:{value['Fn::Sub']}>"
     return "<" + json.dumps(value).replace('"', "'") + ">"
+
+
+def chart_objects(template: dict) -> list[dict]:
+    """The Kubernetes objects of the cdk8s charts the compute stack applies."""
+    objects = []
+    for resource in template["Resources"].values():
+        if resource["Type"] != "Custom::AWSCDK-EKS-KubernetesResource":
+            continue
+        text = render_cfn(resource["Properties"]["Manifest"])
+        if "cdk8s" in text:
+            objects.extend(json.loads(text))
+    return objects
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from cdk_support import TEST_ADMIN_PRINCIPAL, cdk_json_context, session_context, user_context
 
 from cdk_app.config import ConfigError, PlatformConfig, load_config
+from tests.infra.cdk_support import TEST_ADMIN_PRINCIPAL, cdk_json_context, session_context, user_context
 
 pytestmark = pytest.mark.infra
 
@@ -237,7 +237,7 @@ def test_cdk_app_without_admin_principal_exits_naming_the_key(tmp_path):
     import subprocess
     import sys
 
-    from cdk_support import ROOT
+    from tests.infra.cdk_support import ROOT
 
     env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(cdk_json_context()), "CDK_OUTDIR": str(tmp_path)}
     env.pop("CDK_DEFAULT_ACCOUNT", None)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from cdk_support import TEST_GITHUB_REPOSITORY, session_context
+
+from tests.infra.cdk_support import TEST_GITHUB_REPOSITORY, session_context
 
 pytestmark = pytest.mark.infra
 

@@ -11,7 +11,8 @@ import re
 
 import pytest
 from aws_cdk.assertions import Match
-from cdk_support import TEST_ADMIN_PRINCIPAL, session_context
+
+from tests.infra.cdk_support import TEST_ADMIN_PRINCIPAL, session_context
 
 pytestmark = pytest.mark.infra
 
@@ -76,11 +77,11 @@ def test_one_kubernetes_minor_everywhere(synth):
     import importlib
 
     import kubernetes_validate
-    from cdk_support import ROOT
 
     import cdk8s_app
     from cdk8s_app import validate
     from cdk_app.config import KUBERNETES_VERSION
+    from tests.infra.cdk_support import ROOT
 
     minor = KUBERNETES_VERSION.split(".")[1]
     assert synth.platform.config.kubernetes_version == KUBERNETES_VERSION

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from cdk_support import cfn_lint_command
 
 from cdk_app.nag_report import summarize
+from tests.infra.cdk_support import cfn_lint_command
 
 pytestmark = pytest.mark.infra
 
@@ -43,9 +43,9 @@ def test_nag_clean_when_the_deploying_account_and_region_are_known(tmp_path_fact
     """`cdk deploy` passes CDK_DEFAULT_ACCOUNT/REGION: literals then replace pseudo parameters in
     the findings, and every acknowledgement must still match."""
     import aws_cdk as cdk
-    from cdk_support import session_context
 
     from cdk_app.app import build_platform
+    from tests.infra.cdk_support import session_context
 
     monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", "111111111111")  # a placeholder, not a real account
     monkeypatch.setenv("CDK_DEFAULT_REGION", "eu-west-1")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from cdk_support import render_cfn
-from test_cdk_analytics import chart_objects, find
+
+from tests.infra.cdk_support import chart_objects, find, render_cfn
 
 pytestmark = pytest.mark.infra
 

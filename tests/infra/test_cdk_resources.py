@@ -7,7 +7,8 @@ import re
 
 import pytest
 from aws_cdk.assertions import Match
-from cdk_support import render_cfn
+
+from tests.infra.cdk_support import render_cfn
 
 pytestmark = pytest.mark.infra
 
@@ -437,7 +438,7 @@ def test_data_stack_is_protected_and_independent_of_compute(synth):
 
 
 def test_environment_agnostic_no_account_or_region_literals(synth):
-    from cdk_support import TEST_ADMIN_PRINCIPAL
+    from tests.infra.cdk_support import TEST_ADMIN_PRINCIPAL
 
     for name, template in synth.templates.items():
         # The admin principal is the user's own ARN (-c vidpipe:adminPrincipalArn): its account is given.

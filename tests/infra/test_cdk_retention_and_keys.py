@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from cdk_support import render_cfn, user_context
-from test_cdk_analytics import chart_objects, find
 
 from cdk_app.config import ConfigError, load_config
+from tests.infra.cdk_support import chart_objects, find, render_cfn, user_context
 
 pytestmark = pytest.mark.infra
 

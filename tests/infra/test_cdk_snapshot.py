@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 
 import pytest
-from cdk_support import ROOT
+
+from tests.infra.cdk_support import ROOT
 
 pytestmark = pytest.mark.infra
 

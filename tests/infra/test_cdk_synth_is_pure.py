@@ -15,7 +15,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from cdk_support import ROOT, session_context
+
+from tests.infra.cdk_support import ROOT, session_context
 
 pytestmark = pytest.mark.infra
 

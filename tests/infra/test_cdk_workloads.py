@@ -60,7 +60,7 @@ def test_inference_pins_the_model_file_this_deploy_uploads(synth):
     refuse any other object under the model's key. The standalone path gets it as the output ModelSha256."""
     import hashlib
 
-    from test_cdk_analytics import chart_objects, find
+    from tests.infra.cdk_support import chart_objects, find
 
     model = synth.platform.data.model
     assert model.path.name == synth.platform.config.model_file

@@ -12,9 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cdk_support import ROOT
 
 from cdk_app.checkov import skips_of
+from tests.infra.cdk_support import ROOT
 
 pytestmark = pytest.mark.infra
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from cdk_support import ROOT, user_context
+
+from tests.infra.cdk_support import ROOT, user_context
 
 pytestmark = pytest.mark.infra
 

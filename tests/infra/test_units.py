@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cdk_support import MODEL, ROOT, session_context
 
+from tests.infra.cdk_support import MODEL, ROOT, session_context
 from vidpipe_deploy.registry import RegistryError, load_unit, registered
 from vidpipe_deploy.units import ServiceUnit, identity_outputs
 

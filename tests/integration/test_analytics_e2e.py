@@ -10,7 +10,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.conftest import topic_env
+from tests.fixtures.pipeline import topic_env
 from tests.helpers import produce_frames, read_all, video_jpegs
 from tools.analytics_render import EventCollector, counts_from_events, replay, replayed_events, track_continuity
 from tools.demo import DEMO_LINES, DEMO_ZONES

@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import ROOT, topic_env
+from tests.fixtures.pipeline import ROOT, topic_env
 from tests.helpers import read_all
 from tools.harness.processes import consumer_health_url, consumer_process, free_port, publisher_process
 

@@ -8,7 +8,7 @@ from collections import Counter
 import boto3
 import pytest
 
-from tests.conftest import topic_env
+from tests.fixtures.pipeline import topic_env
 from tests.helpers import read_all, results_by_seq
 from tools.harness.processes import consumer_health_url, consumer_process, publisher_process
 from vidpipe.contract import decode_result

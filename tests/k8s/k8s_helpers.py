@@ -42,3 +42,24 @@ def synthesize(wiring) -> Manifests:
 
 def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     return deployment["spec"]["template"]["spec"]["containers"]
+
+
+SECRET_STAND_IN = "rtsp://user:pass@camera.example.internal/from-a-secret"
+
+
+def env_of(manifests, deployment: dict, container: str = None) -> dict[str, str]:
+    spec = next(c for c in containers(deployment) if container in (None, c["name"]))
+    env: dict[str, str] = {}
+    for source in spec.get("envFrom", []):
+        env.update(manifests.config_map(source["configMapRef"]["name"]))
+    for entry in spec.get("env", []):
+        # A value from a Secret (a publisher's PUBLISHER_SOURCE) is not in the manifest: stand in for it.
+        env[entry["name"]] = entry["value"] if "value" in entry else SECRET_STAND_IN
+    return env
+
+
+def probe_targets(container: dict) -> dict[str, tuple[str, int]]:
+    return {
+        kind: (container[kind]["httpGet"]["path"], container[kind]["httpGet"]["port"])
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe")
+    }

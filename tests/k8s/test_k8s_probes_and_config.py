@@ -8,36 +8,17 @@ import re
 
 import pytest
 
-from tests.k8s.k8s_helpers import ROOT, containers
+from tests.k8s.k8s_helpers import ROOT, containers, env_of, probe_targets
 
 pytestmark = pytest.mark.infra
 
 # Variables that are not the services' own settings but are read by libraries they use.
 LIBRARY_VARIABLES = {"AWS_REGION", "OPENCV_FFMPEG_CAPTURE_OPTIONS"}
-SECRET_STAND_IN = "rtsp://user:pass@camera.example.internal/from-a-secret"
 
 
 def documented_variables() -> set[str]:
     text = (ROOT / "env.example").read_text()
     return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.M))
-
-
-def env_of(manifests, deployment: dict, container: str = None) -> dict[str, str]:
-    spec = next(c for c in containers(deployment) if container in (None, c["name"]))
-    env: dict[str, str] = {}
-    for source in spec.get("envFrom", []):
-        env.update(manifests.config_map(source["configMapRef"]["name"]))
-    for entry in spec.get("env", []):
-        # A value from a Secret (a publisher's PUBLISHER_SOURCE) is not in the manifest: stand in for it.
-        env[entry["name"]] = entry["value"] if "value" in entry else SECRET_STAND_IN
-    return env
-
-
-def probe_targets(container: dict) -> dict[str, tuple[str, int]]:
-    return {
-        kind: (container[kind]["httpGet"]["path"], container[kind]["httpGet"]["port"])
-        for kind in ("startupProbe", "readinessProbe", "livenessProbe")
-    }
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,27 @@ class ObjectGrant(FrozenModel):
 Grant = KafkaGrant | ObjectGrant
 
 ALL_TOPICS: tuple[TopicRole, ...] = ("frames", "results", "dead_letter", "events")
+
+
+def reads(sid: str, *topics: TopicRole) -> KafkaGrant:
+    return KafkaGrant(
+        sid=sid, actions=("kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"), on="topics", topics=topics
+    )
+
+
+def writes(sid: str, *topics: TopicRole) -> KafkaGrant:
+    return KafkaGrant(
+        sid=sid, actions=("kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"), on="topics", topics=topics
+    )
+
+
+def joins(group: GroupRole) -> KafkaGrant:
+    """Membership of a consumer group (by its role in `Topics`): commit and describe."""
+    return KafkaGrant(
+        sid="UseGroup", actions=("kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"), on="group", group=group
+    )
+
+
 CONNECT = KafkaGrant(
     sid="Connect", actions=("kafka-cluster:Connect", "kafka-cluster:WriteDataIdempotently"), on="cluster"
 )

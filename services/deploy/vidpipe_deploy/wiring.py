@@ -219,7 +219,8 @@ class NodeSelectors(FrozenModel):
     general: dict[str, str] = Field(default_factory=lambda: {NODE_POOL_LABEL: "general"})
 
     def pool(self, name: str) -> dict[str, str]:
-        return getattr(self, name)
+        selector: dict[str, str] = getattr(self, name)
+        return selector
 
 
 class PlatformWiring(FrozenModel):

@@ -6,10 +6,10 @@ service processed before still gets a result is a refused frame dead-lettered (t
 from __future__ import annotations
 
 import pytest
+from consumer_support import Record, StandIn, advance_until, make_worker, metric
 
 from consumer_service.inference_client import InferenceClient
 from consumer_service.reference import REFERENCE_JPEG
-from tests.unit.consumer_support import Record, StandIn, advance_until, make_worker, metric
 from vidpipe.contract import Header, header_dict
 
 TOKEN = "the-api-token"

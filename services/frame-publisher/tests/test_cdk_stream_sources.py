@@ -7,7 +7,8 @@ import json
 import re
 
 import pytest
-from cdk_support import SECRET_ARN
+
+from tests.infra.cdk_support import SECRET_ARN
 
 pytestmark = pytest.mark.infra
 

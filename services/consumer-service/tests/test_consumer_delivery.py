@@ -9,9 +9,9 @@ import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from consumer_support import Record, StandIn, advance_until, make_worker, metric
 
 from consumer_service.delivery import Redelivery, cause_label, delivery_hint
-from tests.unit.consumer_support import Record, StandIn, advance_until, make_worker, metric
 from vidpipe.backoff import Backoff, backoff_delay
 from vidpipe.contract import Header, header_dict
 

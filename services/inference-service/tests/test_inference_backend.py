@@ -9,14 +9,7 @@ import threading
 import time
 
 import pytest
-
-from inference_service import model as model_module
-from inference_service.accuracy_gate import MIN_F1, MIN_F1_INT8, gate_uri, judge, read_verdict
-from inference_service.batcher import DynamicBatcher
-from inference_service.cpu import bf16_flags, cpu_limit
-from inference_service.model import ModelError
-from inference_service.settings import InferenceSettings
-from tests.unit.test_inference_models import (
+from test_inference_models import (
     BLACK,
     BLUE,
     RED,
@@ -26,6 +19,13 @@ from tests.unit.test_inference_models import (
     infer_batch,
     mean_colour_model,
 )
+
+from inference_service import model as model_module
+from inference_service.accuracy_gate import MIN_F1, MIN_F1_INT8, gate_uri, judge, read_verdict
+from inference_service.batcher import DynamicBatcher
+from inference_service.cpu import bf16_flags, cpu_limit
+from inference_service.model import ModelError
+from inference_service.settings import InferenceSettings
 from vidpipe.storage import sha256_file
 
 BACKENDS = ["onnxruntime", "openvino"]

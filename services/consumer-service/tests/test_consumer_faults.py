@@ -9,8 +9,8 @@ import uuid
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import topic_env
 from tests.faults.harness import Account, consumer_metric, record_row, wait_consumer_health
+from tests.fixtures.pipeline import topic_env
 from tests.helpers import (
     TurnsFatal,
     committed_offsets,

@@ -12,30 +12,13 @@ import sys
 
 import pytest
 import yaml
-from cdk_support import ANALYTICS, ROOT, render_cfn, user_context
 
 from cdk_app.config import ConfigError, load_config
+from tests.infra.cdk_support import ANALYTICS, ROOT, chart_objects, find, render_cfn, user_context
 
 pytestmark = pytest.mark.infra
 
 NAME = "analytics-service"
-
-
-def chart_objects(template: dict) -> list[dict]:
-    """The Kubernetes objects of the cdk8s charts the compute stack applies."""
-    objects = []
-    for resource in template["Resources"].values():
-        if resource["Type"] != "Custom::AWSCDK-EKS-KubernetesResource":
-            continue
-        text = render_cfn(resource["Properties"]["Manifest"])
-        if "cdk8s" in text:
-            objects.extend(json.loads(text))
-    return objects
-
-
-def find(objects: list[dict], kind: str, name: str) -> dict:
-    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import topic_env
+from tests.fixtures.pipeline import topic_env
 from tests.helpers import TurnsFatal, read_all, turn_fatal_after
 from tools.harness.processes import publisher_process, service_env
 from vidpipe.contract import parse_frame_headers

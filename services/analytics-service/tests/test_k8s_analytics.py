@@ -12,8 +12,7 @@ import sys
 import pytest
 import yaml
 
-from tests.k8s.k8s_helpers import ROOT, SAMPLE_OUTPUTS, containers, synthesize
-from tests.k8s.test_k8s_probes_and_config import env_of, probe_targets
+from tests.k8s.k8s_helpers import ROOT, SAMPLE_OUTPUTS, containers, env_of, probe_targets, synthesize
 from vidpipe.contract import ANALYTICS_GROUP
 from vidpipe_deploy.wiring import OutputKeys, PlatformWiring, WiringError, merge_stack_outputs
 
