@@ -140,3 +140,14 @@ def test_a_registry_line_without_a_deploy_unit_is_refused_by_name(tmp_path):
     (tmp_path / "orphan" / "deploy.py").write_text("UNIT = 'not a unit'\n")
     with pytest.raises(RegistryError, match="defines no UNIT"):
         load_unit(tmp_path / "orphan")
+
+
+def test_a_renamed_folder_renames_the_service(tmp_path):
+    """The unit takes its name from its folder: `git mv services/consumer-service services/frame-consumer`
+    and the registry line are the whole rename."""
+    folder = tmp_path / "frame-consumer"
+    folder.mkdir()
+    shutil.copy(ROOT / "services" / "consumer-service" / "deploy.py", folder / "deploy.py")
+    unit = load_unit(folder)
+    assert (unit.name, unit.role) == ("frame-consumer", "consumer")
+    assert identity_outputs(unit.name) == ("FrameConsumerServiceAccount", "FrameConsumerRoleArn")
