@@ -49,13 +49,19 @@ DEPLOYMENTS = {
     "inference-service": "inference-service",
     "analytics-service": "analytics-service",
 }
+# The contract's modules that only some services use, with the distribution they need: the API services
+# (inference, analytics) declare fastapi; the others' images do not carry it, nor import these.
+API_ONLY = {"vidpipe.http_api": "fastapi"}
 IMPORT_ALL = (
-    "import importlib, pkgutil, sys\n"
+    "import importlib, importlib.util, pkgutil, sys\n"
+    f"api_only = {API_ONLY!r}\n"
     "names = []\n"
     "for top in sys.argv[1:]:\n"
     "    package = importlib.import_module(top)\n"
     "    names += [top] + [m.name for m in pkgutil.walk_packages(package.__path__, top + '.')]\n"
     "for name in names:\n"
+    "    if name in api_only and importlib.util.find_spec(api_only[name]) is None:\n"
+    "        continue\n"
     "    importlib.import_module(name)\n"
     "print('imported', len(names))\n"
 )
