@@ -14,11 +14,7 @@ import yaml
 from constructs import Construct
 
 from cdk8s_app.network import https, kafka, network_policy, pod_identity, reads_token
-from cdk8s_app.pods import (
-    cluster_ip_service,
-    config_map,
-    config_map_volume,
-)
+from cdk8s_app.pods import cluster_ip_service, config_map, config_map_volume
 from cdk8s_app.rooms import Room
 from cdk8s_app.workloads import KAFKA_CONFIG, api_token_settings, unit_labels
 from vidpipe_deploy.facts import FRAMES_PREFIX, GENERAL_POOL

@@ -11,9 +11,7 @@ from constructs import Construct
 
 from cdk8s_app.autoscaling import Autoscaling
 from cdk8s_app.network import https, kafka, network_policy, pod_identity, reads_token, to_unit
-from cdk8s_app.pods import (
-    config_map,
-)
+from cdk8s_app.pods import config_map
 from cdk8s_app.rooms import Room
 from cdk8s_app.workloads import KAFKA_CONFIG, api_token_settings, unit_labels
 from vidpipe_deploy.facts import ARCHIVE_PREFIX, GENERAL_POOL

@@ -13,11 +13,7 @@ from cdk8s_plus_36 import k8s
 from constructs import Construct
 
 from cdk8s_app.network import ANYWHERE, cidr, https, kafka, network_policy, pod_identity, pods, tcp
-from cdk8s_app.pods import (
-    app_labels,
-    config_map,
-    secret_volume,
-)
+from cdk8s_app.pods import app_labels, config_map, secret_volume
 from cdk8s_app.rooms import Room
 from cdk8s_app.workloads import KAFKA_CONFIG, RTSP_PORT, TEST_SOURCE_LABELS, number
 from vidpipe_deploy.facts import GENERAL_POOL, PUBLISHER_PREFIX, StreamSpec

@@ -11,10 +11,7 @@ from constructs import Construct
 
 from cdk8s_app.autoscaling import Autoscaling
 from cdk8s_app.network import from_units, https, network_policy, pod_identity, reads_token
-from cdk8s_app.pods import (
-    cluster_ip_service,
-    config_map,
-)
+from cdk8s_app.pods import cluster_ip_service, config_map
 from cdk8s_app.rooms import Room
 from cdk8s_app.workloads import api_token_settings, unit_labels
 from vidpipe_deploy.facts import INFERENCE_POOL, MODELS_PREFIX

@@ -11,10 +11,7 @@ from __future__ import annotations
 from constructs import Construct
 
 from cdk8s_app.network import kafka, network_policy, pod_identity
-from cdk8s_app.pods import (
-    cluster_ip_service,
-    config_map,
-)
+from cdk8s_app.pods import cluster_ip_service, config_map
 from cdk8s_app.rooms import Room
 from cdk8s_app.workloads import KAFKA_CONFIG, unit_labels
 from vidpipe_deploy.facts import GENERAL_POOL
