@@ -9,7 +9,7 @@ CACHE := .cache
 MODEL := $(CACHE)/models/yolov4-tiny.onnx
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv model int8 sample broker rtsp-deps browser-deps demo test test-fast test-service lint faults soak bench topics clean
+.PHONY: help setup venv model int8 sample broker rtsp-deps browser-deps prometheus-deps demo test test-fast test-service lint faults soak bench topics clean
 
 help:
 	@echo "make demo    stream the sample video through a local Kafka broker to the model; writes out/summary.json"
@@ -97,11 +97,17 @@ browser-deps:
 	  echo "installing Chromium for the live view's browser test (apt)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
+# Debian's Prometheus for promtool: the alert rules' checks and unit tests (tests/unit/test_alert_rules.py).
+prometheus-deps:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing promtool for the alert rules' tests (apt)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 demo: setup
 	$(PY) -m tools.demo
 
 # node_modules: the pinned CDK and cdk8s CLIs (mk/node.mk); images: the four service images (mk/images.mk).
-test: lint setup rtsp-deps browser-deps node_modules images
+test: lint setup rtsp-deps browser-deps prometheus-deps node_modules images
 	$(PY) -m pytest
 # ...and checkov over the synthesized templates and manifests (mk/infra.mk).
 test: checkov
