@@ -51,6 +51,7 @@ class Outgoing:
     headers: list[tuple[str, bytes]] | None
     on_content_error: Callable[[str], None] | None
     first_sent: float = 0.0  # monotonic; how long a failing topic has been failing is counted from here
+    on_delivered: Callable[[], None] | None = None
 
 
 class Publisher:
@@ -76,7 +77,13 @@ class Publisher:
                 batch, record, Rejected(f"the results topic refused the result: {reason}", "publish", "result_refused")
             )
 
-        self.produce(batch, "results", doc["stream_id"].encode(), encode_result(doc), on_content_error=refused)
+        def delivered() -> None:
+            self.metrics.observe_result(doc["stream_id"], doc["capture_ts_us"])
+
+        self.produce(
+            batch, "results", doc["stream_id"].encode(), encode_result(doc), on_content_error=refused,
+            on_delivered=delivered,
+        )  # fmt: skip
 
     def dead_letter(self, batch: Batch, record: Message, rejected: Rejected) -> None:
         """The original record with why it failed. Its value is left out (its length noted) with
@@ -121,12 +128,13 @@ class Publisher:
         value: bytes,
         headers: list[tuple[str, bytes]] | None = None,
         on_content_error: Callable[[str], None] | None = None,
+        on_delivered: Callable[[], None] | None = None,
     ) -> None:
         """Produce, counting the delivery against the batch. A delivery the broker refuses for the
         record's content goes to on_content_error(reason) when given; one the cluster fails (a missing
         topic, a denied write, a timeout) waits in the batch and is produced again after a backoff."""
         topic = self.topics.results if role == "results" else self.topics.dead_letter
-        self.send(batch, Outgoing(role, topic, key, value, headers, on_content_error, time.monotonic()))
+        self.send(batch, Outgoing(role, topic, key, value, headers, on_content_error, time.monotonic(), on_delivered))
 
     def send(self, batch: Batch, out: Outgoing) -> None:
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
@@ -135,6 +143,8 @@ class Publisher:
                 return
             if error is None:
                 self._delivered(out.role)
+                if out.on_delivered is not None:
+                    out.on_delivered()
             elif is_fatal(error):
                 self.member.producers.note_error(error)
                 batch.delivery_failed = str(error)

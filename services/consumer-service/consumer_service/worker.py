@@ -110,6 +110,7 @@ class ConsumerWorker(GroupMember):
             self.producer.poll(0)
         self.heartbeat.beat()
         self.metrics.inflight.set(len(self._ledger))
+        self.observe_lag(self.metrics.set_lag)
 
     def close(self) -> None:
         """Finish batches that can finish, commit them, leave the group."""
@@ -145,6 +146,9 @@ class ConsumerWorker(GroupMember):
         # Give batches on these partitions a moment to finish, so their offsets are committed
         # here rather than replayed by the partitions' next owner.
         self._drain(lambda: self._ledger.holds(parts), time.monotonic() + self.settings.revoke_timeout_s)
+
+    def on_released(self, parts: set[TopicPart]) -> None:
+        self.metrics.forget_partitions(p for _, p in parts)
 
     # --- polling thread: triage, then hand off -------------------------------------------------
 
