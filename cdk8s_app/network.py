@@ -7,6 +7,8 @@ the building blocks each service's room uses for its own policy (services/<folde
 - each service: what its room opens (its ingress from named peers, Kafka, HTTPS, the Pod Identity agent).
 - test source: ingress 8554 from publishers; HTTPS egress only when it loops a remote video.
 - metrics_namespace: ingress from that namespace to each service's ops (health) port only, never an API port.
+- metrics_scraper_cidr: the same, from addresses in that block (a managed scraper's network interfaces in
+  the VPC, which no namespace selector can name).
 
 HTTPS goes to two kinds of destination. AWS APIs with an interface endpoint (Secrets Manager, STS) have
 addresses in the VPC: 443 to the VPC CIDR. S3 is reached through the gateway endpoint at S3's public
@@ -160,6 +162,8 @@ class NetworkPolicies(Construct):
             self._test_source()
         if wiring.metrics_namespace:
             self._metrics(wiring.metrics_namespace)
+        if wiring.metrics_scraper_cidr:
+            self._metrics_from_cidr(wiring.metrics_scraper_cidr)
 
     def _test_source(self) -> None:
         publishers = k8s.NetworkPolicyPeer(
@@ -191,4 +195,15 @@ class NetworkPolicies(Construct):
                 f"{unit.name}-metrics",
                 unit_labels(unit),
                 ingress=[k8s.NetworkPolicyIngressRule(from_=[scraper], ports=tcp(unit.health_port))],
+            )
+
+    def _metrics_from_cidr(self, block: str) -> None:
+        """As _metrics, for a scraper that reaches the pods from outside the cluster (its own policy per service,
+        the ops port alone)."""
+        for unit in self.wiring.services.all():
+            network_policy(
+                self,
+                f"{unit.name}-metrics-scraper",
+                unit_labels(unit),
+                ingress=[k8s.NetworkPolicyIngressRule(from_=[cidr(block)], ports=tcp(unit.health_port))],
             )

@@ -263,6 +263,11 @@ class PlatformWiring(FrozenModel):
     metrics_namespace: Annotated[str, Field(pattern=K8S_NAME)] | None = Field(
         default=None, description="namespace of a Prometheus allowed to scrape /metrics (on the ops ports only)"
     )
+    # A scraper outside the cluster (Amazon Managed Service for Prometheus reaches the pods from network
+    # interfaces in the VPC): this CIDR may reach each service's ops port, never an API port.
+    metrics_scraper_cidr: str | None = Field(
+        default=None, description="where an out-of-cluster scraper reaches the ops ports from (the VPC CIDR)"
+    )
     dead_letters: DeadLetters = DeadLetters()
     # The API token (one Secrets Manager secret): inference and analytics require it as a bearer token, the
     # consumer sends it. None: no authentication (the services warn at start-up).
@@ -311,7 +316,7 @@ class PlatformWiring(FrozenModel):
             return value
         raise ValueError(f"{value!r} is not an s3://bucket/key URI")
 
-    @field_validator("vpc_cidr")
+    @field_validator("vpc_cidr", "metrics_scraper_cidr")
     @classmethod
     def _cidr(cls, value: str | None) -> str | None:
         if value and not is_token(value):
