@@ -15,6 +15,7 @@ from vidpipe_deploy.units import Services
 from .checkov import suppress_findings
 from .config import PlatformConfig, load_config
 from .constructs.archive_bucket import archive_bucket_name
+from .constructs.observability import ALERT_RULES
 from .stacks import ComputeStack, DataStack, DeployAccessStack, NetworkStack
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,9 +39,14 @@ def environment() -> cdk.Environment:
     return cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
 
 
-def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Services | None = None) -> Platform:
+def build_platform(
+    app: cdk.App,
+    project_root: Path = PROJECT_ROOT,
+    services: Services | None = None,
+    alert_rules: Path | None = None,
+) -> Platform:
     """services: the deployed service units (default: this tree's, vidpipe_deploy/registry.py); the charts
-    take the same ones."""
+    take the same ones. alert_rules: the Prometheus rules file (default: the committed ALERT_RULES)."""
     services = services or registered()
     config = load_config(app.node.get_all_context())
     env = environment()
@@ -75,6 +81,7 @@ def build_platform(app: cdk.App, project_root: Path = PROJECT_ROOT, services: Se
         model_sha256=data.model.sha256,
         services_dir=project_root / "services",
         services=services,
+        alert_rules_file=alert_rules or project_root / ALERT_RULES,
         description="vidpipe: EKS, identities, KEDA, images and workloads",
     )
     compute.add_stack_dependency(data, "the archive bucket and MSK must exist before the workloads")

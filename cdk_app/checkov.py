@@ -114,6 +114,14 @@ def suppress_findings(app: cdk.App, network: NetworkStack, data: DataStack, comp
         "Encrypted with the AWS managed key aws/secretsmanager; only the three pod roles may read it (IAM), which "
         "a customer key would not narrow further",
     )
+    if compute.observability is not None:
+        for group in compute.observability.log_groups.values():
+            skip(
+                group,
+                "CKV_AWS_158",
+                "Container and node logs (the services log no frames and no credentials): CloudWatch Logs "
+                "encrypts them at rest; a customer key would add a key policy without narrowing who reads them",
+            )
     if archive.trail is not None and archive.audit_logs is not None:
         skip(
             archive.trail,

@@ -46,6 +46,8 @@ _GITHUB_REPOSITORY = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
 
+# One address, no display name: SNS takes the endpoint as given and mails a confirmation link to it.
+_EMAIL = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 _NAME = r"^[a-z][a-z0-9-]{0,15}$"  # bucket names: vidpipe-<env>-archive-<account>-<region> <= 63
 
 
@@ -169,6 +171,14 @@ class PlatformConfig(_Model):
         default="monitoring", alias="metricsNamespace"
     )
 
+    # Observability (docs/DEPLOY.md "Metrics, alerts and logs"): an Amazon Managed Service for Prometheus workspace
+    # with a managed scraper, the alert rules and an alert manager routing to SNS, and container logs in
+    # CloudWatch Logs. Off: none of it (small test deployments skip its cost).
+    observability: bool = True
+    # Where the alerts go by email (an SNS email subscription, confirmed by its recipient); null or "": none.
+    alert_email: str | None = Field(default=None, alias="alertEmail")
+    container_log_retention_days: int = Field(default=30, alias="containerLogRetentionDays", ge=1)
+
     # Model shipped to s3://<bucket>/models/ (produced by `make model`)
     model_dir: str = Field(default=".cache/models", alias="modelDir", min_length=1)
     model_file: str = Field(default="yolov4-tiny.onnx", alias="modelFile", pattern=r"^[A-Za-z0-9._-]+\.onnx$")
@@ -212,6 +222,15 @@ class PlatformConfig(_Model):
         # `-c vidpipe:metricsNamespace=` (empty) turns the scrape policies off, as null does in cdk.json.
         return None if value == "" else value
 
+    @field_validator("alert_email")
+    @classmethod
+    def _alert_email(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.fullmatch(_EMAIL, value):
+            raise ValueError(f"{value!r} is not an email address such as 'ops@example.com'")
+        return value
+
     @field_validator("github_repository")
     @classmethod
     def _github_repository(cls, value: str | None) -> str | None:
@@ -233,7 +252,7 @@ class PlatformConfig(_Model):
             )
         return value
 
-    @field_validator("flow_log_retention_days", "broker_log_retention_days")
+    @field_validator("flow_log_retention_days", "broker_log_retention_days", "container_log_retention_days")
     @classmethod
     def _log_retention(cls, value: int) -> int:
         if value not in LOG_RETENTION_DAYS:

@@ -74,6 +74,8 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiri
         scaling={"analytics_replicas": config.analytics_replicas},
         dead_letters=config.dead_letters,
         metrics_namespace=config.metrics_namespace,
+        # The managed scraper reaches the pods from ENIs in the private subnets (constructs/observability.py).
+        metrics_scraper_cidr=inputs.vpc_cidr if config.observability else None,
         api_token_secret_arn=inputs.api_token_secret_arn,
         model_sha256=inputs.model_sha256,
         # With an S3 interface endpoint S3 resolves to addresses in the VPC; else NetworkPolicy cannot name it.

@@ -25,6 +25,7 @@ from vidpipe_deploy.units import Services, identity_outputs
 from ..config import PlatformConfig
 from ..constructs import KafkaArns, ServiceIdentity, ServiceImages
 from ..constructs.keda import KedaAddOn
+from ..constructs.observability import Observability
 from ..nag import ack, logical_id, managed
 from ..units import GrantTargets, deploy_identity
 from ..workloads import WorkloadInputs, add_workloads, build_wiring
@@ -47,6 +48,7 @@ class ComputeStack(PlatformStack):
         model_sha256: str | None = None,
         services_dir: Path,
         services: Services,
+        alert_rules_file: Path,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, config=config, **kwargs)
@@ -105,6 +107,24 @@ class ComputeStack(PlatformStack):
             autoscaling_after=[self.keda_chart],
         )
         self.model_sha256 = model_sha256
+        self.observability = (
+            Observability(
+                self,
+                "Observability",
+                cluster=self.cluster,
+                cluster_name=config.prefix,
+                vpc=vpc,
+                prefix=config.prefix,
+                namespace=config.namespace,
+                scrape_ports=[unit.health_port for unit in services.all()],
+                alert_rules_file=alert_rules_file,
+                alert_email=config.alert_email,
+                log_retention_days=config.container_log_retention_days,
+                addon_after=self.node_groups,
+            )
+            if config.observability
+            else None
+        )
         self._outputs(config)
         self._acknowledge_findings()
 
@@ -419,4 +439,11 @@ class ComputeStack(PlatformStack):
             "CDK's provider framework invokes every version of the kubectl handler",
             [f"Resource::<{logical_id(handler)}.Arn>:*"],
         )
+        if self.observability is not None:
+            ack(
+                self.observability.agent_role,
+                "AwsSolutions-IAM4",
+                "The CloudWatch observability add-on's agent: the policy its documentation names for it",
+                managed("CloudWatchAgentServerPolicy"),
+            )
         # The services' and KEDA's own policies are acknowledged with their units (cdk_app/units.py).

@@ -43,6 +43,7 @@ def renamed_cdk(tmp_path_factory, clean_env):
     import aws_cdk as cdk
 
     from cdk_app.app import build_platform
+    from cdk_app.constructs.observability import ALERT_RULES
 
     # The images are built from services/<name>/: a tree whose folders carry the new names.
     root = tmp_path_factory.mktemp("renamed-root")
@@ -57,7 +58,8 @@ def renamed_cdk(tmp_path_factory, clean_env):
         context["vidpipe:modelDir"] = str(MODEL.parent)
     outdir = tmp_path_factory.mktemp("renamed")
     app = cdk.App(context=context, outdir=str(outdir))
-    platform = build_platform(app, project_root=root, services=services)
+    # The alert rules are the project's own (they follow no service's name).
+    platform = build_platform(app, project_root=root, services=services, alert_rules=ROOT / ALERT_RULES)
     app.synth()  # cdk-nag included: the renamed and new identities' wildcards are acknowledged from their units
     compute = platform.compute
     return compute, json.loads((outdir / f"{compute.artifact_id}.template.json").read_text())
