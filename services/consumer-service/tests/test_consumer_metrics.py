@@ -59,8 +59,15 @@ class LaggingConsumer(FakeConsumer):
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         return [TopicPartition(p.topic, p.partition, {0: 40, 1: 7}[p.partition]) for p in partitions]
 
-    def get_watermark_offsets(self, partition: TopicPartition, cached: bool = False) -> tuple[int, int]:
-        return 0, {0: 100, 1: 7}[partition.partition]
+    broker_high = {0: 100, 1: 7}  # the broker's watermarks; the cached ones stay where the last fetch left them
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float | None = None, cached: bool = False
+    ) -> tuple[int, int]:
+        return 0, ({0: 100, 1: 7} if cached else self.broker_high)[partition.partition]
+
+    def pause(self, partitions: list) -> None:
+        pass
 
     def resume(self, partitions: list) -> None:
         pass
@@ -76,4 +83,18 @@ def test_the_lag_of_owned_partitions_is_reported_and_dropped_when_they_move(tmp_
     worker._on_revoke(worker.consumer, [TopicPartition(FRAMES_TOPIC, 0)])
     assert worker.registry.get_sample_value("consumer_lag", {"partition": "0"}) is None, "its new owner reports it"
     assert worker.registry.get_sample_value("consumer_lag", {"partition": "1"}) == 0
+    worker.close()
+
+
+def test_paused_in_an_outage_the_lag_keeps_growing_with_what_the_cameras_publish(tmp_path, stand_in):
+    """Paused partitions are not fetched, so their cached watermarks stand still: the lag alert
+    (VidpipeConsumerLagGrowing) needs the broker's."""
+    worker = make_worker(tmp_path, stand_in.url)
+    worker.consumer = consumer = LaggingConsumer()
+    worker.assigned.update({(FRAMES_TOPIC, 0), (FRAMES_TOPIC, 1)})
+    worker.set_paused(True)
+    consumer.broker_high = {0: 250, 1: 30}
+    worker.observe_lag(worker.metrics.set_lag, every_s=0)
+    assert worker.registry.get_sample_value("consumer_lag", {"partition": "0"}) == 210
+    assert worker.registry.get_sample_value("consumer_lag", {"partition": "1"}) == 23
     worker.close()

@@ -55,7 +55,10 @@ class FakeConsumer:
         self.subscribed: dict[str, Any] = {}
         self.closed = False
         self.positions: dict[tuple[str, int], int] = {}
-        self.high: dict[tuple[str, int], int] = {}
+        self.high: dict[tuple[str, int], int] = {}  # the cached watermarks (what fetches brought)
+        self.broker_high: dict[tuple[str, int], int] = {}  # what the broker answers when asked
+        self.broker_asks: list[tuple[tuple[str, int], float | None]] = []
+        self.broker_error: Exception | None = None
         self.on_consume: Callable[[], None] | None = None  # a rebalance callback run within consume
 
     def subscribe(self, topics, on_assign=None, on_revoke=None, on_lost=None) -> None:
@@ -98,8 +101,14 @@ class FakeConsumer:
             TopicPartition(p.topic, p.partition, self.positions.get((p.topic, p.partition), -1001)) for p in partitions
         ]
 
-    def get_watermark_offsets(self, partition, cached=False):
-        return 0, self.high.get((partition.topic, partition.partition), -1)
+    def get_watermark_offsets(self, partition, timeout=None, cached=False):
+        key = (partition.topic, partition.partition)
+        if cached:
+            return 0, self.high.get(key, -1)
+        self.broker_asks.append((key, timeout))
+        if self.broker_error is not None:
+            raise self.broker_error
+        return 0, self.broker_high.get(key, -1)
 
     def close(self) -> None:
         self.closed = True
@@ -348,6 +357,44 @@ def test_lag_is_reported_per_owned_partition_at_most_every_interval():
     member.observe_lag(reports.append, every_s=60)
     member.observe_lag(reports.append, every_s=60)
     assert reports == [{0: 7, 1: 0}]
+    assert consumer.broker_asks == [], "not paused: the cached watermarks, no request to the broker"
+
+
+def test_paused_the_lag_comes_from_the_brokers_watermarks_which_no_fetch_refreshes_then():
+    member = Member()
+    consumer = member.consumer
+    member._on_assign(consumer, tps(0, 1))
+    consumer.positions = {(TOPIC, 0): 5, (TOPIC, 1): 20}
+    consumer.high = {(TOPIC, 0): 12, (TOPIC, 1): 20}  # where the pause froze them
+    consumer.broker_high = {(TOPIC, 0): 300, (TOPIC, 1): 90}
+    member.set_paused(True)
+    reports: list[dict[int, int]] = []
+    member.observe_lag(reports.append, every_s=0, broker_timeout_s=2.0)
+    assert reports == [{0: 295, 1: 70}]
+    assert [key for key, _ in consumer.broker_asks] == [(TOPIC, 0), (TOPIC, 1)]
+    assert all(0 < timeout <= 2.0 for _, timeout in consumer.broker_asks), "bounded by the round's deadline"
+
+    member.set_paused(False)
+    member.observe_lag(reports.append, every_s=0)
+    assert reports[-1] == {0: 7, 1: 0} and len(consumer.broker_asks) == 2, "resumed: fetches refresh the cache"
+
+
+def test_paused_a_broker_that_does_not_answer_leaves_the_cached_watermarks():
+    member = Member()
+    consumer = member.consumer
+    member._on_assign(consumer, tps(0))
+    consumer.positions = {(TOPIC, 0): 5}
+    consumer.high = {(TOPIC, 0): 12}
+    consumer.broker_error = KafkaException(KafkaError(KafkaError._TIMED_OUT))
+    member.set_paused(True)
+    reports: list[dict[int, int]] = []
+    member.observe_lag(reports.append, every_s=0)
+    assert reports == [{0: 7}]
+
+    consumer.broker_error = None
+    consumer.broker_asks.clear()
+    member.observe_lag(reports.append, every_s=0, broker_timeout_s=0)
+    assert reports[-1] == {0: 7} and consumer.broker_asks == [], "no time left in the round: no request"
 
 
 # --- producing ---------------------------------------------------------------------------------------

@@ -230,9 +230,11 @@ class GroupMember:
         for (topic, partition), offset in offsets.items():
             self.consumer.seek(TopicPartition(topic, partition, offset))
 
-    def observe_lag(self, report: Callable[[dict[int, int]], None], every_s: float = 5.0) -> None:
-        """Records not yet consumed per owned partition, from the high watermarks fetches bring (cheap),
-        reported at most every every_s."""
+    def observe_lag(
+        self, report: Callable[[dict[int, int]], None], every_s: float = 5.0, broker_timeout_s: float = 1.0
+    ) -> None:
+        """Records not yet consumed per owned partition, reported at most every every_s: from the high
+        watermarks fetches bring (cheap) or, while paused, asked of the broker (see _high_watermark)."""
         now = time.monotonic()
         if now - self._lag_at < every_s:
             return
@@ -240,15 +242,28 @@ class GroupMember:
         parts = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
         if not parts:
             return
+        deadline = now + broker_timeout_s
         try:
             lags: dict[int, int] = {}
             for tp in self.consumer.position(parts):
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                high = self._high_watermark(tp, deadline)
                 if tp.offset >= 0 and high >= 0:
                     lags[tp.partition] = max(0, high - tp.offset)
             report(lags)
         except KafkaException as exc:
             self.log.debug("lag unavailable: %s", exc)
+
+    def _high_watermark(self, tp: TopicPartition, deadline: float) -> int:
+        """A paused partition is not fetched, so its cached watermark stops where the pause found it and
+        the lag would look flat during an outage, when it matters most: ask the broker then, within the
+        round's deadline (the polling thread waits meanwhile), falling back to the cached value."""
+        left = deadline - time.monotonic()
+        if self.paused and left > 0:
+            try:
+                return self.consumer.get_watermark_offsets(tp, timeout=left, cached=False)[1]
+            except KafkaException as exc:
+                self.log.debug("high watermark of %s[%d] unavailable: %s", tp.topic, tp.partition, exc)
+        return self.consumer.get_watermark_offsets(tp, cached=True)[1]
 
     # --- producing ----------------------------------------------------------------------------
 
