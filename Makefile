@@ -45,7 +45,8 @@ venv: $(VENV)/.installed
 # is pinned by hash (requirements-uv.txt).
 # tests/unit/test_lock.py fails while a lock lags its declarations.
 UV := $(CACHE)/uv/bin/uv
-LOCK_SERVICES := frame-publisher consumer-service inference-service analytics-service
+# Every service folder with a deploy unit has an image, so a lock.
+LOCK_SERVICES := $(patsubst services/%/deploy.py,%,$(wildcard services/*/deploy.py))
 LOCAL_PACKAGES := vidpipe vidpipe-platform $(addprefix vidpipe-,$(LOCK_SERVICES))
 UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --no-config --python-version 3.11 \
   --custom-compile-command "make lock" $(addprefix --no-emit-package ,$(LOCAL_PACKAGES)) $(if $(UPGRADE),--upgrade)

@@ -111,5 +111,6 @@ UNIT = Analytics(
         joins("analytics_group"),
         ObjectGrant(sid="ReadArchivedFrames", actions=("s3:GetObject",), prefix=FRAMES_PREFIX),
     ),
+    image_budget_mb=450,  # scipy and numpy are most of it, no OpenCV
     nag_reason=f"{KAFKA_WHY}; s3:GetObject only under {FRAMES_PREFIX}",
 )

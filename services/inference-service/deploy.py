@@ -83,5 +83,6 @@ UNIT = Inference(
     service_name="inference",  # the consumer's CONSUMER_INFERENCE_URL names it
     api_token_variable="INFERENCE_API_TOKEN",
     grants=(ObjectGrant(sid="ReadModels", actions=("s3:GetObject",), prefix=MODELS_PREFIX),),
+    image_budget_mb=900,  # onnxruntime and OpenVINO
     nag_reason=f"s3:GetObject only under {MODELS_PREFIX}",
 )

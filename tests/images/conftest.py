@@ -7,8 +7,9 @@ import pytest
 
 from tests.fixtures.pipeline import missing_setup
 from tools.images.build import image_reference
+from vidpipe_deploy.registry import FOLDERS
 
-SERVICES = ("frame-publisher", "consumer-service", "inference-service", "analytics-service")
+SERVICES = FOLDERS  # every deployed service has an image
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 import uuid
 
 import boto3
@@ -24,25 +25,20 @@ from tools.images.pod import PodContainer, RunningContainer
 from vidpipe.contract import FrameResult, TrackerReset, decode_event
 from vidpipe.kafka import KafkaSettings, consumer_config
 from vidpipe.storage import frame_key
+from vidpipe_deploy.registry import SERVICES_DIR, registered
 
 TOKEN = "images-test-token-" + "0123456789abcdef"
 
 pytestmark = [pytest.mark.images]
 
 MB = 1_000_000
-# The budget each image is held to (the inference image will carry a second runtime). Analytics: 358 MB on
-# the local base (2026-11-26; scipy and numpy are most of it, no OpenCV): ~25% headroom.
-SIZE_BUDGET = {
-    "frame-publisher": 400 * MB,
-    "consumer-service": 400 * MB,
-    "inference-service": 900 * MB,
-    "analytics-service": 450 * MB,
-}
+# Each service's image, its budget (its deploy unit's) and its package (its pyproject's), from its room.
+SIZE_BUDGET = {unit.name: unit.image_budget_mb * MB for unit in registered().all()}
 PACKAGES = {
-    "frame-publisher": "frame_publisher",
-    "consumer-service": "consumer_service",
-    "inference-service": "inference_service",
-    "analytics-service": "analytics_service",
+    unit.name: tomllib.loads((SERVICES_DIR / unit.name / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ][0]
+    for unit in registered().all()
 }
 DEPLOYMENTS = {
     "consumer-service": "consumer-service",

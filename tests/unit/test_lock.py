@@ -20,8 +20,10 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from vidpipe_deploy.registry import FOLDERS
+
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("frame-publisher", "consumer-service", "inference-service", "analytics-service")
+SERVICES = FOLDERS  # every deployed service has its image lock
 DEV_LOCK = ROOT / "requirements.lock"
 # The images' platform (cdk_app/constructs/service_images.py builds linux/amd64 on python:3.11).
 IMAGE_ENVIRONMENT = {

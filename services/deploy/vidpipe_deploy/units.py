@@ -102,6 +102,8 @@ class ServiceUnit(FrozenModel):
     api_token_variable: str | None = None
     grants: tuple[Grant, ...]
     nag_reason: str  # why its wildcard resources are acceptable (cdk-nag AwsSolutions-IAM5)
+    # The size its image is held to (MB, on the local base; tests/images checks it).
+    image_budget_mb: int = 400
 
     @property
     def health_port(self) -> int:
