@@ -104,7 +104,7 @@ prometheus-deps:
 	  echo "installing promtool for the alert rules' tests (apt)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-demo: setup
+demo: setup prometheus-deps
 	$(PY) -m tools.demo
 
 # node_modules: the pinned CDK and cdk8s CLIs (mk/node.mk); images: the four service images (mk/images.mk).

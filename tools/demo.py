@@ -2,7 +2,8 @@
 
 Starts a local Kafka broker (unless KAFKA_BOOTSTRAP names one), the inference service, the consumer and
 the analytics service (with a streams configuration it writes: one line and one zone on the demo's
-stream), prints the live view's URL, publishes bikes.mp4 at its own frame rate, waits until every
+stream), prints the live view's URL (and that of a local Prometheus scraping every service, when
+`make prometheus-deps` installed it), publishes bikes.mp4 at its own frame rate, waits until every
 published frame has a result and the analytics events are in, then writes out/summary.json (with the
 line and zone counts) and out/annotated.mp4, and stops everything it started.
 
@@ -47,6 +48,7 @@ from tools.harness.processes import (
 )
 from tools.harness.results import ResultCollector, summarize
 from tools.paths import CACHE, DEFAULT_MODEL, ROOT, SAMPLE_VIDEO
+from tools.prometheus import start_beside
 from vidpipe.analytics_config import AnalyticsConfig, load_streams_file
 from vidpipe.storage import LocalStorage
 
@@ -69,11 +71,13 @@ def write_streams_file(path: Path, stream_id: str) -> AnalyticsConfig:
     return load_streams_file(path)
 
 
-def start_analytics(stack: ExitStack, bootstrap: str, logs: Path, streams_file: Path, archive: Path, token: str) -> str:
+def start_analytics(
+    stack: ExitStack, bootstrap: str, logs: Path, streams_file: Path, archive: Path, token: str, **extra: str
+) -> str:
     """The analytics service, its live view behind `token`; returns the live view's URL."""
     port = free_port()
     service: ServiceProcess = analytics_process(
-        bootstrap, logs, streams_file, str(archive), port, ANALYTICS_API_TOKEN=token
+        bootstrap, logs, streams_file, str(archive), port, ANALYTICS_API_TOKEN=token, **extra
     )
     service.start()
     stack.callback(service.stop)
@@ -204,9 +208,24 @@ def main(argv: list[str] | None = None) -> int:
         consumer.start()
         stack.callback(consumer.stop)
         consumer.wait_http(consumer_health_url(consumer))
-        live_view = start_analytics(stack, bootstrap, logs, streams_file, archive, live_token)
+        analytics_ops, publisher_ops = free_port(), free_port()
+        live_view = start_analytics(
+            stack, bootstrap, logs, streams_file, archive, live_token, ANALYTICS_OPS_PORT=str(analytics_ops)
+        )
+        prometheus = start_beside(
+            stack,
+            out / "prometheus",
+            {
+                "frame-publisher": [f"127.0.0.1:{publisher_ops}"],
+                "consumer-service": [f"127.0.0.1:{consumer.env['CONSUMER_HEALTH_PORT']}"],
+                "inference-service": [f"127.0.0.1:{inference.env['INFERENCE_OPS_PORT']}"],
+                "analytics-service": [f"127.0.0.1:{analytics_ops}"],
+            },
+        )
         # The link logs the browser in once (a session cookie) and drops the token from the address.
         print(f"live view: {live_view}?token={live_token}  (lines and zones: {streams_file})")
+        if prometheus is not None:
+            print(f"prometheus: {prometheus.url}/alerts  (the alert rules; /targets: the services it scrapes)")
 
         from vidpipe.topics import TopicSettings
 
@@ -220,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap,
             args.video,
             logs,
-            ["--stream-id", stream_id, "--pace", args.pace, "--summary-file", str(summary_file), "--progress"],
+            [
+                *("--stream-id", stream_id, "--pace", args.pace, "--summary-file", str(summary_file), "--progress"),
+                *("--health-port", str(publisher_ops)),
+            ],
         )
         print(f"streaming {args.video.name} as stream {stream_id}...")
         started = time.monotonic()

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,15 @@ class LocalPrometheus:
     def targets_health(self) -> dict[str, str]:
         """Each active target's scrape URL and its health (up, down, unknown)."""
         return {t["scrapeUrl"]: t["health"] for t in self.api("targets")["activeTargets"]}
+
+
+def start_beside(stack: ExitStack, folder: Path, targets: Mapping[str, Sequence[str]]) -> LocalPrometheus | None:
+    """Prometheus for a run that can do without it (make demo): started and stopped with the stack, or
+    None after saying why it did not start."""
+    try:
+        prometheus = LocalPrometheus(folder, targets).start()
+    except (PrometheusUnavailable, OSError) as exc:
+        print(f"prometheus: not started, going on without it ({exc})")
+        return None
+    stack.callback(prometheus.stop)
+    return prometheus
