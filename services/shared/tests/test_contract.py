@@ -36,7 +36,8 @@ def test_headers_round_trip_with_traceparent():
         272,
     )
     version, trace_id, span_id, flags = parsed.traceparent.split("-")
-    assert (version, len(trace_id), len(span_id), flags) == ("00", 32, 16, "01")
+    # Not sampled: only a tracing publisher asks the services after it to record a frame's trace.
+    assert (version, len(trace_id), len(span_id), flags) == ("00", 32, 16, "00")
 
 
 @pytest.mark.parametrize(

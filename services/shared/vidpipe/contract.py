@@ -77,7 +77,9 @@ class Header:
     WIDTH = "width"
     HEIGHT = "height"
     CONTENT_TYPE = "content-type"
+    # W3C trace context (vidpipe.tracing): also on the results and events topics.
     TRACEPARENT = "traceparent"
+    TRACESTATE = "tracestate"
     # Added on the dead-letter topic.
     ERROR_REASON = "error-reason"
     ERROR_CODE = "error-code"
@@ -144,8 +146,9 @@ def check_stream_id(value: str) -> str:
 
 
 def new_traceparent() -> str:
-    """A fresh W3C trace context (version 00, sampled)."""
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+    """A fresh W3C trace context (version 00, not sampled): a frame published without tracing still has a
+    trace id, but does not ask the services after it to record its trace (vidpipe.tracing samples)."""
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"
 
 
 @dataclass(frozen=True, slots=True)
