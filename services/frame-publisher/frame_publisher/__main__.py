@@ -20,6 +20,7 @@ import traceback
 from types import FrameType
 from typing import Any
 
+from vidpipe import tracing
 from vidpipe.config import load_settings
 from vidpipe.contract import check_stream_id
 from vidpipe.kafka import KafkaSettings
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     topics = load_settings(TopicSettings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("frame_publisher")
+    tracing.setup("frame-publisher", settings.trace_sample_ratio)
     try:
         uri = resolve_source(settings)
     except ValueError as exc:

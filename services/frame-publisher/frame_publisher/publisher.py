@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import cv2
 import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from opentelemetry.trace import SpanKind
 
+from vidpipe import tracing
 from vidpipe.contract import MAX_FRAME_BYTES, FrameMeta, check_stream_id, new_epoch
 from vidpipe.kafka import KafkaSettings, ReplaceableProducer
 
@@ -233,6 +235,28 @@ class FramePublisher:
             height=size[1],
             epoch=summary.epoch,
         )
+        # The frame's trace starts here (sampled at PUBLISHER_TRACE_SAMPLE_RATIO); its context replaces
+        # the contract's untraced traceparent in the headers.
+        with tracing.tracer().start_as_current_span(
+            f"{self.topic} publish",
+            kind=SpanKind.PRODUCER,
+            attributes=tracing.kafka_attributes(self.topic, "publish", meta.key),
+        ):
+            headers = tracing.inject_headers(meta.headers())
+            if not self._produce(meta, jpeg, headers, block, buffer):
+                return
+        summary.last_seq = seq
+        summary.frames_published += 1
+
+    def _produce(
+        self,
+        meta: FrameMeta,
+        jpeg: bytes,
+        headers: list[tuple[str, bytes]],
+        block: bool,
+        buffer: DropOldestBuffer[Frame] | None,
+    ) -> bool:
+        """Hand the frame to the producer, waiting while it is backed up; False if stopped meanwhile."""
         while True:
             try:
                 self.producer.produce(
@@ -240,7 +264,7 @@ class FramePublisher:
                     key=meta.key,
                     value=jpeg,
                     # confluent-kafka asks for list[tuple[str, str | bytes | None]]; list is invariant, ours holds bytes
-                    headers=meta.headers(),  # type: ignore[arg-type]
+                    headers=headers,  # type: ignore[arg-type]
                     on_delivery=self._on_delivery,
                 )
                 break
@@ -251,13 +275,12 @@ class FramePublisher:
                 self.producer.poll(0.1)
                 self._replace_failed_producer()
                 if self.stop.is_set() and not block:
-                    return
+                    return False
             except KafkaException as exc:
                 if not self.producers.note_error(exc):
                     raise
                 self._replace_failed_producer()  # and this frame goes to the new one
-        summary.last_seq = seq
-        summary.frames_published += 1
+        return True
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         summary = self._summary

@@ -63,6 +63,12 @@ class PublisherSettings(BaseSettings):
     health_port: int = Field(default=0, ge=0, le=65535, description="0 disables /healthz and /metrics")
     flush_timeout_s: float = Field(default=30.0, gt=0)
     log_level: str = "info"
+    trace_sample_ratio: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="The share of frames whose trace is recorded, when tracing is on (vidpipe.tracing)",
+    )
 
     @field_validator("resize")
     @classmethod
