@@ -9,6 +9,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
+from vidpipe import tracing
 from vidpipe.config import ConfigurationError, load_settings
 from vidpipe.health import Heartbeat, serve_health
 from vidpipe.kafka import KafkaSettings
@@ -51,6 +52,7 @@ def main() -> None:
     topics = load_settings(TopicSettings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("consumer_service")
+    tracing.setup("consumer-service")
 
     token = inference_token(settings)
     if not token:

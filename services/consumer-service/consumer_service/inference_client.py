@@ -15,11 +15,14 @@ What an answer says about the frames decides what happens to them:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
+from vidpipe import tracing
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
 
 BATCH_PATH = "/v1/infer/batch"
@@ -101,17 +104,35 @@ class InferenceClient:
     def close(self) -> None:
         self._client.close()
 
-    def infer_batch(self, images: list[bytes]) -> BatchAnswer:
+    def infer_batch(self, images: list[bytes], links: Sequence[Link] = ()) -> BatchAnswer:
+        """links: the trace contexts of the batch's frames (the request is a child of the current span)."""
+        url = self._client.base_url
+        with tracing.tracer().start_as_current_span(
+            f"POST {BATCH_PATH}",
+            kind=SpanKind.CLIENT,
+            links=links,
+            attributes={
+                "http.request.method": "POST",
+                "url.path": BATCH_PATH,
+                "server.address": url.host,
+                "server.port": url.port or (443 if url.scheme == "https" else 80),
+                "messaging.batch.message_count": len(images),
+            },
+        ) as span:
+            return self._infer_batch(images, span)
+
+    def _infer_batch(self, images: list[bytes], span: Span) -> BatchAnswer:
+        headers = tracing.inject_http({"Content-Type": BATCH_CONTENT_TYPE})
         try:
-            response = self._client.post(
-                BATCH_PATH, content=encode_batch(images), headers={"Content-Type": BATCH_CONTENT_TYPE}
-            )
+            response = self._client.post(BATCH_PATH, content=encode_batch(images), headers=headers)
         except httpx.TimeoutException as exc:  # the service took the request but did not finish it
             raise InferenceFailed(f"{type(exc).__name__}: no answer within the timeout") from None
         except httpx.HTTPError as exc:  # refused, reset, DNS: nothing reached the model
             raise InferenceUnavailable(f"{type(exc).__name__}: {exc}", "unreachable") from None
         status = response.status_code
+        span.set_attribute("http.response.status_code", status)
         if status != 200:
+            span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
             code, message = _error(response)
             kind = classify_status(status)
             if kind == "busy":

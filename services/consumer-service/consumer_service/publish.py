@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Message
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 
+from vidpipe import tracing
 from vidpipe.contract import MAX_MESSAGE_BYTES, Header, dead_letter_headers, encode_result
 from vidpipe.kafka import is_fatal
 from vidpipe.member import GroupMember, record_headers, record_origin
@@ -70,7 +73,9 @@ class Publisher:
             role: Redelivery(settings.retry_initial_s, settings.retry_max_s) for role in ("results", "dead_letter")
         }
 
-    def result(self, batch: Batch, record: Message, doc: dict[str, Any]) -> None:
+    def result(self, batch: Batch, record: Message, doc: dict[str, Any], context: Context | None = None) -> None:
+        """context: the trace context of the frame's processing; the result's headers carry its publish span."""
+
         def refused(reason: str) -> None:
             batch.results_count -= 1
             self.dead_letter(
@@ -80,10 +85,19 @@ class Publisher:
         def delivered() -> None:
             self.metrics.observe_result(doc["stream_id"], doc["capture_ts_us"])
 
-        self.produce(
-            batch, "results", doc["stream_id"].encode(), encode_result(doc), on_content_error=refused,
-            on_delivered=delivered,
-        )  # fmt: skip
+        key = doc["stream_id"].encode()
+        topic = self.topics.results
+        with tracing.tracer().start_as_current_span(
+            f"{topic} publish",
+            context=context,
+            kind=SpanKind.PRODUCER,
+            attributes=tracing.kafka_attributes(topic, "publish", key),
+        ):
+            headers = tracing.inject_headers([])
+            self.produce(
+                batch, "results", key, encode_result(doc), headers or None, on_content_error=refused,
+                on_delivered=delivered,
+            )  # fmt: skip
 
     def dead_letter(self, batch: Batch, record: Message, rejected: Rejected) -> None:
         """The original record with why it failed. Its value is left out (its length noted) with

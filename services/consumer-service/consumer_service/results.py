@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import threading
 import time
+from contextvars import ContextVar
 from typing import Any
 
 from confluent_kafka import Message
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
+from vidpipe import tracing
 from vidpipe.contract import MAX_RESULT_BYTES, FrameMeta, FrameResult, encode_result
-from vidpipe.member import GroupMember
+from vidpipe.member import GroupMember, record_headers
 
 from .archive import Archiver, StorageUnavailable
 from .deadline import SendDeadline
@@ -27,8 +32,12 @@ from .reference import REFERENCE_JPEG
 from .settings import ConsumerSettings
 from .triage import Accepted, Rejected
 
-Results = list[tuple[Message, dict[str, Any]]]
+# record, result document, the trace context its result is published in (the frame's process span)
+Results = list[tuple[Message, dict[str, Any], Context]]
 Refused = list[tuple[Message, Rejected]]
+
+# The batch's frames, linked from each inference request of the batch (a worker thread's own value).
+_batch_links: ContextVar[list[Link]] = ContextVar("batch_links", default=[])  # noqa: B039 (never mutated)
 
 
 class ResultRefused(ValueError):
@@ -107,6 +116,38 @@ class ResultMaker:
         self._drop_stale(batch)
         if not batch.accepted:
             return [], []
+        # One process span per frame, in its trace; the batch's inference requests are children of the
+        # first frame's and link to every frame's (OpenTelemetry's messaging conventions for batches).
+        parents = [tracing.extract_headers(record_headers(record)) for record, _ in batch.accepted]
+        spans = {
+            id(record): self._process_span(record, parent)
+            for (record, _), parent in zip(batch.accepted, parents, strict=True)
+        }
+        token = _batch_links.set(tracing.links_to(parents))
+        try:
+            with trace.use_span(spans[id(batch.accepted[0][0])], end_on_exit=False):
+                results, refused = self._make(batch)
+            for record, rejected in refused:
+                if (span := spans.get(id(record))) is not None:
+                    span.set_status(Status(StatusCode.ERROR, f"{rejected.stage}: {rejected.code}"))
+            return [(r, doc, trace.set_span_in_context(spans[id(r)])) for r, doc, _ in results], refused
+        finally:
+            _batch_links.reset(token)
+            for span in spans.values():
+                span.end()
+
+    def _process_span(self, record: Message, parent: Context) -> Span:
+        topic = record.topic() or ""
+        return tracing.tracer().start_span(
+            f"{topic} process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=tracing.kafka_attributes(
+                topic, "process", record.key(), record.partition(), record.offset(), self.settings.group_id
+            ),
+        )
+
+    def _make(self, batch: Batch) -> tuple[Results, Refused]:
         with self._load_lock:
             self._frames_in_inference += len(batch.accepted)
             batch.load = self._frames_in_inference
@@ -141,7 +182,8 @@ class ResultMaker:
         )
         for index, reason in failed.items():
             refused.append((done[index][0], Rejected(reason, "archive", "archive_refused")))
-        return [(record, doc) for index, (record, _, doc) in enumerate(done) if index not in failed], refused
+        empty = Context()
+        return [(record, doc, empty) for index, (record, _, doc) in enumerate(done) if index not in failed], refused
 
     def observe(self, batch: Batch) -> None:
         """A batch's results are published: learn the cost per frame from its round trip."""
@@ -166,7 +208,7 @@ class ResultMaker:
 
     def _infer(self, images: list[bytes]) -> BatchAnswer:
         self.metrics.frames_inferred.inc(len(images))
-        return self.client.infer_batch(images)
+        return self.client.infer_batch(images, _batch_links.get())
 
     def _canary(self) -> BaseException | None:
         """Does the service still answer a frame it processed before with a result? None if so, else the

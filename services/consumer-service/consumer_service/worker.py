@@ -194,8 +194,8 @@ class ConsumerWorker(GroupMember):
                 results, refused = batch.work.result()
                 for record, rejected in refused:
                     self._publisher.dead_letter(batch, record, rejected)
-                for record, doc in results:
-                    self._publisher.result(batch, record, doc)
+                for record, doc, context in results:
+                    self._publisher.result(batch, record, doc, context)
                 batch.results_count = len(results)
                 self._results.observe(batch)
             batch.published = True
