@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from vidpipe import tracing
 from vidpipe.config import ConfigurationError, load_settings
 from vidpipe.http_edge import EdgeServers, api_config, ops_config
 from vidpipe.secrets import SecretError
@@ -18,6 +19,7 @@ from .settings import InferenceSettings
 def main() -> None:
     settings = load_settings(InferenceSettings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tracing.setup("inference-service")
     try:
         token = settings.resolve_token()
     except (SecretError, ValueError) as exc:

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from vidpipe import tracing
 from vidpipe.contract import BATCH_CONTENT_TYPE, JPEG_CONTENT_TYPE, ContractError, decode_batch
 from vidpipe.http_api import ApiError, api_app, error_response
 from vidpipe.http_edge import ASGIApp, EdgeGuard, Receive, error_document, guard_options, json_probe, ops_app
@@ -284,6 +285,8 @@ def create_app(settings: InferenceSettings, token: str | None | Unset = UNSET) -
 
     app = api_app("vidpipe inference", lifespan, settings.openapi)
     app.state.service = state
+    # A server span per inference request, in the trace of the frames (the consumer sends traceparent).
+    app.add_middleware(tracing.TraceRequests, paths=("/v1/infer", "/v1/infer/batch"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -400,7 +403,19 @@ def create_app(settings: InferenceSettings, token: str | None | Unset = UNSET) -
                 del items, body  # the body's memory goes back to the budget before inference
                 state.body_bytes.release(held)
             good = [p for p in prepared if not isinstance(p, ImageError)]
-            inferred = iter(await _infer(state, good, batcher, watch)) if good else iter(())
+            with tracing.tracer().start_as_current_span(
+                "inference batch", attributes={"vidpipe.batch.size": len(good), "vidpipe.model.name": model.name}
+            ) as span:
+                done = await _infer(state, good, batcher, watch) if good else []
+                # The model's own time (the queue not included), as each frame's result reports it.
+                span.set_attribute(
+                    "vidpipe.model_ms",
+                    max(
+                        (float(r.get("model_ms", 0.0)) for r in done if not isinstance(r, InferenceFailure)),
+                        default=0.0,
+                    ),
+                )
+            inferred = iter(done)
         finally:
             watch.close()
             state.frames_in_flight.release(count)
