@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from vidpipe import tracing
 from vidpipe.config import ConfigurationError, load_settings
 from vidpipe.health import Heartbeat
 from vidpipe.http_edge import EdgeServers, api_config, ops_config
@@ -31,6 +32,7 @@ def main() -> None:
     config = load_analytics_config(settings)  # exit 2 naming the key, before anything connects
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("analytics_service")
+    tracing.setup("analytics-service")
     try:
         token = settings.resolve_token()
     except (SecretError, ValueError) as exc:

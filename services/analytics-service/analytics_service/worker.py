@@ -31,12 +31,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Message
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
+from vidpipe import tracing
 from vidpipe.contract import FrameResult, check_stream_id, decode_result, encode_event
 from vidpipe.health import Heartbeat
 from vidpipe.kafka import KafkaSettings, ReplaceableProducer, consumer_config
-from vidpipe.member import GroupMember, Stopped, TopicPart
+from vidpipe.member import GroupMember, Stopped, TopicPart, record_headers
 from vidpipe.topics import TopicSettings
 
 from .admission import StreamAdmission
@@ -57,7 +59,8 @@ _PAUSE_AFTER_S = 1.0
 @dataclass
 class Batch:
     offsets: dict[TopicPart, int] = field(default_factory=dict)  # next offset to commit, per partition
-    events: list[tuple[bytes, bytes, str]] = field(default_factory=list)  # key, value, type; in order
+    # key, value, type, headers (the trace context of the result's processing); in order
+    events: list[tuple[bytes, bytes, str, list[tuple[str, bytes]]]] = field(default_factory=list)
     pending: int = 0
     delivered: set[int] = field(default_factory=set)  # indexes the broker acknowledged
     error: str = ""
@@ -159,9 +162,25 @@ class AnalyticsWorker(GroupMember):
         if topic is None or partition is None or offset is None:
             return
         batch.offsets[(topic, partition)] = offset + 1  # a skipped record is committed too: never a stall
+        # The frame's trace goes on: this result's processing is a child of the consumer's result publish.
+        with tracing.tracer().start_as_current_span(
+            f"{topic} process",
+            context=tracing.extract_headers(record_headers(record)),
+            kind=SpanKind.CONSUMER,
+            attributes=tracing.kafka_attributes(
+                topic, "process", record.key(), partition, offset, self.settings.group_id
+            ),
+        ) as span:
+            if not self._analyze(record, batch, now_us, topic, partition, offset):
+                span.set_status(Status(StatusCode.ERROR, "skipped"))
+
+    def _analyze(self, record: Message, batch: Batch, now_us: int, topic: str, partition: int, offset: int) -> bool:
+        """False when the result was not analyzed (invalid, or the analysis failed)."""
         result = self._decode(record, topic, partition, offset)
-        if result is None or not self._admission.admit(result.stream_id):
-            return
+        if result is None:
+            return False
+        if not self._admission.admit(result.stream_id):
+            return True
         try:
             analysis = self.analytics.process(result, now_us)
             analyzer = self.analytics.analyzer(result.stream_id)
@@ -171,20 +190,21 @@ class AnalyticsWorker(GroupMember):
             self.metrics.failed.inc()
             log.exception("analysis failed on %s seq %d (%s[%d]@%d); skipped", result.stream_id, result.seq,
                           topic, partition, offset)  # fmt: skip
-            return
+            return False
         self._stream_partition[result.stream_id] = (topic, partition)
         if analysis.duplicate:  # redelivered (at least once): the engine skipped it, the view keeps its frame
             self.metrics.duplicates.inc()
-            return
+            return True
         key = result.stream_id.encode()
         for event in analysis.events:
-            batch.events.append((key, encode_event(event), event.type))
+            batch.events.append((key, encode_event(event), event.type, tracing.inject_headers([])))
             self.metrics.observe_event(event)
         self.view.update(result, analysis, counts, now_us)
         self.metrics.observe_frame(
             result.stream_id, len(analysis.tracks), (now_us - result.capture_ts_us) / 1e6, counts
         )
         self.processed += 1
+        return True
 
     def _decode(self, record: Message, topic: str, partition: int, offset: int) -> FrameResult | None:
         try:
@@ -203,7 +223,7 @@ class AnalyticsWorker(GroupMember):
     # --- delivery, then commit --------------------------------------------------------------
 
     def _produce(self, batch: Batch, index: int) -> None:
-        key, value, _ = batch.events[index]
+        key, value, _, headers = batch.events[index]
 
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
             batch.pending -= 1
@@ -213,7 +233,7 @@ class AnalyticsWorker(GroupMember):
                 batch.error = str(error)
 
         # A producer that failed fatally is noted: the replacement produces this again (_deliver).
-        if self.produce(self.topics.events, value, key=key, on_delivery=on_delivery):
+        if self.produce(self.topics.events, value, key=key, headers=headers or None, on_delivery=on_delivery):
             batch.pending += 1
 
     def _deliver(self, batch: Batch) -> None:
@@ -240,7 +260,7 @@ class AnalyticsWorker(GroupMember):
                             len(todo), batch.error, delay)  # fmt: skip
                 self.hold(delay)
         self.set_paused(False)
-        types = Tally(kind for _, _, kind in batch.events)
+        types = Tally(kind for _, _, kind, _ in batch.events)
         for kind, n in types.items():
             self.metrics.events.labels(kind).inc(n)
         self.published += len(batch.events)

@@ -159,6 +159,12 @@ class Record:
     def value(self):
         return self._value
 
+    def key(self):
+        return None
+
+    def headers(self):
+        return None
+
     def error(self):
         return None
 
