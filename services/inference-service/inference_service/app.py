@@ -285,8 +285,6 @@ def create_app(settings: InferenceSettings, token: str | None | Unset = UNSET) -
 
     app = api_app("vidpipe inference", lifespan, settings.openapi)
     app.state.service = state
-    # A server span per inference request, in the trace of the frames (the consumer sends traceparent).
-    app.add_middleware(tracing.TraceRequests, paths=("/v1/infer", "/v1/infer/batch"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -403,6 +401,8 @@ def create_app(settings: InferenceSettings, token: str | None | Unset = UNSET) -
                 del items, body  # the body's memory goes back to the budget before inference
                 state.body_bytes.release(held)
             good = [p for p in prepared if not isinstance(p, ImageError)]
+            # FastAPI makes the request's server span itself, in the caller's trace (traceparent); the
+            # batch's time in the queue and the model is this child of it.
             with tracing.tracer().start_as_current_span(
                 "inference batch", attributes={"vidpipe.batch.size": len(good), "vidpipe.model.name": model.name}
             ) as span:

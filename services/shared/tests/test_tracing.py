@@ -1,8 +1,7 @@
-"""vidpipe.tracing: the Kafka header adapters, the no-op default, the file exporter, sampling, the ASGI span."""
+"""vidpipe.tracing: the Kafka header adapters, the no-op default, the file exporter, sampling."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -11,7 +10,6 @@ import sys
 import time
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -151,41 +149,3 @@ def test_links_to_valid_contexts_only():
     good = tracing.extract_headers([(Header.TRACEPARENT, b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01")])
     links = tracing.links_to([good, tracing.extract_headers(None)])
     assert [link.context.span_id for link in links] == [int("b" * 16, 16)]
-
-
-def test_asgi_middleware_makes_a_server_span_in_the_callers_trace(monkeypatch):
-    provider, exporter = memory_provider(0.0)
-    monkeypatch.setattr(tracing, "tracer", lambda: provider.get_tracer("t"))
-    seen: list[trace.Span] = []
-
-    async def app(scope, receive, send):
-        seen.append(trace.get_current_span())
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    async def call(path: str) -> None:
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": path,
-            "headers": [(b"traceparent", b"00-" + b"c" * 32 + b"-" + b"d" * 16 + b"-01")],
-        }
-
-        async def receive():
-            return {"type": "http.request", "body": b""}
-
-        async def send(_message):
-            return None
-
-        await tracing.TraceRequests(app, ["/v1/infer/batch"])(scope, receive, send)
-
-    asyncio.run(call("/v1/infer/batch"))
-    asyncio.run(call("/healthz"))
-    (span,) = exporter.get_finished_spans()
-    assert span.name == "POST /v1/infer/batch" and span.kind is SpanKind.SERVER
-    assert span.parent is not None and span.parent.span_id == int("d" * 16, 16)
-    assert span.context.trace_id == int("c" * 32, 16)
-    assert span.attributes is not None
-    assert (span.attributes["http.request.method"], span.attributes["http.response.status_code"]) == ("POST", 200)
-    assert seen[0].get_span_context().span_id == span.context.span_id  # the handler runs inside it
-    assert not seen[1].get_span_context().is_valid  # other paths are not traced

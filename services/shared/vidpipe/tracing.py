@@ -11,20 +11,21 @@ A span without a parent (a record from a foreign producer, a request without tra
 the root ratio given to setup().
 
 W3C trace context (traceparent, tracestate) travels in Kafka headers and HTTP headers; the adapters below
-read and write Kafka's header lists for opentelemetry's TraceContextTextMapPropagator.
+read and write Kafka's header lists for opentelemetry's TraceContextTextMapPropagator. FastAPI makes the
+server span of each request to an API itself, in the trace its traceparent header names.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanContext
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -116,55 +117,6 @@ def kafka_attributes(
     if group:
         attributes["messaging.consumer.group.name"] = group
     return attributes
-
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class TraceRequests:
-    """ASGI middleware: a SERVER span per request to one of `paths` (OpenTelemetry's HTTP conventions), in
-    the trace the request's traceparent names. Other paths (probes, docs) pass through untraced."""
-
-    def __init__(self, app: ASGI, paths: Iterable[str]):
-        self.app = app
-        self.paths = frozenset(paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path not in self.paths:
-            await self.app(scope, receive, send)
-            return
-        carrier = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in scope.get("headers", ())
-            if name in (b"traceparent", b"tracestate")
-        }
-        method = scope.get("method", "GET")
-        with tracer().start_as_current_span(
-            f"{method} {path}",
-            context=extract_http(carrier),
-            kind=SpanKind.SERVER,
-            attributes={
-                "http.request.method": method,
-                "http.route": path,
-                "url.path": path,
-                "url.scheme": scope.get("scheme", "http"),
-            },
-        ) as span:
-
-            async def traced_send(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    status = int(message["status"])
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 500:  # a server span's 4xx is the client's error, not the server's
-                        span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
-                await send(message)
-
-            await self.app(scope, receive, traced_send)
 
 
 def tracer() -> trace.Tracer:
