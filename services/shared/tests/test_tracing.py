@@ -149,3 +149,14 @@ def test_links_to_valid_contexts_only():
     good = tracing.extract_headers([(Header.TRACEPARENT, b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01")])
     links = tracing.links_to([good, tracing.extract_headers(None)])
     assert [link.context.span_id for link in links] == [int("b" * 16, 16)]
+
+
+def test_an_endpoint_exports_over_otlp_http_in_batches():
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = tracing.build_provider("consumer-service", endpoint="http://127.0.0.1:4318")
+    processors = provider._active_span_processor._span_processors
+    assert [type(p) for p in processors] == [BatchSpanProcessor]
+    assert isinstance(processors[0]._batch_processor._exporter, OTLPSpanExporter)
+    provider.shutdown()
