@@ -295,7 +295,7 @@ def test_a_fatal_producer_error_is_replaced_and_every_event_delivered(kafka_sett
     turn_fatal_after(worker.producers, healthy=3)
     values = [f'{{"event": {i}}}'.encode() for i in range(10)]
     try:
-        worker._deliver(Batch(events=[(STREAM.encode(), value, "test") for value in values]))
+        worker._deliver(Batch(events=[(STREAM.encode(), value, "test", []) for value in values]))
     finally:
         worker.close()
     # Events the failed producer held may be on the topic and produced again too: read until all are there.
