@@ -48,6 +48,7 @@ class Analytics(Room):
                 # The group its IAM grant names (below): the contract's, stated so the two cannot drift.
                 "ANALYTICS_GROUP_ID": wiring.topics.analytics_group,
                 "ANALYTICS_LOG_LEVEL": "info",
+                "ANALYTICS_LOG_FORMAT": "json",  # one object per line, with the trace id, for the log pipeline
                 "KAFKA_CLIENT_ID": self.name,
                 # Overrides vidpipe-kafka (a later envFrom source wins): the publisher and consumer create the
                 # topics, events included; this identity may not (its grants hold no CreateTopic).

@@ -34,6 +34,7 @@ class Consumer(Room):
                 "CONSUMER_MAX_FRAME_AGE_MS": str(wiring.consumer_max_frame_age_ms),
                 "CONSUMER_DEAD_LETTER_PAYLOAD": wiring.dead_letters.payload,
                 "CONSUMER_LOG_LEVEL": "info",
+                "CONSUMER_LOG_FORMAT": "json",  # one object per line, with the trace id, for the log pipeline
                 "KAFKA_CLIENT_ID": self.name,
                 **api_token_settings(wiring, self),
             },

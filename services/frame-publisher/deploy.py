@@ -41,6 +41,7 @@ class Publisher(Room):
             "PUBLISHER_HEALTH_PORT": str(self.health_port),
             "PUBLISHER_PROGRESS": "false",
             "PUBLISHER_LOG_LEVEL": "info",
+            "PUBLISHER_LOG_FORMAT": "json",  # one object per line, with the trace id, for the log pipeline
             "KAFKA_CLIENT_ID": name,
             # RTP interleaved in the RTSP TCP connection: one known port for the NetworkPolicy, no UDP.
             # (FFmpeg ignores the option for other protocols.)

@@ -37,6 +37,7 @@ class Inference(Room):
                 "INFERENCE_INSTANCES": str(wiring.resources.inference_instances),
                 "INFERENCE_INTRA_OP_THREADS": str(wiring.resources.inference_threads),
                 "INFERENCE_LOG_LEVEL": "info",
+                "INFERENCE_LOG_FORMAT": "json",  # one object per line, with the trace id, for the log pipeline
                 "AWS_REGION": wiring.region,
                 **api_token_settings(wiring, self),
             },

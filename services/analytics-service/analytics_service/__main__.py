@@ -13,6 +13,7 @@ from vidpipe.config import ConfigurationError, load_settings
 from vidpipe.health import Heartbeat
 from vidpipe.http_edge import EdgeServers, api_config, ops_config
 from vidpipe.kafka import KafkaSettings
+from vidpipe.logs import configure_logging
 from vidpipe.secrets import SecretError
 from vidpipe.storage import open_storage
 from vidpipe.topics import TopicSettings, ensure
@@ -30,7 +31,7 @@ def main() -> None:
     kafka = load_settings(KafkaSettings)
     topics = load_settings(TopicSettings)
     config = load_analytics_config(settings)  # exit 2 naming the key, before anything connects
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     log = logging.getLogger("analytics_service")
     tracing.setup("analytics-service")
     try:

@@ -12,6 +12,7 @@ from vidpipe.analytics_config import AnalyticsConfig, AnalyticsConfigError, load
 from vidpipe.config import ConfigurationError
 from vidpipe.contract import ANALYTICS_GROUP
 from vidpipe.http_edge import EdgeSettings
+from vidpipe.logs import LogFormat
 from vidpipe.storage import parse_s3_uri
 
 from .engine import TrackerSettings
@@ -54,6 +55,7 @@ class AnalyticsSettings(EdgeSettings):
     shutdown_timeout_s: float = Field(default=10.0, ge=0.0, description="Wait for undelivered events on SIGTERM")
     live_window: int = Field(default=50, ge=2, le=10_000, description="Frames per stream the live fps is taken over")
     log_level: str = "info"
+    log_format: LogFormat = Field(default="text", description="text, or json: one object per line with the trace id")
 
     @field_validator("archive_uri")
     @classmethod

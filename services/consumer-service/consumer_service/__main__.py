@@ -13,6 +13,7 @@ from vidpipe import tracing
 from vidpipe.config import ConfigurationError, load_settings
 from vidpipe.health import Heartbeat, serve_health
 from vidpipe.kafka import KafkaSettings
+from vidpipe.logs import configure_logging
 from vidpipe.secrets import SecretError, resolve_secret
 from vidpipe.storage import open_storage
 from vidpipe.topics import TopicSettings, ensure
@@ -50,7 +51,7 @@ def main() -> None:
     settings = load_settings(ConsumerSettings)
     kafka = load_settings(KafkaSettings)
     topics = load_settings(TopicSettings)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     log = logging.getLogger("consumer_service")
     tracing.setup("consumer-service")
 

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vidpipe.contract import CONSUMER_GROUP, MAX_FRAME_BYTES
 from vidpipe.image_header import MAX_PIXELS
+from vidpipe.logs import LogFormat
 from vidpipe.secrets import check_secret_arn
 
 
@@ -61,6 +62,7 @@ class ConsumerSettings(BaseSettings):
     archive_workers: int = Field(default=8, ge=1, le=128)
     health_port: int = Field(default=8081, ge=0, le=65535, description="0 disables /healthz and /metrics")
     log_level: str = "info"
+    log_format: LogFormat = Field(default="text", description="text, or json: one object per line with the trace id")
 
     @field_validator("inference_token_secret_arn")
     @classmethod

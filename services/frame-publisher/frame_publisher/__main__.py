@@ -24,6 +24,7 @@ from vidpipe import tracing
 from vidpipe.config import load_settings
 from vidpipe.contract import check_stream_id
 from vidpipe.kafka import KafkaSettings
+from vidpipe.logs import configure_logging
 from vidpipe.topics import TopicSettings, ensure
 
 from .publisher import FramePublisher, PublishSummary
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(PublisherSettings, **overrides)
     kafka = load_settings(KafkaSettings)
     topics = load_settings(TopicSettings)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     log = logging.getLogger("frame_publisher")
     tracing.setup("frame-publisher", settings.trace_sample_ratio)
     try:

@@ -7,6 +7,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vidpipe.contract import MAX_INT_HEADER, check_stream_id
+from vidpipe.logs import LogFormat
 
 from .source_secret import SECRET_ARN
 
@@ -63,6 +64,7 @@ class PublisherSettings(BaseSettings):
     health_port: int = Field(default=0, ge=0, le=65535, description="0 disables /healthz and /metrics")
     flush_timeout_s: float = Field(default=30.0, gt=0)
     log_level: str = "info"
+    log_format: LogFormat = Field(default="text", description="text, or json: one object per line with the trace id")
     trace_sample_ratio: float = Field(
         default=0.01,
         ge=0.0,

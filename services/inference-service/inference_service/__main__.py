@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from vidpipe import tracing
 from vidpipe.config import ConfigurationError, load_settings
 from vidpipe.http_edge import EdgeServers, api_config, ops_config
+from vidpipe.logs import configure_logging
 from vidpipe.secrets import SecretError
 
 from .app import create_app, create_ops_app
@@ -18,7 +18,7 @@ from .settings import InferenceSettings
 
 def main() -> None:
     settings = load_settings(InferenceSettings)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     tracing.setup("inference-service")
     try:
         token = settings.resolve_token()

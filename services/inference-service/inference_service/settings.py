@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 from vidpipe.contract import MAX_FRAME_BYTES
 from vidpipe.http_edge import EdgeSettings
 from vidpipe.image_header import MAX_PIXELS
+from vidpipe.logs import LogFormat
 
 
 class DecoderMode(StrEnum):
@@ -104,6 +105,7 @@ class InferenceSettings(EdgeSettings):
     port: int = Field(default=8080, ge=1, le=65535, description="The API: /v1/*")
     ops_port: int = Field(default=8090, ge=1, le=65535, description="/healthz, /readyz and /metrics only")
     log_level: str = "info"
+    log_format: LogFormat = Field(default="text", description="text, or json: one object per line with the trace id")
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Self:

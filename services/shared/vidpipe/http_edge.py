@@ -47,6 +47,7 @@ from pydantic_settings import BaseSettings
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from .logs import json_lines
 from .secrets import check_secret_arn, resolve_secret
 
 log = logging.getLogger(__name__)
@@ -615,6 +616,7 @@ def api_config(
         timeout_graceful_shutdown=graceful_s,
         timeout_keep_alive=settings.keep_alive_s,
         access_log=False,
+        **_log_config(),
         **kwargs,
     )
 
@@ -637,7 +639,13 @@ def ops_config(app: ASGIApp, settings: EdgeSettings, host: str, port: int, log_l
         timeout_graceful_shutdown=5,
         timeout_keep_alive=settings.keep_alive_s,
         access_log=False,
+        **_log_config(),
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """With JSON log lines, uvicorn's loggers keep no handlers of their own: their lines reach the root's."""
+    return {"log_config": None} if json_lines() else {}
 
 
 def guard_options(
