@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .publisher import PublishSummary
@@ -27,7 +27,7 @@ class PublisherCollector(Collector):
         self.summary = summary
         self.reconnects = reconnects
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         summary = self.summary()
         stream = summary.stream_id if summary else ""
         for name, help_text in COUNTS.items():
@@ -37,3 +37,11 @@ class PublisherCollector(Collector):
         reconnects = CounterMetricFamily("publisher_reconnects", "Times a live source was reopened", labels=["stream"])
         reconnects.add_metric([stream], self.reconnects())
         yield reconnects
+        # A camera's last frame: its age (time() - this) is what "silent" means, even for a stream at 1 frame/min.
+        last = GaugeMetricFamily(
+            "publisher_last_frame_timestamp_seconds",
+            "Wall time of the last frame published (0: none yet)",
+            labels=["stream"],
+        )
+        last.add_metric([stream], summary.last_published_unix_s if summary else 0.0)
+        yield last

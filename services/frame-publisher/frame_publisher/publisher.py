@@ -49,6 +49,7 @@ class PublishSummary:
     frames_sampled_out: int = 0  # skipped to meet the target fps
     frames_oversized: int = 0  # JPEG over the contract's frame limit
     producer_restarts: int = 0  # producers replaced after a fatal error
+    last_published_unix_s: float = 0.0  # wall time of the last frame handed to the producer (0: none yet)
     epoch: int = 0  # this run's epoch: with seq, each frame's identity (vidpipe.contract.Header.EPOCH)
     first_seq: int = 0
     last_seq: int = -1
@@ -247,6 +248,7 @@ class FramePublisher:
                 return
         summary.last_seq = seq
         summary.frames_published += 1
+        summary.last_published_unix_s = time.time()
 
     def _produce(
         self,

@@ -58,6 +58,7 @@ def test_metrics_report_the_running_counts():
         frames_published=10,
         frames_delivered=9,
         frames_dropped=2,
+        last_published_unix_s=1796600000.5,
     )
     registry = CollectorRegistry()
     registry.register(PublisherCollector(lambda: summary, lambda: 3))
@@ -67,5 +68,6 @@ def test_metrics_report_the_running_counts():
         'publisher_frames_delivered_total{stream="lobby"} 9.0',
         'publisher_frames_dropped_total{stream="lobby"} 2.0',
         'publisher_reconnects_total{stream="lobby"} 3.0',
+        'publisher_last_frame_timestamp_seconds{stream="lobby"} 1.7966000005e+09',
     ):
         assert line in text, text

@@ -195,7 +195,9 @@ def _prepare_all(
         try:
             width, height = read_header(item, max_pixels)
             with state.decode_pixels.hold(width * height, state.wait_s):
+                started = time.perf_counter()
                 prepared.append(decode_and_resize(item, model.input, (width, height)))
+                state.metrics.decode_seconds.observe(time.perf_counter() - started)
         except ImageError as exc:
             prepared.append(exc)
     return prepared

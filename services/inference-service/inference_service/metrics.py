@@ -36,6 +36,12 @@ class ServiceMetrics:
             buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
             registry=self.registry,
         )
+        self.decode_seconds = Histogram(
+            "inference_decode_seconds",
+            "Decode and resize time per image (the header check included)",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1),
+            registry=self.registry,
+        )
         self.queue_depth = Gauge("inference_queue_depth", "Frames waiting for the model", registry=self.registry)
         self.model_loaded = Gauge("inference_model_loaded", "1 once the model is loaded", registry=self.registry)
         self.runtime = Gauge(

@@ -75,8 +75,16 @@ def test_bad_requests_get_json_errors(client, path, content, content_type, statu
 
 def test_health_and_metrics(client):
     assert client.ops.get("/healthz").json() == {"status": "ok"}
+    before = _decodes(client.ops.get("/metrics").text)
+    assert client.post("/v1/infer", content=jpeg(), headers={"Content-Type": "image/jpeg"}).status_code == 200
     metrics = client.ops.get("/metrics").text
     assert "inference_frames_total" in metrics and "inference_batch_size_bucket" in metrics
+    assert _decodes(metrics) == before + 1, "each decoded image is timed"
+
+
+def _decodes(metrics: str) -> float:
+    (line,) = [line for line in metrics.splitlines() if line.startswith("inference_decode_seconds_count")]
+    return float(line.split()[-1])
 
 
 def test_unloadable_model_is_reported_not_crashed(tmp_path):
