@@ -1,4 +1,4 @@
-"""Helpers shared by the infrastructure tests (imported by name: tests/infra is on sys.path)."""
+"""Helpers shared by the infrastructure tests (tests.infra.cdk_support)."""
 
 from __future__ import annotations
 
