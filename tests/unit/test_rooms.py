@@ -25,3 +25,10 @@ def test_test_files_have_one_name_across_rooms_and_suites():
     names = [p.name for p in [*ROOT.glob("tests/**/test_*.py"), *SERVICES_DIR.glob("*/tests/test_*.py")]]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
     assert {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and p.name != "__pycache__"} <= CROSS_SERVICE
+
+
+def test_the_group_members_keep_only_what_they_do_with_a_batch():
+    """The Kafka plumbing lives in vidpipe.member; a worker past this size is growing a second copy of it."""
+    for worker in ("consumer-service/consumer_service/worker.py", "analytics-service/analytics_service/worker.py"):
+        lines = len((SERVICES_DIR / worker).read_text().splitlines())
+        assert lines <= 250, f"{worker}: {lines} lines"

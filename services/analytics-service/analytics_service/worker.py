@@ -28,7 +28,6 @@ import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Message
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -42,6 +41,7 @@ from vidpipe.member import GroupMember, Stopped, TopicPart, record_headers
 from vidpipe.topics import TopicSettings
 
 from .admission import StreamAdmission
+from .batch import Batch, invalid_field
 from .engine import Analytics
 from .metrics import AnalyticsMetrics
 from .settings import AnalyticsSettings
@@ -54,28 +54,6 @@ log = logging.getLogger(__name__)
 # A delivery still pending after this long pauses the partitions, so polling goes on (group membership)
 # without taking more results.
 _PAUSE_AFTER_S = 1.0
-
-
-@dataclass
-class Batch:
-    offsets: dict[TopicPart, int] = field(default_factory=dict)  # next offset to commit, per partition
-    # key, value, type, headers (the trace context of the result's processing); in order
-    events: list[tuple[bytes, bytes, str, list[tuple[str, bytes]]]] = field(default_factory=list)
-    pending: int = 0
-    delivered: set[int] = field(default_factory=set)  # indexes the broker acknowledged
-    error: str = ""
-
-
-def invalid_field(exc: ValidationError) -> tuple[str, str]:
-    """(the field at fault as a dotted path, the message) of a result's first validation error."""
-    errors = exc.errors()
-    if not errors:
-        return "value", str(exc)
-    first = errors[0]
-    path = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "json_invalid" or not path:
-        return "json", first["msg"]
-    return path, first["msg"]
 
 
 class AnalyticsWorker(GroupMember):
