@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -24,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from tools.harness.processes import free_port
+from tools.harness.processes import ServiceProcess, free_port, service_env
 from tools.paths import ROOT
 
 ALERT_RULES = ROOT / "services" / "deploy" / "vidpipe_deploy" / "monitoring" / "alerts.yaml"
@@ -80,7 +78,7 @@ class LocalPrometheus:
         self.interval_s = interval_s
         self.binary = binary or prometheus_binary()
         self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server: ServiceProcess | None = None
 
     @property
     def url(self) -> str:
@@ -96,55 +94,32 @@ class LocalPrometheus:
         shutil.rmtree(self.folder / "data", ignore_errors=True)  # each run's series from zero
         config = write_config(self.folder, self.targets, self.rule_files, self.interval_s)
         self.port = free_port()
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={self.folder / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.server = ServiceProcess(
+            "prometheus",
+            "",
+            service_env(),
+            self.log_path,
+            ready_url=f"{self.url}/-/ready",
+            command=[
+                self.binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+        ).start()
         try:
-            self._wait_ready(timeout_s)
-        except PrometheusUnavailable:
+            self.server.wait_ready(timeout_s)
+        except (RuntimeError, TimeoutError) as exc:
             self.stop()
-            raise
+            raise PrometheusUnavailable(str(exc)) from None
         return self
 
-    def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.returncode
-                raise PrometheusUnavailable(f"prometheus exited with {code}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise PrometheusUnavailable(f"prometheus not ready at {self.url} after {timeout_s:.0f}s:\n{self.log_tail()}")
-
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return self.server.log_tail(lines) if self.server else ""
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.server is not None:
+            self.server.stop(timeout_s)
 
     def __enter__(self) -> LocalPrometheus:
         return self.start()

@@ -32,7 +32,8 @@ def service_env(**variables: str) -> dict[str, str]:
 
 @dataclass
 class ServiceProcess:
-    """A service started as `python -m module`, logging to a file, stopped with SIGTERM."""
+    """A service started as `python -m module` (or as `command`, another program such as Prometheus), logging
+    to a file, stopped with SIGTERM."""
 
     name: str
     module: str
@@ -41,12 +42,13 @@ class ServiceProcess:
     args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
     ready_url: str | None = None  # its readiness probe (the ops port's /readyz, the consumer's health port)
+    command: list[str] | None = None  # instead of `python -m module args`
 
     def start(self) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module, *self.args],
+            self.command or [sys.executable, "-m", self.module, *self.args],
             env=self.env,
             cwd=ROOT,
             stdout=log,
