@@ -8,6 +8,7 @@ A service's room, services/<folder>/deploy.py, subclasses `Room` and defines `UN
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from constructs import Construct
@@ -26,13 +27,14 @@ class Room(ServiceUnit):
     # The ClusterIP Service in front of its API, when other pods call it (the consumer calls `inference`).
     service_name: str | None = None
 
+    # A room without these two cannot be made (its deploy.py fails to load, naming the class).
+    @abstractmethod
     def add_workload(self, scope: Construct, wiring: PlatformWiring) -> None:
         """Its ConfigMap(s), Deployment(s), Service and PodDisruptionBudget."""
-        raise NotImplementedError(f"{self.name}: its room renders no workload")
 
+    @abstractmethod
     def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None:
         """What its pods may reach and be reached from, on top of the namespace's default deny."""
-        raise NotImplementedError(f"{self.name}: its room declares no network policy")
 
     def add_scaling(self, scope: Autoscaling, wiring: PlatformWiring) -> None:
         """KEDA objects, where the service scales on its own."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -61,7 +62,7 @@ def _parts(partitions: Iterable[TopicPartition]) -> set[TopicPart]:
     return {(p.topic, p.partition) for p in partitions}
 
 
-class GroupMember:
+class GroupMember(ABC):
     """Subclasses implement run_once (one round of polling and work) and may override close and the
     rebalance hooks. The consumer and the producer are read from their attributes at each use, so they
     can be replaced (a test's fakes, a producer replaced after a fatal error)."""
@@ -124,8 +125,9 @@ class GroupMember:
         finally:
             self.close()
 
+    @abstractmethod
     def run_once(self) -> None:
-        raise NotImplementedError
+        """One round: poll, work, commit what is done."""
 
     def close(self) -> None:
         self.leave(self.grace_left())
@@ -143,15 +145,19 @@ class GroupMember:
         return max(0.0, (self.stop_deadline or time.monotonic()) - time.monotonic())
 
     # --- rebalance callbacks (run within consume/poll, on the polling thread) -----------------
+    # The hooks do nothing unless the worker keeps something per partition.
 
     def on_assigned(self, parts: set[TopicPart]) -> None:
         """Partitions just assigned (already in `assigned`)."""
+        return None
 
     def on_revoking(self, parts: set[TopicPart]) -> None:
         """Partitions about to be revoked, still in `assigned`: a moment to finish and commit their work."""
+        return None
 
     def on_released(self, parts: set[TopicPart]) -> None:
         """Partitions revoked or lost (no longer in `assigned`): forget what was kept for them."""
+        return None
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = _parts(partitions)
