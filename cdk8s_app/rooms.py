@@ -24,9 +24,6 @@ class Room(ServiceUnit):
     """Hooks the charts call for each deployed service. Every service has a workload and a network policy;
     scaling is optional (the analytics service and the publishers run a fixed number of replicas)."""
 
-    # The ClusterIP Service in front of its API, when other pods call it (the consumer calls `inference`).
-    service_name: str | None = None
-
     # A room without these two cannot be made (its deploy.py fails to load, naming the class).
     @abstractmethod
     def add_workload(self, scope: Construct, wiring: PlatformWiring) -> None:

@@ -76,8 +76,7 @@ class Analytics(Room):
             pod_annotations={STREAMS_CHECKSUM_ANNOTATION: hashlib.sha256(streams_file.encode()).hexdigest()},
         )
         # `kubectl -n vidpipe port-forward svc/analytics 8082:8082` reaches the live view through this Service.
-        service = self.service_name or self.name
-        cluster_ip_service(scope, f"{service}-svc", service, labels, "http", self.port)
+        cluster_ip_service(scope, f"{self.api_service}-svc", self.api_service, labels, "http", self.port)
 
     def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None:
         """Egress to Kafka, HTTPS to S3 (archived frames) and the VPC's endpoints (token), and the Pod Identity

@@ -27,7 +27,7 @@ class Consumer(Room):
             scope,
             self.name,
             {
-                "CONSUMER_INFERENCE_URL": f"http://{inference_service(wiring)}.{wiring.namespace}.svc:{inference.port}",
+                "CONSUMER_INFERENCE_URL": f"http://{inference.api_service}.{wiring.namespace}.svc:{inference.port}",
                 "CONSUMER_ARCHIVE_URI": wiring.archive_uri,
                 "CONSUMER_GROUP_ID": wiring.consumer_group,
                 "CONSUMER_HEALTH_PORT": str(self.port),
@@ -71,12 +71,6 @@ class Consumer(Room):
         scope.frames_lag(
             self.name, s.consumer_min_replicas, wiring.consumer_max_replicas, s.consumer_lag_threshold, True
         )
-
-
-def inference_service(wiring: PlatformWiring) -> str:
-    """The Service name the inference room puts in front of its API."""
-    inference = wiring.services.inference
-    return getattr(inference, "service_name", None) or inference.name
 
 
 UNIT = Consumer(

@@ -52,8 +52,7 @@ class Inference(Room):
         )
         # The model cache lives under /tmp; uvicorn drains in-flight requests for up to 30 s.
         self.deploy(scope, wiring, container, tmp_size="1Gi", grace_seconds=40)
-        service = self.service_name or self.name
-        cluster_ip_service(scope, f"{service}-svc", service, labels, "http", self.port)
+        cluster_ip_service(scope, f"{self.api_service}-svc", self.api_service, labels, "http", self.port)
 
     def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None:
         """Ingress on its API port from the consumer only; egress HTTPS to S3 (the model), to the VPC's

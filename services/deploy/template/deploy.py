@@ -34,7 +34,7 @@ class Service(Room):
             ports={"http": self.port},
         )
         self.deploy(scope, wiring, container, tmp_size="64Mi", grace_seconds=30)
-        cluster_ip_service(scope, f"{self.name}-svc", self.name, labels, "http", self.port)
+        cluster_ip_service(scope, f"{self.api_service}-svc", self.api_service, labels, "http", self.port)
 
     def add_network_policy(self, scope: Construct, wiring: PlatformWiring) -> None:
         network_policy(scope, self.name, unit_labels(self), egress=[kafka(wiring), pod_identity()])

@@ -102,8 +102,15 @@ class ServiceUnit(FrozenModel):
     api_token_variable: str | None = None
     grants: tuple[Grant, ...]
     nag_reason: str  # why its wildcard resources are acceptable (cdk-nag AwsSolutions-IAM5)
+    # The ClusterIP Service in front of its API, when other pods call it (the consumer calls `inference`).
+    service_name: str | None = None
     # The size its image is held to (MB, on the local base; tests/images checks it).
     image_budget_mb: int = 400
+
+    @property
+    def api_service(self) -> str:
+        """The Service name its API is reached by: its service_name, else its own name."""
+        return self.service_name or self.name
 
     @property
     def health_port(self) -> int:
