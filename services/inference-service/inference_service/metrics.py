@@ -55,12 +55,24 @@ class ServiceMetrics:
             "inference_threads_per_instance", "Runtime threads of each model instance", registry=self.registry
         )
         self.cpu_limit = Gauge("inference_cpu_limit", "CPUs of the pod's limit (cgroup quota)", registry=self.registry)
+        self.gate_f1 = Gauge(
+            "inference_accuracy_gate_f1",
+            "F1 (IoU 0.5, by class) of the reduced precision against f32 in the verdict the service read; "
+            "source: beside_model, cache or startup; allowed: whether it passed",
+            ["precision", "source", "allowed"],
+            registry=self.registry,
+        )
 
     def observe_runtime(self, runtime: dict[str, Any]) -> None:
         self.runtime.labels(str(runtime["backend"]), str(runtime["precision"])).set(1)
         self.instances.set(runtime["instances"])
         self.threads.set(runtime["threads_per_instance"])
         self.cpu_limit.set(runtime["cpu_limit"])
+        gate = runtime.get("accuracy_gate") or {}
+        if isinstance(gate.get("f1"), int | float):
+            precision = str(gate.get("precision", "bf16"))
+            allowed = any(value is True for key, value in gate.items() if key.endswith("_allowed"))
+            self.gate_f1.labels(precision, str(gate.get("source", "beside_model")), str(allowed).lower()).set(gate["f1"])
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

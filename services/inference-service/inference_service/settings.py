@@ -101,6 +101,21 @@ class InferenceSettings(EdgeSettings):
     intra_op_threads: int = Field(
         default=0, ge=0, description="Threads per model instance; 0 = the pod's CPU limit / instances"
     )
+    gate_at_startup: bool = Field(
+        default=True,
+        description="Under INFERENCE_PRECISION=auto on a CPU with native bf16, measure bf16 against f32 on the "
+        "calibration clip before serving when no verdict for this model and CPU exists yet (readiness waits)",
+    )
+    gate_clip: str = Field(
+        default="/opt/vidpipe/data/calibration.mp4",
+        description="The calibration video the start-up gate runs on (the image ships one)",
+    )
+    gate_frames: int = Field(default=250, ge=1, le=100_000, description="Frames of the clip the start-up gate uses")
+    gate_cache_uri: str | None = Field(
+        default=None,
+        description="Where start-up verdicts are kept per (model sha256, CPU model, runtime version): a local "
+        "directory or an s3:// prefix; default <INFERENCE_MODEL_CACHE_DIR>/gates",
+    )
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535, description="The API: /v1/*")
     ops_port: int = Field(default=8090, ge=1, le=65535, description="/healthz, /readyz and /metrics only")
