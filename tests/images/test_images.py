@@ -16,6 +16,7 @@ import boto3
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from inference_service.cpu import bf16_flags
 from tests.analytics_support import analytics_topics, get_json, http, wait_for
 from tests.fixtures.pipeline import topic_env
 from tests.helpers import read_all
@@ -228,6 +229,14 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         started.append(inference.start())
         started.append(analytics.start())  # starts while the model loads: it only needs the broker
         inference.wait_ready(timeout_s=180)
+        # No verdict lies beside the uploaded model: on a bf16 CPU the pod measured one on the clip its image
+        # ships before it reported ready; elsewhere it serves f32 and says why.
+        runtime = get_json(f"http://127.0.0.1:{inference.port_map[8080]}/v1/model", auth)["runtime"]
+        if bf16_flags():
+            assert runtime["accuracy_gate"]["source"] == "startup", runtime
+            assert runtime["accuracy_gate"]["video"] == "calibration.mp4", runtime
+        else:
+            assert runtime["precision"] == "f32" and "no AMX-BF16" in runtime["precision_reason"], runtime
         analytics.wait_ready(timeout_s=120)
         consumer = container(
             "consumer-service",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.accuracy.compare import Agreement, iou
+from inference_service.agreement import Agreement, iou
 
 
 def det(class_id, score, box):
@@ -53,7 +53,7 @@ def test_set_up_mode_skips_the_gate_where_it_cannot_or_need_not_run(tmp_path, mo
     model = tmp_path / "m.onnx"
     model.write_bytes(b"not loaded in this test")
     loads: list[str] = []
-    monkeypatch.setattr(gate, "_load", lambda *args: loads.append("load"))
+    monkeypatch.setattr(gate, "gate_report", lambda *args, **kwargs: loads.append("load"))
     monkeypatch.setattr(gate, "bf16_flags", lambda: [])
     assert gate.main(["--model", str(model), "--write", "--if-needed"]) == 0
     assert "nothing to gate" in capsys.readouterr().err and loads == []

@@ -13,68 +13,18 @@ compute in the asked precision on this CPU (no AMX-BF16/AVX512-BF16: run the gat
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
 
-from inference_service.accuracy_gate import gate_uri, int8_digests, int8_paths, min_f1
+from inference_service.accuracy_gate import gate_uri, int8_digests, int8_paths
+from inference_service.calibration import CalibrationError, gate_report
 from inference_service.cpu import bf16_flags
-from inference_service.model import LoadedModel, load_model
-from inference_service.preprocess import InputBuffer, PreparedImage, decode_and_resize
 from inference_service.settings import InferenceSettings
-from tools.accuracy.compare import Agreement
 from tools.paths import DEFAULT_MODEL, SAMPLE_VIDEO
 from vidpipe.storage import sha256_file
-
-BATCH = 8
-
-
-def frames(video: Path, limit: int | None) -> Iterator[bytes]:
-    """The video's frames as PNG (lossless), so they enter the service's own decode-and-resize."""
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise SystemExit(f"{video}: not a readable video")
-    count = 0
-    try:
-        while limit is None or count < limit:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            yield cv2.imencode(".png", frame)[1].tobytes()
-            count += 1
-    finally:
-        capture.release()
-
-
-def detect(model: LoadedModel, images: list[PreparedImage], buffer: InputBuffer) -> list[list[dict[str, Any]]]:
-    outputs = model.run(buffer.fill(images))
-    return [
-        model.decoder.decode(outputs, index, image.width, image.height)["detections"]
-        for index, image in enumerate(images)
-    ]
-
-
-def _load(
-    model_uri: str, backend: str, precision: str, args: argparse.Namespace, require_gate: bool = True
-) -> LoadedModel:
-    settings = InferenceSettings(
-        model_uri=model_uri,
-        backend=backend,
-        precision=precision,
-        instances=1,
-        decoder="yolo",
-        score_threshold=args.score_threshold,
-        iou_threshold=args.nms_iou,
-        max_detections=10_000,
-    )
-    return load_model(settings, require_gate=require_gate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,49 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.if_needed and (reason := _not_needed(model_path, args.precision)):
         print(f"accuracy gate: {reason}", file=sys.stderr)
         return 0
-    reference = _load(args.model, args.reference_backend, "f32", args)
-    tested = _load(args.model, args.backend, args.precision, args, require_gate=False)
-    actual = tested.runtime["precision"]
-    agreement = Agreement()
-    ref_buffer, test_buffer = InputBuffer(reference.input, BATCH), InputBuffer(tested.input, BATCH)
-    count = 0
-    pending: list[PreparedImage] = []
-
-    def flush() -> None:
-        for ref, got in zip(detect(reference, pending, ref_buffer), detect(tested, pending, test_buffer), strict=True):
-            agreement.add_frame(ref, got, args.match_iou)
-        pending.clear()
-
-    for data in frames(Path(args.video), args.frames):
-        pending.append(decode_and_resize(data, reference.input))
-        count += 1
-        if len(pending) == BATCH:
-            flush()
-    if pending:
-        flush()
-    if count == 0:
-        print(f"{args.video}: no frames")
+    try:
+        report = gate_report(
+            InferenceSettings(model_uri=args.model),
+            model_path,
+            args.precision,
+            Path(args.video),
+            args.frames,
+            backend=args.backend,
+            reference_backend=args.reference_backend,
+            score_threshold=args.score_threshold,
+            nms_iou=args.nms_iou,
+            match_iou=args.match_iou,
+        )
+    except CalibrationError as exc:
+        print(exc)
         return 2
-    summary = agreement.summary()
-    report: dict[str, Any] = {
-        "model": model_path.name,
-        "model_sha256": sha256_file(model_path),
-        "precision": actual,
-        "asked_precision": args.precision,
-        "backend": f"{tested.runtime['backend']} {tested.runtime['backend_version']}",
-        "reference": f"f32 on {reference.runtime['backend']} {reference.runtime['backend_version']}",
-        "cpu": _cpu_name(),
-        "cpu_bf16_flags": bf16_flags(),
-        "video": Path(args.video).name,
-        "frames": count,
-        "score_threshold": args.score_threshold,
-        "nms_iou": args.nms_iou,
-        "match_iou": args.match_iou,
-        **summary,
-        "min_f1": min_f1(args.precision),
-        "passed": summary["f1"] >= min_f1(args.precision),
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
+    actual = report["precision"]
     if args.precision == "int8":  # the service checks the int8 files it fetches against these
         report["int8_model_sha256"] = int8_digests(int8_paths(model_path))
     print(json.dumps(report, indent=2))
@@ -182,16 +106,6 @@ def _not_needed(model_path: Path, precision: str) -> str | None:
     if existing.get("model_sha256") == sha256_file(model_path) and existing.get("asked_precision") == precision:
         return f"{gate.name} already holds this model's verdict (f1 {existing.get('f1')})"
     return None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.paths import DEFAULT_MODEL, ROOT
+from tools.paths import DEFAULT_MODEL, ROOT, SAMPLE_VIDEO
 
 
 def free_port() -> int:
@@ -107,7 +107,8 @@ class ServiceProcess:
 def inference_process(port: int, log_dir: Path, model: Path = DEFAULT_MODEL, **extra: str) -> ServiceProcess:
     """The inference service: its API on http://127.0.0.1:<port>, probes and metrics on its ops port
     (INFERENCE_OPS_PORT, a free one unless given: ops_url)."""
-    variables = {"INFERENCE_OPS_PORT": str(free_port()), **extra}
+    # The calibration clip the image ships (its start-up accuracy gate's) is the sample video here.
+    variables = {"INFERENCE_OPS_PORT": str(free_port()), "INFERENCE_GATE_CLIP": str(SAMPLE_VIDEO), **extra}
     env = service_env(INFERENCE_MODEL_URI=str(model), INFERENCE_PORT=str(port), INFERENCE_HOST="127.0.0.1", **variables)
     process = ServiceProcess("inference", "inference_service", env, log_dir / "inference.log")
     process.ready_url = ops_url(process, "/readyz")

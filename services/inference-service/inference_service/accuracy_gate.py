@@ -62,11 +62,28 @@ class GateVerdict:
     allowed: bool
     reason: str  # why (shown in /v1/model and the start-up log)
     report: dict[str, Any] | None = None  # the file's content, when it names this model
+    # Where the verdict came from: beside_model (a file next to the model), cache or startup (measured by the
+    # service before serving, startup_gate.py), none (no verdict).
+    source: str = "beside_model"
 
     def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {f"{self.precision}_allowed": self.allowed, "reason": self.reason}
+        described: dict[str, Any] = {
+            f"{self.precision}_allowed": self.allowed,
+            "reason": self.reason,
+            "source": self.source if self.report is not None else "none",
+        }
         if self.report is not None:
-            for key in ("precision", "f1", "score_diff_mean", "score_diff_max", "frames", "video", "created"):
+            for key in (
+                "precision",
+                "f1",
+                "score_diff_mean",
+                "score_diff_max",
+                "frames",
+                "video",
+                "cpu",
+                "gate_seconds",
+                "created",
+            ):
                 if key in self.report:
                     described[key] = self.report[key]
         return described

@@ -35,6 +35,7 @@ from .preprocess import ImageError, ImageTooLarge, PreparedImage, decode_and_res
 from .request_count import RequestCounter
 from .runner import InferenceFailure, InferenceResult, ModelRunner
 from .settings import InferenceSettings, queue_for
+from .startup_gate import gate_for
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class ServiceState:
 
     def load(self) -> None:
         try:
-            model = load_model(self.settings)
+            model = load_model(self.settings, startup_gate=gate_for(self.settings))
         except Exception as exc:
             self.load_error = str(exc)
             log.error("model failed to load: %s", exc)

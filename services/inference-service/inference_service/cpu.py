@@ -77,5 +77,16 @@ def bf16_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> list[str]:
     return [flag for flag in BF16_FLAGS if flag in flags]
 
 
+def cpu_model(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
+    """The CPU's model name (the same for every node of an instance type), else the platform's."""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def is_x86_64() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64")

@@ -6,6 +6,7 @@ import json
 import logging
 import mmap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -274,8 +275,16 @@ def int8_model_path(settings: InferenceSettings, sha256: str, require_gate: bool
     return paths["int8_xml"], verdict
 
 
+# (local model path, its sha256) -> a verdict reached without a file beside the model (startup_gate.py).
+VerdictSource = Callable[[Path, str], GateVerdict]
+
+
 def _open_backend(
-    settings: InferenceSettings, path: Path, sha256: str, require_gate: bool = True
+    settings: InferenceSettings,
+    path: Path,
+    sha256: str,
+    require_gate: bool = True,
+    startup_gate: VerdictSource | None = None,
 ) -> tuple[Backend, InputSpec, GateVerdict, dict[str, Any]]:
     cpus = cpu_limit()
 
@@ -303,6 +312,14 @@ def _open_backend(
         precision, why = backend.precision, f"INFERENCE_PRECISION=int8; {verdict.reason}"
     else:
         verdict = read_verdict(settings.model_uri, sha256, settings.model_cache_dir)
+        if (
+            startup_gate is not None
+            and verdict.report is None  # no verdict for these bytes beside the model: the pod measures its own
+            and settings.precision is PrecisionChoice.AUTO
+            and openvino
+            and bf16_flags()
+        ):
+            verdict = startup_gate(path, sha256)
         precision, why = _precision(settings, openvino, verdict)
     if openvino and backend is None:
         try:
@@ -351,14 +368,17 @@ def check_pinned_digest(settings: InferenceSettings, sha256: str) -> None:
         )
 
 
-def load_model(settings: InferenceSettings, require_gate: bool = True) -> LoadedModel:
+def load_model(
+    settings: InferenceSettings, require_gate: bool = True, startup_gate: VerdictSource | None = None
+) -> LoadedModel:
     """The model as settings say. `require_gate=False` is for the accuracy gate itself, which measures an int8
-    model before any verdict exists."""
+    model before any verdict exists. `startup_gate`: how the service reaches a bf16 verdict when none lies
+    beside the model (the service passes startup_gate.gate_for(settings); tools pass none)."""
     started = time.perf_counter()
     path: Path = fetch_to_local(settings.model_uri, settings.model_cache_dir)
     sha256 = sha256_file(path)
     check_pinned_digest(settings, sha256)
-    backend, declared, _verdict, runtime = _open_backend(settings, path, sha256, require_gate)
+    backend, declared, _verdict, runtime = _open_backend(settings, path, sha256, require_gate, startup_gate)
     # OpenVINO's graph casts, scales and lays out the pixels itself: the service feeds them as decoded.
     spec = replace(declared, layout="NHWC", dtype=np.dtype(np.uint8)) if backend.preprocessing else declared
     metadata = backend.metadata
