@@ -28,7 +28,7 @@ from vidpipe.logs import configure_logging
 from vidpipe.topics import TopicSettings, ensure
 
 from .publisher import FramePublisher, PublishSummary
-from .redact import Redactor, StderrScrubber, redact_url
+from vidpipe.redact import Redactor, StderrScrubber, redact_url
 from .settings import PublisherSettings
 from .source_secret import SourceSecretError, read_source_file, read_source_secret
 from .sources import SourceError, default_stream_id, open_source

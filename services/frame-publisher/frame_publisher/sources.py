@@ -19,7 +19,7 @@ import numpy as np
 
 from vidpipe.backoff import Backoff
 
-from .redact import redact_url, split_url
+from vidpipe.redact import redact_url, split_url
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from vidpipe.topics import TopicSettings
 
 
 def retention_hours(settings: TopicSettings) -> dict[str, float]:
-    return {spec.name: int(spec.config["retention.ms"]) / 3_600_000 for spec in settings.specs()}
+    return {s.name: int(s.config["retention.ms"]) / 3_600_000 for s in settings.specs() if "retention.ms" in s.config}
 
 
 def test_dead_letter_retention_is_its_own_setting(monkeypatch):

@@ -19,6 +19,7 @@ from .contract import (
     TopicSpec,
     topic_specs,
 )
+from .stream_registry import REGISTRY_PARTITIONS, STREAMS_TOPIC, registry_topic_spec
 
 if TYPE_CHECKING:
     from .kafka import KafkaSettings
@@ -31,6 +32,10 @@ class TopicSettings(BaseSettings):
     results: str = RESULTS_TOPIC
     dead_letter: str = DEAD_LETTER_TOPIC
     events: str = EVENTS_TOPIC
+    streams: str = Field(default=STREAMS_TOPIC, description="The stream registry (compacted)")
+    streams_partitions: int = Field(
+        default=REGISTRY_PARTITIONS, ge=1, le=1000, description="The most publisher pods that carry streams"
+    )
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1000)
     frames_retention_hours: float = Field(default=6.0, gt=0)
     results_retention_hours: float = Field(default=168.0, gt=0)
@@ -49,7 +54,7 @@ class TopicSettings(BaseSettings):
             events_topic=self.events,
             events_retention_ms=int(self.events_retention_hours * 3600 * 1000),
             dead_letter_retention_ms=int(self.dead_letter_retention_hours * 3600 * 1000),
-        )
+        ) + [registry_topic_spec(self.streams, self.streams_partitions)]
 
 
 def ensure(kafka_settings: KafkaSettings, topic_settings: TopicSettings) -> list[str]:

@@ -10,10 +10,10 @@ import sys
 import pytest
 
 from frame_publisher.__main__ import resolve_source, resolve_stream_id
-from frame_publisher.redact import Redactor, redact_url, url_secrets
 from frame_publisher.settings import PublisherSettings
 from frame_publisher.source_secret import SourceSecretError, read_source_file, read_source_secret
 from frame_publisher.sources import default_stream_id
+from vidpipe.redact import Redactor, redact_url, url_secrets
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_native_output_on_the_descriptors_is_scrubbed(tmp_path):
     """OpenCV prints the capture URL itself with OPENCV_VIDEOIO_DEBUG=1: the descriptors are scrubbed."""
     script = (
         "import cv2, sys\n"
-        "from frame_publisher.redact import Redactor, StderrScrubber\n"
+        "from vidpipe.redact import Redactor, StderrScrubber\n"
         "url = 'rtsp://admin:s3cret-pw@127.0.0.1:9/live?token=tok-abc'\n"
         "scrubber = StderrScrubber(Redactor(url)).start()\n"
         "cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 1000])\n"

@@ -212,3 +212,20 @@ class StderrScrubber:
             thread.join(timeout=5)
             os.close(original)
         self._pipes.clear()
+
+
+def credentials_in(url: str) -> list[str]:
+    """Where a URL carries credentials, named without their values (userinfo, a credential-named query or
+    path parameter): what a URL that may be stored or shown must not have."""
+    parts = split_url(url)
+    if parts is None:
+        return []
+    _scheme, userinfo, _authority, path, tail = parts
+    found = ["user:password@ (userinfo)"] if userinfo else []
+    query = tail.partition("#")[0]
+    for item in re.split(r"[&;]", query[1:] if query.startswith("?") else ""):
+        name = item.split("=", 1)[0]
+        if "=" in item and _CREDENTIAL_NAMES.search(name.lower()):
+            found.append(f"query parameter {name!r}")
+    found += [f"path parameter {name!r}" for name, _ in path_parameters(path) if _CREDENTIAL_NAMES.search(name.lower())]
+    return found
