@@ -95,6 +95,9 @@ def summarize(published: int, dropped: int, dead_lettered: int, collector: Resul
         "frames_dead_lettered": dead_lettered,
         "duplicate_results": collector.duplicates,
         "fps": round(processed / span_s, 2) if span_s > 0 else 0.0,
-        "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99)},
+        "latency_ms": {
+            **{f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99)},
+            "max": round(max(latencies, default=0.0), 1),
+        },
         "detections_by_class": dict(classes.most_common()),
     }
