@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # charts use (Topics, StreamSpec, validators) from vidpipe_deploy.facts.
 from vidpipe.analytics_config import AnalyticsConfigError, parse_analytics
 from vidpipe.contract import MAX_MESSAGE_BYTES
+from vidpipe_deploy import sizing
 from vidpipe_deploy.facts import (
     GITHUB_OIDC_PROVIDER_ARN,
     IAM_PRINCIPAL_ARN,
@@ -29,6 +30,7 @@ from vidpipe_deploy.facts import (
     Topics,
     check_ipv4_cidr,
 )
+from vidpipe_deploy.figures import FiguresError
 
 CONTEXT_PREFIX = "vidpipe:"
 
@@ -127,8 +129,12 @@ class PlatformConfig(_Model):
         default=NodeGroupConfig(instanceTypes=["m6i.large"], minSize=2, desiredSize=2, maxSize=4),
         alias="generalNodes",
     )
+    # One inference pod per node, sized from the committed figures of the type's CPU class
+    # (vidpipe_deploy/sizing.py, figures.json). c7i (Sapphire Rapids) computes bf16 on AMX, which the service
+    # serves after its accuracy gate; c8i (Granite Rapids, AMX), m7i (c7i's cores, twice the memory) and c7a
+    # (Zen 4, AVX512-BF16 without AMX) are the other bf16 choices; c6i (Ice Lake) serves f32 only.
     inference_nodes: NodeGroupConfig = Field(
-        default=NodeGroupConfig(instanceTypes=["c6i.xlarge"], minSize=1, desiredSize=2, maxSize=6),
+        default=NodeGroupConfig(instanceTypes=[sizing.DEFAULT_NODE_TYPE], minSize=1, desiredSize=2, maxSize=6),
         alias="inferenceNodes",
     )
     keda_chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = Field(
@@ -298,6 +304,7 @@ class PlatformConfig(_Model):
                 f"{CONTEXT_PREFIX}framesExpireAfterDays ({self.frames_expire_after_days}) must be later than "
                 f"{CONTEXT_PREFIX}framesInfrequentAccessAfterDays ({self.frames_ia_after_days})"
             )
+        self._inference_sizing()
         ids = [s.name for s in self.streams]
         if len(ids) != len(set(ids)):
             raise ConfigError(f"{CONTEXT_PREFIX}streams: stream ids must be unique, got {ids}")
@@ -315,6 +322,26 @@ class PlatformConfig(_Model):
             problems = [line.strip() for line in str(exc).splitlines()[1:]]
             raise ConfigError("\n  ".join(f"context key {CONTEXT_PREFIX}{p}" for p in problems)) from None
         return self
+
+    def _inference_sizing(self) -> None:
+        """Every inference instance type has committed figures, and the same pod fits all of them: the pod is
+        sized once, for the node group."""
+        key = f"{CONTEXT_PREFIX}inferenceNodes.instanceTypes"
+        try:
+            pods = {t: sizing.for_node(t) for t in self.inference_nodes.instance_types}
+        except FiguresError as exc:
+            raise ConfigError(f"context key {key}: {exc}") from None
+        shapes = {(p.cpu_request_m, p.memory_mi, p.inference_fps) for p in pods.values()}
+        if len(shapes) > 1:
+            raise ConfigError(
+                f"context key {key}: {', '.join(pods)} give inference pods of different sizes or throughput; "
+                "one node group holds one shape (same vCPUs and CPU class)"
+            )
+
+    @property
+    def inference_node_type(self) -> str:
+        """The node type the inference pod is sized for (all of the group's types give the same pod)."""
+        return self.inference_nodes.instance_types[0]
 
     @property
     def broker_count(self) -> int:

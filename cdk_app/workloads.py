@@ -39,6 +39,7 @@ class WorkloadInputs:
     stream_service_accounts: dict[str, str] = field(default_factory=dict)
     api_token_secret_arn: str | None = None
     model_sha256: str | None = None  # the uploaded model file's digest: the inference pods load nothing else
+    gate_cache_uri: str | None = None  # s3:// prefix of the inference pods' start-up gate verdicts
 
 
 def stream_wiring(stream: StreamSpec, service_account: str | None) -> StreamSpec:
@@ -78,6 +79,9 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiri
         metrics_scraper_cidr=inputs.vpc_cidr if config.observability else None,
         api_token_secret_arn=inputs.api_token_secret_arn,
         model_sha256=inputs.model_sha256,
+        gate_cache_uri=inputs.gate_cache_uri,
+        # The inference pod and the KEDA thresholds are sized for this node type (vidpipe_deploy/sizing.py).
+        inference_node_type=config.inference_node_type,
         # With an S3 interface endpoint S3 resolves to addresses in the VPC; else NetworkPolicy cannot name it.
         s3_cidrs=[inputs.vpc_cidr] if config.s3_interface_endpoint else None,
     )

@@ -19,7 +19,15 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 from constructs import Construct
 
-from vidpipe_deploy.facts import ARCHIVE_PREFIX, MSK_IAM_PORT, NODE_POOL_LABEL, NODE_POOLS, PART_OF, OutputKeys
+from vidpipe_deploy.facts import (
+    ARCHIVE_PREFIX,
+    GATE_VERDICTS_PREFIX,
+    MSK_IAM_PORT,
+    NODE_POOL_LABEL,
+    NODE_POOLS,
+    PART_OF,
+    OutputKeys,
+)
 from vidpipe_deploy.units import Services, identity_outputs
 
 from ..config import PlatformConfig
@@ -101,6 +109,8 @@ class ComputeStack(PlatformStack):
                     },
                     api_token_secret_arn=self.api_token.secret_arn,
                     model_sha256=model_sha256,
+                    # Beside the model, in its bucket: the inference identity may read and write only there.
+                    gate_cache_uri=f"s3://{bucket.bucket_name}/{GATE_VERDICTS_PREFIX}",
                 ),
             ),
             workloads_after=[self.app_namespace, *self.identities.values()],

@@ -15,7 +15,7 @@ def test_cdk_json_context_is_valid_and_typed():
     assert isinstance(config, PlatformConfig)
     assert config.kubernetes_version == "1.36"
     assert config.broker_count == 3
-    assert config.inference_nodes.instance_types == ["c6i.xlarge"]
+    assert config.inference_nodes.instance_types == ["c7i.xlarge"]  # Sapphire Rapids: bf16 on AMX
     assert config.admin_principal_arn == TEST_ADMIN_PRINCIPAL
     assert config.endpoint_public_cidrs == []  # private endpoint unless the user opens it
     assert config.github_environment == "production"
@@ -105,8 +105,19 @@ def test_renamed_admin_key_says_so():
         ),
         (
             "vidpipe:inferenceNodes",
-            {"instanceTypes": ["c6i.xlarge"], "minSize": 3, "desiredSize": 2, "maxSize": 6},
+            {"instanceTypes": ["c7i.xlarge"], "minSize": 3, "desiredSize": 2, "maxSize": 6},
             "vidpipe:inferenceNodes",
+        ),
+        # The inference pod is sized from committed figures: a type without them, or two pod shapes, is refused.
+        (
+            "vidpipe:inferenceNodes",
+            {"instanceTypes": ["m5.xlarge"], "minSize": 1, "desiredSize": 2, "maxSize": 6},
+            "vidpipe:inferenceNodes.instanceTypes: no committed figures for instance type 'm5.xlarge'",
+        ),
+        (
+            "vidpipe:inferenceNodes",
+            {"instanceTypes": ["c7i.xlarge", "c6i.xlarge"], "minSize": 1, "desiredSize": 2, "maxSize": 6},
+            "vidpipe:inferenceNodes.instanceTypes: c7i.xlarge, c6i.xlarge give inference pods of different",
         ),
         ("vidpipe:topics", {"partitions": 0}, "vidpipe:topics.partitions"),
         ("vidpipe:streams", [{"id": "lobby", "serviceAccount": "mine"}], "vidpipe:streams[0].serviceAccount"),

@@ -143,7 +143,7 @@ def test_managed_node_groups_and_vpc_cni_network_policy(compute):
     compute.has_resource_properties(
         "AWS::EKS::Nodegroup",
         {
-            "InstanceTypes": ["c6i.xlarge"],
+            "InstanceTypes": ["c7i.xlarge"],
             "Labels": {"vidpipe.io/pool": "inference"},
             "ScalingConfig": {"MinSize": 1, "DesiredSize": 2, "MaxSize": 6},
         },
@@ -256,14 +256,21 @@ def test_consumer_reads_frames_writes_results_dlq_and_archive_prefix(synth):
     assert len(s3) == 1 and next(iter(s3))[0] == "s3:PutObject" and "/archive/*" in next(iter(s3))[1]
 
 
-def test_inference_reads_only_the_models_prefix(synth):
+def test_inference_reads_the_models_and_keeps_gate_verdicts_under_their_prefixes_only(synth):
     grants = _grants(_identity_statements(synth, "inference-service"))
     s3 = {(a, r) for a, r in grants if a.startswith("s3:")}
-    assert len(s3) == 1
-    action, resource = next(iter(s3))
-    assert action == "s3:GetObject" and "/models/*" in resource
-    # The model is encrypted with the archive key: Decrypt through S3; and the API token it checks.
-    assert {a for a, _ in grants} == {"s3:GetObject", "kms:Decrypt", "secretsmanager:GetSecretValue"}
+    assert len(s3) == 3
+    assert {a for a, r in s3 if "/models/*" in r} == {"s3:GetObject"}
+    assert {a for a, r in s3 if "/gate-verdicts/*" in r} == {"s3:GetObject", "s3:PutObject"}
+    # The objects are encrypted with the archive key: Decrypt to read, GenerateDataKey to write a verdict, both
+    # through S3; and the API token it checks.
+    assert {a for a, _ in grants} == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "secretsmanager:GetSecretValue",
+    }
 
 
 def _rendered_grants(statements: list[dict]) -> set[tuple[str, str]]:

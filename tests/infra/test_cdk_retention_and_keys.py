@@ -138,12 +138,13 @@ def _list(value) -> list:
 
 
 def test_each_pod_role_gets_exactly_the_key_use_its_s3_grant_needs(synth):
-    """The writer generates data keys, the readers (live view frames, the model) decrypt; nobody else uses the
-    key, and only through S3, for this bucket."""
+    """The writers generate data keys, the readers (live view frames, the model) decrypt; inference does both
+    (it reads the model and the start-up gate's verdicts, and writes verdicts); nobody else uses the key, and
+    only through S3, for this bucket."""
     grants = key_grants(synth)
     expected = {
         "consumer-service": ["kms:GenerateDataKey"],
-        "inference-service": ["kms:Decrypt"],
+        "inference-service": ["kms:Decrypt", "kms:GenerateDataKey"],
         "analytics-service": ["kms:Decrypt"],
     }
     for name, statements in grants.items():

@@ -69,3 +69,34 @@ def test_inference_pins_the_model_file_this_deploy_uploads(synth):
     config = find(chart_objects(template), "ConfigMap", "inference-service")["data"]
     assert config["INFERENCE_MODEL_SHA256"] == digest and len(digest) == 64
     assert template["Outputs"]["ModelSha256"]["Value"] == digest
+
+
+def test_the_inference_pod_and_thresholds_are_sized_for_the_node_group_from_the_committed_figures(synth):
+    """The embedded charts carry the pod and the KEDA thresholds sizing.py computes from figures.json for the
+    inference node group's type: the file the planner reads too (tests/k8s: a changed figure moves both)."""
+    import math
+
+    from tests.infra.cdk_support import chart_objects, find
+    from vidpipe_deploy import sizing
+
+    config = synth.platform.config
+    pod = sizing.for_node(config.inference_nodes.instance_types[0])
+    template = synth.templates[synth.platform.compute.stack_name]
+    objects = chart_objects(template)
+    (container,) = find(objects, "Deployment", "inference-service")["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["requests"] == {"cpu": f"{pod.cpu_request_m}m", "memory": f"{pod.memory_mi}Mi"}
+    assert container["resources"]["limits"] == {"cpu": str(pod.cpu_limit), "memory": f"{pod.memory_mi}Mi"}
+    floor = sizing.CONSUMER_INFLIGHT_FRAMES + 1
+    for name, fps in (("consumer-service", pod.pipeline_fps), ("inference-service", pod.inference_fps)):
+        (trigger,) = find(objects, "ScaledObject", name)["spec"]["triggers"]
+        assert int(trigger["metadata"]["lagThreshold"]) == max(floor, math.floor(fps * 2.0)), name
+
+
+def test_inference_keeps_its_gate_verdicts_beside_the_model(synth):
+    from tests.infra.cdk_support import chart_objects, find
+
+    template = synth.templates[synth.platform.compute.stack_name]
+    config = find(chart_objects(template), "ConfigMap", "inference-service")["data"]
+    model, gates = config["INFERENCE_MODEL_URI"], config["INFERENCE_GATE_CACHE_URI"]
+    assert gates.startswith("s3://vidpipe-dev-archive-") and gates.endswith("/gate-verdicts/")
+    assert model.split("/")[2] == gates.split("/")[2], "the model's bucket"

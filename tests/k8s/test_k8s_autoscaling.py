@@ -62,24 +62,90 @@ def test_consumer_never_scales_past_the_partitions(manifests, wiring):
     assert meta["limitToPartitionsWithLag"] == "true" and "allowIdleConsumers" not in meta, "KEDA: mutually exclusive"
 
 
-def test_lag_thresholds_derive_from_measured_throughput_and_latency_budget(manifests, wiring):
-    from vidpipe_deploy import sizing
-
-    s = wiring.scaling
-    assert (s.pipeline_fps_per_replica, s.inference_fps_per_replica) == (
-        sizing.THROUGHPUT.pipeline_fps,
-        sizing.THROUGHPUT.inference_fps,
-    ), "defaults come from sizing.py only"
+def _thresholds(manifests) -> tuple[int, int]:
     consumer = kafka_trigger(manifests.get("ScaledObject", "consumer-service"))["metadata"]
     inference = kafka_trigger(manifests.get("ScaledObject", "inference-service"))["metadata"]
+    return int(consumer["lagThreshold"]), int(inference["lagThreshold"])
+
+
+def test_lag_thresholds_and_the_inference_pod_come_from_the_figures_for_the_node_type(manifests, wiring):
+    from tests.k8s.k8s_helpers import containers
+    from vidpipe_deploy import sizing
+
+    assert wiring.inference_node_type == sizing.DEFAULT_NODE_TYPE == "c7i.xlarge", "settings.yaml: the default"
+    pod = sizing.for_node(wiring.inference_node_type)
+    s = wiring.scaling
+    assert (s.pipeline_fps_per_replica, s.inference_fps_per_replica) == (pod.pipeline_fps, pod.inference_fps)
     floor = sizing.CONSUMER_INFLIGHT_FRAMES + 1
-    assert int(consumer["lagThreshold"]) == max(floor, math.floor(s.pipeline_fps_per_replica * s.latency_budget_s))
-    assert int(inference["lagThreshold"]) == max(floor, math.floor(s.inference_fps_per_replica * s.latency_budget_s))
+    assert _thresholds(manifests) == (
+        max(floor, math.floor(pod.pipeline_fps * s.latency_budget_s)),
+        max(floor, math.floor(pod.inference_fps * s.latency_budget_s)),
+    )
+    deployment = manifests.get("Deployment", "inference-service")
+    (container,) = containers(deployment)
+    assert container["resources"] == {
+        "requests": {"cpu": pod.resources["cpu_request"], "memory": pod.resources["memory_request"]},
+        "limits": {"cpu": pod.resources["cpu_limit"], "memory": pod.resources["memory_limit"]},
+    }
+    # One pod per 4-vCPU node: what is left beside the kubelet's share and the daemonsets, bursting to all 4.
+    assert (pod.cpu_request_m, pod.cpu_limit, pod.memory_mi) == (3000, 4, 300 + 250 * 4)
     env = manifests.config_map("inference-service")
-    assert (env["INFERENCE_INSTANCES"], env["INFERENCE_INTRA_OP_THREADS"]) == (
-        str(sizing.THROUGHPUT.instances),
-        str(sizing.THROUGHPUT.threads_per_instance),
-    ), "the pod runs the configuration its throughput was measured with"
+    assert (env["INFERENCE_INSTANCES"], env["INFERENCE_INTRA_OP_THREADS"]) == ("1", "1"), "per serving process"
+    assert "INFERENCE_PROCESSES" not in env, "the service's own default: one process per CPU of the limit"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["vidpipe.io/sized-for"] == pod.note and "(estimate" in pod.note, "an estimate says so"
+
+
+def test_another_node_type_sizes_another_pod_and_explicit_settings_win(settings):
+    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS
+    from vidpipe_deploy import sizing
+    from vidpipe_deploy.wiring import PlatformWiring, WiringError
+
+    bigger = PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, {**settings, "inference_node_type": "c7i.2xlarge"})
+    pod = sizing.for_node("c7i.2xlarge")
+    assert bigger.resources.inference.model_dump() == pod.resources
+    assert bigger.scaling.inference_fps_per_replica == pod.inference_fps
+    assert pod.inference_fps > sizing.for_node("c7i.xlarge").inference_fps > sizing.for_node("c6i.xlarge").inference_fps
+    pinned = {**settings, "inference_node_type": "c6i.xlarge"}
+    pinned["scaling"] = {**settings["scaling"], "inference_fps_per_replica": 40.0}
+    wiring = PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, pinned)
+    assert wiring.scaling.inference_fps_per_replica == 40.0, "a deployment's own figure wins"
+    assert wiring.scaling.pipeline_fps_per_replica == sizing.for_node("c6i.xlarge").pipeline_fps
+    with pytest.raises(WiringError, match="inference_node_type: no committed figures for instance type 'm5.large'"):
+        PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, {**settings, "inference_node_type": "m5.large"})
+
+
+def test_the_planner_and_the_charts_size_from_the_same_committed_file(settings, tmp_path, monkeypatch):
+    """Doubling a class's service figure in a copy of figures.json doubles the charts' inference throughput and
+    threshold and halves the planner's inference nodes: neither keeps a figure of its own."""
+    import json
+
+    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, synthesize
+    from vidpipe_deploy import figures, plan
+    from vidpipe_deploy.wiring import PlatformWiring
+
+    node = "c7i.xlarge"
+
+    def sized() -> tuple[float, int, int]:
+        wiring = PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings)
+        fleet = plan.plan(400, 5.0, node, allow_estimates=True)
+        return wiring.scaling.inference_fps_per_replica, _thresholds(synthesize(wiring))[1], fleet.inference.nodes
+
+    before = sized()
+    document = json.loads(figures.FIGURES_FILE.read_text())
+    klass = document["instance_families"]["c7i"]["cpu_class"]
+    document["cpu_classes"][klass]["fps_per_vcpu"]["service"] *= 2
+    copy = tmp_path / "figures.json"
+    copy.write_text(json.dumps(document))
+    with monkeypatch.context() as patch:
+        patch.setattr(figures, "FIGURES_FILE", copy)
+        figures.clear_cache()
+        after = sized()
+    figures.clear_cache()
+    assert after[0] == pytest.approx(2 * before[0], abs=0.01)
+    assert abs(after[1] - 2 * before[1]) <= 1
+    assert after[2] == math.ceil(before[2] / 2) or after[2] == before[2] // 2
+    assert sized() == before, "the committed file again once the copy is gone"
 
 
 def test_a_bench_run_becomes_settings_and_thresholds_never_drop_to_the_in_flight_depth(tmp_path, capsys):
@@ -90,39 +156,44 @@ def test_a_bench_run_becomes_settings_and_thresholds_never_drop_to_the_in_flight
     from vidpipe_deploy.wiring import PlatformWiring, load_settings
 
     bench = tmp_path / "latest.json"
-    assert sizing.measured(bench) == sizing.DOCUMENTED, "no bench file: the documented figures"
-    bench.write_text('{"machine": {"cpus": 2}, "service": {"fps": 80.0}, "end_to_end": {"fps": 60.0}}')
-    two_cores = sizing.measured(bench)
-    assert (two_cores.pipeline_fps, two_cores.inference_fps) == (60.0, 80.0)
+    assert sizing.measured(bench) is None, "no bench file: no figures"
+    pod = sizing.for_node("c7i.xlarge")  # 3 CPUs requested: per-vCPU figures x 3
+    bench.write_text('{"fps_per_vcpu": {"cpus": 2, "service": 40.0, "end_to_end": 30.0}}')
+    run = sizing.measured(bench, pod)
+    assert (run.inference_fps, run.pipeline_fps) == (120.0, 90.0)
     bench.write_text('{"machine": {"cpus": 8}, "service": {"fps": 80.0}, "end_to_end": {"fps": 60.0}}')
-    eight_cores = sizing.measured(bench)
-    assert (eight_cores.pipeline_fps, eight_cores.inference_fps) == (15.0, 20.0), "scaled to one 2-CPU replica"
-    assert (two_cores.instances, two_cores.threads_per_instance) == (1, 2), "no best configuration: 1 x 2"
-    bench.write_text(
-        '{"fps_per_vcpu": {"cpus": 16}, "service": {"fps": 80.0}, "end_to_end": {"fps": 60.0},'
-        ' "bare": {"best": {"instances": 16, "threads_per_instance": 1}}}'
+    older = sizing.measured(bench, pod)
+    assert (older.inference_fps, older.pipeline_fps) == (30.0, 22.5), "per vCPU of the run's CPUs"
+    bench.write_text('{"fps_per_vcpu": {"cpus": 16, "service": 500.0, "end_to_end": 400.0}}')
+    assert sizing.measured(bench, pod).pipeline_fps == sizing.consumer_fps(sizing.committed.load()), (
+        "never more than one consumer replica moves"
     )
-    sixteen = sizing.measured(bench)
-    assert (sixteen.pipeline_fps, sixteen.inference_fps) == (7.5, 10.0), "per vCPU of the bench's CPU limit"
-    assert (sixteen.instances, sixteen.threads_per_instance) == (2, 1), "the best configuration, fitted to the pod"
     bench.write_text("{not json")
-    assert sizing.measured(bench) == sizing.DOCUMENTED
+    assert sizing.measured(bench) is None
     assert sizing.lag_threshold(60.0, 2.0) == 120
     assert sizing.lag_threshold(10.0, 2.0) == sizing.CONSUMER_INFLIGHT_FRAMES + 1
     assert sizing.CONSUMER_INFLIGHT_FRAMES == 3 * 16, "the consumer's own defaults"
     assert sizing.main([str(bench)]) == 1, "an unusable bench file is refused, not read as figures"
+    assert sizing.main(["--node", "m5.large"]) == 1, "a node type without figures is refused"
 
     # python -m vidpipe_deploy.sizing prints the settings a deployment on the bench's hardware commits.
-    bench.write_text('{"machine": {"cpus": 2}, "service": {"fps": 300.0}, "end_to_end": {"fps": 200.0}}')
+    bench.write_text('{"fps_per_vcpu": {"cpus": 2, "service": 100.0, "end_to_end": 60.0}}')
     capsys.readouterr()
-    assert sizing.main([str(bench)]) == 0
+    assert sizing.main([str(bench), "--node", "c7i.xlarge"]) == 0
     chosen = yaml.safe_load(capsys.readouterr().out)
+    assert chosen["inference_node_type"] == "c7i.xlarge"
     settings = load_settings(SETTINGS)
     for section, values in chosen.items():
-        settings[section] = {**settings.get(section, {}), **values}
+        settings[section] = {**settings.get(section, {}), **values} if isinstance(values, dict) else values
     wiring = PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings)
-    assert wiring.scaling.consumer_lag_threshold == 400 and wiring.scaling.inference_lag_threshold == 600
-    assert (wiring.resources.inference_instances, wiring.resources.inference_threads) == (1, 2)
+    assert wiring.scaling.consumer_lag_threshold == 360 and wiring.scaling.inference_lag_threshold == 600
+    assert (wiring.resources.inference_instances, wiring.resources.inference_threads) == (1, 1)
+
+    # Without a bench file: the committed figures for a node type, as the synth uses them.
+    capsys.readouterr()
+    assert sizing.main(["--node", "c7i.2xlarge"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["scaling"]["inference_fps_per_replica"] == sizing.for_node("c7i.2xlarge").inference_fps
 
 
 def test_consumer_max_replicas_above_partitions_is_refused(wiring):

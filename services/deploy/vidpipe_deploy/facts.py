@@ -45,6 +45,9 @@ ARCHIVE_PREFIX = "archive/"
 FRAMES_PREFIX = ARCHIVE_PREFIX + storage.FRAMES_PREFIX
 RESULTS_PREFIX = ARCHIVE_PREFIX + storage.RESULTS_PREFIX
 MODELS_PREFIX = "models/"
+# The inference pods' start-up accuracy gate keeps its verdicts here (INFERENCE_GATE_CACHE_URI), beside the model,
+# so a pod on a CPU model the gate has judged serves without running it again.
+GATE_VERDICTS_PREFIX = "gate-verdicts/"
 
 # Camera URLs live in Secrets, one per stream unless configured otherwise: <prefix><stream name>, key "source".
 STREAM_SECRET_PREFIX = "vidpipe-stream-"

@@ -51,6 +51,7 @@ from vidpipe_deploy.facts import (  # noqa: F401  (re-exported: the wiring's pub
     check_secret_arn,
     is_token,
 )
+from vidpipe_deploy.figures import FiguresError
 from vidpipe_deploy.units import KEDA, Services, identity_outputs
 
 
@@ -157,21 +158,23 @@ class Resources(FrozenModel):
     memory_limit: str
 
 
+# The inference pod on the default node type: the defaults below; PlatformWiring sizes for its own node type.
+_DEFAULT_POD = sizing.for_node(sizing.DEFAULT_NODE_TYPE)
+
+
 class Scaling(FrozenModel):
-    """Replica bounds and the measured throughput the KEDA lag thresholds derive from.
+    """Replica bounds and the throughput the KEDA lag thresholds derive from.
 
     lagThreshold = throughput per replica (frames/s) x latency budget (s): the backlog one replica
-    clears within the budget, never at or below the consumer's in-flight depth. The throughput
-    defaults come from vidpipe_deploy/sizing.py (the latest `make bench`, else the README's figures);
-    see docs/KEDA_KAFKA_LAG.md.
+    clears within the budget, never at or below the consumer's in-flight depth. Unless set, the throughput
+    is the committed figures' for the inference node type (vidpipe_deploy/sizing.py, figures.json; see
+    PlatformWiring.inference_node_type and docs/KEDA_KAFKA_LAG.md).
     """
 
     pipeline_fps_per_replica: float = Field(
-        default=sizing.THROUGHPUT.pipeline_fps, gt=0, description="consumer+inference pair, end to end"
+        default=_DEFAULT_POD.pipeline_fps, gt=0, description="one consumer with the inference behind it, end to end"
     )
-    inference_fps_per_replica: float = Field(
-        default=sizing.THROUGHPUT.inference_fps, gt=0, description="inference service alone"
-    )
+    inference_fps_per_replica: float = Field(default=_DEFAULT_POD.inference_fps, gt=0, description="one inference pod")
     latency_budget_s: float = Field(default=2.0, gt=0, le=60)
 
     consumer_min_replicas: int = Field(
@@ -197,17 +200,15 @@ class Scaling(FrozenModel):
 
 class WorkloadResources(FrozenModel):
     publisher: Resources = Resources(cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi")
-    consumer: Resources = Resources(cpu_request="500m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi")
-    # The CPUs the bench measures one replica on (sizing.py).
-    inference: Resources = Resources(
-        cpu_request=sizing.INFERENCE_CPU_REQUEST,
-        cpu_limit=str(sizing.INFERENCE_CPUS),
-        memory_request="1Gi",
-        memory_limit="2Gi",
+    consumer: Resources = Resources(
+        cpu_request="500m", cpu_limit=str(sizing.CONSUMER_CPU_LIMIT), memory_request="512Mi", memory_limit="1Gi"
     )
-    # Instances x threads: the bench's best configuration fitted to the pod's CPUs (sizing.py).
-    inference_instances: int = Field(default=sizing.THROUGHPUT.instances, ge=1, le=64)
-    inference_threads: int = Field(default=sizing.THROUGHPUT.threads_per_instance, ge=1, le=64)
+    # One pod per inference node, sized from the committed figures for the node type (sizing.py); PlatformWiring
+    # sizes for its own node type unless these are set.
+    inference: Resources = Resources(**_DEFAULT_POD.resources)
+    # Instances x threads per serving process (one process per CPU of the limit): 1 x 1 (sizing.py).
+    inference_instances: int = Field(default=_DEFAULT_POD.instances, ge=1, le=256)
+    inference_threads: int = Field(default=_DEFAULT_POD.threads_per_instance, ge=1, le=64)
     # Trackers per stream, the live view's frames and the plotting libraries' imports.
     analytics: Resources = Resources(cpu_request="250m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi")
 
@@ -253,6 +254,9 @@ class PlatformWiring(FrozenModel):
     # Lines and zones per stream name (vidpipe.analytics_config): the analytics service's streams file.
     analytics: dict[str, Any] = Field(default_factory=dict)
     rtsp_test_source: RtspTestSource = RtspTestSource()
+    # The inference pool's EC2 instance type: the inference pod and the KEDA thresholds are sized from the
+    # committed figures of its CPU class (sizing.py) unless `scaling` and `resources` set them.
+    inference_node_type: str = Field(default=sizing.DEFAULT_NODE_TYPE, description="e.g. c7i.xlarge")
     scaling: Scaling = Scaling()
     resources: WorkloadResources = WorkloadResources()
     node_selectors: NodeSelectors = NodeSelectors()
@@ -277,10 +281,36 @@ class PlatformWiring(FrozenModel):
     model_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
         default=None, description="sha256 of the model file at model_uri"
     )
+    # INFERENCE_GATE_CACHE_URI: where the inference pods keep their start-up accuracy gate's verdicts (an s3://
+    # prefix beside the model, which the CDK app sets and lets the inference identity read and write). None:
+    # each pod keeps them under its own /tmp and a new pod runs the gate again.
+    gate_cache_uri: str | None = Field(default=None, description="s3:// prefix of the start-up gate's verdicts")
     # NetworkPolicy takes CIDRs, not the S3 prefix list: by default HTTPS to S3 is open to any address but the
     # instance metadata one. Give the region's S3 ranges (or the VPC CIDR with an S3 interface endpoint) to
     # narrow it.
     s3_cidrs: list[str] | None = Field(default=None, description="where pods reach S3 over HTTPS; default any")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sized_for_the_node_type(cls, data: Any) -> Any:
+        """The inference pod and the throughput figures for the inference node type, where not set."""
+        if not isinstance(data, dict):
+            return data
+        node_type = data.get("inference_node_type") or sizing.DEFAULT_NODE_TYPE
+        try:
+            pod = sizing.for_node(node_type)
+        except FiguresError as exc:
+            raise ValueError(f"inference_node_type: {exc}") from None
+        data = dict(data)
+        scaling = _given(data.get("scaling"))
+        scaling.setdefault("pipeline_fps_per_replica", pod.pipeline_fps)
+        scaling.setdefault("inference_fps_per_replica", pod.inference_fps)
+        resources = _given(data.get("resources"))
+        resources.setdefault("inference", pod.resources)
+        resources.setdefault("inference_instances", pod.instances)
+        resources.setdefault("inference_threads", pod.threads_per_instance)
+        data["scaling"], data["resources"] = scaling, resources
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -315,6 +345,13 @@ class PlatformWiring(FrozenModel):
         if TOKEN.fullmatch(value):
             return value
         raise ValueError(f"{value!r} is not an s3://bucket/key URI")
+
+    @field_validator("gate_cache_uri")
+    @classmethod
+    def _gate_cache_uri(cls, value: str | None) -> str | None:
+        if value and not (value.startswith(("s3://", "/")) or TOKEN.fullmatch(value)):
+            raise ValueError(f"{value!r} is neither an s3:// prefix nor an absolute path")
+        return value or None
 
     @field_validator("vpc_cidr", "metrics_scraper_cidr")
     @classmethod
@@ -372,6 +409,11 @@ class PlatformWiring(FrozenModel):
         return self
 
     # ---- derived values -------------------------------------------------------------------
+
+    @property
+    def inference_sizing(self) -> sizing.PodSizing:
+        """The committed figures' inference pod for the inference node type (what the defaults came from)."""
+        return sizing.for_node(self.inference_node_type)
 
     @property
     def consumer_group(self) -> str:
@@ -506,6 +548,13 @@ class PlatformWiring(FrozenModel):
             return cls.model_validate(fields)
         except ValidationError as exc:
             raise WiringError(f"invalid wiring from {path}:\n  {_describe(exc)}") from None
+
+
+def _given(section: Any) -> dict[str, Any]:
+    """A settings section as the fields it sets: a model's explicitly set fields, or a mapping."""
+    if isinstance(section, FrozenModel):
+        return section.model_dump(exclude_unset=True)
+    return dict(section or {})
 
 
 def merge_stack_outputs(document: Any, path: Path | str = "outputs file") -> dict[str, str]:
