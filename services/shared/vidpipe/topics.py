@@ -20,6 +20,7 @@ from .contract import (
     topic_specs,
 )
 from .stream_registry import REGISTRY_PARTITIONS, STREAMS_TOPIC, registry_topic_spec
+from .stream_status import STATUS_TOPIC, status_topic_spec
 
 if TYPE_CHECKING:
     from .kafka import KafkaSettings
@@ -35,6 +36,9 @@ class TopicSettings(BaseSettings):
     streams: str = Field(default=STREAMS_TOPIC, description="The stream registry (compacted)")
     streams_partitions: int = Field(
         default=REGISTRY_PARTITIONS, ge=1, le=1000, description="The most publisher pods that carry streams"
+    )
+    streams_status: str = Field(
+        default=STATUS_TOPIC, description="Each stream's status, as its publisher reports it (compacted)"
     )
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1000)
     frames_retention_hours: float = Field(default=6.0, gt=0)
@@ -54,7 +58,7 @@ class TopicSettings(BaseSettings):
             events_topic=self.events,
             events_retention_ms=int(self.events_retention_hours * 3600 * 1000),
             dead_letter_retention_ms=int(self.dead_letter_retention_hours * 3600 * 1000),
-        ) + [registry_topic_spec(self.streams, self.streams_partitions)]
+        ) + [registry_topic_spec(self.streams, self.streams_partitions), status_topic_spec(self.streams_status)]
 
 
 def ensure(kafka_settings: KafkaSettings, topic_settings: TopicSettings) -> list[str]:
