@@ -137,6 +137,25 @@ def publisher_process(
     )
 
 
+def publisher_group_process(bootstrap: str, log_dir: Path, name: str = "publisher", **extra: str) -> ServiceProcess:
+    """A publisher in registry mode: a member of the publisher group carrying its share of the registry's
+    streams, named `name` in their statuses; /readyz (its partitions and streams) and /metrics on
+    PUBLISHER_HEALTH_PORT (a free one unless given: publisher_url)."""
+    variables = {"PUBLISHER_HEALTH_PORT": str(free_port()), "PUBLISHER_POD_NAME": name, **extra}
+    env = service_env(KAFKA_BOOTSTRAP=bootstrap, PUBLISHER_MODE="registry", **variables)
+    for variable in ("PUBLISHER_SOURCE", "PUBLISHER_SOURCE_FILE", "PUBLISHER_SOURCE_SECRET_ARN", "PUBLISHER_STREAM_ID"):
+        if variable not in extra:
+            env.pop(variable, None)  # the registry defines the streams, not the caller's environment
+    process = ServiceProcess(name, "frame_publisher", env, log_dir / f"{name}.log")
+    process.ready_url = publisher_url(process, "/readyz")
+    return process
+
+
+def publisher_url(process: ServiceProcess, path: str = "/metrics") -> str:
+    """A publisher's health port: /healthz, /readyz, /metrics."""
+    return f"http://127.0.0.1:{process.env['PUBLISHER_HEALTH_PORT']}{path}"
+
+
 def analytics_process(
     bootstrap: str,
     logs: Path,

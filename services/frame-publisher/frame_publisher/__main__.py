@@ -1,4 +1,5 @@
 """python -m frame_publisher --source VIDEO|rtsp://...|0|FOLDER [options]
+   python -m frame_publisher --registry: carry a share of the stream registry's streams (registry_mode.py)
 
 Every option can also be set as a PUBLISHER_* variable; KAFKA_* and TOPICS_* configure the broker.
 Instead of a source: PUBLISHER_SOURCE_FILE (--source-file) reads it from a file (a mounted Kubernetes
@@ -25,11 +26,11 @@ from vidpipe.config import load_settings
 from vidpipe.contract import check_stream_id
 from vidpipe.kafka import KafkaSettings
 from vidpipe.logs import configure_logging
+from vidpipe.redact import Redactor, StderrScrubber, redact_url
 from vidpipe.topics import TopicSettings, ensure
 
 from .publisher import FramePublisher, PublishSummary
-from vidpipe.redact import Redactor, StderrScrubber, redact_url
-from .settings import PublisherSettings
+from .settings import Mode, PublisherSettings
 from .source_secret import SourceSecretError, read_source_file, read_source_secret
 from .sources import SourceError, default_stream_id, open_source
 
@@ -102,6 +103,15 @@ def resolve_stream_id(settings: PublisherSettings, uri: str) -> str:
 def parse_args(argv: list[str] | None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="frame_publisher", description=__doc__.split("\n")[0])
     add = parser.add_argument
+    add(
+        "--registry",
+        dest="mode",
+        action="store_const",
+        const="registry",
+        help="join the publisher group and carry a share of the registry's streams (PUBLISHER_MODE=registry)",
+    )
+    add("--group-id", help="with --registry: the publishers' consumer group")
+    add("--sources-dir", help="with --registry: where secret:<key> sources are read (the mounted camera Secret)")
     add("--source", help="video file, rtsp:// URL, webcam index (0 or webcam:0) or image folder")
     add("--source-file", help="a file holding the source (a mounted Secret): the URL, or JSON with 'source'")
     add("--stream-id")
@@ -130,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     log = logging.getLogger("frame_publisher")
     tracing.setup("frame-publisher", settings.trace_sample_ratio)
+    if settings.mode is Mode.REGISTRY:
+        return _registry(settings, kafka, topics)
     try:
         uri = resolve_source(settings)
     except ValueError as exc:
@@ -148,6 +160,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if scrubber is not None:
             scrubber.stop()
+
+
+def _registry(settings: PublisherSettings, kafka: KafkaSettings, topics: TopicSettings) -> int:
+    from .registry_mode import run_registry
+    from .stream_runner import SourceRedactor
+
+    redact = SourceRedactor()  # learns each source's secret parts as streams come
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_RedactingFilter(redact))
+    scrubber = StderrScrubber(redact).start()
+    try:
+        return run_registry(settings, kafka, topics, redact)
+    except Exception:
+        print(redact(traceback.format_exc()), file=sys.stderr)
+        return 1
+    finally:
+        scrubber.stop()
 
 
 def _run(

@@ -60,6 +60,19 @@ class PublishSummary:
         return asdict(self)
 
 
+# The summary's running counts (each a /metrics counter): a stream's runs add up.
+COUNTED = (
+    "frames_read",
+    "frames_published",
+    "frames_delivered",
+    "frames_failed",
+    "frames_dropped",
+    "frames_sampled_out",
+    "frames_oversized",
+    "producer_restarts",
+)
+
+
 def encode_jpeg(image: np.ndarray, size: tuple[int, int], quality: int) -> bytes:
     height, width = image.shape[:2]
     if (width, height) != size:
@@ -71,6 +84,24 @@ def encode_jpeg(image: np.ndarray, size: tuple[int, int], quality: int) -> bytes
     return encoded.tobytes()
 
 
+class PodProducer(ReplaceableProducer):
+    """The process's one producer, shared by every stream it carries: any stream may note a fatal error,
+    and the first to see it makes the replacement (the others go on with it)."""
+
+    def __init__(self, kafka: KafkaSettings, client_id: str = "vidpipe-publisher"):
+        super().__init__(kafka, client_id)
+        self._lock = threading.Lock()
+
+    def replace_failed(self) -> bool:
+        """Replace the producer if it failed; False when it had not (or another stream just replaced it)."""
+        with self._lock:
+            if not self.failed:
+                return False
+            log.error("producer failed fatally (%s); replacing it", self.failed)
+            self.replace()  # the failed one's delivery reports count the frames it held as failed
+            return True
+
+
 class FramePublisher:
     def __init__(
         self,
@@ -79,13 +110,19 @@ class FramePublisher:
         frames_topic: str,
         stop: threading.Event,
         heartbeat: Heartbeat | None = None,
+        producers: PodProducer | None = None,
     ):
+        """producers: the pod's producer when several streams share it (then flushing waits for this
+        stream's frames only); by default one of its own."""
         self.settings = settings
         self.heartbeat = heartbeat
         self.topic = frames_topic
         self.stop = stop
-        self.producers = ReplaceableProducer(kafka, "vidpipe-publisher")
+        self.shared = producers is not None
+        self.producers = producers or PodProducer(kafka)
         self._summary: PublishSummary | None = None
+        # Delivery reports run on whichever thread polls the shared producer.
+        self._counts = threading.Lock()
 
     @property
     def producer(self) -> Producer:
@@ -94,11 +131,7 @@ class FramePublisher:
     def _replace_failed_producer(self) -> None:
         """A fatal producer error ends that producer, not the stream: go on with a new one. The frames
         the broker had not acknowledged are counted as failed (exit code 3), not sent again."""
-        if not self.producers.failed:
-            return
-        log.error("producer failed fatally (%s); replacing it", self.producers.failed)
-        self.producers.replace()  # the failed one's delivery reports count the frames it held as failed
-        if self._summary is not None:
+        if self.producers.failed and self.producers.replace_failed() and self._summary is not None:
             self._summary.producer_restarts += 1
 
     @property
@@ -288,14 +321,33 @@ class FramePublisher:
         summary = self._summary
         if summary is None:  # cannot happen: run() sets it before anything is produced
             return
-        if error is None:
-            summary.frames_delivered += 1
-        else:
-            summary.frames_failed += 1
-            log.error("frame delivery failed: %s", error)
+        with self._counts:
+            if error is None:
+                summary.frames_delivered += 1
+            else:
+                summary.frames_failed += 1
+        if error is not None:
+            log.error("frame delivery failed for %s: %s", summary.stream_id, error)
 
     def _flush(self, summary: PublishSummary) -> None:
-        remaining = self.producer.flush(self.settings.flush_timeout_s)
+        if self.shared:
+            remaining = self._flush_own(summary)
+        else:
+            remaining = self.producer.flush(self.settings.flush_timeout_s)
         if remaining:
-            summary.frames_failed += remaining
+            with self._counts:
+                summary.frames_failed += remaining
             log.error("%d frames still unacknowledged after %.0fs", remaining, self.settings.flush_timeout_s)
+
+    def _flush_own(self, summary: PublishSummary) -> int:
+        """Wait for this stream's frames only: the shared producer's queue may never empty while other
+        streams publish. Returns how many are still unacknowledged."""
+        deadline = time.monotonic() + self.settings.flush_timeout_s
+        while (left := self.outstanding(summary)) and time.monotonic() < deadline:
+            self.producer.poll(0.05)
+            self._replace_failed_producer()
+        return left
+
+    def outstanding(self, summary: PublishSummary) -> int:
+        with self._counts:
+            return max(0, summary.frames_published - summary.frames_delivered - summary.frames_failed)

@@ -17,11 +17,19 @@ class Pace(StrEnum):
     FAST = "fast"  # as fast as frames can be read and sent
 
 
+class Mode(StrEnum):
+    SINGLE = "single"  # one process, one stream: the source given here
+    REGISTRY = "registry"  # a member of the publisher group: carries its share of the registry's streams
+
+
 class PublisherSettings(BaseSettings):
     """PUBLISHER_* variables (see env.example); each has a matching command-line option."""
 
     model_config = SettingsConfigDict(env_prefix="PUBLISHER_", env_ignore_empty=True, extra="ignore")
 
+    mode: Mode = Field(
+        default=Mode.SINGLE, description="single: the one source given here; registry: streams from the registry"
+    )
     # Exactly one of source, source_file and source_secret_arn (checked at start-up, see
     # __main__.resolve_source). Never validated here: a validation message would echo the value, and a URL
     # may hold credentials.
@@ -71,6 +79,23 @@ class PublisherSettings(BaseSettings):
         le=1.0,
         description="The share of frames whose trace is recorded, when tracing is on (vidpipe.tracing)",
     )
+
+    # --- registry mode ---------------------------------------------------------------------------
+    group_id: str = Field(
+        default="vidpipe-publishers", min_length=1, description="The Kafka consumer group the publishers share"
+    )
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        le=300_000,
+        description="A pod silent this long is dropped from the group and its streams move to the others",
+    )
+    sources_dir: str = Field(
+        default="/var/run/vidpipe/sources",
+        description="Where the camera Secret is mounted: secret:<key> is a file here",
+    )
+    status_interval_s: float = Field(default=5.0, gt=0, le=300, description="How often each stream's status is written")
+    pod_name: str | None = Field(default=None, description="Named in each stream's status; default: the host name")
 
     @field_validator("resize")
     @classmethod

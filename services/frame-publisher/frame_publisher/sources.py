@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 
 from vidpipe.backoff import Backoff
-
 from vidpipe.redact import redact_url, split_url
 
 log = logging.getLogger(__name__)
@@ -167,8 +166,12 @@ class LiveSource:
         max_backoff_s: float = 30.0,
         open_timeout_ms: int = 5000,
         must_open_first: bool = False,
+        resolve: Callable[[], str] | None = None,
     ):
         self.target = target
+        # Reads the source again before each reconnect (a mounted Secret is updated in place); its
+        # SourceError counts as a failed attempt.
+        self.resolve = resolve
         # A local device that is absent at start is a configuration error, not an outage to wait out.
         self.must_open_first = must_open_first
         self.name = name
@@ -178,8 +181,16 @@ class LiveSource:
         self.open_timeout_ms = open_timeout_ms
         self.fps: float | None = None
         self.reconnects = 0
+        self.connected = False
+        self.last_error: str | None = None  # why the last attempt failed (redacted); None once frames flow
 
     def _open(self) -> cv2.VideoCapture | None:
+        if self.resolve is not None and self.reconnects:
+            try:
+                self.target = self.resolve()
+            except SourceError as exc:
+                self.last_error = str(exc)
+                return None
         if isinstance(self.target, int):
             capture = cv2.VideoCapture(self.target)
         else:
@@ -192,6 +203,7 @@ class LiveSource:
             capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
             capture.release()
+            self.last_error = f"cannot open {self._shown()}"
             return None
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 0 < fps < 1000 else self.fps
@@ -215,11 +227,14 @@ class LiveSource:
                         ok, image = capture.read()
                         if not ok:
                             delay = backoff.next()
+                            self.last_error = f"lost {self._shown()}"
                             log.warning("lost %s; reconnecting in %.1fs", self._shown(), delay)
                             break
                         backoff.reset()
+                        self.connected, self.last_error = True, None
                         yield Frame(image, time.monotonic() - start, _now_us())
                 finally:
+                    self.connected = False
                     capture.release()
             if self.stop.wait(delay):
                 return
@@ -262,9 +277,12 @@ def open_source(
     target_fps: float = 0.0,
     initial_backoff_s: float = 0.5,
     max_backoff_s: float = 30.0,
+    resolve: Callable[[], str] | None = None,
 ) -> FrameSource:
+    """resolve: for a network source, reads the source again before each reconnect (see LiveSource)."""
     if is_network(uri):
-        return LiveSource(uri, default_stream_id(uri) or "stream", stop, initial_backoff_s, max_backoff_s)
+        name = default_stream_id(uri) or "stream"
+        return LiveSource(uri, name, stop, initial_backoff_s, max_backoff_s, resolve=resolve)
     webcam = uri[len("webcam:") :] if uri.startswith("webcam:") else uri
     if webcam.isdigit():
         return LiveSource(int(webcam), f"webcam{webcam}", stop, initial_backoff_s, max_backoff_s, must_open_first=True)
