@@ -10,118 +10,39 @@ the end-to-end test's. The service has a token: the browser comes in through the
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
-from confluent_kafka import Producer
 
-from tests.analytics_support import (
-    GATE,
-    PASSAGE_FRAMES,
-    PEN,
-    analytics_env,
-    analytics_topics,
-    result_doc,
-    walking_box,
-    write_streams_file,
-)
-from tests.fixtures.pipeline import missing_setup
-from tests.helpers import video_jpegs
-from tools.harness.processes import ServiceProcess, analytics_process, analytics_url, free_port
-from tools.paths import ROOT, SAMPLE_VIDEO
-from vidpipe.contract import encode_result
-from vidpipe.kafka import KafkaSettings, producer_config
-from vidpipe.storage import LocalStorage, frame_key
+from tests.analytics_support import GATE, PEN, write_streams_file
+from tests.browser.live_support import ARTEFACTS, WAIT_MS, chromium_path, streaming_service
+from tools.harness.processes import ServiceProcess, analytics_url
 
 pytestmark = pytest.mark.broker
 
 STREAM = "bikes-live"
-ARTEFACTS = ROOT / "out" / "test-artefacts"
-FEED_EVERY_S = 0.1
-WAIT_MS = 60_000  # bounds a hang only: nothing asserts how fast the page is
 TOKEN = "browser-test-live-view-token"
 
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        missing_setup("Chromium is missing: run `make browser-deps` (make test does it)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing_setup("playwright is not installed: run `make venv` (make test does it)")
-    return path
-
-
-def _frames() -> list[bytes]:
-    """JPEGs to archive: the sample video's when set-up fetched it, else drawn ones (same size)."""
-    if SAMPLE_VIDEO.exists():
-        frames = video_jpegs(SAMPLE_VIDEO, PASSAGE_FRAMES * 2, every=2)
-        if frames:
-            return frames
-    drawn = []
-    for k in range(PASSAGE_FRAMES):
-        image = np.full((272, 640, 3), (40 + 4 * k, 90, 140), np.uint8)
-        cv2.putText(image, f"frame {k}", (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 3)
-        drawn.append(cv2.imencode(".jpg", image)[1].tobytes())
-    return drawn
-
-
-def _feed(kafka: KafkaSettings, topic: str, archive: LocalStorage, stop: threading.Event) -> None:
-    """What the consumer would do, at 10 frames per second: archive the frame, then publish its result."""
-    frames = _frames()
-    height, width = cv2.imdecode(np.frombuffer(frames[0], np.uint8), cv2.IMREAD_COLOR).shape[:2]
-    producer = Producer(producer_config(kafka))
-    seq = 0
-    while not stop.is_set():
-        capture_us = time.time_ns() // 1000
-        archive.put(frame_key(STREAM, 0, capture_us, seq), frames[seq % len(frames)])
-        doc = result_doc(STREAM, seq, capture_us, [walking_box(seq, height)], size=(width, height))
-        producer.produce(topic, key=STREAM.encode(), value=encode_result(doc))
-        producer.poll(0)
-        seq += 1
-        stop.wait(FEED_EVERY_S)
-    producer.flush(10)
+    return chromium_path()
 
 
 @pytest.fixture
-def streaming_service(kafka_bootstrap, kafka_settings, tmp_path) -> Iterator[ServiceProcess]:
-    topics = analytics_topics(kafka_settings, partitions=1)
-    archive = LocalStorage(tmp_path / "archive")
+def live_service(kafka_bootstrap, kafka_settings, tmp_path) -> Iterator[ServiceProcess]:
     streams_file = write_streams_file(tmp_path / "streams.yaml", {STREAM: {"lines": [GATE], "zones": [PEN]}})
-    service = analytics_process(
-        kafka_bootstrap,
-        tmp_path,
-        streams_file,
-        str(archive.root),
-        free_port(),
-        ANALYTICS_API_TOKEN=TOKEN,
-        **analytics_env(topics),
-    ).start()
-    stop = threading.Event()
-    feeder = threading.Thread(target=_feed, args=(kafka_settings, topics.results, archive, stop), daemon=True)
-    try:
-        service.wait_ready(timeout_s=90)
-        feeder.start()
+    with streaming_service(
+        kafka_bootstrap, kafka_settings, tmp_path, STREAM, streams_file, ANALYTICS_API_TOKEN=TOKEN
+    ) as service:
         yield service
-    finally:
-        stop.set()
-        if feeder.is_alive():
-            feeder.join(30)
-        assert service.stop() == 0, service.log_tail()
 
 
-def test_live_view_draws_frames_boxes_and_counts_that_update(chromium, streaming_service):
+def test_live_view_draws_frames_boxes_and_counts_that_update(chromium, live_service):
     from playwright.sync_api import sync_playwright
 
-    service = streaming_service
+    service = live_service
     problems: list[str] = []
     canvas = f'section[data-stream-id="{STREAM}"] canvas'
     crossings_in = f'section[data-stream-id="{STREAM}"] li[data-line="gate"][data-direction="in"]'

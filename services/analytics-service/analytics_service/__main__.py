@@ -1,7 +1,9 @@
 """python -m analytics_service (or `analytics-service`): the worker and the HTTP edge in one process,
-with ANALYTICS_*, KAFKA_* and TOPICS_* settings: the live view on ANALYTICS_PORT, /healthz, /readyz and
-/metrics on ANALYTICS_OPS_PORT. Exit codes: 0 stopped (SIGTERM), 1 the worker failed, 2 bad
-configuration (a variable or the streams file, named)."""
+with ANALYTICS_*, KAFKA_* and TOPICS_* settings: the live view and the registry's control API on
+ANALYTICS_PORT, /healthz, /readyz and /metrics on ANALYTICS_OPS_PORT. Lines and zones follow the stream
+registry (TOPICS_STREAMS) once it holds a stream, the streams file until then (analytics_service.catalog).
+Exit codes: 0 stopped (SIGTERM), 1 the worker failed, 2 bad configuration (a variable or the streams
+file, named)."""
 
 from __future__ import annotations
 
@@ -14,14 +16,18 @@ from vidpipe.health import Heartbeat
 from vidpipe.http_edge import EdgeServers, api_config, ops_config
 from vidpipe.kafka import KafkaSettings
 from vidpipe.logs import configure_logging
+from vidpipe.registry_client import RegistryWriter
 from vidpipe.secrets import SecretError
 from vidpipe.storage import open_storage
 from vidpipe.topics import TopicSettings, ensure
 
 from .app import ServiceState, create_app, create_ops_app
+from .catalog import RegionCatalog, RetryingFollower
+from .control import RegistryControl
 from .engine import Analytics
 from .metrics import AnalyticsMetrics
 from .settings import AnalyticsSettings, load_analytics_config, load_stream_names
+from .status import StatusFollower
 from .view import LiveView
 from .worker import AnalyticsWorker
 
@@ -42,18 +48,31 @@ def main() -> None:
     streams = load_stream_names(settings)
 
     ensure(kafka, topics)
+    follower = RetryingFollower(kafka, topics.streams).start() if settings.registry else None
+    catalog = RegionCatalog(config, streams, follower)
     metrics = AnalyticsMetrics()
-    view = LiveView(config, settings.live_window)
+    view = LiveView(catalog, settings.live_window)
     heartbeat = Heartbeat(stale_after_s=max(60.0, settings.retry_max_s * 3))
     worker = AnalyticsWorker(
-        settings, kafka, topics, Analytics(config, settings.tracker()), view, metrics, heartbeat, streams
+        settings, kafka, topics, Analytics(catalog, settings.tracker()), view, metrics, heartbeat, catalog
     )
+    registry: RegistryControl | None = None
+    statuses: StatusFollower | None = None
+    if follower is not None:
+        statuses = StatusFollower(kafka, topics.streams_status).start()
+        writer = RegistryWriter(kafka, topics.streams, settings.registry_timeout_s)
+        registry = RegistryControl(follower, writer, catalog, view, statuses.get, settings.registry_timeout_s)
+        # Analysis starts with the registry's lines and zones when it can: read it first, for a while.
+        if not follower.wait_ready(settings.registry_timeout_s):
+            log.warning("the stream registry %s is not read after %.0fs: the streams file's lines and zones "
+                        "apply until it is", topics.streams, settings.registry_timeout_s)  # fmt: skip
     state = ServiceState(
         view=view,
         metrics=metrics,
         heartbeat=heartbeat,
         storage=open_storage(settings.archive_uri) if settings.archive_uri else None,
         worker=worker,
+        registry=registry,
         join_timeout_s=settings.shutdown_timeout_s + 20,
     )
     servers = EdgeServers(
@@ -67,19 +86,29 @@ def main() -> None:
             servers.stop()
 
     state.on_worker_exit = worker_exited
+    if catalog.source == "registry":
+        regions = f"the stream registry {topics.streams}"
+    else:
+        regions = f"the streams file {settings.streams_file}" if settings.streams_file else "no streams file"
+        if follower is not None:
+            regions += f" until the stream registry {topics.streams} holds a stream"
     log.info(
-        "analyzing %s as group %s from %s; events to %s; %s; %d streams with lines or zones; live view on port %d, "
+        "analyzing %s as group %s from %s; events to %s; lines and zones from %s; live view on port %d, "
         "probes and metrics on port %d",
         topics.results,
         settings.group_id,
         kafka.bootstrap,
         topics.events,
-        f"only the {len(streams)} streams listed" if streams else f"at most {settings.max_streams} streams",
-        len(config.streams),
+        regions,
         settings.port,
         settings.ops_port,
     )
-    servers.run()
+    try:
+        servers.run()
+    finally:
+        for follows in (statuses, follower):
+            if follows is not None:
+                follows.stop()
     if state.worker_error is not None:
         log.error("exiting: %s", state.worker_error)
         sys.exit(1)

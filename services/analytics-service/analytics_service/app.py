@@ -6,6 +6,7 @@ frame. The page draws on the archived JPEG in the browser: /api/streams/{id}/fra
 bytes of that stream's latest (or a recent) analyzed frame, unchanged; no other frame of the archive is
 reachable. The API and the page sit behind vidpipe.http_edge's Host allow-list and, when
 ANALYTICS_API_TOKEN is set, its token: a browser opens /?token=<token> once and gets a session cookie.
+The stream registry's control API (/api/registry/..., analytics_service.control) sits behind the same edge.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from vidpipe.http_api import ApiError, api_app, error_response
 from vidpipe.http_edge import ASGIApp, EdgeGuard, EdgeSettings, error_document, guard_options, json_probe, ops_app
 from vidpipe.storage import Storage, frame_key, is_outage
 
+from .control import RegistryControl, add_registry_routes
 from .metrics import AnalyticsMetrics
 from .view import LiveView, StreamView
 from .worker import AnalyticsWorker
@@ -64,6 +66,7 @@ class ServiceState:
     heartbeat: Heartbeat
     storage: Storage | None = None
     worker: AnalyticsWorker | None = None
+    registry: RegistryControl | None = None  # the control API (None: ANALYTICS_REGISTRY=false)
     on_worker_exit: Callable[[], None] | None = None  # e.g. stop the server when the worker dies
     worker_error: str | None = None
     join_timeout_s: float = 30.0
@@ -152,7 +155,7 @@ def create_app(state: ServiceState, settings: EdgeSettings | None = None, token:
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        if request.url.path.startswith("/api/streams"):
+        if request.url.path.startswith(("/api/streams", "/api/registry")):
             response.headers["Cache-Control"] = "no-store"  # polled: always the latest
         return response
 
@@ -223,6 +226,7 @@ def create_app(state: ServiceState, settings: EdgeSettings | None = None, token:
             raise
         return Response(body, media_type=JPEG_CONTENT_TYPE)  # Cache-Control: no-store, as all of /api/streams
 
+    add_registry_routes(app, state.registry)
     return app
 
 

@@ -17,6 +17,12 @@ One StreamAnalyzer per stream feeds each FrameResult's detections to a ByteTrack
   per-label occupancy from the events always balances.
 - Labels: the tracker is class-agnostic; a track's label is the one its matched detections scored
   highest in total so far (a car seen as a truck for one frame stays a car).
+- Changed lines and zones (the stream's definition changed in the registry) apply from the stream's next
+  analyzed frame, without a reset: the tracker and its ids go on. A line or zone whose geometry changed
+  (or a new one) counts afresh from there; an unchanged one keeps its counts. A moved line forgets the
+  side each track was on (a crossing needs two observations against the new line); a moved zone keeps
+  its occupants and judges them at their next observation (zone_left if now outside). The occupants of a
+  removed zone get zone_left at that frame, so occupancy taken from the events still balances.
 - Resets (a TrackerReset event, a new tracker, occupancy and line sides forgotten, counts kept):
   the stream's first result ("start"), a later epoch ("epoch": a new publisher run), a seq lower than
   the last one with a later capture time in the same epoch ("seq_restart": a foreign producer without
@@ -25,7 +31,8 @@ One StreamAnalyzer per stream feeds each FrameResult's detections to a ByteTrack
   (at-least-once): it is skipped, reported with duplicate=True, and changes nothing. Gaps in seq
   (dead-lettered or sampled-out frames) are normal: the tracker sees the frames that arrive.
 
-Within a frame, events come in this order: a reset; zone_left of tracks the tracker dropped (by track
+Within a frame, events come in this order: a reset; zone_left of the occupants of removed zones (by
+track id, zones in their former order); zone_left of tracks the tracker dropped (by track
 id, zones in configured order); then per track, by id: line crossings (lines in configured order),
 then zone events (zones in configured order).
 """
@@ -36,17 +43,24 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from vidpipe.analytics_config import AnalyticsConfig, StreamAnalytics
+from vidpipe.analytics_config import StreamAnalytics
 from vidpipe.contract import FrameResult, LineCrossed, TrackerReset, ZoneEntered, ZoneLeft
 
 from .geometry import Point, anchor, inside_polygon, segments_intersect, side
 from .tracking import ByteTracker
 
 Event = LineCrossed | ZoneEntered | ZoneLeft | TrackerReset
+
+
+class RegionLookup(Protocol):
+    """Where a stream's lines and zones come from: a fixed AnalyticsConfig, or the live catalog
+    (analytics_service.catalog) that follows the stream registry."""
+
+    def for_stream(self, stream_id: str) -> StreamAnalytics: ...
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,7 @@ class StreamAnalyzer:
         self._lines_in: dict[str, Counter[str]] = {line.name: Counter() for line in spec.lines}
         self._lines_out: dict[str, Counter[str]] = {line.name: Counter() for line in spec.lines}
         self._entered: dict[str, Counter[str]] = {zone.name: Counter() for zone in spec.zones}
+        self._pending: StreamAnalytics | None = None  # regions to apply at the next analyzed frame
         self._started = False
         self._last_epoch = 0
         self._last_seq: int | None = None
@@ -180,6 +195,8 @@ class StreamAnalyzer:
         if (reason := self._reset_reason(result)) is not None:
             analysis.events.append(self.reset(reason, result.seq, result.capture_ts_us, now_us, result.epoch))
         self._last_epoch, self._last_seq, self._last_capture_us = result.epoch, result.seq, result.capture_ts_us
+        if self._pending is not None:
+            analysis.events += self._apply_regions(self._pending, result, now_us)
 
         detections = [d for d in result.detections if d.score >= self.settings.min_score]
         update = self._tracker.update(
@@ -240,6 +257,43 @@ class StreamAnalyzer:
                     analysis.events.append(self._left(zone.name, presence, fields))
         return analysis
 
+    def set_regions(self, spec: StreamAnalytics) -> None:
+        """New lines and zones for this stream, applied from its next analyzed frame (a redelivered
+        result changes nothing, so it applies nothing either)."""
+        if spec == self.spec and self._pending is None:
+            self.spec = spec  # the same regions: adopt the object, so the next identity check is cheap
+            return
+        self._pending = spec
+
+    def _apply_regions(self, spec: StreamAnalytics, result: FrameResult, now_us: int) -> list[Event]:
+        self._pending = None
+        old_lines = {line.name: line for line in self.spec.lines}
+        old_zones = {zone.name: zone for zone in self.spec.zones}
+        for line in spec.lines:
+            if old_lines.get(line.name) != line:  # new or moved: counted afresh, sides judged anew
+                self._lines_in[line.name], self._lines_out[line.name] = Counter(), Counter()
+                for state in self._tracks.values():
+                    state.line_sides.pop(line.name, None)
+        for name in old_lines.keys() - {line.name for line in spec.lines}:
+            del self._lines_in[name], self._lines_out[name]
+            for state in self._tracks.values():
+                state.line_sides.pop(name, None)
+        for zone in spec.zones:
+            if old_zones.get(zone.name) != zone:
+                self._entered[zone.name] = Counter()
+        events: list[Event] = []
+        removed = [name for name in old_zones if name not in {zone.name for zone in spec.zones}]
+        for name in removed:
+            del self._entered[name]
+        frame = {"stream_id": self.stream_id, "epoch": result.epoch, "seq": result.seq,
+                 "capture_ts_us": result.capture_ts_us, "emitted_ts_us": now_us}  # fmt: skip
+        for track_id in sorted(self._tracks):
+            for name in removed:
+                if (presence := self._tracks[track_id].zones.pop(name, None)) is not None:
+                    events.append(self._left(name, presence, {**frame, "track_id": track_id}))
+        self.spec = spec
+        return events
+
     @staticmethod
     def _crossing(state: _TrackState, name: str, start: Point, end: Point, point: Point) -> Literal["in", "out"] | None:
         now = side(start, end, point)
@@ -281,9 +335,10 @@ class StreamAnalyzer:
 
 
 class Analytics:
-    """Every stream of one service instance; a stream's analyzer is made on its first result."""
+    """Every stream of one service instance; a stream's analyzer is made on its first result, and takes
+    the stream's current lines and zones from `config` at every result (a change applies from there)."""
 
-    def __init__(self, config: AnalyticsConfig, settings: TrackerSettings) -> None:
+    def __init__(self, config: RegionLookup, settings: TrackerSettings) -> None:
         self.config = config
         self.settings = settings
         self._analyzers: dict[str, StreamAnalyzer] = {}
@@ -291,10 +346,13 @@ class Analytics:
     def process(self, result: FrameResult, now_us: int | None = None) -> FrameAnalysis:
         """One result, in its stream's order; the stream's first result's events start with
         TrackerReset(reason="start")."""
+        spec = self.config.for_stream(result.stream_id)
         analyzer = self._analyzers.get(result.stream_id)
         if analyzer is None:
-            analyzer = StreamAnalyzer(result.stream_id, self.config.for_stream(result.stream_id), self.settings)
+            analyzer = StreamAnalyzer(result.stream_id, spec, self.settings)
             self._analyzers[result.stream_id] = analyzer
+        elif analyzer.spec is not spec:
+            analyzer.set_regions(spec)
         return analyzer.process(result, time.time_ns() // 1000 if now_us is None else now_us)
 
     def forget(self, stream_ids: Iterable[str]) -> None:

@@ -2,7 +2,8 @@
 
 Counters count what this process saw since it started (Prometheus sums them across replicas); gauges
 are the latest state of the streams this process owns, and are removed when its partitions move
-(another replica reports them then).
+(another replica reports them then). A stream removed from the registry loses every series, its
+counters too: nothing reports it any more, and its label sets must not outlive it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics import MetricWrapperBase
 
 from vidpipe.contract import LineCrossed, TrackerReset, ZoneEntered, ZoneLeft
 
@@ -91,22 +93,28 @@ class AnalyticsMetrics:
         )  # fmt: skip
         self.ready = Gauge("vidpipe_analytics_ready", "1 once the worker has joined its consumer group", registry=r)
         self._occupancy_keys: dict[str, set[tuple[str, str]]] = {}
+        # Every labelled counter series of a stream, so a removed stream's can all be dropped.
+        self._counter_series: dict[str, set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
+
+    def _count(self, metric: Counter, *labels: str) -> None:
+        metric.labels(*labels).inc()
+        self._counter_series.setdefault(labels[0], set()).add((metric, labels))
 
     def observe_event(self, event: Event) -> None:
         """An event of an analyzed result (counted once, when produced; redelivery after a crash
         counts again in the new process)."""
         stream = event.stream_id
         if isinstance(event, LineCrossed):
-            self.line_crossings.labels(stream, event.line, event.direction, event.label).inc()
+            self._count(self.line_crossings, stream, event.line, event.direction, event.label)
         elif isinstance(event, ZoneEntered):
-            self.zone_entries.labels(stream, event.zone, event.label).inc()
+            self._count(self.zone_entries, stream, event.zone, event.label)
         elif isinstance(event, ZoneLeft):
-            self.zone_exits.labels(stream, event.zone, event.label).inc()
+            self._count(self.zone_exits, stream, event.zone, event.label)
         else:
-            self.tracker_resets.labels(stream, event.reason).inc()
+            self._count(self.tracker_resets, stream, event.reason)
 
     def observe_frame(self, stream: str, tracks: int, latency_s: float, counts: Mapping[str, Any]) -> None:
-        self.results.labels(stream).inc()
+        self._count(self.results, stream)
         self.tracks.labels(stream).set(tracks)
         self.latency.labels(stream).set(max(0.0, latency_s))
         seen: set[tuple[str, str]] = set()
@@ -119,13 +127,17 @@ class AnalyticsMetrics:
             self.zone_occupancy.labels(stream, zone, label).set(0)
         self._occupancy_keys.setdefault(stream, set()).update(seen)
 
-    def forget(self, streams: Iterable[str]) -> None:
-        """Drop the gauges of streams another replica owns now."""
+    def forget(self, streams: Iterable[str], counters: bool = False) -> None:
+        """Drop the gauges of streams another replica owns now; with `counters`, every series of theirs
+        (streams removed from the registry)."""
         for stream in streams:
             for zone, label in self._occupancy_keys.pop(stream, set()):
                 _remove(self.zone_occupancy, stream, zone, label)
             _remove(self.tracks, stream)
             _remove(self.latency, stream)
+            if counters:
+                for metric, labels in self._counter_series.pop(stream, set()):
+                    _remove(metric, *labels)
 
     def set_lag(self, lags: Mapping[int, int]) -> None:
         for partition, lag in lags.items():
@@ -136,7 +148,7 @@ class AnalyticsMetrics:
             _remove(self.lag, str(partition))
 
 
-def _remove(metric: Gauge, *labels: str) -> None:
+def _remove(metric: MetricWrapperBase, *labels: str) -> None:
     try:
         metric.remove(*labels)
     except KeyError:

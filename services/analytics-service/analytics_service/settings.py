@@ -24,7 +24,20 @@ class AnalyticsSettings(EdgeSettings):
     model_config = SettingsConfigDict(env_prefix="ANALYTICS_", env_ignore_empty=True, extra="ignore")
 
     streams_file: Path | None = Field(
-        default=None, description="Streams configuration (YAML or JSON) whose `analytics` section names lines and zones"
+        default=None,
+        description="Streams configuration (YAML or JSON) whose `analytics` section names lines and zones; "
+        "applies while the stream registry holds no stream",
+    )
+    registry: bool = Field(
+        default=True,
+        description="Follow the stream registry (TOPICS_STREAMS) for lines and zones and serve its control API",
+    )
+    registry_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=300.0,
+        description="At start-up, how long analysis waits for the registry to be read; for a write through the "
+        "control API, how long the answer waits to read it back",
     )
     archive_uri: str | None = Field(
         default=None, description="The consumer's archive (folder or s3://): where the live view reads frames"

@@ -12,10 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vidpipe.analytics_config import AnalyticsConfig
 from vidpipe.contract import FrameResult
 
-from .engine import FrameAnalysis, Track
+from .engine import FrameAnalysis, RegionLookup, Track
 
 # Frames per stream whose archived JPEG the live view serves: the latest, and the few before it that a
 # page may still ask for (it reads a stream's latest tracks, then fetches that frame, while new ones come).
@@ -71,7 +70,8 @@ class StreamView:
 
 
 class LiveView:
-    def __init__(self, config: AnalyticsConfig, window: int = 50):
+    def __init__(self, config: RegionLookup, window: int = 50):
+        """config: each stream's lines and zones (a fixed AnalyticsConfig, or the live catalog)."""
         self.config = config
         self.window = window
         self._lock = threading.Lock()
@@ -136,7 +136,7 @@ class LiveView:
             return None
 
     def regions(self, stream_id: str) -> dict[str, list[dict[str, Any]]]:
-        """The stream's lines and zones as configured (normalized coordinates, x / width and y / height)."""
+        """The stream's lines and zones as they are now (normalized coordinates, x / width and y / height)."""
         spec = self.config.for_stream(stream_id)
         return {
             "lines": [{"name": x.name, "start": list(x.start), "end": list(x.end)} for x in spec.lines],

@@ -16,10 +16,10 @@ A result that fails validation is counted (vidpipe_analytics_invalid_results_tot
 the field at fault and skipped: the record is the consumer's output, already on a topic others read, so
 it is not ours to dead-letter, and skipping never stalls the partition.
 
-The streams analyzed are bounded, so tracker state and metric label sets cannot grow without end
-whatever stream ids reach the results topic: with a streams list (ANALYTICS_STREAMS_FILE), only its
-streams; without one, the first ANALYTICS_MAX_STREAMS streams this process sees. Results of any other
-stream are counted under one series (vidpipe_analytics_other_stream_results_total{reason}) and skipped.
+The streams analyzed are bounded (analytics_service.admission): the registry's or the streams file's
+list, else the first ANALYTICS_MAX_STREAMS seen. A stream removed from the registry is forgotten here
+(tracker, counts, view, every metric series) before the next batch; a changed line or zone applies from
+the stream's next result (analytics_service.catalog, engine) without touching any other stream.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from vidpipe.topics import TopicSettings
 
 from .admission import StreamAdmission
 from .batch import Batch, invalid_field
+from .catalog import RegionCatalog
 from .engine import Analytics
 from .metrics import AnalyticsMetrics
 from .settings import AnalyticsSettings
@@ -68,10 +69,10 @@ class AnalyticsWorker(GroupMember):
         view: LiveView,
         metrics: AnalyticsMetrics,
         heartbeat: Heartbeat | None = None,
-        streams: Iterable[str] | None = None,
+        streams: Iterable[str] | RegionCatalog | None = None,
     ):
-        """streams: the stream ids to analyze (the streams file's list); None: the first
-        settings.max_streams seen."""
+        """streams: the stream ids to analyze, or the catalog whose list follows the registry; None:
+        the first settings.max_streams seen."""
         super().__init__(
             Consumer(consumer_config(kafka, settings.group_id, **{"client.id": "vidpipe-analytics"})),
             ReplaceableProducer(kafka, "vidpipe-analytics"),
@@ -104,6 +105,7 @@ class AnalyticsWorker(GroupMember):
                      self.processed, self.invalid, self.published)  # fmt: skip
 
     def run_once(self) -> None:
+        self._forget(self._admission.relisted(), "removed from the registry", counters=True)
         records = self.take(self.settings.batch_max_results, self.settings.batch_max_wait_ms / 1000)
         batch = Batch()
         now_us = time.time_ns() // 1000
@@ -123,15 +125,17 @@ class AnalyticsWorker(GroupMember):
     def on_released(self, parts: set[TopicPart]) -> None:
         """Forget the streams of partitions this member no longer owns: their next owner starts them
         afresh (tracker_reset "start"), and so would this member if they came back."""
-        streams = [s for s, tp in self._stream_partition.items() if tp in parts]
+        self._forget([s for s, tp in self._stream_partition.items() if tp in parts], "partitions released")
+        self.metrics.forget_partitions(p for _, p in parts)
+
+    def _forget(self, streams: list[str], why: str, counters: bool = False) -> None:
         for stream in streams:
-            del self._stream_partition[stream]
+            self._stream_partition.pop(stream, None)
         if streams:
             self.analytics.forget(streams)
             self.view.forget(streams)
-            self.metrics.forget(streams)
-            log.info("forgot the tracker state of %d streams: %s", len(streams), ", ".join(sorted(streams)[:20]))
-        self.metrics.forget_partitions(p for _, p in parts)
+            self.metrics.forget(streams, counters)
+            log.info("forgot the state of %d streams (%s): %s", len(streams), why, ", ".join(sorted(streams)[:20]))
 
     # --- analysis ---------------------------------------------------------------------------
 
