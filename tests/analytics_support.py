@@ -60,7 +60,12 @@ def analytics_topics(kafka: KafkaSettings, partitions: int = 3) -> TopicSettings
         results=f"t-{run}.results",
         dead_letter=f"t-{run}.dlq",
         events=f"t-{run}.events",
+        # The registry and status topics are the run's own too: a stream another test put in the default
+        # registry would otherwise switch this one's analytics into registry mode.
+        streams=f"t-{run}.streams",
+        streams_status=f"t-{run}.status",
         partitions=partitions,
+        streams_partitions=2,
     )
     ensure_topics(kafka, settings.specs())
     return settings
@@ -73,6 +78,9 @@ def analytics_env(topics: TopicSettings, group: str | None = None) -> dict[str, 
         "TOPICS_DEAD_LETTER": topics.dead_letter,
         "TOPICS_EVENTS": topics.events,
         "TOPICS_PARTITIONS": str(topics.partitions),
+        "TOPICS_STREAMS": topics.streams,
+        "TOPICS_STREAMS_PARTITIONS": str(topics.streams_partitions),
+        "TOPICS_STREAMS_STATUS": topics.streams_status,
         "ANALYTICS_GROUP_ID": group or f"analytics-{uuid.uuid4().hex[:8]}",
         # The tests' frames come 25 per second of capture time, as configured here.
         "ANALYTICS_FRAME_RATE": "25",

@@ -16,13 +16,13 @@ from vidpipe.health import Heartbeat
 from vidpipe.http_edge import EdgeServers, api_config, ops_config
 from vidpipe.kafka import KafkaSettings
 from vidpipe.logs import configure_logging
-from vidpipe.registry_client import RegistryWriter
+from vidpipe.registry_client import RegistryFollower, RegistryWriter
 from vidpipe.secrets import SecretError
 from vidpipe.storage import open_storage
 from vidpipe.topics import TopicSettings, ensure
 
 from .app import ServiceState, create_app, create_ops_app
-from .catalog import RegionCatalog, RetryingFollower
+from .catalog import RegionCatalog
 from .control import RegistryControl
 from .engine import Analytics
 from .metrics import AnalyticsMetrics
@@ -48,7 +48,7 @@ def main() -> None:
     streams = load_stream_names(settings)
 
     ensure(kafka, topics)
-    follower = RetryingFollower(kafka, topics.streams).start() if settings.registry else None
+    follower = RegistryFollower(kafka, topics.streams).start() if settings.registry else None
     catalog = RegionCatalog(config, streams, follower)
     metrics = AnalyticsMetrics()
     view = LiveView(catalog, settings.live_window)

@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from typing import Literal, Protocol
 
 from vidpipe.analytics_config import AnalyticsConfig, StreamAnalytics
-from vidpipe.registry_client import RegistryFollower
 from vidpipe.stream_registry import StreamDefinition
 
 log = logging.getLogger(__name__)
@@ -38,24 +37,6 @@ class RegistryReader(Protocol):
     def version(self) -> int: ...
 
     def snapshot(self) -> dict[str, StreamDefinition]: ...
-
-
-class RetryingFollower(RegistryFollower):
-    """A RegistryFollower that reads the registry again from its start after an error, instead of ending
-    for good: just after the topic is created its partitions may have no leader yet (the broker answers
-    NOT_LEADER_FOR_PARTITION), and a broker may restart. Re-reading is safe: the state only changes where
-    a record differs from what was read before."""
-
-    def _run(self) -> None:
-        delay = 1.0
-        while not self._stop.is_set():
-            try:
-                super()._run()
-                return
-            except Exception:  # logged by the follower
-                log.warning("reading the stream registry again from its start in %.0fs", delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
 
 
 class RegionCatalog:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
-from typing import Any, Self
+from typing import Any
 
-from vidpipe.kafka import KafkaSettings, consumer_config
+from vidpipe.kafka import KafkaSettings
+from vidpipe.registry_client import CompactedTopicFollower
 from vidpipe.stream_registry import StreamDefinition
 from vidpipe.stream_status import StatusError, StreamStatus, decode_status
 
@@ -30,61 +30,21 @@ STALE_INTERVALS = 3.0
 RESULTS_STALE_S = 10.0
 
 
-class StatusFollower:
-    """The latest status of every stream: all partitions of the status topic read from the start (no
-    consumer group), then followed on a thread."""
+class StatusFollower(CompactedTopicFollower):
+    """The latest status of every stream, from the status topic (read whole, then followed)."""
+
+    name = "status-reader"
 
     def __init__(self, kafka: KafkaSettings, topic: str, poll_s: float = 0.5):
-        self.kafka, self.topic, self.poll_s = kafka, topic, poll_s
+        super().__init__(kafka, topic, poll_s)
         self._statuses: dict[str, StreamStatus] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="status-follower", daemon=True)
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
 
     def get(self, stream_id: str) -> StreamStatus | None:
         with self._lock:
             return self._statuses.get(stream_id)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._follow()
-            except Exception:  # a broker restart, a topic deleted...: read it all again shortly
-                log.exception("reading the publishers' status failed; states come from results meanwhile")
-                self._stop.wait(10.0)
-
-    def _follow(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        consumer = Consumer(consumer_config(self.kafka, f"vidpipe-status-reader-{uuid.uuid4().hex[:8]}"))
-        try:
-            partitions = None
-            while partitions is None and not self._stop.is_set():
-                metadata = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
-                if metadata is not None and metadata.error is None and metadata.partitions:
-                    partitions = sorted(metadata.partitions)
-                else:
-                    self._stop.wait(5.0)  # no publisher reports yet: the results decide meanwhile
-            if partitions is None:
-                return
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-            while not self._stop.is_set():
-                for message in consumer.consume(500, timeout=self.poll_s):
-                    if not message.error():
-                        self._apply(message.key(), message.value())
-        finally:
-            consumer.close()
-
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
         try:
             stream_id, status = decode_status(key, value)
         except StatusError as exc:

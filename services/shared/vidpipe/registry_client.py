@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Self
 
+from .backoff import Backoff
 from .kafka import KafkaSettings, consumer_config, producer_config
 from .stream_registry import (
     STREAMS_TOPIC,
@@ -63,25 +63,23 @@ class RegistryWriter:
         self._producer.flush(self.timeout_s)
 
 
-class RegistryFollower:
-    """Every definition of the registry, kept current by a thread: all partitions read from the start (no
-    consumer group: every follower sees everything), then followed. `on_change` runs on that thread for each
-    change; a record that breaks the contract is logged and skipped (the rest of the registry still applies)."""
+class CompactedTopicFollower:
+    """A compacted topic read whole and then followed on a thread: every partition from its start, no consumer
+    group (every follower sees everything). `apply` takes each record. An error (a partition without a leader
+    just after the topic was created, a broker restart) reads the topic again from its start after a backoff:
+    safe, since applying a record twice changes nothing. Ready once everything the topic held when a read
+    began has been applied."""
 
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        topic: str = STREAMS_TOPIC,
-        on_change: Callable[[Change], None] | None = None,
-        poll_s: float = 0.2,
-    ):
-        self.kafka, self.topic, self.on_change, self.poll_s = kafka, topic, on_change, poll_s
-        self.state = RegistryState()
-        self.invalid: dict[str, str] = {}  # stream id -> why its latest record was refused
-        self._lock = threading.Lock()
+    name = "follower"
+
+    def __init__(self, kafka: KafkaSettings, topic: str, poll_s: float = 0.2):
+        self.kafka, self.topic, self.poll_s = kafka, topic, poll_s
         self._ready = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="registry-follower", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        raise NotImplementedError
 
     def start(self) -> Self:
         self._thread.start()
@@ -95,27 +93,26 @@ class RegistryFollower:
     def ready(self) -> bool:
         return self._ready.is_set()
 
-    def snapshot(self) -> dict[str, StreamDefinition]:
-        with self._lock:
-            return dict(self.state.streams)
-
-    def get(self, stream_id: str) -> StreamDefinition | None:
-        with self._lock:
-            return self.state.streams.get(stream_id)
-
-    @property
-    def version(self) -> int:
-        return self.state.version
-
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(10)
 
     def _run(self) -> None:
+        backoff = Backoff(1.0, 30.0)
+        while not self._stop.is_set():
+            try:
+                self._follow()
+                return
+            except Exception as exc:
+                delay = backoff.next()
+                log.warning("%s: reading %s again from its start in %.1f s (%s)", self.name, self.topic, delay, exc)
+                self._stop.wait(delay)
+
+    def _follow(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-        config = consumer_config(self.kafka, f"vidpipe-registry-reader-{uuid.uuid4().hex[:8]}")
+        config = consumer_config(self.kafka, f"vidpipe-{self.name}-{uuid.uuid4().hex[:8]}")
         consumer = Consumer(config)
         try:
             partitions = self._partitions(consumer)
@@ -126,16 +123,13 @@ class RegistryFollower:
             while not self._stop.is_set():
                 for message in consumer.consume(500, timeout=self.poll_s):
                     if message.error():
-                        log.warning("registry: %s", message.error())
+                        log.warning("%s: %s", self.name, message.error())
                         continue
-                    self._apply(message.key(), message.value())
+                    self.apply(message.key(), message.value())
                 if not self._ready.is_set() and all(
                     p.offset >= ends[p.partition] or ends[p.partition] == 0 for p in self._positions(consumer, ends)
                 ):
                     self._ready.set()
-        except Exception:
-            log.exception("registry follower stopped")
-            raise
         finally:
             consumer.close()
 
@@ -152,11 +146,43 @@ class RegistryFollower:
             metadata = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
             if metadata is not None and metadata.error is None and metadata.partitions:
                 return sorted(metadata.partitions)
-            log.info("registry: waiting for topic %s", self.topic)
-            time.sleep(1.0)
+            log.info("%s: waiting for topic %s", self.name, self.topic)
+            self._stop.wait(1.0)
         return None
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+
+class RegistryFollower(CompactedTopicFollower):
+    """Every definition of the registry, kept current. `on_change` runs on the follower's thread for each
+    change; a record that breaks the contract is logged and skipped (the rest of the registry still applies)."""
+
+    name = "registry-reader"
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topic: str = STREAMS_TOPIC,
+        on_change: Callable[[Change], None] | None = None,
+        poll_s: float = 0.2,
+    ):
+        super().__init__(kafka, topic, poll_s)
+        self.on_change = on_change
+        self.state = RegistryState()
+        self.invalid: dict[str, str] = {}  # stream id -> why its latest record was refused
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> dict[str, StreamDefinition]:
+        with self._lock:
+            return dict(self.state.streams)
+
+    def get(self, stream_id: str) -> StreamDefinition | None:
+        with self._lock:
+            return self.state.streams.get(stream_id)
+
+    @property
+    def version(self) -> int:
+        return self.state.version
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
         try:
             stream_id, definition = decode_record(key, value)
         except RegistryError as exc:
