@@ -261,4 +261,21 @@ def create_ops_app(state: ServiceState) -> ASGIApp:
     async def metrics() -> tuple[int, bytes, str]:
         return 200, generate_latest(state.metrics.registry), CONTENT_TYPE_LATEST
 
-    return ops_app({"/healthz": json_probe(healthz), "/readyz": json_probe(readyz), "/metrics": metrics})
+    def stream_count() -> tuple[int, Any]:
+        """How many streams the registry holds: the publishers' scaling rule reads `enabled` (KEDA's
+        metrics-api scaler), on this port because it carries no token and only counts."""
+        if state.registry is None:
+            return 404, error_document("no_registry", "this service does not follow the stream registry")
+        if not state.registry.reads.ready:
+            return 503, error_document("registry_unavailable", "the stream registry is not read yet")
+        streams = state.registry.reads.snapshot()
+        return 200, {"enabled": sum(d.enabled for d in streams.values()), "total": len(streams)}
+
+    return ops_app(
+        {
+            "/healthz": json_probe(healthz),
+            "/readyz": json_probe(readyz),
+            "/metrics": metrics,
+            "/streams/count": json_probe(stream_count),
+        }
+    )

@@ -6,6 +6,7 @@ Results are fed to the results topic directly, as the consumer would write them.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -170,6 +171,10 @@ def test_apply_shows_the_diff_applies_it_and_refuses_a_bad_file_whole(kafka_boot
         assert {s["id"]: s["definition"]["target_fps"] for s in listed} == {"lobby": 5.0, "yard": 2.0}
         assert _get(service, "/api/registry/streams/lobby")["definition"]["zones"] == [PEN]
         assert call(service, "POST", "/api/registry/apply", desired)[2]["diff"] == "no changes"
+        # What the publishers' scaling rule reads, on the ops port without a token.
+        assert call(service, "PATCH", "/api/registry/streams/yard", {"enabled": False})[0] == 200
+        count = json.loads(http(ops_url(service, "/streams/count"))[2])
+        assert count == {"enabled": 1, "total": 2}
         assert service.running, service.log_tail()
     finally:
         assert service.stop() == 0, service.log_tail()

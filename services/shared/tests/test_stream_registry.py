@@ -156,3 +156,19 @@ def test_followers_see_every_definition_change_and_removal_from_the_real_broker(
     finally:
         early.stop()
         writer.close()
+
+
+def test_the_cli_reads_the_services_token_from_secrets_manager(monkeypatch):
+    """The registry's seed Job in the cluster has no token file: it reads the service's own token secret."""
+    import boto3
+    from moto import mock_aws
+
+    from vidpipe import streams
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        arn = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+            Name="vidpipe/analytics-token", SecretString=json.dumps({"token": "t" * 32})
+        )["ARN"]
+        args = streams.parser().parse_args(["--token-secret-arn", arn, "list"])
+        assert streams._token(args) == "t" * 32

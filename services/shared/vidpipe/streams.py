@@ -319,6 +319,11 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--url", default=os.environ.get("VIDPIPE_API_URL") or DEFAULT_URL,
                       help=f"the analytics service (default: VIDPIPE_API_URL or {DEFAULT_URL})")  # fmt: skip
     main.add_argument("--token-file", help="a file holding the service's token (default: VIDPIPE_API_TOKEN)")
+    main.add_argument(
+        "--token-secret-arn",
+        help="a Secrets Manager secret holding the service's token (JSON key 'token' or the string itself; "
+        "default: VIDPIPE_API_TOKEN_SECRET_ARN; needs boto3)",
+    )
     main.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
     listing = commands.add_parser("list", help="every stream with its state")
@@ -353,6 +358,14 @@ COMMANDS = {
 
 
 def _token(args: argparse.Namespace) -> str | None:
+    arn = args.token_secret_arn or os.environ.get("VIDPIPE_API_TOKEN_SECRET_ARN")
+    if arn:  # in the cluster (the registry's seed Job): the service's own token secret, read with boto3
+        from .secrets import SecretError, read_secret_string
+
+        try:
+            return read_secret_string(arn, "token")
+        except SecretError as exc:
+            raise Failed(UNAVAILABLE, [f"--token-secret-arn: {exc}"]) from None
     if args.token_file:
         try:
             return Path(args.token_file).read_text().strip() or None
