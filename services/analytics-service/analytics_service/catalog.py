@@ -58,11 +58,18 @@ class RegionCatalog:
         self._specs: dict[str, StreamAnalytics] = {}
         self._none = StreamAnalytics()
         self._version = 0
+        self._rates: dict[str, int] = {}
 
     def for_stream(self, stream_id: str) -> StreamAnalytics:
         with self._lock:
             self._refresh()
             return self._specs.get(stream_id, self._none)
+
+    def frame_rate_for(self, stream_id: str) -> int | None:
+        """The rate its frames come at, from the registry (its target_fps), else None (ANALYTICS_FRAME_RATE)."""
+        with self._lock:
+            self._refresh()
+            return self._rates.get(stream_id)
 
     def listed(self) -> frozenset[str] | None:
         """The streams analyzed (None: no list, the first ANALYTICS_MAX_STREAMS seen)."""
@@ -92,6 +99,9 @@ class RegionCatalog:
         streams = registry.snapshot() if registry is not None and seen[0] else {}
         source: Source
         listed: frozenset[str] | None
+        # ByteTrack counts a lost track's buffer in frames: a 5 frames/s camera tracked as if at 25 would keep
+        # a lost track five times too long.
+        self._rates = {k: max(1, round(d.target_fps)) for k, d in streams.items()}
         if streams:
             source, listed = "registry", frozenset(streams)
             specs = {stream_id: definition.analytics for stream_id, definition in streams.items()}

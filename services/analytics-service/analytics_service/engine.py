@@ -42,7 +42,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -61,6 +61,10 @@ class RegionLookup(Protocol):
     (analytics_service.catalog) that follows the stream registry."""
 
     def for_stream(self, stream_id: str) -> StreamAnalytics: ...
+
+    def frame_rate_for(self, stream_id: str) -> int | None:
+        """The stream's frame rate where the source knows it (the registry's target_fps), else None."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -347,12 +351,18 @@ class Analytics:
         """One result, in its stream's order; the stream's first result's events start with
         TrackerReset(reason="start")."""
         spec = self.config.for_stream(result.stream_id)
+        rate = self.config.frame_rate_for(result.stream_id)
+        settings = self.settings if rate is None else replace(self.settings, frame_rate=rate)
         analyzer = self._analyzers.get(result.stream_id)
         if analyzer is None:
-            analyzer = StreamAnalyzer(result.stream_id, spec, self.settings)
+            analyzer = StreamAnalyzer(result.stream_id, spec, settings)
             self._analyzers[result.stream_id] = analyzer
-        elif analyzer.spec is not spec:
-            analyzer.set_regions(spec)
+        else:
+            if analyzer.spec is not spec:
+                analyzer.set_regions(spec)
+            # A new rate comes with a new run of the stream (its publisher restarts it under a new epoch),
+            # whose tracker reset takes it.
+            analyzer.settings = settings
         return analyzer.process(result, time.time_ns() // 1000 if now_us is None else now_us)
 
     def forget(self, stream_ids: Iterable[str]) -> None:

@@ -198,3 +198,19 @@ def test_a_removed_stream_loses_its_state_and_every_metric_series_another_keeps_
         ) == 1  # fmt: skip
     finally:
         worker.consumer.close()
+
+
+def test_each_stream_is_tracked_at_its_own_frame_rate_from_the_registry():
+    """A lost track is kept for a buffer counted in frames: at the camera's own rate, not the service's."""
+    slow = parse_definition({"id": "slow", "source": "secret:slow", "target_fps": 5})
+    fast = parse_definition({"id": "fast", "source": "secret:fast", "target_fps": 25})
+    registry = Registry(slow, fast)
+    analytics = Analytics(RegionCatalog(registry=registry), TrackerSettings(frame_rate=25))
+    for stream in ("slow", "fast"):
+        analytics.process(walker(stream, 0), NOW)
+    lost_after = {stream: analytics._analyzers[stream]._tracker.max_lost for stream in ("slow", "fast")}
+    assert lost_after == {"slow": 5, "fast": 25}
+    # From a file, which names no rates: the service's own setting.
+    from_file = Analytics(RegionCatalog(file_config=parse_analytics({})), TrackerSettings(frame_rate=25))
+    from_file.process(walker("slow", 0), NOW)
+    assert from_file._analyzers["slow"]._tracker.max_lost == 25

@@ -118,6 +118,10 @@ class AnalyticsConfig(_Strict):
     def for_stream(self, stream_id: str) -> StreamAnalytics:
         return self.streams.get(stream_id) or StreamAnalytics()
 
+    def frame_rate_for(self, stream_id: str) -> int | None:
+        """A streams file names no frame rates: the analytics service's own setting applies."""
+        return None
+
 
 class AnalyticsConfigError(ValueError):
     """Every problem of an analytics configuration, each named by its key (analytics.<stream>.<...>)."""
