@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,8 @@ def registry_service(
     kafka_bootstrap: str, kafka: KafkaSettings, logs: Path, name: str = "analytics", **extra: str
 ) -> tuple[ServiceProcess, TopicSettings]:
     """An analytics service (not started) on fresh topics, a fresh registry and status topic included."""
-    topics = analytics_topics(kafka)
-    run = uuid.uuid4().hex[:8]
-    env = {
-        **analytics_env(topics),
-        "TOPICS_STREAMS": f"t-{run}.streams",
-        "TOPICS_STREAMS_STATUS": f"t-{run}.status",
-        "ANALYTICS_API_TOKEN": TOKEN,
-        **extra,
-    }
+    topics = analytics_topics(kafka)  # the registry and status topics are the run's own too
+    env = {**analytics_env(topics), "ANALYTICS_API_TOKEN": TOKEN, **extra}
     service = analytics_process(kafka_bootstrap, logs, None, None, free_port(), name=name, **env)
     return service, topics
 
