@@ -10,7 +10,6 @@ import signal
 import threading
 import time
 import uuid
-import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from tools.harness.processes import (
 )
 from vidpipe.contract import TrackerReset, decode_event
 from vidpipe.kafka import KafkaSettings, consumer_config, ensure_topics
+from vidpipe.stream_registry import partition_for
 from vidpipe.topics import TopicSettings
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
@@ -43,11 +43,11 @@ PARTITIONS = 4
 
 
 def one_per_partition(prefix: str) -> list[str]:
-    """Stream ids that land one in each registry partition (the writer's CRC-32 key hash), so that both
+    """Stream ids that land one in each registry partition (Kafka's murmur2 key hash), so that both
     publishers carry some."""
     found: dict[int, str] = {}
     for n in range(1000):
-        found.setdefault(zlib.crc32(f"{prefix}-{n}".encode()) % PARTITIONS, f"{prefix}-{n}")
+        found.setdefault(partition_for(f"{prefix}-{n}", PARTITIONS), f"{prefix}-{n}")
     return [found[p] for p in range(PARTITIONS)]
 
 

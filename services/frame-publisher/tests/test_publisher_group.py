@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.request
 import uuid
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from tools.harness.processes import ServiceProcess, free_port, publisher_group_p
 from vidpipe.contract import parse_frame_headers
 from vidpipe.kafka import KafkaSettings, consumer_config, ensure_topics
 from vidpipe.registry_client import RegistryWriter
-from vidpipe.stream_registry import StreamDefinition
+from vidpipe.stream_registry import StreamDefinition, partition_for
 from vidpipe.stream_status import StreamStatus, decode_status, status_topic_spec
 
 pytestmark = pytest.mark.broker
@@ -36,9 +35,8 @@ FOLLOW_S = 10.0  # a registry change reaches the frames within this
 
 
 def partition_of(stream_id: str, partitions: int) -> int:
-    """Where the registry writer's producer puts a stream id: librdkafka's default partitioner
-    (consistent_random) hashes the key with CRC-32. Checked against the broker below."""
-    return zlib.crc32(stream_id.encode()) % partitions
+    """Where the registry writer puts a stream id (Kafka's murmur2 key hash). Checked against the broker below."""
+    return partition_for(stream_id, partitions)
 
 
 def one_per_partition(partitions: int, prefix: str) -> list[str]:

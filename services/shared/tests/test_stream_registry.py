@@ -172,3 +172,19 @@ def test_the_cli_reads_the_services_token_from_secrets_manager(monkeypatch):
         )["ARN"]
         args = streams.parser().parse_args(["--token-secret-arn", arn, "list"])
         assert streams._token(args) == "t" * 32
+
+
+def test_stream_ids_land_where_java_clients_put_the_same_key():
+    """Kafka's murmur2, on the test vectors of Kafka's own UtilsTest (Utils.murmur2), then toPositive % n."""
+    from vidpipe.stream_registry import partition_for
+
+    vectors = {
+        "21": -973932308,
+        "foobar": -790332482,
+        "a-little-bit-long-string": -985981536,
+        "a-little-bit-longer-string": -1486304829,
+        "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        "abc": 479470107,
+    }
+    for key, murmur2 in vectors.items():
+        assert partition_for(key, 1000) == (murmur2 & 0x7FFFFFFF) % 1000, key

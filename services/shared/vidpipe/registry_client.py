@@ -37,7 +37,8 @@ class RegistryWriter:
 
         self.topic = topic
         self.timeout_s = timeout_s
-        self._producer = Producer(producer_config(kafka, **{"linger.ms": 0}))
+        # murmur2: where Java clients put the same key (stream_registry.partition_for).
+        self._producer = Producer(producer_config(kafka, **{"linger.ms": 0, "partitioner": "murmur2_random"}))
         self._lock = threading.Lock()
 
     def put(self, definition: StreamDefinition) -> None:

@@ -39,6 +39,34 @@ _RESIZE = re.compile(r"[1-9]\d{0,4}(x[1-9]\d{0,4})?")
 StreamId = Annotated[str, Field(pattern=f"^{STREAM_ID_PATTERN}$")]
 
 
+def partition_for(stream_id: str, partitions: int) -> int:
+    """The registry partition a stream id lands in: Kafka's default partitioner for keyed records (murmur2,
+    as Java clients, Kafka Connect and the console producer place keys; the writer asks librdkafka for the
+    same), so a record written by any Kafka tool replaces the stream's definition instead of duplicating it
+    in another partition."""
+    data = stream_id.encode()
+    m, r, mask = 0x5BD1E995, 24, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(data)) & mask
+    for i in range(0, len(data) - len(data) % 4, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> r
+        k = (k * m) & mask
+        h = ((h * m) & mask) ^ k
+    tail = data[len(data) - len(data) % 4 :]
+    if len(tail) >= 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
 def registry_topic_spec(topic: str = STREAMS_TOPIC, partitions: int = REGISTRY_PARTITIONS) -> TopicSpec:
     """Compacted: the latest definition per stream is kept forever; tombstones go after a day (a reader that
     was away longer than that still sees the stream gone, because it rebuilds from the start)."""
