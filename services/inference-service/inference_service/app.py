@@ -10,7 +10,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,6 +34,7 @@ from .model import LoadedModel, load_model
 from .preprocess import ImageError, ImageTooLarge, PreparedImage, decode_and_resize, one_line, read_header
 from .request_count import RequestCounter
 from .runner import InferenceFailure, InferenceResult, ModelRunner
+from .serving import runtime_fields, serving_processes, worker_number
 from .settings import InferenceSettings, queue_for
 from .startup_gate import gate_for
 
@@ -45,7 +46,8 @@ IMAGE_TYPES = (JPEG_CONTENT_TYPE, "image/png")
 class ServiceState:
     def __init__(self, settings: InferenceSettings):
         self.settings = settings
-        self.metrics = ServiceMetrics()
+        self.metrics = ServiceMetrics(worker_number())
+        self.metrics.processes.set(serving_processes())
         self.model: LoadedModel | None = None
         self.load_error: str | None = None
         self.batcher: DynamicBatcher[PreparedImage, InferenceResult] | None = None
@@ -84,6 +86,7 @@ class ServiceState:
             on_batch=self.metrics.observe_batch,
             workers=model.instances,
         )
+        model.runtime.update(runtime_fields())
         self.model = model
         self.metrics.observe_runtime(model.runtime)
         self.metrics.model_loaded.set(1)
@@ -270,18 +273,26 @@ _ERROR_METRIC = {
 }
 
 
-def create_app(settings: InferenceSettings, token: str | None | Unset = UNSET) -> FastAPI:
+def create_app(
+    settings: InferenceSettings,
+    token: str | None | Unset = UNSET,
+    loaded: Callable[[ServiceState], None] | None = None,
+) -> FastAPI:
     """The API app. token: the bearer token it requires; by default settings.resolve_token() (which
-    reads a token file or secret now)."""
+    reads a token file or secret now). loaded: for one of several serving processes (serving.py), the model
+    loads before the app starts serving (before its first connection), and `loaded` is called then."""
     state = ServiceState(settings)
     if isinstance(token, Unset):
         token = settings.resolve_token()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Load in the background so /healthz answers while a large model downloads.
-        loader = threading.Thread(target=state.load, name="model-loader", daemon=True)
-        loader.start()
+        if loaded is not None:
+            await run_in_threadpool(state.load)
+            loaded(state)
+        else:
+            # Load in the background so /healthz answers while a large model downloads.
+            threading.Thread(target=state.load, name="model-loader", daemon=True).start()
         yield
         if state.batcher is not None:
             await run_in_threadpool(state.batcher.close)

@@ -26,9 +26,10 @@ from .backends import (
     openvino_version,
     threads_for,
 )
-from .cpu import bf16_flags, cpu_limit, is_x86_64
+from .cpu import bf16_flags, is_x86_64
 from .decoders import Decoder, RawDecoder, YoloDecoder
 from .preprocess import InputSpec
+from .serving import serving_share
 from .settings import BackendChoice, DecoderMode, InferenceSettings, PrecisionChoice
 
 log = logging.getLogger(__name__)
@@ -286,7 +287,7 @@ def _open_backend(
     require_gate: bool = True,
     startup_gate: VerdictSource | None = None,
 ) -> tuple[Backend, InputSpec, GateVerdict, dict[str, Any]]:
-    cpus = cpu_limit()
+    cpus = serving_share()  # this process's share of the pod's CPUs (serving.py)
 
     def sizing(openvino: bool) -> tuple[int, int]:
         instances = settings.instances or default_instances(cpus, openvino)

@@ -121,6 +121,13 @@ class InferenceSettings(EdgeSettings):
     ops_port: int = Field(default=8090, ge=1, le=65535, description="/healthz, /readyz and /metrics only")
     log_level: str = "info"
     log_format: LogFormat = Field(default="text", description="text, or json: one object per line with the trace id")
+    processes: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Processes serving the API on its port, each with its own model and its share of the CPUs "
+        "(instances and threads are then per process); 0 = one per CPU of the pod's limit (serving.auto_processes)",
+    )
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Self:

@@ -10,14 +10,16 @@ Three parts, each usable alone:
   connection or the request's first byte, or a body not complete within `body_timeout_s` of its
   headers, get 408 and the connection is closed (a slowloris holds nothing for long); connections
   beyond `max_connections` are closed at once; idle keep-alive connections close after
-  `keep_alive_s`. Errors are the services' JSON envelope.
+  `keep_alive_s`; optionally, a connection past `connection_max_age_s` is closed after its next response
+  (several processes on one port). Errors are the services' JSON envelope.
 - EdgeGuard: ASGI middleware for the API port: a Host allow-list (421 for any other Host: a web page
   cannot reach a `kubectl port-forward` on 127.0.0.1 through DNS rebinding) and, when a token is
   configured, `Authorization: Bearer <token>` compared in constant time (401 otherwise). Optionally a
   browser login: GET /?token=... once answers an HttpOnly, SameSite=Strict session cookie (signed
   with the token, expiring) and a redirect that drops the token from the URL.
 - EdgeServers: the API server and the ops server (/healthz, /readyz, /metrics only, for probes and
-  Prometheus) in one process and one event loop, stopped together on SIGTERM.
+  Prometheus) in one process and one event loop, stopped together on SIGTERM; or the API server alone on
+  a listening socket it inherited (one of several processes serving the same port).
 
 EdgeSettings holds the settings; a service's settings class inherits it, so the variables carry the
 service's prefix (INFERENCE_API_TOKEN, ANALYTICS_MAX_HEADER_BYTES...; see env.example).
@@ -33,9 +35,10 @@ import ipaddress
 import logging
 import re
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any, Self
 from urllib.parse import parse_qsl
@@ -422,6 +425,10 @@ class EdgeLimits:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
     max_connections: int = 128
+    # Set: a connection this old answers its next request with `Connection: close`, so that a client that
+    # keeps a few connections open reconnects now and then, and each new connection goes to whichever of
+    # several processes sharing the listening socket accepts it first (an idle one sooner).
+    connection_max_age_s: float | None = None
 
 
 class EdgeConfig(uvicorn.Config):
@@ -471,6 +478,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._opened = time.monotonic()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
         super().connection_made(transport)
@@ -512,6 +520,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
         super().on_headers_complete()
+        max_age = self.limits.connection_max_age_s
+        if max_age is not None and self.cycle is not None and time.monotonic() - self._opened > max_age:
+            self.cycle.keep_alive = False  # this response says Connection: close
         self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_too_slow)
 
     def on_message_complete(self) -> None:
@@ -557,8 +568,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 # --- two servers, one process ----------------------------------------------------------------------
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server whose signals EdgeServers handles (uvicorn's own capture is per server, and the
+class EdgeServer(uvicorn.Server):
+    """A uvicorn server whose signals its owner handles (uvicorn's own capture is per server, and the
     last one installed would stop only its own)."""
 
     @contextlib.contextmanager
@@ -569,11 +580,15 @@ class _Server(uvicorn.Server):
 class EdgeServers:
     """The API server and the ops server on one event loop. SIGTERM or SIGINT (or stop()) stop the API
     server first: it finishes in-flight requests and runs its app's shutdown; then the ops server stops.
-    Either server ending (a port already taken...) ends both."""
+    Either server ending (a port already taken...) ends both. Without `ops`, the API server alone; with
+    `sockets`, it serves those (already bound) instead of binding its host and port."""
 
-    def __init__(self, api: uvicorn.Config, ops: uvicorn.Config):
-        self.api = _Server(api)
-        self.ops = _Server(ops)
+    def __init__(
+        self, api: uvicorn.Config, ops: uvicorn.Config | None, sockets: list[socket.socket] | None = None
+    ) -> None:
+        self.api = EdgeServer(api)
+        self.ops = EdgeServer(ops) if ops is not None else None
+        self.sockets = sockets
 
     def stop(self) -> None:
         """Thread-safe: the servers poll the flag."""
@@ -581,7 +596,9 @@ class EdgeServers:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.api.should_exit and signum == signal.SIGINT:
-            self.api.force_exit = self.ops.force_exit = True
+            self.api.force_exit = True
+            if self.ops is not None:
+                self.ops.force_exit = True
         self.stop()
 
     def run(self) -> None:
@@ -592,32 +609,39 @@ class EdgeServers:
         handled = (signal.SIGINT, signal.SIGTERM)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
         try:
-            ops = asyncio.create_task(self.ops.serve(), name="ops-server")
-            api = asyncio.create_task(self.api.serve(), name="api-server")
-            await asyncio.wait((api, ops), return_when=asyncio.FIRST_COMPLETED)
+            ops = asyncio.create_task(self.ops.serve(), name="ops-server") if self.ops is not None else None
+            api = asyncio.create_task(self.api.serve(self.sockets), name="api-server")
+            await asyncio.wait([t for t in (api, ops) if t is not None], return_when=asyncio.FIRST_COMPLETED)
             self.api.should_exit = True
             await api
-            self.ops.should_exit = True
-            await ops
+            if self.ops is not None and ops is not None:
+                self.ops.should_exit = True
+                await ops
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
 
 def api_config(
-    app: Any, settings: EdgeSettings, host: str, port: int, log_level: str, graceful_s: int, **kwargs: Any
+    app: Any,
+    settings: EdgeSettings,
+    host: str,
+    port: int,
+    log_level: str,
+    graceful_s: int,
+    connection_max_age_s: float | None = None,
+    **kwargs: Any,
 ) -> EdgeConfig:
     return EdgeConfig(
         app,
-        settings.edge_limits,
+        replace(settings.edge_limits, connection_max_age_s=connection_max_age_s),
         host=host,
         port=port,
         log_level=log_level,
         timeout_graceful_shutdown=graceful_s,
         timeout_keep_alive=settings.keep_alive_s,
         access_log=False,
-        **_log_config(),
-        **kwargs,
+        **{**_log_config(), **kwargs},  # a caller's log_config wins
     )
 
 
