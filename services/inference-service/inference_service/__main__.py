@@ -5,7 +5,9 @@ bound, 2 bad configuration (the variable named)."""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 
 from vidpipe import tracing
 from vidpipe.config import ConfigurationError, load_settings
@@ -14,8 +16,40 @@ from vidpipe.logs import configure_logging
 from vidpipe.secrets import SecretError
 
 from .cpu import cpu_limit
-from .serving import GRACEFUL_S, Supervisor, processes_for, run_worker, worker_number
+from .serving import (
+    CONNECTION_MAX_AGE_S,
+    GRACEFUL_S,
+    Supervisor,
+    lifeline,
+    processes_for,
+    report,
+    worker_number,
+    worker_setup,
+)
 from .settings import InferenceSettings
+
+
+def run_worker(settings: InferenceSettings, token: str | None, worker: int) -> None:
+    """One of several serving processes (serving.py): the API on the supervisor's listening socket, once the
+    model is loaded (reported to the supervisor before the first connection is accepted). A model that fails
+    to load is reported, and the worker exits 3 (uvicorn's start-up failure) having accepted nothing."""
+    from .app import ServiceState, create_app
+
+    listener, status = worker_setup(worker)
+
+    def loaded(state: ServiceState) -> None:
+        model = state.model
+        report(status, {"model": model.name, "version": model.version} if model else None, state.load_error)
+        if model is None:
+            os._exit(3)  # its error is logged and reported: unwinding the servers would only add tracebacks
+
+    app = create_app(settings, token, loaded=loaded)
+    # log_config=None: uvicorn's lines too reach the root logger's handler, which names the worker.
+    config = api_config(app, settings, settings.host, settings.port, settings.log_level, GRACEFUL_S,
+                        connection_max_age_s=CONNECTION_MAX_AGE_S, log_config=None)  # fmt: skip
+    servers = EdgeServers(config, None, sockets=[listener])
+    threading.Thread(target=lifeline, args=(status, servers.stop), name="lifeline", daemon=True).start()
+    servers.run()
 
 
 def main() -> None:

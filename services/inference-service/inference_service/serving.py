@@ -26,25 +26,21 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from vidpipe.http_edge import EdgeServer, EdgeServers, api_config, error_document, json_probe, ops_app, ops_config
+from vidpipe.http_edge import EdgeServer, error_document, json_probe, ops_app, ops_config
 from vidpipe.logs import TEXT_FORMAT, JsonFormatter, json_lines
 
 from .cpu import cpu_limit
 from .settings import InferenceSettings
-
-if TYPE_CHECKING:
-    from .app import ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -148,51 +144,27 @@ def tag_logs(worker: int) -> None:
         handler.setFormatter(_JsonWithWorker(worker) if json_lines() else _TextWithWorker(worker))
 
 
-def run_worker(settings: InferenceSettings, token: str | None, worker: int) -> None:
-    """Serve the API on the supervisor's listening socket; report to it once the model is loaded (before
-    the first connection is accepted) or failed to load (then exit 3 at once, as uvicorn's start-up failure,
-    having accepted nothing)."""
-    from .app import create_app
-
+def worker_setup(worker: int) -> tuple[socket.socket, socket.socket]:
+    """A worker's own set-up, before its app starts: its log lines tagged, its CPUs, and its two sockets from
+    the supervisor (the API's listening socket, the status line)."""
     tag_logs(worker)
     cpu_set = os.environ.get(WORKER_CPU_SET)
     if cpu_set:
-        # Before any thread starts: OpenVINO pins its streams to CPUs of the process's affinity, and workers
-        # that all saw every CPU pinned theirs to the same first ones (two 1-stream workers on 2 vCPUs: each
-        # ran at half speed on CPU 0).
+        # Before the app's threads start: OpenVINO pins its streams to CPUs of the process's affinity, and
+        # workers that all saw every CPU pinned theirs to the same first ones (two 1-stream workers on 2 vCPUs:
+        # each ran at half speed on CPU 0).
         os.sched_setaffinity(0, {int(c) for c in cpu_set.split(",")})
-    listener = socket.socket(fileno=int(os.environ[LISTEN_FD]))
-    status = socket.socket(fileno=int(os.environ[STATUS_FD]))
-
-    def loaded(state: ServiceState) -> None:
-        model = state.model
-        report: dict[str, Any] = {"error": state.load_error}
-        if model is not None:
-            report = {"ready": True, "model": model.name, "version": model.version}
-        status.sendall(orjson.dumps(report) + b"\n")
-        if model is None:
-            # The error is logged and reported; unwinding through the servers would only add tracebacks.
-            os._exit(3)
-
-    app = create_app(settings, token, loaded=loaded)
-    # Its lines reach the root logger's handler, which says which worker wrote them.
-    config = api_config(
-        app,
-        settings,
-        settings.host,
-        settings.port,
-        settings.log_level,
-        GRACEFUL_S,
-        connection_max_age_s=CONNECTION_MAX_AGE_S,
-        log_config=None,
-    )
-    servers = EdgeServers(config, None, sockets=[listener])
-    threading.Thread(target=_lifeline, args=(status, servers.stop), name="supervisor-lifeline", daemon=True).start()
-    servers.run()
+    return socket.socket(fileno=int(os.environ[LISTEN_FD])), socket.socket(fileno=int(os.environ[STATUS_FD]))
 
 
-def _lifeline(status: socket.socket, stop: Callable[[], None]) -> None:
-    """The supervisor never writes: end of file means it is gone, and a worker without it stops (drains)."""
+def report(status: socket.socket, model: dict[str, Any] | None, error: str | None) -> None:
+    """Tell the supervisor this worker's model is loaded (its name and version) or failed to load."""
+    status.sendall(orjson.dumps({"ready": True, **model} if model is not None else {"error": error}) + b"\n")
+
+
+def lifeline(status: socket.socket, stop: Callable[[], None]) -> None:
+    """The supervisor never writes: end of file means it is gone, and a worker without it stops (drains).
+    Runs in a thread of its own."""
     try:
         while status.recv(64):
             pass
