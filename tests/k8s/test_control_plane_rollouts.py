@@ -172,6 +172,7 @@ def test_a_drain_through_the_eviction_api_respects_the_pdbs(control_plane, deplo
     finally:
         for node in drained:
             client.patch("Node", node, None, {"spec": {"unschedulable": False}})
+        client.patch("Deployment", SCALED, namespace, {"spec": {"replicas": 1}}, subresource="scale")
     assert evicted
     assert refusals, "no eviction met a budget: the drain never needed to wait"
     assert all("violate the pod's disruption budget" in message for message in refusals), refusals

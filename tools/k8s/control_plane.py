@@ -645,6 +645,12 @@ class LocalControlPlane:
 
         self._wait(adapter, "serving external.metrics.k8s.io (APIService Available)", available, timeout)
 
+    def stop_keda(self) -> None:
+        for name in KEDA_BINARIES:
+            component = self.components.pop(name, None)
+            if component:
+                component.stop()
+
     def stop(self) -> None:
         for name in reversed(list(self.components)):
             self.components[name].stop()
