@@ -1,5 +1,6 @@
-"""KEDA: the TriggerAuthentication, and the ScaledObjects the rooms ask for (the consumer and the inference
-service scale on the consumer group's lag on the frames topic: services/<folder>/deploy.py).
+"""KEDA: the TriggerAuthentication, and the ScaledObjects the rooms ask for (services/<folder>/deploy.py): the
+consumer and the inference service scale on the consumer group's lag on the frames topic, the publishers on the
+number of enabled streams the analytics service counts (a `metrics-api` trigger).
 
 Trigger type `kafka` (KEDA's Sarama-based scaler): it is the scaler that implements MSK IAM as
 SASL OAUTHBEARER with `saslTokenProvider: aws_msk_iam`. The experimental `apache-kafka` scaler
@@ -23,6 +24,8 @@ from .pods import app_labels
 
 TRIGGER_TYPE = "kafka"
 TRIGGER_AUTH_NAME = "vidpipe-kafka-msk-iam"
+# KEDA's generic HTTP scaler: GETs a URL and reads one number from its JSON answer.
+METRICS_API_TRIGGER = "metrics-api"
 
 
 def kafka_trigger_metadata(wiring: PlatformWiring, lag_threshold: int, cap_at_partitions: bool) -> dict[str, str]:
@@ -87,7 +90,42 @@ class Autoscaling(Construct):
     def frames_lag(self, target: str, min_replicas: int, max_replicas: int, lag_threshold: int, cap: bool) -> None:
         """A ScaledObject for Deployment `target` on the consumer group's lag on the frames topic."""
         metadata = kafka_trigger_metadata(self.wiring, lag_threshold, cap_at_partitions=cap)
-        self._scaled_object(target, min_replicas, max_replicas, metadata, self.auth, self.labels)
+        trigger = keda.ScaledObjectSpecTriggers(
+            type=TRIGGER_TYPE, name="frames-lag", metadata=metadata, authentication_ref=self.auth
+        )
+        self._scaled_object(target, min_replicas, max_replicas, trigger, self.labels)
+
+    def metrics_api(
+        self,
+        target: str,
+        min_replicas: int,
+        max_replicas: int,
+        *,
+        name: str,
+        url: str,
+        value_location: str,
+        target_value: int,
+    ) -> keda.ScaledObject:
+        """A ScaledObject for Deployment `target` on a number an HTTP endpoint answers (JSON, at `value_location`):
+        AverageValue, so the HPA keeps ceil(value / target_value) replicas. When the endpoint fails, the count
+        stays where it is (never below min_replicas): a number nobody can read says nothing about the load."""
+        trigger = keda.ScaledObjectSpecTriggers(
+            type=METRICS_API_TRIGGER,
+            name=name,
+            metric_type="AverageValue",
+            metadata={
+                "url": url,
+                "format": "json",
+                "valueLocation": value_location,
+                "targetValue": str(target_value),
+            },
+        )
+        fallback = keda.ScaledObjectSpecFallback(
+            failure_threshold=3,
+            replicas=min_replicas,
+            behavior=keda.ScaledObjectSpecFallbackBehavior.CURRENT_REPLICAS_IF_HIGHER,  # KEDA 2.17+
+        )
+        return self._scaled_object(target, min_replicas, max_replicas, trigger, self.labels, fallback=fallback)
 
     def _pod_identity(self) -> keda.TriggerAuthenticationSpecPodIdentity:
         k = self.wiring.keda
@@ -105,12 +143,14 @@ class Autoscaling(Construct):
         target: str,
         min_replicas: int,
         max_replicas: int,
-        metadata: dict[str, str],
-        auth: keda.ScaledObjectSpecTriggersAuthenticationRef | None,
+        trigger: keda.ScaledObjectSpecTriggers,
         labels: dict[str, str],
-    ) -> None:
+        fallback: keda.ScaledObjectSpecFallback | None = None,
+    ) -> keda.ScaledObject:
+        """fallback: what happens while the trigger fails (default: half the maximum replicas, at least the
+        minimum)."""
         s = self.wiring.scaling
-        keda.ScaledObject(
+        return keda.ScaledObject(
             self,
             f"{target}-scaledobject",
             metadata={"name": target, "labels": labels},
@@ -123,9 +163,8 @@ class Autoscaling(Construct):
                 polling_interval=s.polling_interval_s,
                 # Only used for scale-to-zero, which minReplicaCount >= 1 rules out.
                 cooldown_period=300,
-                fallback=keda.ScaledObjectSpecFallback(
-                    failure_threshold=3, replicas=max(min_replicas, max_replicas // 2)
-                ),
+                fallback=fallback
+                or keda.ScaledObjectSpecFallback(failure_threshold=3, replicas=max(min_replicas, max_replicas // 2)),
                 advanced=keda.ScaledObjectSpecAdvanced(
                     restore_to_original_replica_count=False,
                     horizontal_pod_autoscaler_config=keda.ScaledObjectSpecAdvancedHorizontalPodAutoscalerConfig(
@@ -156,13 +195,6 @@ class Autoscaling(Construct):
                         ),
                     ),
                 ),
-                triggers=[
-                    keda.ScaledObjectSpecTriggers(
-                        type=TRIGGER_TYPE,
-                        name="frames-lag",
-                        metadata=metadata,
-                        authentication_ref=auth,
-                    )
-                ],
+                triggers=[trigger],
             ),
         )

@@ -2,7 +2,8 @@
 
 Both paths use it:
 - CDK: `charts = build_platform_charts(cdk8s.App(), wiring)`, then `cluster.add_cdk8s_chart(...)` for
-  each chart in `charts.all()` (the autoscaling chart after the KEDA Helm chart: it needs the CRDs).
+  each chart in `charts.all()` (the autoscaling chart after the KEDA Helm chart: it needs the CRDs; the jobs
+  chart after the workloads).
 - standalone: cdk8s_app/main.py, then `app.synth()` writes dist/<chart>.k8s.yaml.
 """
 
@@ -20,7 +21,7 @@ from .autoscaling import Autoscaling
 from .network import NetworkPolicies
 from .pods import PART_OF, app_labels
 from .rooms import rooms
-from .workloads import Workloads
+from .workloads import Jobs, Workloads
 
 CHART_LABELS = {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": "cdk8s"}
 
@@ -32,14 +33,16 @@ class PlatformCharts:
     namespace: cdk8s.Chart | None
     workloads: cdk8s.Chart
     autoscaling: cdk8s.Chart
+    jobs: cdk8s.Chart
 
     def all(self) -> list[cdk8s.Chart]:
-        return [c for c in (self.namespace, self.workloads, self.autoscaling) if c is not None]
+        return [c for c in (self.namespace, self.workloads, self.autoscaling, self.jobs) if c is not None]
 
 
 def build_platform_charts(app: cdk8s.App, wiring: PlatformWiring) -> PlatformCharts:
     """Namespace (optional), workloads (Deployments, ConfigMaps, Service, PDBs, NetworkPolicies),
-    autoscaling (KEDA TriggerAuthentication + ScaledObjects). ServiceAccounts are never created here."""
+    autoscaling (KEDA TriggerAuthentication + ScaledObjects), jobs (the run-once Jobs: the registry seed).
+    ServiceAccounts are never created here."""
     namespace = None
     if wiring.create_namespace:
         # Its own chart without a namespace: a Namespace object is cluster-scoped.
@@ -64,7 +67,10 @@ def build_platform_charts(app: cdk8s.App, wiring: PlatformWiring) -> PlatformCha
     NetworkPolicies(workloads, "network", wiring, units)
     autoscaling = cdk8s.Chart(app, "vidpipe-autoscaling", namespace=wiring.namespace, labels=CHART_LABELS)
     Autoscaling(autoscaling, "keda", wiring, units)
+    jobs = cdk8s.Chart(app, "vidpipe-jobs", namespace=wiring.namespace, labels=CHART_LABELS)
+    Jobs(jobs, "jobs", wiring, units)
     if namespace is not None:
         workloads.add_dependency(namespace)
     autoscaling.add_dependency(workloads)
-    return PlatformCharts(namespace=namespace, workloads=workloads, autoscaling=autoscaling)
+    jobs.add_dependency(workloads)
+    return PlatformCharts(namespace=namespace, workloads=workloads, autoscaling=autoscaling, jobs=jobs)

@@ -5,7 +5,7 @@ the building blocks each service's room uses for its own policy (services/<folde
 
 - all pods: DNS to kube-dns only.
 - each service: what its room opens (its ingress from named peers, Kafka, HTTPS, the Pod Identity agent).
-- test source: ingress 8554 from publishers; HTTPS egress only when it loops a remote video.
+- test source: ingress 8554 from the publishers; HTTPS egress only when it loops a remote video.
 - metrics_namespace: ingress from that namespace to each service's ops (health) port only, never an API port.
 - metrics_scraper_cidr: the same, from addresses in that block (a managed scraper's network interfaces in
   the VPC, which no namespace selector can name).
@@ -49,6 +49,13 @@ def tcp(*numbers: int) -> list[k8s.NetworkPolicyPort]:
 
 def pods(labels: dict[str, str]) -> k8s.NetworkPolicyPeer:
     return k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels=selector_labels(labels)))
+
+
+def namespace(name: str) -> k8s.NetworkPolicyPeer:
+    """Every pod of another namespace (by its immutable kubernetes.io/metadata.name label)."""
+    return k8s.NetworkPolicyPeer(
+        namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": name})
+    )
 
 
 def cidr(block: str) -> k8s.NetworkPolicyPeer:
@@ -183,12 +190,10 @@ class NetworkPolicies(Construct):
             egress=egress or None,
         )
 
-    def _metrics(self, namespace: str) -> None:
+    def _metrics(self, name: str) -> None:
         """One policy per service, on its own pods and its ops port alone: a port number another service uses
         for its API (the publishers' health port is the analytics API port) is never opened by accident."""
-        scraper = k8s.NetworkPolicyPeer(
-            namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": namespace})
-        )
+        scraper = namespace(name)
         for unit in self.wiring.services.all():
             network_policy(
                 self,

@@ -147,6 +147,14 @@ def secret_volume(
     return volume, k8s.VolumeMount(name=name, mount_path=mount_path, read_only=True)
 
 
+def secret_dir_volume(name: str, secret: str, mount_path: str) -> tuple[k8s.Volume, k8s.VolumeMount]:
+    """Every key of a Secret as a read-only file under mount_path (0440, group the pod's fsGroup). Optional: the
+    pod starts without the Secret, and the kubelet adds, changes and removes the files as the Secret changes
+    (never a subPath, which would freeze them), so a reader that opens a file on each use sees the change."""
+    volume = k8s.Volume(name=name, secret=k8s.SecretVolumeSource(secret_name=secret, default_mode=0o440, optional=True))
+    return volume, k8s.VolumeMount(name=name, mount_path=mount_path, read_only=True)
+
+
 def tmp_volume(size_limit: str) -> k8s.Volume:
     """The only writable path under a read-only root filesystem."""
     return k8s.Volume(name=TMP_VOLUME, empty_dir=k8s.EmptyDirVolumeSource(size_limit=quantity(size_limit)))
@@ -268,9 +276,16 @@ def deployment(
 
 
 def cluster_ip_service(
-    scope: Construct, id_: str, name: str, labels: dict[str, str], port_name: str, number: int
+    scope: Construct,
+    id_: str,
+    name: str,
+    labels: dict[str, str],
+    port_name: str,
+    number: int,
+    more_ports: dict[str, int] | None = None,
 ) -> k8s.KubeService:
-    """A ClusterIP Service on one named container port of the pods these labels select."""
+    """A ClusterIP Service on named container ports of the pods these labels select (one, and more_ports)."""
+    ports = {port_name: number, **(more_ports or {})}
     return k8s.KubeService(
         scope,
         id_,
@@ -278,7 +293,7 @@ def cluster_ip_service(
         spec=k8s.ServiceSpec(
             type="ClusterIP",
             selector=selector_labels(labels),
-            ports=[k8s.ServicePort(name=port_name, port=number, target_port=port(port_name), protocol="TCP")],
+            ports=[k8s.ServicePort(name=n, port=p, target_port=port(n), protocol="TCP") for n, p in ports.items()],
         ),
     )
 
@@ -303,5 +318,56 @@ def config_map_volume(name: str, config_map_name: str, mount_path: str) -> tuple
     return volume, k8s.VolumeMount(name=name, mount_path=mount_path, read_only=True)
 
 
-def config_map(scope: Construct, name: str, data: dict[str, str], labels: dict[str, str]) -> k8s.KubeConfigMap:
-    return k8s.KubeConfigMap(scope, f"{name}-cm", metadata=k8s.ObjectMeta(name=name, labels=labels), data=data)
+def config_map(
+    scope: Construct, name: str, data: dict[str, str], labels: dict[str, str], immutable: bool = False
+) -> k8s.KubeConfigMap:
+    """immutable: for a ConfigMap named after its content's hash (a change is a new name, never an edit)."""
+    return k8s.KubeConfigMap(
+        scope,
+        f"{name}-cm",
+        metadata=k8s.ObjectMeta(name=name, labels=labels),
+        data=data,
+        immutable=True if immutable else None,
+    )
+
+
+def job(
+    scope: Construct,
+    name: str,
+    labels: dict[str, str],
+    container: ContainerSpec,
+    service_account: str,
+    *,
+    tmp_size: str,
+    backoff_limit: int,
+    ttl_seconds_after_finished: int,
+    node_selector: dict[str, str] | None = None,
+    automount_token: bool = False,
+    volumes: list[k8s.Volume] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> k8s.KubeJob:
+    """A hardened run-once Job (the pod as a Deployment's: non-root, read-only root, no capabilities, seccomp).
+    Its pods never restart in place (restartPolicy Never): each failed try is a new pod, with its own log, and
+    the Job controller spaces the tries out (10 s, doubling, up to 6 minutes)."""
+    return k8s.KubeJob(
+        scope,
+        name,
+        metadata=k8s.ObjectMeta(name=name, labels=labels, annotations=annotations or None),
+        spec=k8s.JobSpec(
+            backoff_limit=backoff_limit,
+            ttl_seconds_after_finished=ttl_seconds_after_finished,
+            template=k8s.PodTemplateSpec(
+                metadata=k8s.ObjectMeta(labels=labels),
+                spec=k8s.PodSpec(
+                    restart_policy="Never",
+                    service_account_name=service_account,
+                    node_selector=node_selector or None,
+                    automount_service_account_token=automount_token,
+                    enable_service_links=False,
+                    security_context=pod_security(),
+                    containers=[container.build()],
+                    volumes=[tmp_volume(tmp_size), *(volumes or [])],
+                ),
+            ),
+        ),
+    )

@@ -15,14 +15,14 @@ from constructs import Construct
 
 from cdk8s_app.autoscaling import Autoscaling
 from cdk8s_app.pods import ContainerSpec, HealthProbes, deployment, disruption_budget, prometheus_annotations
-from cdk8s_app.workloads import ASSET_IMAGE_ANNOTATIONS, unit_labels
+from cdk8s_app.workloads import ASSET_IMAGE_ANNOTATIONS, api_token_volume, unit_labels
 from vidpipe_deploy.units import ServiceUnit
 from vidpipe_deploy.wiring import PlatformWiring
 
 
 class Room(ServiceUnit):
     """Hooks the charts call for each deployed service. Every service has a workload and a network policy;
-    scaling is optional (the analytics service and the publishers run a fixed number of replicas)."""
+    scaling (the analytics service runs a fixed number of replicas) and run-once Jobs are optional."""
 
     # A room without these two cannot be made (its deploy.py fails to load, naming the class).
     @abstractmethod
@@ -36,10 +36,17 @@ class Room(ServiceUnit):
     def add_scaling(self, scope: Autoscaling, wiring: PlatformWiring) -> None:
         """KEDA objects, where the service scales on its own."""
 
+    def add_jobs(self, scope: Construct, wiring: PlatformWiring) -> None:
+        """Run-once Jobs (its `jobs`, each under its own ServiceAccount) and what only they use, in the jobs chart."""
+
     # --- what every room's workload shares --------------------------------------------------------
 
     def container(self, wiring: PlatformWiring, *, startup_seconds: int, **spec: Any) -> ContainerSpec:
-        """Its image's container: its own image, its health probes on its ops (or only) port."""
+        """Its image's container: its own image, its health probes on its ops (or only) port, and the API token
+        as a file where it checks or sends it and the token is a Kubernetes Secret (api_token_settings)."""
+        token = api_token_volume(wiring) if self.api_token_variable else None
+        if token is not None:
+            spec["mounts"] = [*spec.get("mounts", []), token[1]]
         return ContainerSpec(
             name=self.component,
             image=wiring.image(self.role),
@@ -63,6 +70,9 @@ class Room(ServiceUnit):
         """A hardened Deployment of the container under the unit's identity, on its node pool, scraped on its
         health port, with a PodDisruptionBudget unless budget=False (a single-replica Recreate workload)."""
         name, labels = name or self.name, labels or unit_labels(self)
+        token = api_token_volume(wiring) if self.api_token_variable else None
+        if token is not None:
+            options["volumes"] = [*options.get("volumes", []), token[0]]
         deployment(
             scope,
             name,

@@ -1,5 +1,6 @@
 """The workloads: the Kafka client ConfigMap every service reads, each service's Deployments, ConfigMaps,
-Services and PDBs (rendered by its room, services/<folder>/deploy.py) and the optional RTSP test source.
+Services and PDBs (rendered by its room, services/<folder>/deploy.py) and the optional RTSP test source; and
+the run-once Jobs the rooms render in a chart of their own (the registry seed).
 
 Every variable set here or in a room is one the services read (env.example); ConfigMaps reach the
 containers through envFrom, so a setting is changed in one place.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from cdk8s_plus_36 import k8s
 from constructs import Construct
 
 from vidpipe_deploy.units import ServiceUnit
@@ -23,6 +25,7 @@ from .pods import (
     cluster_ip_service,
     config_map,
     deployment,
+    secret_volume,
 )
 
 # Names, ports and pools of the services come from their units (units.py, via wiring.services).
@@ -33,6 +36,10 @@ KAFKA_CONFIG = "vidpipe-kafka"
 # The services' own images (CDK assets, immutable tags): checkov's reasoned suppressions on their Deployments.
 ASSET_IMAGE_ANNOTATIONS = checkov_skip_annotations(ASSET_IMAGE_CHECKOV_SKIPS)
 TEST_SOURCE_LABELS = app_labels(TEST_SOURCE_NAME, "test-source")
+# Without Secrets Manager, the API token is this file, from the Kubernetes Secret api_token_secret_name.
+API_TOKEN_DIR = "/var/run/vidpipe/api-token"
+API_TOKEN_KEY = "token"
+API_TOKEN_FILE = f"{API_TOKEN_DIR}/{API_TOKEN_KEY}"
 
 
 def unit_labels(unit: ServiceUnit) -> dict[str, str]:
@@ -52,6 +59,9 @@ def kafka_settings(wiring: PlatformWiring) -> dict[str, str]:
         "TOPICS_DEAD_LETTER": wiring.topics.dead_letter,
         "TOPICS_EVENTS": wiring.topics.events,
         "TOPICS_PARTITIONS": str(wiring.topic_partitions),
+        "TOPICS_STREAMS": wiring.topics.streams,
+        "TOPICS_STREAMS_PARTITIONS": str(wiring.topics.streams_partitions),
+        "TOPICS_STREAMS_STATUS": wiring.topics.streams_status,
         "TOPICS_CREATE": str(wiring.topics_create).lower(),
         # Read where a topic is created (publisher and consumer: TOPICS_CREATE); an existing topic keeps its own.
         "TOPICS_DEAD_LETTER_RETENTION_HOURS": number(wiring.dead_letters.retention_hours),
@@ -60,14 +70,31 @@ def kafka_settings(wiring: PlatformWiring) -> dict[str, str]:
 
 def api_token_settings(wiring: PlatformWiring, unit: ServiceUnit) -> dict[str, str]:
     """<stem>_SECRET_ARN for a unit that checks or sends the API token, when the deployment has its secret
-    (an ARN, not the token: the service reads the value itself, with its own identity)."""
-    if not (wiring.api_token_secret_arn and unit.api_token_variable):
+    (an ARN, not the token: the service reads the value itself, with its own identity); else <stem>_FILE when the
+    token is a Kubernetes Secret mounted as a file (api_token_volume)."""
+    if not unit.api_token_variable:
         return {}
-    return {f"{unit.api_token_variable}_SECRET_ARN": wiring.api_token_secret_arn}
+    if wiring.api_token_secret_arn:
+        return {f"{unit.api_token_variable}_SECRET_ARN": wiring.api_token_secret_arn}
+    if wiring.api_token_file_secret:
+        return {f"{unit.api_token_variable}_FILE": API_TOKEN_FILE}
+    return {}
+
+
+def api_token_volume(wiring: PlatformWiring) -> tuple[k8s.Volume, k8s.VolumeMount] | None:
+    """The API token's Kubernetes Secret as the file API_TOKEN_FILE, when there is no Secrets Manager ARN."""
+    secret = wiring.api_token_file_secret
+    if secret is None:
+        return None
+    return secret_volume("api-token", secret, API_TOKEN_KEY, API_TOKEN_DIR, API_TOKEN_KEY)
 
 
 class HasWorkload(Protocol):
     def add_workload(self, scope: Construct, wiring: PlatformWiring) -> None: ...
+
+
+class HasJobs(Protocol):
+    def add_jobs(self, scope: Construct, wiring: PlatformWiring) -> None: ...
 
 
 class Workloads(Construct):
@@ -156,6 +183,17 @@ class Workloads(Construct):
             recreate=True,
         )
         cluster_ip_service(self, f"{TEST_SOURCE_NAME}-svc", w.test_source_service, labels, "rtsp", RTSP_PORT)
+
+
+class Jobs(Construct):
+    """The rooms' run-once Jobs (and what only they use). A chart of their own: on the CDK path its manifest is
+    applied again only when it changes, so a Job the cluster deleted after it finished is not created again by
+    an unrelated change to the workloads."""
+
+    def __init__(self, scope: Construct, id: str, wiring: PlatformWiring, rooms: Sequence[HasJobs] = ()) -> None:
+        super().__init__(scope, id)
+        for room in rooms:
+            room.add_jobs(self, wiring)
 
 
 def number(value: float) -> str:

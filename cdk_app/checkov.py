@@ -111,8 +111,8 @@ def suppress_findings(app: cdk.App, network: NetworkStack, data: DataStack, comp
     skip(
         compute.api_token,
         "CKV_AWS_149",
-        "Encrypted with the AWS managed key aws/secretsmanager; only the three pod roles may read it (IAM), which "
-        "a customer key would not narrow further",
+        "Encrypted with the AWS managed key aws/secretsmanager; only the pod roles that check or send it may read it "
+        "(IAM), which a customer key would not narrow further",
     )
     if compute.observability is not None:
         for group in compute.observability.log_groups.values():

@@ -13,22 +13,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# One contract: topic names, group, partitions and size limits come from the services' own module
-# (the vidpipe package, services/shared), never a copy; the deploy facts both the CDK app and the
-# charts use (Topics, StreamSpec, validators) from vidpipe_deploy.facts.
-from vidpipe.analytics_config import AnalyticsConfigError, parse_analytics
+# One contract: topic names, group, partitions, size limits and stream definitions come from the services'
+# own module (the vidpipe package, services/shared), never a copy; the deploy facts both the CDK app and the
+# charts use (Topics, the seed's parser, validators) from vidpipe_deploy.facts.
 from vidpipe.contract import MAX_MESSAGE_BYTES
+from vidpipe.stream_registry import StreamDefinition
 from vidpipe_deploy import sizing
 from vidpipe_deploy.facts import (
     GITHUB_OIDC_PROVIDER_ARN,
     IAM_PRINCIPAL_ARN,
     K8S_NAME,
     STS_SESSION_ARN,
-    TEST_SOURCE_STREAM,
     DeadLetters,
-    StreamSpec,
     Topics,
     check_ipv4_cidr,
+    check_secret_arn,
+    parse_seed,
+    secrets_manager_sources,
 )
 from vidpipe_deploy.figures import FiguresError
 
@@ -41,6 +42,11 @@ KUBERNETES_VERSION = "1.36"
 
 # Context keys that were renamed: a clear message instead of "unknown key".
 RENAMED_KEYS = {"adminRoleArn": "adminPrincipalArn"}
+# Context keys that are gone, and where their values go now.
+REMOVED_KEYS = {
+    "analytics": "lines and zones are part of each stream's definition: move vidpipe:analytics.<id>.lines and "
+    ".zones into the entry of vidpipe:streams with that id",
+}
 
 ADMIN_PRINCIPAL_KEY = CONTEXT_PREFIX + "adminPrincipalArn"
 _GITHUB_REPOSITORY = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
@@ -85,23 +91,6 @@ class NodeGroupConfig(_Model):
                 f"needs minSize <= desiredSize <= maxSize, got {self.min_size} / {self.desired_size} / {self.max_size}"
             )
         return self
-
-
-class StreamConfig(StreamSpec):
-    """A network video source one publisher Deployment reads (vidpipe_deploy.facts.StreamSpec).
-
-    The URL itself is never configuration: either the publisher reads it from AWS Secrets Manager
-    (`sourceSecretArn`; the stream then gets its own ServiceAccount whose Pod Identity role may read
-    exactly that secret), or from the Kubernetes Secret `secretName` (default vidpipe-stream-<id>,
-    key `secretKey`, default "source") that you create in the namespace.
-    """
-
-    @field_validator("service_account")
-    @classmethod
-    def _stack_assigns_service_account(cls, value: str | None) -> str | None:
-        if value is not None:
-            raise ValueError("the CDK app assigns each stream's ServiceAccount (its own with sourceSecretArn)")
-        return value
 
 
 class PlatformConfig(_Model):
@@ -190,10 +179,19 @@ class PlatformConfig(_Model):
     model_file: str = Field(default="yolov4-tiny.onnx", alias="modelFile", pattern=r"^[A-Za-z0-9._-]+\.onnx$")
 
     # Workloads
-    streams: list[StreamConfig] = Field(default_factory=list)
+    # The stream registry's seed, in the registry's format (the charts' `streams` setting): id, source by
+    # reference (secret:<key> of the camera Secret, a Secrets Manager ARN, a URL without credentials),
+    # target_fps, lines, zones... A run-once Job applies it through the analytics service, without pruning.
+    streams: list[StreamDefinition] = Field(default_factory=list)
     rtsp_test_source: bool = Field(default=False, alias="rtspTestSource")  # pulls a public image
-    # Lines and zones per stream id, as the charts' `analytics` setting (vidpipe.analytics_config).
-    analytics: dict[str, Any] = Field(default_factory=dict)
+    # The TCP ports the publishers may reach cameras on, at any address outside the cluster.
+    camera_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        default_factory=lambda: [554, 8554], alias="cameraPorts", min_length=1
+    )
+    # Secrets Manager secrets holding camera URLs the publishers may read, besides those the seed names.
+    camera_secret_arns: list[str] = Field(default_factory=list, alias="cameraSecretArns")
+    # Enabled streams per publisher pod: KEDA keeps ceil(enabled / this) publisher pods (2 at least).
+    publisher_streams_per_pod: int = Field(default=25, alias="publisherStreamsPerPod", ge=1, le=1000)
     # Fixed, not autoscaled: the partition count bounds the analytics group's useful members.
     analytics_replicas: int = Field(default=1, alias="analyticsReplicas", ge=1, le=1000)
 
@@ -221,6 +219,18 @@ class PlatformConfig(_Model):
                 "(arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>)"
             )
         return value
+
+    @field_validator("streams", mode="before")
+    @classmethod
+    def _seed(cls, value: Any) -> list[StreamDefinition]:
+        # The registry's own validation: each problem names its key (streams[lobby].zones[0].polygon), never a
+        # source's value.
+        return parse_seed(value)
+
+    @field_validator("camera_secret_arns")
+    @classmethod
+    def _camera_secret_arns(cls, value: list[str]) -> list[str]:
+        return [check_secret_arn(arn) for arn in value]
 
     @field_validator("metrics_namespace", mode="before")
     @classmethod
@@ -305,22 +315,11 @@ class PlatformConfig(_Model):
                 f"{CONTEXT_PREFIX}framesInfrequentAccessAfterDays ({self.frames_ia_after_days})"
             )
         self._inference_sizing()
-        ids = [s.name for s in self.streams]
-        if len(ids) != len(set(ids)):
-            raise ConfigError(f"{CONTEXT_PREFIX}streams: stream ids must be unique, got {ids}")
         if self.analytics_replicas > self.topics.partitions:
             raise ConfigError(
                 f"{CONTEXT_PREFIX}analyticsReplicas ({self.analytics_replicas}) exceeds {CONTEXT_PREFIX}topics.partitions"
                 f" ({self.topics.partitions}): members of the analytics group beyond the partition count sit idle"
             )
-        try:
-            parse_analytics(
-                self.analytics, known_streams=[*ids, *([TEST_SOURCE_STREAM] if self.rtsp_test_source else [])]
-            )
-        except AnalyticsConfigError as exc:
-            # Each problem line names its key (analytics.<stream>...): report it as the context key.
-            problems = [line.strip() for line in str(exc).splitlines()[1:]]
-            raise ConfigError("\n  ".join(f"context key {CONTEXT_PREFIX}{p}" for p in problems)) from None
         return self
 
     def _inference_sizing(self) -> None:
@@ -337,6 +336,11 @@ class PlatformConfig(_Model):
                 f"context key {key}: {', '.join(pods)} give inference pods of different sizes or throughput; "
                 "one node group holds one shape (same vCPUs and CPU class)"
             )
+
+    @property
+    def camera_secrets_manager_arns(self) -> list[str]:
+        """The Secrets Manager secrets the publishers' identity may read: the seed's, and cameraSecretArns."""
+        return sorted({*secrets_manager_sources(self.streams), *self.camera_secret_arns})
 
     @property
     def inference_node_type(self) -> str:
@@ -404,6 +408,9 @@ def load_config(context: dict[str, Any]) -> PlatformConfig:
         raise ConfigError(
             "; ".join(f"context key {CONTEXT_PREFIX}{k} was renamed {CONTEXT_PREFIX}{RENAMED_KEYS[k]}" for k in renamed)
         )
+    removed = sorted(k for k in raw if k in REMOVED_KEYS)
+    if removed:
+        raise ConfigError("; ".join(f"context key {CONTEXT_PREFIX}{k} is gone: {REMOVED_KEYS[k]}" for k in removed))
     known = {f.alias or name for name, f in PlatformConfig.model_fields.items()}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -417,8 +424,14 @@ def load_config(context: dict[str, Any]) -> PlatformConfig:
         problems = []
         for error in exc.errors():
             if error["loc"] and error["loc"][0] == "streams":
-                # Never echo a stream entry: a camera URL given by mistake may hold credentials.
-                problems.append(f"context key {_field_key(error['loc'])}: {error['msg'].removeprefix('Value error, ')}")
+                # Never echo a stream entry: a camera URL given by mistake may hold credentials. The seed's
+                # problems name their own keys (streams[lobby].zones[0].polygon), one per line.
+                for line in error["msg"].removeprefix("Value error, ").splitlines():
+                    problem = line.strip()
+                    if problem.startswith("streams["):
+                        problems.append(f"context key {CONTEXT_PREFIX}{problem}")
+                    else:
+                        problems.append(f"context key {_field_key(error['loc'])}: {problem}")
             elif error["loc"]:
                 problems.append(f"context key {_field_key(error['loc'])}: {error['msg']} (got {error.get('input')!r})")
             else:

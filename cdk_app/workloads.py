@@ -7,7 +7,7 @@ the autoscaling chart (KEDA ScaledObjects) waits for the KEDA Helm release and i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import cdk8s
@@ -16,8 +16,7 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import IDependable
 from pydantic import ValidationError
 
-from vidpipe_deploy.facts import StreamSpec
-from vidpipe_deploy.units import Services
+from vidpipe_deploy.units import KEDA, Services
 
 from .config import CONTEXT_PREFIX, ConfigError, PlatformConfig
 
@@ -35,21 +34,10 @@ class WorkloadInputs:
     images: dict[str, str]  # unit role (publisher, consumer, inference, analytics) -> image URI
     vpc_cidr: str
     services: Services  # names (and so ServiceAccounts), ports, pools
-    # Streams whose URL is in Secrets Manager have their own ServiceAccount (read on exactly that secret).
-    stream_service_accounts: dict[str, str] = field(default_factory=dict)
     api_token_secret_arn: str | None = None
+    image_revisions: dict[str, str] | None = None  # role -> the image asset's hash (a literal; the URIs are tokens)
     model_sha256: str | None = None  # the uploaded model file's digest: the inference pods load nothing else
     gate_cache_uri: str | None = None  # s3:// prefix of the inference pods' start-up gate verdicts
-
-
-def stream_wiring(stream: StreamSpec, service_account: str | None) -> StreamSpec:
-    """The same stream model on both sides; the CDK app adds the ServiceAccount it created for it."""
-    return StreamSpec.model_validate(
-        {
-            **stream.model_dump(exclude={"service_account"}, exclude_none=True),
-            **({"service_account": service_account} if service_account else {}),
-        }
-    )
 
 
 def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiring:
@@ -67,12 +55,19 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiri
         archive_uri=inputs.archive_uri,
         model_uri=inputs.model_uri,
         images=inputs.images,
+        image_revisions=inputs.image_revisions or {},
         services=inputs.services,
-        # No URL here: each publisher reads it from Secrets Manager or from its Kubernetes Secret.
-        streams=[stream_wiring(s, inputs.stream_service_accounts.get(s.name)) for s in config.streams],
+        # The registry seed: sources by reference (the camera Secret's keys, Secrets Manager ARNs), never a URL
+        # with credentials.
+        streams=config.streams,
         rtsp_test_source=config.rtsp_test_source,
-        analytics=config.analytics,
-        scaling={"analytics_replicas": config.analytics_replicas},
+        camera_ports=config.camera_ports,
+        camera_secret_arns=config.camera_secret_arns,
+        keda_namespace=KEDA.namespace,
+        scaling={
+            "analytics_replicas": config.analytics_replicas,
+            "publisher_streams_per_pod": config.publisher_streams_per_pod,
+        },
         dead_letters=config.dead_letters,
         metrics_namespace=config.metrics_namespace,
         # The managed scraper reaches the pods from ENIs in the private subnets (constructs/observability.py).
@@ -94,7 +89,7 @@ def build_wiring(config: PlatformConfig, inputs: WorkloadInputs) -> PlatformWiri
         )
         raise ConfigError(
             f"the Kubernetes wiring rejects the configuration (see {CONTEXT_PREFIX}streams, "
-            f"{CONTEXT_PREFIX}rtspTestSource, {CONTEXT_PREFIX}topics, {CONTEXT_PREFIX}analytics):\n  {problems}"
+            f"{CONTEXT_PREFIX}rtspTestSource, {CONTEXT_PREFIX}topics, {CONTEXT_PREFIX}cameraPorts):\n  {problems}"
         ) from None
 
 
@@ -105,7 +100,8 @@ def add_workloads(
     workloads_after: Sequence[IDependable],
     autoscaling_after: Sequence[IDependable],
 ) -> list[eks.KubernetesManifest]:
-    """One KubernetesManifest per chart, in order: workloads, then autoscaling (needs KEDA's CRDs)."""
+    """One KubernetesManifest per chart, in order: workloads, then autoscaling (needs KEDA's CRDs), then the
+    run-once Jobs (after the workloads they talk to; their own manifest, so applied again only when they change)."""
     from cdk8s_app.charts import build_platform_charts
 
     charts = build_platform_charts(cdk8s.App(), wiring)

@@ -61,3 +61,5 @@ class ServiceImages(Construct):
             )
 
         self.uris = {unit.role: self.assets[unit.name].image_uri for unit in services.all()}
+        # The URIs are tokens until deploy; the asset hashes are literals that change with the images.
+        self.revisions = {unit.role: self.assets[unit.name].asset_hash for unit in services.all()}

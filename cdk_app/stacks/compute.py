@@ -100,13 +100,9 @@ class ComputeStack(PlatformStack):
                     archive_uri=self.archive_uri,
                     model_uri=self.model_uri,
                     images=self.images.uris,
+                    image_revisions=self.images.revisions,
                     vpc_cidr=vpc.vpc_cidr_block,
                     services=services,
-                    stream_service_accounts={
-                        s.name: services.publisher.stream_identity(s.name)
-                        for s in config.streams
-                        if s.source_secret_arn
-                    },
                     api_token_secret_arn=self.api_token.secret_arn,
                     model_sha256=model_sha256,
                     # Beside the model, in its bucket: the inference identity may read and write only there.
@@ -310,19 +306,20 @@ class ComputeStack(PlatformStack):
         )
 
     def _identities(self, config: PlatformConfig, targets: GrantTargets) -> dict[str, ServiceIdentity]:
-        """One Pod Identity per service unit, with the grants its unit declares. A stream whose URL is in
-        Secrets Manager gets its own publisher identity, allowed to read exactly that secret (the other
-        publishers cannot); the URL never enters the template or a manifest. A secret encrypted with a
-        customer managed KMS key also needs kms:Decrypt for this role."""
+        """One Pod Identity per service unit, with the grants its unit declares, and one per run-once Job a unit
+        declares (the registry seed: reading the API token, nothing else). The publishers' identity may also read
+        the Secrets Manager secrets holding camera URLs (those the seed names, and vidpipe:cameraSecretArns);
+        the URLs never enter the template or a manifest. A secret encrypted with a customer managed KMS key also
+        needs kms:Decrypt for this role."""
 
-        def identity(name: str, unit, extra=()) -> ServiceIdentity:
+        def identity(name: str, grants, nag_reason: str, extra=()) -> ServiceIdentity:
             return deploy_identity(
                 targets,
                 self.cluster,
                 name=name,
                 namespace=config.namespace,
-                grants=unit.grants,
-                nag_reason=unit.nag_reason,
+                grants=grants,
+                nag_reason=nag_reason,
                 extra=extra,
                 after=[self.app_namespace],
             )
@@ -330,23 +327,19 @@ class ComputeStack(PlatformStack):
         read_token = iam.PolicyStatement(
             sid="ReadApiToken", actions=["secretsmanager:GetSecretValue"], resources=[self.api_token.secret_arn]
         )
-        identities = {
-            unit.name: identity(unit.name, unit, extra=[read_token] if unit.api_token_variable else [])
-            for unit in self.services.all()
-        }
-        publisher = self.services.publisher
-        for stream in config.streams:
-            if stream.source_secret_arn:
-                identities[publisher.stream_identity(stream.name)] = identity(
-                    publisher.stream_identity(stream.name),
-                    publisher,
-                    extra=[
-                        iam.PolicyStatement(
-                            sid="ReadSourceSecret",
-                            actions=["secretsmanager:GetSecretValue"],
-                            resources=[stream.source_secret_arn],
-                        )
-                    ],
+        camera_secrets = config.camera_secrets_manager_arns
+        read_cameras = iam.PolicyStatement(
+            sid="ReadCameraSources", actions=["secretsmanager:GetSecretValue"], resources=camera_secrets
+        )
+        identities: dict[str, ServiceIdentity] = {}
+        for unit in self.services.all():
+            extra = [read_token] if unit.api_token_variable else []
+            if unit.role == self.services.publisher.role and camera_secrets:
+                extra.append(read_cameras)
+            identities[unit.name] = identity(unit.name, unit.grants, unit.nag_reason, extra)
+            for job in unit.jobs:
+                identities[job.name] = identity(
+                    job.name, job.grants, job.nag_reason, [read_token] if job.sends_api_token else []
                 )
         return identities
 
@@ -381,7 +374,7 @@ class ComputeStack(PlatformStack):
             OutputKeys.API_TOKEN_SECRET_ARN: (
                 self.api_token.secret_arn,
                 "API token secret: INFERENCE_API_TOKEN_SECRET_ARN, ANALYTICS_API_TOKEN_SECRET_ARN, "
-                "CONSUMER_INFERENCE_TOKEN_SECRET_ARN",
+                "CONSUMER_INFERENCE_TOKEN_SECRET_ARN, the registry seed Job's --token-secret-arn",
             ),
             self.keda.unit.NAMESPACE_OUTPUT: (self.keda.unit.namespace, "Namespace of the KEDA operator"),
         }

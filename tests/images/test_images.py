@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import tomllib
 import uuid
 
 import boto3
 import pytest
+import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from inference_service.cpu import bf16_flags
@@ -24,8 +26,13 @@ from tools.harness.results import ResultCollector
 from tools.images.build import image_reference
 from tools.images.pod import PodContainer, RunningContainer
 from vidpipe.contract import FrameResult, TrackerReset, decode_event
-from vidpipe.kafka import KafkaSettings, consumer_config
+from vidpipe.kafka import KafkaSettings, consumer_config, ensure_topics
+from vidpipe.registry_client import RegistryWriter
 from vidpipe.storage import frame_key
+from vidpipe.stream_registry import parse_streams
+from vidpipe.stream_status import decode_status
+from vidpipe.topics import TopicSettings
+from vidpipe_deploy.facts import CAMERA_SECRET
 from vidpipe_deploy.registry import SERVICES_DIR, registered
 
 TOKEN = "images-test-token-" + "0123456789abcdef"
@@ -42,6 +49,7 @@ PACKAGES = {
     for unit in registered().all()
 }
 DEPLOYMENTS = {
+    "frame-publisher": "frame-publisher",
     "consumer-service": "consumer-service",
     "inference-service": "inference-service",
     "analytics-service": "analytics-service",
@@ -64,14 +72,6 @@ IMPORT_ALL = (
 )
 
 
-def publisher_deployment(manifests) -> str:
-    return next(
-        d["metadata"]["name"]
-        for d in manifests
-        if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("publisher-")
-    )
-
-
 def secret_refs(manifests, deployment: str, value: str) -> dict[tuple[str, str], str]:
     """The Secrets this Deployment reads, each given `value` (the user creates them in a cluster)."""
     pod = next(d for d in manifests if d["kind"] == "Deployment" and d["metadata"]["name"] == deployment)
@@ -91,7 +91,48 @@ def secret_refs(manifests, deployment: str, value: str) -> dict[tuple[str, str],
 
 
 def deployment_of(service: str, manifests) -> str:
-    return DEPLOYMENTS.get(service) or publisher_deployment(manifests)
+    return DEPLOYMENTS[service]
+
+
+def seeded(manifests, stream: str) -> dict:
+    """A stream of the charts' registry seed (its ConfigMap), as a definition document."""
+    (seed,) = [d for d in manifests if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("stream-registry")]
+    return parse_streams(yaml.safe_load(seed["data"]["streams.yaml"]))[stream].document()
+
+
+def seed_job_container(podman, manifests, url: str, name: str, folder, env: dict[str, str]) -> RunningContainer:
+    """The registry seed Job's container, run as its pod runs it, against `url`, with the API token given as
+    VIDPIPE_API_TOKEN instead of its Secrets Manager ARN (nothing else of its command line changes)."""
+    (job,) = [d for d in manifests if d["kind"] == "Job"]
+    # PodContainer resolves a Deployment's pod: the Job's pod template is one.
+    as_deployment = {"kind": "Deployment", "metadata": job["metadata"], "spec": {"template": job["spec"]["template"]}}
+    spec = PodContainer.from_manifests([*manifests, as_deployment], job["metadata"]["name"])
+    command = spec.container["command"] + spec.container["args"]
+    assert command[command.index("--url") + 1].startswith("http://analytics."), command
+    command[command.index("--url") + 1] = url
+    arn = command.index("--token-secret-arn")
+    del command[arn : arn + 2]
+    return RunningContainer(
+        podman,
+        spec,
+        image_reference("analytics-service"),
+        name,
+        folder / f"{name}.log",
+        overrides={**env, "VIDPIPE_API_TOKEN": TOKEN},
+        entrypoint=command,
+    )
+
+
+def stopped_status(settings: KafkaSettings, topic: str, stream: str, timeout_s: float = 60.0):
+    """The stream's `stopped` status, once its publisher has written it."""
+
+    def stopped(record) -> bool:
+        status = decode_status(record.key(), record.value())[1]
+        return status is not None and status.stream_id == stream and status.state == "stopped"
+
+    records = read_all(settings, topic, expect=0, timeout_s=timeout_s, until=lambda found: any(map(stopped, found)))
+    (status,) = [decode_status(r.key(), r.value())[1] for r in records if stopped(r)][-1:]
+    return status
 
 
 def all_records(settings: KafkaSettings, topic: str, partitions: int) -> list:
@@ -172,11 +213,21 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
     sample_video,
     tmp_path,
 ):
-    """Publisher, consumer, inference and analytics containers as their pods run them: every frame published
-    gets exactly one result and its archive objects; the analytics service analyzes every result, publishes
-    the stream's tracker_reset "start" to the events topic, lists the stream and serves its archived frame
-    from S3 and the live view page; every probe answers 200, each container exits 0 on SIGTERM."""
+    """Publisher, consumer, inference and analytics containers as their pods run them, the publisher in registry
+    mode carrying the chart's seeded `lobby` stream (its source a key of the mounted camera Secret, holding the
+    sample video's path, looped) and the analytics service following the same registry: every frame published
+    gets exactly one result and its archive objects; the analytics service analyzes every result, publishes the
+    stream's tracker_reset "start" to the events topic, lists the stream and serves its archived frame from S3 and
+    the live view page; every probe answers 200, each container exits 0 on SIGTERM."""
     topics = analytics_topics(kafka_settings)  # all four, events included: the analytics pod creates none
+    run_id = uuid.uuid4().hex[:6]
+    # This run's own registry and status topics on the shared broker.
+    registry = TopicSettings(
+        streams=f"t-{run_id}.streams", streams_status=f"t-{run_id}.status", streams_partitions=3, partitions=3
+    )
+    ensure_topics(
+        kafka_settings, [spec for spec in registry.specs() if spec.name in (registry.streams, registry.streams_status)]
+    )
     s3 = boto3.client("s3")
     model_key = "models/yolov4-tiny.onnx"
     s3.upload_file(str(default_model), s3_bucket, model_key)  # as the CDK app's model artifact does
@@ -189,6 +240,9 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         "AWS_SECRET_ACCESS_KEY": "testing",
         **topic_env(topics),
         "TOPICS_EVENTS": topics.events,
+        "TOPICS_STREAMS": registry.streams,
+        "TOPICS_STREAMS_STATUS": registry.streams_status,
+        "TOPICS_STREAMS_PARTITIONS": str(registry.streams_partitions),
         # The charts read the API token from Secrets Manager; here the same token is given directly.
         "INFERENCE_API_TOKEN_SECRET_ARN": "",
         "ANALYTICS_API_TOKEN_SECRET_ARN": "",
@@ -198,14 +252,19 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         "CONSUMER_INFERENCE_TOKEN": TOKEN,
     }
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    run_id = uuid.uuid4().hex[:6]
+    # A stream added at runtime, before the seed runs: the seed Job applies without pruning, so it stays.
+    writer = RegistryWriter(kafka_settings, registry.streams)
+    writer.put(parse_streams({"streams": [{"id": "yard", "source": "secret:yard", "enabled": False}]})["yard"])
+    # The chart's lobby, its camera a file played like one, round and round: `secret:lobby` is the key `lobby` of
+    # the camera Secret, which holds the mounted sample's path.
+    lobby = {**seeded(pod_manifests, "lobby"), "loop": True}
+    assert lobby["source"] == "secret:lobby" and lobby["lines"] and lobby["zones"]
+    camera_secret = {(CAMERA_SECRET, "lobby"): "/media/sample.mp4"}
 
     def container(service: str, **overrides: str) -> RunningContainer:
         deployment = deployment_of(service, pod_manifests)
-        # The camera URL comes from the Secret the publisher's Deployment names: here, the sample video.
-        spec = PodContainer.from_manifests(
-            pod_manifests, deployment, secret_refs(pod_manifests, deployment, "/media/sample.mp4")
-        )
+        secrets = camera_secret if service == "frame-publisher" else secret_refs(pod_manifests, deployment, "unused")
+        spec = PodContainer.from_manifests(pod_manifests, deployment, secrets)
         return RunningContainer(
             podman,
             spec,
@@ -217,7 +276,7 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         )
 
     inference = container("inference-service", INFERENCE_MODEL_URI=f"s3://{s3_bucket}/{model_key}")
-    # Its streams file is the chart's ConfigMap, mounted read-only; its group is its own on the shared broker.
+    # It follows this run's registry; its group is its own on the shared broker.
     analytics = container(
         "analytics-service",
         ANALYTICS_ARCHIVE_URI=f"s3://{s3_bucket}/archive",
@@ -238,6 +297,27 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         else:
             assert runtime["precision"] == "f32" and "no AMX-BF16" in runtime["precision_reason"], runtime
         analytics.wait_ready(timeout_s=120)
+
+        # The registry seed Job's pod as the charts render it (the analytics image, the seed ConfigMap mounted
+        # read-only, the Job's security context), its command line pointed at this analytics container, with the
+        # token given directly instead of the Secrets Manager ARN. Retried as the Job controller would.
+        base = f"http://127.0.0.1:{analytics.port_map[8082]}"
+        for attempt in range(5):
+            seed = seed_job_container(podman, pod_manifests, base, f"seed-{run_id}-{attempt}", tmp_path, local)
+            if seed.start().process.wait(120) == 0:
+                break
+            time.sleep(3)
+        else:
+            raise AssertionError(f"the seed Job failed:\n{seed.log_tail()}")
+        assert re.search(r"\+ lobby \(added\)", seed.log_tail()) and "- yard" not in seed.log_tail(), seed.log_tail()
+        registered = {s["id"]: s for s in get_json(f"{base}/api/registry/streams", auth)["streams"]}
+        assert set(registered) == {"lobby", "loading-dock", "yard"}, "the seed's streams, and yard kept"
+        assert registered["lobby"]["definition"] == seeded(pod_manifests, "lobby")
+        # This run's cameras: lobby looped; loading-dock has no key in the camera Secret here.
+        writer.put(parse_streams({"streams": [lobby]})["lobby"])
+        dock = {**seeded(pod_manifests, "loading-dock"), "enabled": False}
+        writer.put(parse_streams({"streams": [dock]})["loading-dock"])
+
         consumer = container(
             "consumer-service",
             CONSUMER_INFERENCE_URL=f"http://127.0.0.1:{inference.port_map[8080]}",
@@ -246,8 +326,8 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         )
         started.append(consumer.start())
         consumer.wait_ready(timeout_s=90)
-        # A file played like a camera, round and round, until the kubelet stops it.
-        publisher = container("frame-publisher", PUBLISHER_STREAM_ID="lobby", PUBLISHER_LOOP="true")
+        # A member of this run's own publisher group, carrying what the registry holds: lobby.
+        publisher = container("frame-publisher", PUBLISHER_GROUP_ID=f"images-publishers-{run_id}")
         started.append(publisher.start())
         publisher.wait_ready(timeout_s=60)
         assert not collector.wait_for({("lobby", seq) for seq in range(60)}, timeout_s=180, alive=lambda: None), (
@@ -259,18 +339,20 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
                 kind: 200 for kind in running.probe_urls()
             }, running.log_tail()
 
+        # Disabled in the registry: the pod stops the stream, flushes its frames and says how many it published.
+        writer.put(parse_streams({"streams": [{**lobby, "enabled": False}]})["lobby"])
+        status = stopped_status(kafka_settings, registry.streams_status, "lobby")
+        published = status.frames_published
+        assert published >= 60 and status.pod, status
+        frames = all_records(kafka_settings, topics.frames, topics.partitions)
+        assert len([r for r in frames if r.key() == b"lobby"]) == published, "every published frame delivered"
         assert publisher.terminate() == 0, publisher.log_tail()
-        summary = re.search(r"published (\d+) frames of .* \((\d+) delivered", publisher.log_tail())
-        assert summary, publisher.log_tail()
-        published, delivered = int(summary.group(1)), int(summary.group(2))
-        assert published == delivered >= 60
         expected = {("lobby", seq) for seq in range(published)}
         missing = collector.wait_for(expected, timeout_s=180, alive=lambda: None)
         assert not missing, f"{len(missing)} frames without a result:\n{consumer.log_tail()}"
         collector.poll(3)  # late duplicates would arrive now
 
         # The live view as a user opens it: every result analyzed, the latest frame from the S3 archive.
-        base = f"http://127.0.0.1:{analytics.port_map[8082]}"
         listed = wait_for(  # a RunningContainer answers running, name and log_tail() like a process
             lambda: [s for s in get_json(f"{base}/api/streams", auth)["streams"] if s["frames"] == published],
             "every result in /api/streams",
@@ -287,6 +369,7 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         for running in started:
             running.terminate(timeout_s=40)
         collector.close()
+        writer.close()
 
     assert set(collector.results) == expected and collector.duplicates == 0
     for doc in collector.results.values():
@@ -300,8 +383,8 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
     assert len([k for k in keys if k.startswith("archive/frames/lobby/")]) == published
     assert any(k.startswith("archive/results/lobby/") for k in keys)
 
-    # Analytics: the stream is the chart's lobby (the analytics pod analyzes only the streams listed), so the
-    # events are its tracker resets and whatever the sample video's boxes cause on lobby's line and zone;
+    # Analytics: the stream is the registry's lobby (the analytics pod analyzes only the registry's streams), so
+    # the events are its tracker resets and whatever the sample video's boxes cause on lobby's line and zone;
     # each follows the contract, and the first is the stream's start.
     assert [s["stream_id"] for s in listed] == ["lobby"]
     events = [(r.key(), decode_event(r.value())) for r in all_records(kafka_settings, topics.events, topics.partitions)]

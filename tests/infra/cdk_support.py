@@ -50,19 +50,15 @@ def session_context(tmp_path_factory, **overrides: Any) -> dict[str, Any]:
     return context
 
 
-# A second synth with streams (conftest.py `with_streams`): one reads its URL from Secrets Manager, and the
-# analytics service counts a line and a zone on another.
+# A second synth with a registry seed (conftest.py `with_streams`): one camera in the camera Secret with a line and
+# a zone, one whose URL is in Secrets Manager (the publishers' identity may read exactly that secret).
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vidpipe/cameras/yard-AbC123"
+LOBBY_LINES = [{"name": "entrance", "start": [0.1, 0.6], "end": [0.9, 0.6]}]
+LOBBY_ZONES = [{"name": "reception", "polygon": [[0.55, 0.15], [0.95, 0.15], [0.95, 0.55], [0.55, 0.55]]}]
 STREAMS = [
-    {"id": "lobby", "targetFps": 5},
-    {"id": "yard", "sourceSecretArn": SECRET_ARN, "port": 8554, "targetFps": 2},
+    {"id": "lobby", "source": "secret:lobby", "target_fps": 5, "lines": LOBBY_LINES, "zones": LOBBY_ZONES},
+    {"id": "yard", "source": SECRET_ARN, "target_fps": 2},
 ]
-ANALYTICS = {
-    "lobby": {
-        "lines": [{"name": "entrance", "start": [0.1, 0.6], "end": [0.9, 0.6]}],
-        "zones": [{"name": "reception", "polygon": [[0.55, 0.15], [0.95, 0.15], [0.95, 0.55], [0.55, 0.55]]}],
-    }
-}
 
 
 # A deployment held to a 72-hour footage rule: 3-day retention everywhere, dead letters without images, S3
@@ -74,7 +70,7 @@ PRIVACY_CONTEXT = {
     "vidpipe:deadLetters": {"retentionHours": 72, "payload": "headers"},
     "vidpipe:s3InterfaceEndpoint": True,
     "vidpipe:auditArchiveReads": True,
-    "vidpipe:streams": [{"id": "lobby", "targetFps": 5}],
+    "vidpipe:streams": [{"id": "lobby", "source": "secret:lobby", "target_fps": 5}],
 }
 
 

@@ -38,13 +38,15 @@ def test_command_line_strings_are_coerced():
         user_context(
             **{
                 "vidpipe:brokersPerAz": "2",
-                "vidpipe:streams": '[{"id": "lobby", "port": 8554}]',
+                "vidpipe:streams": '[{"id": "lobby", "source": "secret:lobby", "target_fps": 10}]',
+                "vidpipe:cameraPorts": "[554, 8554, 10554]",
                 "vidpipe:endpointPublicCidrs": '["203.0.113.0/24", "198.51.100.7/32"]',
             }
         )
     )
     assert config.brokers_per_az == 2
-    assert config.streams[0].name == "lobby" and config.streams[0].port == 8554
+    assert config.streams[0].id == "lobby" and config.streams[0].target_fps == 10
+    assert config.camera_ports == [554, 8554, 10554]
     assert config.endpoint_public_cidrs == ["203.0.113.0/24", "198.51.100.7/32"]
 
 
@@ -120,7 +122,10 @@ def test_renamed_admin_key_says_so():
             "vidpipe:inferenceNodes.instanceTypes: c7i.xlarge, c6i.xlarge give inference pods of different",
         ),
         ("vidpipe:topics", {"partitions": 0}, "vidpipe:topics.partitions"),
-        ("vidpipe:streams", [{"id": "lobby", "serviceAccount": "mine"}], "vidpipe:streams[0].serviceAccount"),
+        ("vidpipe:streams", [{"id": "lobby", "source": "secret:lobby", "port": 554}], "vidpipe:streams[lobby].port"),
+        ("vidpipe:streams", [{"id": "lobby"}], "vidpipe:streams[lobby].source: Field required"),
+        ("vidpipe:cameraSecretArns", ["arn:aws:secretsmanager:eu-west-1:1:secret:x"], "vidpipe:cameraSecretArns"),
+        ("vidpipe:cameraPorts", [0], "vidpipe:cameraPorts"),
         ("vidpipe:flowLogRetentionDays", 10, "vidpipe:flowLogRetentionDays"),
         ("vidpipe:environment", "Prod!", "vidpipe:environment"),
     ],
@@ -182,8 +187,8 @@ def test_missing_model_fails_synth_with_how_to_fix(tmp_path_factory, clean_env):
         build_platform(app)
 
 
-def test_a_stream_source_url_fails_naming_the_streams_key_without_repeating_it(tmp_path_factory, clean_env):
-    # A URL in cdk.json would land in the template and a ConfigMap: it goes to a secret instead.
+def test_a_source_with_credentials_fails_naming_the_streams_key_without_repeating_it(tmp_path_factory, clean_env):
+    # A URL with credentials in cdk.json would land in the template and a ConfigMap: it goes to a secret instead.
     import aws_cdk as cdk
 
     from cdk_app.app import build_platform
@@ -193,13 +198,15 @@ def test_a_stream_source_url_fails_naming_the_streams_key_without_repeating_it(t
         context=session_context(tmp_path_factory, **{"vidpipe:streams": streams}),
         outdir=str(tmp_path_factory.mktemp("streams")),
     )
-    with pytest.raises(ConfigError, match=r"vidpipe:streams") as caught:
+    with pytest.raises(ConfigError, match=r"vidpipe:streams\[lobby\]\.source") as caught:
         build_platform(app)
-    assert (
-        "sourceSecretArn" in str(caught.value)
-        and "s3cret" not in str(caught.value)
-        and "rtsp://" not in str(caught.value)
-    )
+    message = str(caught.value)
+    assert "secret:<key>" in message and "s3cret" not in message and "rtsp://" not in message and "admin" not in message
+
+
+def test_the_analytics_key_is_gone_and_says_where_lines_and_zones_went():
+    with pytest.raises(ConfigError, match=r"vidpipe:analytics is gone: .*vidpipe:streams"):
+        load_config(user_context(**{"vidpipe:analytics": {"lobby": {"lines": []}}}))
 
 
 def test_broker_configuration_follows_the_contract_and_the_topics_setting():

@@ -175,7 +175,7 @@ def test_every_pod_role_trusts_only_its_service_account_on_this_cluster(synth):
         )
         for a in resources(template, "AWS::EKS::PodIdentityAssociation").values()
     }
-    assert len(associations) == 5
+    assert len(associations) == 6  # the four services, KEDA's operator and the registry seed Job
     (cluster_id,) = resources(template, "AWS::EKS::Cluster")
     cluster_arn = {"Fn::GetAtt": [cluster_id, "Arn"]}
     for role_id, (namespace, account) in associations.items():
@@ -213,7 +213,7 @@ def _list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def test_one_generated_api_token_readable_by_inference_analytics_and_the_consumer_only(synth):
+def test_one_generated_api_token_readable_by_inference_analytics_the_consumer_and_the_seed_job_only(synth):
     template = compute_template(synth)
     (secret_id,) = resources(template, "AWS::SecretsManager::Secret")
     secret = template["Resources"][secret_id]["Properties"]
@@ -222,7 +222,7 @@ def test_one_generated_api_token_readable_by_inference_analytics_and_the_consume
     compute = synth.platform.compute
     expected = {
         compute.get_logical_id(compute.identities[name].policy.node.default_child)
-        for name in ("inference-service", "analytics-service", "consumer-service")
+        for name in ("inference-service", "analytics-service", "consumer-service", "stream-registry-seed")
     }
     assert _secret_readers(template, {"Ref": secret_id}) == expected
     assert template["Outputs"]["ApiTokenSecretArn"]["Value"] == {"Ref": secret_id}
@@ -244,6 +244,10 @@ def test_the_token_arn_reaches_the_three_services_by_their_variables(synth):
             assert arns == {expected[name]: f"<{secret_id}>"}, name
         else:
             assert not arns, name
+    # The registry seed Job sends it: the ARN on its command line, and the CLI reads the secret itself.
+    (seed,) = [o for o in objects if o["kind"] == "Job"]
+    (container,) = seed["spec"]["template"]["spec"]["containers"]
+    assert container["args"][2:4] == ["--token-secret-arn", f"<{secret_id}>"] and "env" not in container
 
 
 def test_the_standalone_path_gets_the_token_arn_and_vpc_cidr_from_the_outputs(synth):

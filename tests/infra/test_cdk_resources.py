@@ -167,6 +167,7 @@ def test_one_pod_identity_per_service_and_no_irsa_annotation(synth, compute):
         ("vidpipe", "consumer-service"),
         ("vidpipe", "frame-publisher"),
         ("vidpipe", "inference-service"),
+        ("vidpipe", "stream-registry-seed"),
     ]
     compute.resource_count_is("AWS::IAM::OIDCProvider", 0)
     assert "eks.amazonaws.com/role-arn" not in json.dumps(synth.templates[synth.platform.compute.stack_name])
@@ -234,12 +235,26 @@ def _grants(statements: list[dict]) -> set[tuple[str, str]]:
     return {(a, text(r)) for s in statements for a in _as_list(s["Action"]) for r in _as_list(s["Resource"])}
 
 
-def test_publisher_writes_only_the_frames_topic(synth):
-    grants = _grants(_identity_statements(synth, "frame-publisher"))
-    writes = {r for a, r in grants if a == "kafka-cluster:WriteData"}
-    assert len(writes) == 1 and re.search(r"topic/vidpipe-dev/\*/video\.frames\.v1", next(iter(writes)))
-    assert any(a == "kafka-cluster:WriteDataIdempotently" and "cluster/vidpipe-dev/*" in r for a, r in grants)
-    assert not any(a.startswith("s3:") or a == "kafka-cluster:ReadData" for a, _ in grants)
+def test_the_publishers_one_identity_reads_the_registry_in_their_group_and_writes_frames_and_statuses(synth):
+    statements = _identity_statements(synth, "frame-publisher")
+    grants = _rendered_grants(statements)
+    cluster = f"{KAFKA_ARN}:cluster/vidpipe-dev/*"
+    topic = f"{KAFKA_ARN}:topic/vidpipe-dev/*/"
+    group = f"{KAFKA_ARN}:group/vidpipe-dev/*/vidpipe-publishers"
+    assert {(a, r) for a, r in grants if a != "kafka-cluster:CreateTopic"} == {
+        ("kafka-cluster:Connect", cluster),
+        ("kafka-cluster:WriteDataIdempotently", cluster),
+        ("kafka-cluster:DescribeTopic", topic + "video.streams.v1"),
+        ("kafka-cluster:ReadData", topic + "video.streams.v1"),
+        ("kafka-cluster:AlterGroup", group),
+        ("kafka-cluster:DescribeGroup", group),
+        ("kafka-cluster:DescribeTopic", topic + "video.frames.v1"),
+        ("kafka-cluster:WriteData", topic + "video.frames.v1"),
+        ("kafka-cluster:DescribeTopic", topic + "video.streams.status.v1"),
+        ("kafka-cluster:WriteData", topic + "video.streams.status.v1"),
+    }
+    # No camera secret in the default configuration: no Secrets Manager, no S3.
+    assert not any(a.startswith(("s3:", "secretsmanager:", "kms:")) for a, _ in grants)
 
 
 def test_consumer_reads_frames_writes_results_dlq_and_archive_prefix(synth):
@@ -278,15 +293,23 @@ def _rendered_grants(statements: list[dict]) -> set[tuple[str, str]]:
 
 
 KAFKA_ARN = "arn:<AWS::Partition>:kafka:<AWS::Region>:<AWS::AccountId>"
-CONTRACT_TOPICS = ("video.frames.v1", "video.results.v1", "video.frames.dlq.v1", "video.events.v1")
+CONTRACT_TOPICS = (
+    "video.frames.v1",
+    "video.results.v1",
+    "video.frames.dlq.v1",
+    "video.events.v1",
+    "video.streams.v1",
+    "video.streams.status.v1",
+)
 
 
-def test_analytics_reads_results_writes_events_and_reads_archived_frames_only(synth):
+def test_analytics_reads_results_and_the_registry_writes_events_and_the_registry_and_reads_archived_frames(synth):
     statements = _identity_statements(synth, "analytics-service")
     assert {s["Sid"] for s in statements} == {
         "Connect",
         "ReadResults",
-        "WriteEvents",
+        "ReadStreamsAndStatuses",
+        "WriteEventsAndStreams",
         "UseGroup",
         "ReadArchivedFrames",
         "ArchiveKeyThroughS3",
@@ -296,12 +319,20 @@ def test_analytics_reads_results_writes_events_and_reads_archived_frames_only(sy
     cluster = f"{KAFKA_ARN}:cluster/vidpipe-dev/*"
     results = f"{KAFKA_ARN}:topic/vidpipe-dev/*/video.results.v1"
     events = f"{KAFKA_ARN}:topic/vidpipe-dev/*/video.events.v1"
+    streams = f"{KAFKA_ARN}:topic/vidpipe-dev/*/video.streams.v1"
+    statuses = f"{KAFKA_ARN}:topic/vidpipe-dev/*/video.streams.status.v1"
     group = f"{KAFKA_ARN}:group/vidpipe-dev/*/video-analytics"
     assert _rendered_grants(statements) == {
         ("kafka-cluster:Connect", cluster),
         ("kafka-cluster:WriteDataIdempotently", cluster),  # its events producer is idempotent
         ("kafka-cluster:DescribeTopic", results),
         ("kafka-cluster:ReadData", results),
+        # It follows the registry and the statuses, and its control API writes the registry.
+        ("kafka-cluster:DescribeTopic", streams),
+        ("kafka-cluster:ReadData", streams),
+        ("kafka-cluster:WriteData", streams),
+        ("kafka-cluster:DescribeTopic", statuses),
+        ("kafka-cluster:ReadData", statuses),
         ("kafka-cluster:DescribeTopic", events),
         ("kafka-cluster:WriteData", events),
         ("kafka-cluster:AlterGroup", group),
@@ -315,9 +346,15 @@ def test_analytics_reads_results_writes_events_and_reads_archived_frames_only(sy
     }
 
 
+def test_the_registry_seed_job_may_read_the_api_token_and_nothing_else(synth):
+    statements = _identity_statements(synth, "stream-registry-seed")
+    assert _rendered_grants(statements) == {("secretsmanager:GetSecretValue", "<ApiToken07F9A1D2>")}
+
+
 def test_the_topic_creators_may_create_the_events_topic_and_analytics_none(synth):
     """On MSK the services create the topics (TOPICS_CREATE; the broker never auto-creates): publisher and
-    consumer create every contract topic, the events topic included, and stop on a refused one."""
+    consumer create every contract topic, the events topic and the stream registry's included, and stop on a
+    refused one."""
     for name in ("frame-publisher", "consumer-service"):
         grants = _rendered_grants(_identity_statements(synth, name))
         created = {r.rsplit("/", 1)[-1] for a, r in grants if a == "kafka-cluster:CreateTopic"}

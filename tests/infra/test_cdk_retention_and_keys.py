@@ -180,7 +180,7 @@ def test_dead_letter_retention_and_payload_reach_the_topic_creators(privacy):
     kafka = find(objects, "ConfigMap", "vidpipe-kafka")["data"]
     assert kafka["TOPICS_DEAD_LETTER_RETENTION_HOURS"] == "72" and kafka["TOPICS_CREATE"] == "true"
     assert find(objects, "ConfigMap", "consumer-service")["data"]["CONSUMER_DEAD_LETTER_PAYLOAD"] == "headers"
-    for name in ("consumer-service", "publisher-lobby"):
+    for name in ("consumer-service", "frame-publisher"):
         (container,) = find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"]
         assert {"configMapRef": {"name": "vidpipe-kafka"}} in container["envFrom"], name
 

@@ -27,14 +27,20 @@ def test_workload_chart_embeds_deployments_with_resolved_references(synth):
     assert charts, "no cdk8s chart in the compute stack"
     text = "\n".join(charts.values())
     assert "${Token[" not in text
-    for name in ("consumer-service", "inference-service", "analytics-service"):  # publishers: one per stream
+    for name in ("frame-publisher", "consumer-service", "inference-service", "analytics-service"):
         assert name in text
     assert '\\"kind\\":\\"Deployment\\"' in text
     # Broker list imported from the data stack, images from the asset repository, bucket by name.
     assert "KafkaClusterBootstrapBrokers" in text and "Fn::ImportValue" in text
-    assert text.count("cdk-hnb659fds-container-assets") >= 3  # consumer, inference, analytics (+ publishers)
+    assert text.count("cdk-hnb659fds-container-assets") >= 5  # the four services and the seed Job (analytics')
     assert "vidpipe-dev-archive-" in text and "/models/yolov4-tiny.onnx" in text and "/archive" in text
-    for account in ("consumer-service", "inference-service", "analytics-service"):
+    for account in (
+        "frame-publisher",
+        "consumer-service",
+        "inference-service",
+        "analytics-service",
+        "stream-registry-seed",
+    ):
         assert f'\\"serviceAccountName\\":\\"{account}\\"' in text
     assert '\\"kind\\":\\"ServiceAccount\\"' not in text  # the stack owns them (Pod Identity)
 

@@ -70,12 +70,12 @@ def test_lambda_suppressions_match_what_each_handler_is(synth):
     assert lambdas >= 4
 
 
-def test_the_service_deployments_carry_their_image_suppressions(request):
+def test_the_service_deployments_and_jobs_carry_their_image_suppressions(request):
     from cdk8s_app.pods import ASSET_IMAGE_CHECKOV_SKIPS
 
     manifests = request.getfixturevalue("standalone_manifests")
-    deployments = [o for o in manifests if o["kind"] == "Deployment"]
-    assert deployments
+    deployments = [o for o in manifests if o["kind"] in ("Deployment", "Job")]
+    assert {o["kind"] for o in deployments} == {"Deployment", "Job"}
     for deployment in deployments:
         annotations = deployment["metadata"].get("annotations", {})
         skips = dict(v.split("=", 1) for k, v in annotations.items() if k.startswith("checkov.io/skip"))

@@ -89,7 +89,11 @@ def test_the_plan_adds_up_and_sizes_every_pool():
     assert fleet.inference_pods == fleet.inference.nodes == math.ceil(1000 / (pod.inference_fps * plan.HEADROOM))
     assert fleet.consumers == math.ceil(1000 / (pod.pipeline_fps * plan.HEADROOM))
     assert fleet.partitions >= max(fleet.consumers, fleet.analytics, 6)
-    assert fleet.general.nodes >= plan.MIN_GENERAL_NODES and fleet.general.pods >= 200
+    # One publisher pod per 25 cameras (the charts' scaling rule), not one per camera.
+    assert fleet.publishers == 8 and plan.plan(1000, 5.0, "c7i.2xlarge", allow_estimates=True).publishers == 24
+    assert plan.plan(10, 5.0, "c7i.2xlarge", allow_estimates=True).publishers == 2, "never fewer than two"
+    assert fleet.general.nodes >= plan.MIN_GENERAL_NODES
+    assert fleet.general.pods >= fleet.publishers + fleet.consumers + fleet.analytics
     assert fleet.kafka.brokers % plan.AZS == 0 and fleet.kafka.capacity_mb_s >= fleet.kafka.ingress_mb_s
     assert fleet.monthly == pytest.approx(sum(line.monthly for line in fleet.lines), abs=0.05)
     assert fleet.per_camera_month == pytest.approx(fleet.monthly / 200, abs=0.01)

@@ -72,7 +72,15 @@ def _resources(template: dict, type_: str) -> list[dict]:
 def test_the_cdk_app_follows_a_renamed_service(renamed_cdk):
     compute, template = renamed_cdk
     accounts = {a["Properties"]["ServiceAccount"] for a in _resources(template, "AWS::EKS::PodIdentityAssociation")}
-    assert accounts == {"frame-publisher", "frame-consumer", "detector", "analytics-service", FIFTH, "keda-operator"}
+    assert accounts == {
+        "frame-publisher",
+        "frame-consumer",
+        "detector",
+        "analytics-service",
+        "stream-registry-seed",
+        FIFTH,
+        "keda-operator",
+    }
     assert {"frame-consumer", "detector", FIFTH} <= set(compute.identities)
     assert template["Outputs"]["PlateReaderImageUri"]["Description"] == f"{FIFTH} image"
     for name in ("frame-consumer", "detector", FIFTH):
@@ -123,6 +131,7 @@ def test_the_charts_follow_a_renamed_service(tmp_path):
     assert policy["ingress"][0]["ports"][0]["port"] == 9090
     assert policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "frame-consumer"
     assert {o["spec"]["scaleTargetRef"]["name"] for o in manifests.kind("ScaledObject")} == {
+        "frame-publisher",
         "frame-consumer",
         "detector",
     }

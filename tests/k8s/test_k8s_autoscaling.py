@@ -1,4 +1,5 @@
-"""KEDA ScaledObjects scale on the consumer group's lag with MSK IAM auth, within safe bounds."""
+"""KEDA ScaledObjects: the consumer and inference on the consumer group's lag with MSK IAM auth, the publishers on
+the number of enabled streams the analytics service counts, all within safe bounds."""
 
 from __future__ import annotations
 
@@ -51,8 +52,66 @@ def test_scaled_deployments_leave_replicas_to_keda(manifests, name):
 
 def test_analytics_is_not_autoscaled(manifests):
     # Its group's partitions bound it and a rebalance resets trackers: a fixed count (a setting) instead.
-    assert {o["spec"]["scaleTargetRef"]["name"] for o in manifests.kind("ScaledObject")} == set(SCALED)
+    assert {o["spec"]["scaleTargetRef"]["name"] for o in manifests.kind("ScaledObject")} == {*SCALED, PUBLISHER}
     assert manifests.get("Deployment", "analytics-service")["spec"]["replicas"] == 1
+
+
+PUBLISHER = "frame-publisher"
+
+
+def test_publishers_scale_on_the_enabled_streams_the_analytics_service_counts(manifests, wiring):
+    """One pod per publisher_streams_per_pod enabled streams (AverageValue: ceil(enabled / target)), read from the
+    analytics service's ops port; at least two pods, at most one per registry partition."""
+    scaled = manifests.get("ScaledObject", PUBLISHER)
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": PUBLISHER}
+    assert "replicas" not in manifests.get("Deployment", PUBLISHER)["spec"], "a fixed count fights the HPA"
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "metrics-api" and trigger["metricType"] == "AverageValue"
+    assert "authenticationRef" not in trigger, "the ops port needs no credentials"
+    analytics = wiring.services.analytics
+    assert trigger["metadata"] == {
+        "url": f"http://analytics.{wiring.namespace}.svc:{analytics.health_port}/streams/count",
+        "format": "json",
+        "valueLocation": "enabled",
+        "targetValue": "25",
+    }
+    assert analytics.health_port == 8092 and wiring.scaling.publisher_streams_per_pod == 25
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 24) == (2, wiring.topics.streams_partitions)
+    # An unreadable count says nothing about the load: keep the pods there are (never fewer than the minimum).
+    assert spec["fallback"] == {"failureThreshold": 3, "replicas": 2, "behavior": "currentReplicasIfHigher"}
+
+
+def test_the_ops_port_the_rule_reads_is_on_the_analytics_service_and_open_to_keda_only(manifests, wiring):
+    service = manifests.get("Service", "analytics")
+    assert {"name": "ops", "port": 8092, "protocol": "TCP", "targetPort": "ops"} in service["spec"]["ports"]
+    policy = manifests.get("NetworkPolicy", "analytics-service")["spec"]
+    keda = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": wiring.keda_namespace}}}
+    assert wiring.keda_namespace == "keda"
+    assert {"from": [keda], "ports": [{"port": 8092, "protocol": "TCP"}]} in policy["ingress"]
+    assert all(
+        keda not in rule["from"] or rule["ports"] == [{"port": 8092, "protocol": "TCP"}] for rule in policy["ingress"]
+    )
+
+
+def test_publisher_bounds_and_target_are_settings(settings):
+    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS, synthesize
+    from vidpipe_deploy.wiring import PlatformWiring, WiringError
+
+    scaling = {**settings["scaling"], "publisher_streams_per_pod": 10, "publisher_min_replicas": 3}
+    wiring = PlatformWiring.from_outputs_file(
+        SAMPLE_OUTPUTS, {**settings, "scaling": {**scaling, "publisher_max_replicas": 12}}
+    )
+    spec = synthesize(wiring).get("ScaledObject", PUBLISHER)["spec"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["triggers"][0]["metadata"]["targetValue"]) == (
+        3,
+        12,
+        "10",
+    )
+    with pytest.raises(WiringError, match=r"publisher_max_replicas \(25\) exceeds the registry's partitions \(24\)"):
+        PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, {**settings, "scaling": {"publisher_max_replicas": 25}})
+    more = PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, {**settings, "topics": {"streams_partitions": 48}})
+    assert synthesize(more).get("ScaledObject", PUBLISHER)["spec"]["maxReplicaCount"] == 48
 
 
 def test_consumer_never_scales_past_the_partitions(manifests, wiring):

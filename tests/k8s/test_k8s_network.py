@@ -55,10 +55,20 @@ def test_only_the_consumer_reaches_inference_on_8080(manifests):
     assert any(r["ports"] == [{"port": 8080, "protocol": "TCP"}] and "podSelector" in r["to"][0] for r in egress)
 
 
-def test_no_other_workload_accepts_ingress_from_pods(manifests, wiring):
+def test_no_other_workload_accepts_ingress_from_pods(manifests):
     # The analytics live view: `kubectl port-forward` reaches it inside the pod, past NetworkPolicy.
-    for name in ["consumer-service", "analytics-service", *[f"publisher-{s.name}" for s in wiring.all_streams]]:
+    for name in ["consumer-service", "frame-publisher"]:
         assert not from_pods(ingress_rules(manifests, name)), name
+    # The analytics API: from the registry seed Job's pods only, on the API port.
+    (rule,) = from_pods(ingress_rules(manifests, "analytics-service"))
+    (job,) = manifests.kind("Job")
+    assert rule == {
+        "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "stream-registry-seed"}}}],
+        "ports": [{"port": 8082, "protocol": "TCP"}],
+    }
+    assert (
+        rule["from"][0]["podSelector"]["matchLabels"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_the_monitoring_namespace_reaches_only_the_ops_ports(manifests, wiring):
@@ -66,10 +76,14 @@ def test_the_monitoring_namespace_reaches_only_the_ops_ports(manifests, wiring):
     API (8080), not the analytics live view (8082, the same number as the publishers' health port)."""
     assert wiring.metrics_namespace == "monitoring"
     monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-    expected = {"inference-service": 8090, "analytics-service": 8092, "consumer-service": 8081}
-    expected |= {f"publisher-{s.name}": 8082 for s in wiring.all_streams}
+    expected = {"inference-service": 8090, "analytics-service": 8092, "consumer-service": 8081, "frame-publisher": 8082}
+    keda = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}
     for name, port in expected.items():
-        scraped = [r for r in ingress_rules(manifests, name) if r not in from_pods(ingress_rules(manifests, name))]
+        scraped = [
+            r
+            for r in ingress_rules(manifests, name)
+            if r not in from_pods(ingress_rules(manifests, name)) and r["from"] != [keda]
+        ]
         assert scraped == [{"from": [monitoring], "ports": [{"port": port, "protocol": "TCP"}]}], name
         probe_ports = {
             c[kind]["httpGet"]["port"]
@@ -88,12 +102,22 @@ def test_without_a_metrics_namespace_nothing_is_scraped(wiring):
     manifests = synthesize(wiring.model_copy(update={"metrics_namespace": None}))
     for policy in manifests.kind("NetworkPolicy"):
         for rule in policy["spec"].get("ingress", []):
-            assert all("namespaceSelector" not in peer for peer in rule["from"]), policy["metadata"]["name"]
+            # KEDA's namespace reads the analytics ops port for the publishers' scaling rule, nothing else.
+            others = [peer for peer in rule["from"] if "namespaceSelector" in peer]
+            assert all(p["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "keda"} for p in others)
+            assert not others or (policy["metadata"]["name"], rule["ports"]) == (
+                "analytics-service",
+                [{"port": 8092, "protocol": "TCP"}],
+            )
 
 
 def egress_ports(manifests, deployment: str) -> dict[int, list[dict]]:
+    return egress_ports_of(manifests, pod_labels(manifests, deployment))
+
+
+def egress_ports_of(manifests, labels: dict[str, str]) -> dict[int, list[dict]]:
     ports: dict[int, list[dict]] = {}
-    for policy in policies_selecting(manifests, pod_labels(manifests, deployment)):
+    for policy in policies_selecting(manifests, labels):
         for rule in policy["spec"].get("egress", []):
             assert rule.get("ports"), f"{policy['metadata']['name']}: egress without a port restriction"
             for p in rule["ports"]:
@@ -109,10 +133,20 @@ def test_egress_is_limited_per_service(manifests, wiring):
     }
     for name, expected in allowed.items():
         assert set(egress_ports(manifests, name)) == expected, name
-    for stream in wiring.all_streams:
-        ports = egress_ports(manifests, f"publisher-{stream.name}")
-        source_port = 8554 if wiring.is_test_stream(stream) else stream.port
-        assert set(ports) == {53, 9098, 80, source_port}, stream.name
+    # The publishers: Kafka, the cameras' ports anywhere outside the cluster (the test source's by its pods),
+    # credentials.
+    ports = egress_ports(manifests, "frame-publisher")
+    assert set(ports) == {53, 9098, 80, *wiring.camera_ports} == {53, 9098, 80, 554, 8554}
+    anywhere = {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}
+    assert ports[554] == [anywhere]
+    test_source = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "rtsp-test-source"}}}
+    assert sorted(map(str, ports[8554])) == sorted(map(str, [anywhere, test_source]))
+    # The registry seed Job: the analytics API, Secrets Manager (the token), credentials.
+    (job,) = manifests.kind("Job")
+    seed = egress_ports_of(manifests, job["spec"]["template"]["metadata"]["labels"])
+    assert set(seed) == {53, 8082, 443, 80}
+    assert seed[8082] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "analytics-service"}}}]
+    assert seed[443] == [{"ipBlock": {"cidr": "10.40.0.0/16"}}]
     for name in ["inference-service", "consumer-service", "analytics-service"]:
         # Port 80 is only for the EKS Pod Identity agent (credentials), not the internet.
         assert {peer["ipBlock"]["cidr"] for peer in egress_ports(manifests, name)[80]} == AGENT
@@ -130,8 +164,8 @@ def test_https_goes_to_s3_and_the_vpc_endpoints_only_where_needed(manifests, wir
     assert wiring.vpc_cidr == "10.40.0.0/16" and wiring.api_token_secret_arn
     for name in ("inference-service", "consumer-service", "analytics-service"):
         assert https_destinations(manifests, name) == {"0.0.0.0/0", "10.40.0.0/16"}, name
-    for stream in wiring.all_streams:  # Kubernetes Secrets: no AWS API, no S3
-        assert 443 not in egress_ports(manifests, f"publisher-{stream.name}"), stream.name
+    # The committed seed's cameras are keys of the camera Secret: no AWS API, no S3.
+    assert 443 not in egress_ports(manifests, "frame-publisher")
 
 
 def test_https_to_s3_narrows_to_the_given_ranges(wiring):
@@ -147,14 +181,15 @@ def test_https_to_s3_narrows_to_the_given_ranges(wiring):
     assert https_destinations(no_token, "inference-service") == set(ranges)
 
 
-def test_a_publisher_reading_secrets_manager_reaches_the_vpc_endpoints_only(wiring):
+def test_publishers_reading_secrets_manager_reach_the_vpc_endpoints_only(wiring):
     from tests.k8s.k8s_helpers import synthesize
-    from vidpipe_deploy.wiring import StreamSpec
 
     arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vidpipe/yard-AbC123"
-    update = {"streams": [StreamSpec.model_validate({"name": "yard", "sourceSecretArn": arn})], "analytics": {}}
-    manifests = synthesize(wiring.model_copy(update=update))
-    assert https_destinations(manifests, "publisher-yard") == {"10.40.0.0/16"}
+    seeded = wiring.model_validate({**wiring.model_dump(), "streams": [{"id": "yard", "source": arn}]})
+    assert https_destinations(synthesize(seeded), "frame-publisher") == {"10.40.0.0/16"}
+    # A secret only a stream added at runtime names: listed in camera_secret_arns.
+    listed = wiring.model_validate({**wiring.model_dump(), "camera_secret_arns": [arn]})
+    assert https_destinations(synthesize(listed), "frame-publisher") == {"10.40.0.0/16"}
 
 
 def test_kafka_egress_can_be_limited_to_the_vpc(wiring):
@@ -195,6 +230,7 @@ def test_no_egress_rule_reaches_instance_metadata(manifests, wiring):
     blocks = ip_blocks(manifests)
     wide = [(name, b) for name, b in blocks if _contains_imds(b["cidr"])]
     assert len(wide) >= 3, "HTTPS and the publishers' camera egress use 0.0.0.0/0: the check must see them"
+    assert any(name == "frame-publisher" for name, _ in wide)
     for name, block in wide:
         assert block.get("except") == [str(IMDS)], f"{name}: {block}"
         assert block["cidr"] != str(IMDS), f"{name} allows the metadata address itself"

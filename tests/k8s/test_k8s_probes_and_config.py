@@ -101,12 +101,7 @@ def test_inference_probes_hit_the_ops_app_on_the_ops_port(manifests):
 
 def test_every_service_is_scraped_on_its_health_port(manifests, wiring):
     """Prometheus (annotations) and the probes use the same port: the ops port where there is one."""
-    names = [
-        "inference-service",
-        "consumer-service",
-        "analytics-service",
-        *(f"publisher-{s.name}" for s in wiring.streams),
-    ]
+    names = ["inference-service", "consumer-service", "analytics-service", "frame-publisher"]
     for name in names:
         deployment = manifests.get("Deployment", name)
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -121,7 +116,7 @@ def test_kafka_side_probes_hit_the_health_server(manifests, wiring, health_serve
     if kind == "consumer":
         deployments, variable = [manifests.get("Deployment", "consumer-service")], "CONSUMER_HEALTH_PORT"
     else:
-        deployments = [manifests.get("Deployment", f"publisher-{s.name}") for s in wiring.all_streams]
+        deployments = [manifests.get("Deployment", "frame-publisher")]
         variable = "PUBLISHER_HEALTH_PORT"
     for deployment in deployments:
         port = int(env_of(manifests, deployment)[variable])
@@ -131,9 +126,9 @@ def test_kafka_side_probes_hit_the_health_server(manifests, wiring, health_serve
 
 
 def _config_map_uses(manifests) -> tuple[set[str], set[str]]:
-    """ConfigMaps read as variables (envFrom) and as files (volumes)."""
+    """ConfigMaps read as variables (envFrom) and as files (volumes), by Deployments and Jobs."""
     as_env, as_files = set(), set()
-    for deployment in manifests.kind("Deployment"):
+    for deployment in [*manifests.kind("Deployment"), *manifests.kind("Job")]:
         pod = deployment["spec"]["template"]["spec"]
         as_files |= {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
         for container in pod["containers"]:
@@ -147,7 +142,7 @@ def test_config_maps_set_only_variables_the_services_read(manifests):
     assert not as_env & as_files, "a ConfigMap is either variables or files"
     for config_map in manifests.kind("ConfigMap"):
         name = config_map["metadata"]["name"]
-        assert name in as_env | as_files, f"{name}: used by no Deployment"
+        assert name in as_env | as_files, f"{name}: used by no Deployment or Job"
         if name in as_env:
             unknown = set(config_map["data"]) - known
             assert not unknown, f"{name}: {sorted(unknown)} not in env.example"
@@ -164,7 +159,7 @@ def test_service_settings_accept_the_config_maps(manifests, wiring, monkeypatch)
     cases = [
         ("inference-service", [InferenceSettings]),
         ("consumer-service", [KafkaSettings, TopicSettings, ConsumerSettings]),
-        *[(f"publisher-{s.name}", [KafkaSettings, TopicSettings, PublisherSettings]) for s in wiring.all_streams],
+        ("frame-publisher", [KafkaSettings, TopicSettings, PublisherSettings]),
     ]
     for name, classes in cases:
         env = env_of(manifests, manifests.get("Deployment", name))

@@ -10,8 +10,8 @@ pytestmark = pytest.mark.infra
 
 
 def test_every_container_is_hardened(manifests):
-    deployments = manifests.kind("Deployment")
-    assert deployments
+    deployments = [*manifests.kind("Deployment"), *manifests.kind("Job")]
+    assert {d["kind"] for d in deployments} == {"Deployment", "Job"}
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -40,20 +40,18 @@ def test_services_run_under_their_own_service_accounts(manifests, wiring):
         "inference-service": wiring.service_accounts.get("inference"),
         "consumer-service": wiring.service_accounts.get("consumer"),
         "analytics-service": wiring.service_accounts.get("analytics"),
+        "frame-publisher": wiring.service_accounts.get("publisher"),
     }
     assert all(expected.values()), "the outputs file names each ServiceAccount"
-    expected.update(
-        {
-            f"publisher-{s.name}": s.service_account or wiring.service_accounts.get("publisher")
-            for s in wiring.all_streams
-        }
-    )
     for name, account in expected.items():
         assert manifests.get("Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"] == account
+    # The registry seed Job: an identity of its own (the CDK app's, which may read the API token only).
+    (job,) = manifests.kind("Job")
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "stream-registry-seed"
 
 
 def test_workloads_spread_across_zones_and_have_disruption_budgets(manifests):
-    for name in ("inference-service", "consumer-service", "analytics-service"):
+    for name in ("inference-service", "consumer-service", "analytics-service", "frame-publisher"):
         spread = manifests.get("Deployment", name)["spec"]["template"]["spec"]["topologySpreadConstraints"]
         assert "topology.kubernetes.io/zone" in {c["topologyKey"] for c in spread}
         pdb = manifests.get("PodDisruptionBudget", name)

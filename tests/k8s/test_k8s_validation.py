@@ -23,6 +23,7 @@ def test_charts_hold_the_expected_kinds(manifests):
         "NetworkPolicy",
         "ScaledObject",
         "TriggerAuthentication",
+        "Job",
     } <= kinds
     assert not manifests.kind("ServiceAccount"), (
         "the CDK stack creates ServiceAccounts (Pod Identity); charts only reference them"

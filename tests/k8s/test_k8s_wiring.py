@@ -133,7 +133,8 @@ def token_wiring() -> PlatformWiring:
         images={"publisher": TOKEN % 4, "consumer": TOKEN % 5, "inference": TOKEN % 6, "analytics": TOKEN % 9},
         keda={"role_arn": TOKEN % 7},
         create_namespace=False,
-        streams=[{"id": "lobby", "targetFps": 5}, {"id": "dock", "sourceSecretArn": TOKEN % 8}],
+        streams=[{"id": "lobby", "source": "secret:lobby", "target_fps": 5}],
+        api_token_secret_arn=TOKEN % 8,
         rtsp_test_source=True,
     )
 
@@ -143,7 +144,9 @@ def test_token_strings_are_accepted_and_carried_through():
     wiring = token_wiring()
     assert wiring.kafka_ports == [9098], "the broker list is a token: the MSK IAM port is assumed"
     manifests = synthesize(wiring)
-    assert set(manifests.charts) == {"vidpipe-workloads", "vidpipe-autoscaling"}, "the CDK stack creates the namespace"
+    assert set(manifests.charts) == {"vidpipe-workloads", "vidpipe-autoscaling", "vidpipe-jobs"}, (
+        "the CDK stack creates the namespace"
+    )
     text = json.dumps(manifests.objects)
     for n in range(1, 10):
         assert TOKEN % n in text, f"token {n} lost"
@@ -180,6 +183,7 @@ def test_standalone_synth_writes_valid_manifests(tmp_path):
         "0000-vidpipe-namespace.k8s.yaml",
         "0001-vidpipe-workloads.k8s.yaml",
         "0002-vidpipe-autoscaling.k8s.yaml",
+        "0003-vidpipe-jobs.k8s.yaml",
     ]
     result = subprocess.run(
         [sys.executable, "-m", "cdk8s_app.validate", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True

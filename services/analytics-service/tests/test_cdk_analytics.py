@@ -1,10 +1,9 @@
 """The analytics service on the CDK path: its Deployment in the compute stack's chart with every value from
-the stack (never the sample's fakes), its streams file from `vidpipe:streams` and `vidpipe:analytics`, and a
-bad analytics section refused at synth naming the context key."""
+the stack (never the sample's fakes), the registry seed from `vidpipe:streams` (lines and zones inline) in the
+jobs chart, applied by a Job under its own identity, and a bad seed refused at synth naming the context key."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,7 +13,16 @@ import pytest
 import yaml
 
 from cdk_app.config import ConfigError, load_config
-from tests.infra.cdk_support import ANALYTICS, ROOT, chart_objects, find, render_cfn, user_context
+from tests.infra.cdk_support import (
+    LOBBY_LINES,
+    LOBBY_ZONES,
+    ROOT,
+    STREAMS,
+    chart_objects,
+    find,
+    render_cfn,
+    user_context,
+)
 
 pytestmark = pytest.mark.infra
 
@@ -71,54 +79,80 @@ def test_analytics_pods_wait_for_their_identity(synth, compute_template):
     assert workloads and all(service_account in w["DependsOn"] for w in workloads)
 
 
-def test_no_streams_no_lines_or_zones_by_default(objects):
-    streams_file = find(objects, "ConfigMap", "analytics-streams")["data"]["streams.yaml"]
-    assert yaml.safe_load(streams_file) == {"streams": [], "analytics": {}}
+def seed(objects: list[dict]) -> list[dict]:
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("stream-registry")]
+    return yaml.safe_load(config["data"]["streams.yaml"])["streams"]
+
+
+def test_no_streams_by_default_and_no_streams_file(objects):
+    assert seed(objects) == []
+    assert not [o for o in objects if o["metadata"]["name"] == "analytics-streams"]
     assert find(objects, "Deployment", NAME)["spec"]["replicas"] == 1
     assert not [o for o in objects if o["kind"] == "ScaledObject" and o["metadata"]["name"] == NAME]
 
 
-def test_the_streams_file_follows_the_context(with_streams):
+def test_the_seed_follows_the_context_in_the_jobs_own_chart(with_streams, synth):
     templates, platform = with_streams
-    objects = chart_objects(json.loads(templates[platform.compute.stack_name]))
-    streams_file = find(objects, "ConfigMap", "analytics-streams")["data"]["streams.yaml"]
-    document = yaml.safe_load(streams_file)
-    assert document == {"streams": [{"name": "lobby"}, {"name": "yard"}], "analytics": ANALYTICS}
-    annotations = find(objects, "Deployment", NAME)["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["vidpipe.io/analytics-streams-sha256"] == hashlib.sha256(streams_file.encode()).hexdigest()
+    template = json.loads(templates[platform.compute.stack_name])
+    objects = chart_objects(template)
+    assert [(s["id"], s["source"], s["lines"], s["zones"]) for s in seed(objects)] == [
+        (s["id"], s["source"], s.get("lines", []), s.get("zones", [])) for s in STREAMS
+    ]
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "stream-registry-seed"
+    # Its own manifest, applied after the workloads: re-applied only when the seed or how it runs changes.
+    manifests = {
+        k: r
+        for k, r in template["Resources"].items()
+        if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource" and '\\"kind\\":\\"Job\\"' in json.dumps(r)
+    }
+    ((key, resource),) = manifests.items()
+    text = render_cfn(resource["Properties"]["Manifest"])
+    assert "Deployment" not in text and "ScaledObject" not in text
+    workloads = [
+        k
+        for k, r in template["Resources"].items()
+        if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource" and "analytics-service" in json.dumps(r) and k != key
+    ]
+    assert set(workloads) <= set(resource["DependsOn"])
+    identity = platform.compute.identities["stream-registry-seed"]
+    assert platform.compute.get_logical_id(identity.manifest.node.default_child) in resource["DependsOn"]
+    # The same Job on the session's synth (no seed): a seed change is a new Job name.
+    (plain,) = [o for o in chart_objects(synth.templates[synth.platform.compute.stack_name]) if o["kind"] == "Job"]
+    assert plain["metadata"]["name"] != job["metadata"]["name"]
 
 
-# --- configuration: the same section as the charts' `analytics` setting ----------------------------------
+# --- configuration: the same seed as the charts' `streams` setting ----------------------------------------
 
-STREAMS = [{"id": "lobby"}, {"id": "dock", "port": 8554}]
 LINE = {"name": "entrance", "start": [0.1, 0.6], "end": [0.9, 0.6]}
 
 
-def test_context_accepts_the_analytics_section_as_json_too():
-    config = load_config(user_context(**{"vidpipe:streams": STREAMS, "vidpipe:analytics": json.dumps(ANALYTICS)}))
-    assert config.analytics == ANALYTICS and config.analytics_replicas == 1
-    with_test_source = {"vidpipe:rtspTestSource": "true", "vidpipe:analytics": {"test-source": {"lines": [LINE]}}}
-    assert load_config(user_context(**with_test_source)).analytics == {"test-source": {"lines": [LINE]}}
+def test_context_accepts_the_seed_as_json_too():
+    config = load_config(user_context(**{"vidpipe:streams": json.dumps(STREAMS)}))
+    assert [s.id for s in config.streams] == ["lobby", "yard"] and config.analytics_replicas == 1
+    lobby = config.streams[0]
+    assert [line.model_dump(mode="json") for line in lobby.lines] == LOBBY_LINES
+    assert [zone.model_dump(mode="json") for zone in lobby.zones] == LOBBY_ZONES
 
 
 @pytest.mark.parametrize(
-    "section,problem",
+    "stream,problem",
     [
         (
-            {"lobby": {"lines": [{"name": "entrance", "start": [1.5, 0.6], "end": [0.9, 0.6]}]}},
-            "vidpipe:analytics.lobby.lines[0].start: x=1.5 is outside [0, 1]",
+            {"lines": [{"name": "entrance", "start": [1.5, 0.6], "end": [0.9, 0.6]}]},
+            "vidpipe:streams[lobby].lines[0].start: x=1.5 is outside [0, 1]",
         ),
         (
-            {"lobby": {"zones": [{"name": "queue", "polygon": [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]]}]}},
-            "vidpipe:analytics.lobby.zones[0].polygon: the polygon intersects itself",
+            {"zones": [{"name": "queue", "polygon": [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]]}]},
+            "vidpipe:streams[lobby].zones[0].polygon: the polygon intersects itself",
         ),
-        ({"garage": {"lines": [LINE]}}, "vidpipe:analytics.garage: unknown stream (configured: dock, lobby)"),
-        ({"test-source": {"lines": [LINE]}}, "vidpipe:analytics.test-source: unknown stream"),
+        ({"lines": [LINE, LINE]}, "vidpipe:streams[lobby]"),
+        ({"source": "secret:not a key"}, "vidpipe:streams[lobby].source"),
     ],
 )
-def test_a_bad_section_names_the_context_key(section, problem):
+def test_a_bad_seed_names_the_context_key(stream, problem):
     with pytest.raises(ConfigError) as caught:
-        load_config(user_context(**{"vidpipe:streams": STREAMS, "vidpipe:analytics": section}))
+        load_config(user_context(**{"vidpipe:streams": [{"id": "lobby", "source": "secret:lobby", **stream}]}))
     assert f"context key {problem}" in str(caught.value)
 
 
@@ -129,12 +163,12 @@ def test_analytics_replicas_are_bounded_by_the_partitions():
         load_config(user_context(**{"vidpipe:analyticsReplicas": 7}))
 
 
-def test_the_cdk_wiring_carries_section_and_replicas_to_the_charts():
+def test_the_cdk_wiring_carries_the_seed_and_replicas_to_the_charts():
     from cdk_app.workloads import WorkloadInputs, build_wiring
     from tests.k8s.k8s_helpers import synthesize
     from vidpipe_deploy.registry import registered
 
-    context = {"vidpipe:streams": STREAMS, "vidpipe:analytics": ANALYTICS, "vidpipe:analyticsReplicas": 2}
+    context = {"vidpipe:streams": STREAMS, "vidpipe:analyticsReplicas": 2, "vidpipe:publisherStreamsPerPod": 10}
     inputs = WorkloadInputs(
         kafka_bootstrap="${Token[TOKEN.1]}",
         archive_uri="s3://${Token[TOKEN.2]}/archive",
@@ -145,17 +179,25 @@ def test_the_cdk_wiring_carries_section_and_replicas_to_the_charts():
     )
     manifests = synthesize(build_wiring(load_config(user_context(**context)), inputs))
     assert manifests.get("Deployment", NAME)["spec"]["replicas"] == 2
-    streams_file = yaml.safe_load(manifests.config_map("analytics-streams")["streams.yaml"])
-    assert streams_file["analytics"] == ANALYTICS and [s["name"] for s in streams_file["streams"]] == ["lobby", "dock"]
+    streams = yaml.safe_load(
+        next(iter(c["data"] for c in manifests.kind("ConfigMap") if "streams.yaml" in c["data"]))["streams.yaml"]
+    )["streams"]
+    assert [s["id"] for s in streams] == ["lobby", "yard"] and streams[0]["lines"] == LOBBY_LINES
+    trigger = manifests.get("ScaledObject", "frame-publisher")["spec"]["triggers"][0]
+    assert trigger["metadata"]["targetValue"] == "10"
 
 
-def test_cdk_synth_stops_on_a_bad_section_without_a_traceback(tmp_path):
+def test_cdk_synth_stops_on_a_bad_seed_without_a_traceback(tmp_path):
     """`python app.py` as the CDK CLI runs it (context in CDK_CONTEXT_JSON)."""
     context = user_context(
-        **{"vidpipe:streams": STREAMS, "vidpipe:analytics": {"lobby": {"zones": [{"name": "q", "polygon": [[0, 0]]}]}}}
+        **{
+            "vidpipe:streams": [
+                {"id": "lobby", "source": "secret:lobby", "zones": [{"name": "q", "polygon": [[0, 0]]}]}
+            ]
+        }
     )
     env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
-    assert "context key vidpipe:analytics.lobby.zones[0].polygon:" in done.stderr
+    assert "context key vidpipe:streams[lobby].zones[0].polygon:" in done.stderr
     assert "Traceback" not in done.stderr

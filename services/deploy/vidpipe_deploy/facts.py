@@ -1,9 +1,10 @@
 """Deploy facts, defined once, imported by the CDK app (cdk_app/) and the charts (cdk8s_app/) alike.
 
 Constants (node-pool label, MSK IAM port, archive prefixes, output keys, Kafka resource names), the
-validators both sides apply to configuration (CIDR, ARNs, region, names), and the two configuration
-models both sides read: `Topics` and `StreamSpec`. Contract values (topic names, partitions, sizes,
-storage layout) come from the services' own package, vidpipe.
+validators both sides apply to configuration (CIDR, ARNs, region, names), the configuration model both
+sides read (`Topics`) and the registry seed's parser (`parse_seed`: the streams a deployment starts with, in
+the stream registry's own format). Contract values (topic names, partitions, sizes, storage layout, stream
+definitions) come from the services' own package, vidpipe.
 
 This module never imports aws_cdk or cdk8s: it loads in a plain cdk8s process and in pydantic tests.
 """
@@ -14,7 +15,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from vidpipe import storage
 from vidpipe.contract import (
@@ -26,6 +27,16 @@ from vidpipe.contract import (
     FRAMES_TOPIC,
     RESULTS_TOPIC,
 )
+from vidpipe.stream_registry import (
+    REGISTRY_PARTITIONS,
+    SECRET_PREFIX,
+    STREAMS_TOPIC,
+    RegistryError,
+    StreamDefinition,
+    parse_streams,
+    source_kind,
+)
+from vidpipe.stream_status import STATUS_TOPIC
 
 # --- names and ports -------------------------------------------------------------------------
 
@@ -49,12 +60,14 @@ MODELS_PREFIX = "models/"
 # so a pod on a CPU model the gate has judged serves without running it again.
 GATE_VERDICTS_PREFIX = "gate-verdicts/"
 
-# Camera URLs live in Secrets, one per stream unless configured otherwise: <prefix><stream name>, key "source".
-STREAM_SECRET_PREFIX = "vidpipe-stream-"
-STREAM_SECRET_KEY = "source"
-# Pod names are "publisher-<stream>": the stream name may use what is left of a 63-character label.
-PUBLISHER_PREFIX = "publisher-"
-# The stream the optional in-cluster RTSP test source publishes (a known stream name for the analytics section).
+# Camera URLs live in one Secret the user creates, mounted into every publisher pod: a stream's source
+# `secret:<key>` is the file <CAMERA_SOURCES_DIR>/<key> (PUBLISHER_SOURCES_DIR).
+CAMERA_SECRET = "vidpipe-camera-sources"
+CAMERA_SOURCES_DIR = "/var/run/vidpipe/sources"
+# The publishers' consumer group on the registry topic (PUBLISHER_GROUP_ID; the publisher's own default):
+# the charts set it and the publisher identity's grant names it, so the two cannot drift.
+PUBLISHER_GROUP = "vidpipe-publishers"
+# The stream the optional in-cluster RTSP test source publishes (added to the registry seed).
 TEST_SOURCE_STREAM = "test-source"
 
 
@@ -189,16 +202,26 @@ class Topics(FrozenModel):
     events: Annotated[str, Field(pattern=TOPIC_NAME)] = EVENTS_TOPIC
     consumer_group: Annotated[str, Field(pattern=TOPIC_NAME, alias="consumerGroup")] = CONSUMER_GROUP
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1000)
+    # The stream registry (compacted; its partitions bound the publisher pods that carry streams) and each
+    # stream's status.
+    streams: Annotated[str, Field(pattern=TOPIC_NAME)] = STREAMS_TOPIC
+    streams_status: Annotated[str, Field(pattern=TOPIC_NAME, alias="streamsStatus")] = STATUS_TOPIC
+    streams_partitions: int = Field(default=REGISTRY_PARTITIONS, ge=1, le=1000, alias="streamsPartitions")
 
     @property
-    def all(self) -> tuple[str, str, str, str]:
-        return (self.frames, self.results, self.dead_letter, self.events)
+    def all(self) -> tuple[str, ...]:
+        return (self.frames, self.results, self.dead_letter, self.events, self.streams, self.streams_status)
 
     @property
     def analytics_group(self) -> str:
         """The analytics service's group: the contract's, not a setting, since no variable passes another
         name to the service (its IAM grant and the group it joins must be the same)."""
         return ANALYTICS_GROUP
+
+    @property
+    def publisher_group(self) -> str:
+        """The publishers' group on the registry topic (PUBLISHER_GROUP_ID, set by the charts)."""
+        return PUBLISHER_GROUP
 
 
 DeadLetterPayload = Literal["full", "headers"]
@@ -220,62 +243,25 @@ class DeadLetters(FrozenModel):
     payload: DeadLetterPayload = "headers"
 
 
-class StreamSpec(FrozenModel):
-    """One camera (or other network source): one publisher Deployment each.
+def parse_seed(document: Any, where: str = "streams") -> list[StreamDefinition]:
+    """The registry seed (a list of stream definitions in the registry's format: id, source by reference,
+    target_fps, lines, zones...), validated by the registry's own code: ValueError listing every problem,
+    each named by its key (`streams[lobby].zones[0].polygon`), never repeating a source's value."""
+    if document is None:
+        return []
+    if isinstance(document, list) and all(isinstance(d, StreamDefinition) for d in document):
+        return list(document)
+    try:
+        return list(parse_streams(document, where).values())
+    except RegistryError as exc:
+        raise ValueError("\n  ".join(exc.problems)) from None
 
-    The source URL is never configuration (it may hold credentials, and cdk.json, templates and
-    ConfigMaps are readable by far more people than Secrets): the publisher reads PUBLISHER_SOURCE
-    from the Kubernetes Secret `secret_name` (key `secret_key`) that you create, or, with
-    `source_secret_arn`, reads the URL from AWS Secrets Manager itself at start-up.
-    Both spellings are accepted: `id`/`name`, `targetFps`/`target_fps`, `sourceSecretArn`/... .
-    """
 
-    name: Annotated[str, Field(pattern=K8S_NAME, max_length=63 - len(PUBLISHER_PREFIX))] = Field(
-        validation_alias=AliasChoices("name", "id")
-    )
-    target_fps: float = Field(default=0.0, ge=0.0, le=1000.0, validation_alias=AliasChoices("target_fps", "targetFps"))
-    # The camera's TCP port, for the egress NetworkPolicy (the URL, and so its port, is not known here).
-    port: int = Field(default=554, ge=1, le=65535, description="TCP port of the source (RTSP: 554)")
-    secret_name: Annotated[str, Field(pattern=K8S_SECRET_NAME, max_length=253)] | None = Field(
-        default=None,
-        validation_alias=AliasChoices("secret_name", "secretName"),
-        description=f"Kubernetes Secret holding the URL; default {STREAM_SECRET_PREFIX}<name>",
-    )
-    secret_key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = Field(
-        default=STREAM_SECRET_KEY, validation_alias=AliasChoices("secret_key", "secretKey")
-    )
-    source_secret_arn: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("source_secret_arn", "sourceSecretArn"),
-        description="AWS Secrets Manager secret ARN the publisher reads the URL from (instead of a Kubernetes Secret)",
-    )
-    service_account: Annotated[str, Field(pattern=K8S_SECRET_NAME, max_length=253)] | None = Field(
-        default=None,
-        validation_alias=AliasChoices("service_account", "serviceAccount"),
-        description="ServiceAccount of this publisher (default: the shared publisher one)",
-    )
+def secrets_manager_sources(streams: list[StreamDefinition]) -> list[str]:
+    """The Secrets Manager ARNs the streams' sources name (their publishers read them with their identity)."""
+    return sorted({s.source for s in streams if source_kind(s.source) == "secrets_manager"})
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_url(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "source" in data:
-            name = data.get("name") or data.get("id") or "<name>"
-            # The message never repeats the value: it may hold credentials.
-            raise ValueError(
-                f"stream {name}: 'source' is not accepted; camera URLs never go into configuration, templates "
-                f"or charts. Put the URL in the Kubernetes Secret {STREAM_SECRET_PREFIX}{name} "
-                f"(key {STREAM_SECRET_KEY!r}): kubectl create secret generic {STREAM_SECRET_PREFIX}{name} "
-                f"--from-file={STREAM_SECRET_KEY}=<file>, or in AWS Secrets Manager and give its ARN "
-                "(sourceSecretArn / source_secret_arn); set 'port' if it is not 554. See docs/DEPLOY.md"
-            )
-        return data
 
-    @field_validator("source_secret_arn")
-    @classmethod
-    def _secret_arn(cls, value: str | None) -> str | None:
-        return check_secret_arn(value) if value else None
-
-    @property
-    def secret(self) -> str:
-        """The Kubernetes Secret the publisher's PUBLISHER_SOURCE comes from (unused with source_secret_arn)."""
-        return self.secret_name or f"{STREAM_SECRET_PREFIX}{self.name}"
+def camera_secret_keys(streams: list[StreamDefinition]) -> list[str]:
+    """The keys of the camera Secret the streams' sources name (`secret:<key>`)."""
+    return sorted({s.source.removeprefix(SECRET_PREFIX) for s in streams if source_kind(s.source) == "secret"})

@@ -29,8 +29,9 @@ from vidpipe.topics import TopicSettings
 
 from . import figures as committed
 from . import sizing
+from .facts import Topics
 from .figures import Figures, FiguresError, Prices
-from .wiring import Resources, WorkloadResources
+from .wiring import Resources, Scaling, WorkloadResources
 
 # Replicas are planned to run at this share of the figures' capacity: KEDA adds one when lag builds, and a
 # plan at 100% would have none to add.
@@ -104,6 +105,7 @@ class Plan:
     estimate: str | None
     pod: dict[str, Any]  # the inference pod: resources, instances, frames/s
     inference_pods: int
+    publishers: int
     consumers: int
     analytics: int
     partitions: int
@@ -234,13 +236,21 @@ def plan(
     analytics = max(1, math.ceil(total * pool.analytics_cpu_ms_per_frame.value / 1000 / analytics_cpus / HEADROOM))
     partitions = max(DEFAULT_PARTITIONS, consumers, analytics)
 
+    # One publisher Deployment carries every camera: the charts' scaling rule keeps one pod per
+    # publisher_streams_per_pod cameras, at least its minimum, at most one per registry partition.
+    scaling = Scaling()
+    publishers = min(
+        Topics().streams_partitions,
+        max(scaling.publisher_min_replicas, math.ceil(cameras / scaling.publisher_streams_per_pod)),
+    )
     # Each pod counts what it requests, or what it is expected to use where that is more.
-    publisher_use = pool.publisher_decode_cpu_m.value + fps * pool.publisher_cpu_ms_per_frame.value
+    camera_use = pool.publisher_decode_cpu_m.value + fps * pool.publisher_cpu_ms_per_frame.value
+    publisher_use = math.ceil(cameras / publishers) * camera_use
     consumer_use = total / consumers * pool.consumer_cpu_ms_per_frame.value
     analytics_use = total / analytics * pool.analytics_cpu_ms_per_frame.value
     cluster_pods = int(pool.cluster_pods.value)
     general_pods = [
-        (cameras, *_pod(requests.publisher, publisher_use)),
+        (publishers, *_pod(requests.publisher, publisher_use)),
         (consumers, *_pod(requests.consumer, consumer_use)),
         (analytics, *_pod(requests.analytics, analytics_use)),
         (
@@ -350,6 +360,7 @@ def plan(
             "pipeline_fps": pod.pipeline_fps,
         },
         inference_pods=inference_pods,
+        publishers=publishers,
         consumers=consumers,
         analytics=analytics,
         partitions=partitions,
@@ -406,7 +417,7 @@ def table(result: Plan) -> str:
         f"{pod['threads_per_instance']} thread: "
         f"{pod['inference_fps']:g} frames/s ({pod['fps_per_vcpu']:g} per vCPU)",
         f"inference: {result.inference_pods} pods on {result.inference.nodes} x {result.node_type}",
-        f"general pool: {result.general.nodes} x {result.general.node_type} for {result.cameras} publishers, "
+        f"general pool: {result.general.nodes} x {result.general.node_type} for {result.publishers} publishers, "
         f"{result.consumers} consumers, {result.analytics} analytics and the cluster's own pods "
         f"({result.general.cpu_requested_m / 1000:g} CPUs, {result.general.memory_requested_mi / 1024:.1f} GiB requested)",
         f"Kafka: {result.kafka.brokers} x {result.kafka.broker_type}, {result.kafka.volume_gib} GiB each; "
@@ -494,7 +505,7 @@ def update_readme(path: Path = README) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="What a fleet of cameras needs, and what it costs a month.")
-    parser.add_argument("--cameras", type=int, help="number of cameras (one publisher pod each)")
+    parser.add_argument("--cameras", type=int, help="number of cameras")
     parser.add_argument("--fps", type=float, default=5.0, help="frames/s kept per camera (default 5)")
     parser.add_argument("--node", default=sizing.DEFAULT_NODE_TYPE, help="inference node type (default %(default)s)")
     parser.add_argument("--general-node", default="auto", help="general pool node type (default: the cheapest fit)")

@@ -23,8 +23,8 @@ from .facts import (
     output_key,
 )
 
-TopicRole = Literal["frames", "results", "dead_letter", "events"]
-GroupRole = Literal["consumer_group", "analytics_group"]
+TopicRole = Literal["frames", "results", "dead_letter", "events", "streams", "streams_status"]
+GroupRole = Literal["consumer_group", "analytics_group", "publisher_group"]
 
 
 class KafkaGrant(FrozenModel):
@@ -48,7 +48,7 @@ class ObjectGrant(FrozenModel):
 
 Grant = KafkaGrant | ObjectGrant
 
-ALL_TOPICS: tuple[TopicRole, ...] = ("frames", "results", "dead_letter", "events")
+ALL_TOPICS: tuple[TopicRole, ...] = ("frames", "results", "dead_letter", "events", "streams", "streams_status")
 
 
 def reads(sid: str, *topics: TopicRole) -> KafkaGrant:
@@ -74,12 +74,25 @@ CONNECT = KafkaGrant(
     sid="Connect", actions=("kafka-cluster:Connect", "kafka-cluster:WriteDataIdempotently"), on="cluster"
 )
 # Publisher and consumer create missing topics at start-up (TOPICS_CREATE=true): never broker auto-create.
-# vidpipe.topics creates every contract topic, events included, and stops on a refused one, so the grant
-# names all four. The analytics service never creates topics (TOPICS_CREATE=false in its pod).
+# vidpipe.topics creates every contract topic, events and the stream registry and status topics included, and
+# stops on a refused one, so the grant names all six. The analytics service never creates topics
+# (TOPICS_CREATE=false in its pod).
 CREATE_TOPICS = KafkaGrant(
     sid="CreateOwnTopics", actions=("kafka-cluster:CreateTopic",), on="topics", topics=ALL_TOPICS
 )
 KAFKA_WHY = "MSK cluster UUID unknown at synth: pinned to this cluster name and exact topic/group names"
+
+
+class JobUnit(FrozenModel):
+    """A run-once Kubernetes Job a service's room renders (the analytics service's registry seed), with its own
+    ServiceAccount: the CDK app gives it a Pod Identity with exactly these grants, plus reading the API token's
+    secret when it sends the token."""
+
+    name: str  # its ServiceAccount, and the prefix of its Job's name
+    component: str  # app.kubernetes.io/component
+    grants: tuple[Grant, ...] = ()
+    sends_api_token: bool = False
+    nag_reason: str = ""  # why its wildcard resources are acceptable, if its grants have any
 
 
 class ServiceUnit(FrozenModel):
@@ -106,6 +119,8 @@ class ServiceUnit(FrozenModel):
     service_name: str | None = None
     # The size its image is held to (MB, on the local base; tests/images checks it).
     image_budget_mb: int = 400
+    # Run-once Jobs its room renders in the charts' jobs chart (each with an identity of its own).
+    jobs: tuple[JobUnit, ...] = ()
 
     @property
     def api_service(self) -> str:
@@ -125,10 +140,6 @@ class ServiceUnit(FrozenModel):
     def image_id(self) -> str:
         """Construct id of its image asset."""
         return output_key(self.role, "")
-
-    def stream_identity(self, stream: str) -> str:
-        """The ServiceAccount of a publisher that reads its source URL from Secrets Manager."""
-        return f"{self.name}-{stream}"
 
 
 def identity_outputs(name: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ One `PlatformWiring` feeds the same chart code on two paths:
 - Standalone path: `PlatformWiring.from_outputs_file(path)` reads what `cdk deploy --outputs-file`
   wrote ({"StackName": {"OutputKey": "value"}}) and `cdk8s synth` writes plain manifests.
 
-Settings that are not stack outputs (streams, RTSP test source, scaling knobs) come from
+Settings that are not stack outputs (the registry seed, RTSP test source, scaling knobs) come from
 cdk8s_app/settings.yaml on the standalone path (`load_settings`) and from the CDK app's own
 configuration on the CDK path.
 
@@ -25,31 +25,32 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-from vidpipe.analytics_config import AnalyticsConfig, parse_analytics
 from vidpipe.kafka import normalize_bootstrap
+from vidpipe.stream_registry import StreamDefinition
 from vidpipe_deploy import sizing
 from vidpipe_deploy.facts import (  # noqa: F401  (re-exported: the wiring's public names)
+    CAMERA_SECRET,
+    CAMERA_SOURCES_DIR,
     IAM_ROLE_ARN,
     IMAGE,
     K8S_NAME,
+    K8S_SECRET_NAME,
     MSK_IAM_PORT,
     NODE_POOL_LABEL,
     NODE_POOLS,
-    PUBLISHER_PREFIX,
-    STREAM_SECRET_KEY,
-    STREAM_SECRET_PREFIX,
     TEST_SOURCE_STREAM,
     TOKEN,
     DeadLetters,
     FrozenModel,
     OutputKeys,
-    StreamSpec,
     Topics,
     check,
     check_ipv4_cidr,
     check_region,
     check_secret_arn,
     is_token,
+    parse_seed,
+    secrets_manager_sources,
 )
 from vidpipe_deploy.figures import FiguresError
 from vidpipe_deploy.units import KEDA, Services, identity_outputs
@@ -136,6 +137,7 @@ class RtspTestSource(FrozenModel):
     path: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")] = "test"
     fps: int = Field(default=15, ge=1, le=60)
     stream_name: Annotated[str, Field(pattern=K8S_NAME)] = Field(default=TEST_SOURCE_STREAM, alias="streamName")
+    target_fps: float = Field(default=5.0, gt=0.0, le=60.0, alias="targetFps", description="its seeded stream's")
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +188,15 @@ class Scaling(FrozenModel):
     # Not autoscaled: each replica is a member of the analytics group, so the partition count bounds its
     # parallelism, and every rebalance resets the moved streams' trackers.
     analytics_replicas: int = Field(default=1, ge=1, description="at most the partition count")
+    # One publisher Deployment carries every camera: KEDA keeps ceil(enabled streams / streams_per_pod) pods,
+    # read from the analytics service's /streams/count. Measured (docs/STREAMS.md, "Capacity"): 0.026 CPU-s/s
+    # per 640x272 stream and 0.070 per 720p stream at 5 frames/s; 8 streams per process with every frame
+    # delivered on 2 vCPUs. 25 small streams are about 0.65 CPU, 25 720p streams about 1.75 (resources.publisher).
+    publisher_streams_per_pod: int = Field(default=25, ge=1, le=1000, description="the ScaledObject's targetValue")
+    publisher_min_replicas: int = Field(default=2, ge=1, description="one pod lost never stops every camera")
+    publisher_max_replicas: int | None = Field(
+        default=None, ge=1, description="default: the registry's partitions (pods beyond them carry nothing)"
+    )
     polling_interval_s: int = Field(default=15, ge=5, le=300)
     scale_down_stabilization_s: int = Field(default=300, ge=0, le=3600)
 
@@ -199,7 +210,10 @@ class Scaling(FrozenModel):
 
 
 class WorkloadResources(FrozenModel):
-    publisher: Resources = Resources(cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi")
+    # A publisher pod carries up to scaling.publisher_streams_per_pod streams (25: about 0.65 CPU at 640x272, 1.75 at
+    # 720p, 5 frames/s each): the request covers small streams, the limit 720p ones. Memory: a decoder and a few
+    # frames in flight per stream.
+    publisher: Resources = Resources(cpu_request="750m", cpu_limit="2", memory_request="512Mi", memory_limit="2Gi")
     consumer: Resources = Resources(
         cpu_request="500m", cpu_limit=str(sizing.CONSUMER_CPU_LIMIT), memory_request="512Mi", memory_limit="1Gi"
     )
@@ -243,6 +257,9 @@ class PlatformWiring(FrozenModel):
     archive_uri: str
     model_uri: str
     images: Images
+    # Where `images` are CDK tokens (unknown until deploy): a literal per image that changes whenever the image
+    # does (the CDK app's asset hashes), for what is named after a hash of its pod (the registry seed's Job).
+    image_revisions: dict[str, str] = Field(default_factory=dict)
     services: Services = Field(
         default_factory=registered_services,
         exclude=True,  # units are code (their rooms), not settings: never dumped, never read from a file
@@ -250,10 +267,20 @@ class PlatformWiring(FrozenModel):
     )
     service_accounts: ServiceAccounts = Field(default_factory=dict)
     keda: KedaAuth = KedaAuth()
-    streams: list[StreamSpec] = Field(default_factory=list)
-    # Lines and zones per stream name (vidpipe.analytics_config): the analytics service's streams file.
-    analytics: dict[str, Any] = Field(default_factory=dict)
+    # The registry seed: stream definitions in the registry's format (id, source by reference: secret:<key> of
+    # the camera Secret, a Secrets Manager ARN or a URL without credentials; target_fps, lines, zones...),
+    # validated by the registry's own code. The seed Job applies them without pruning (streams added at runtime
+    # stay).
+    streams: list[StreamDefinition] = Field(default_factory=list)
     rtsp_test_source: RtspTestSource = RtspTestSource()
+    # The publishers' egress to cameras: these TCP ports at any address outside the cluster (RTSP over TCP).
+    camera_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=lambda: [554, 8554], min_length=1)
+    # Secrets Manager secrets holding camera URLs besides those the seed names (a stream added at runtime with an
+    # ARN source): the publishers' identity may read these (the CDK app grants it), and HTTPS to the VPC's
+    # endpoints is opened for them.
+    camera_secret_arns: list[str] = Field(default_factory=list)
+    # The KEDA operator's namespace: it polls the analytics service's ops port for the publishers' scaling rule.
+    keda_namespace: Annotated[str, Field(pattern=K8S_NAME)] = KEDA.namespace
     # The inference pool's EC2 instance type: the inference pod and the KEDA thresholds are sized from the
     # committed figures of its CPU class (sizing.py) unless `scaling` and `resources` set them.
     inference_node_type: str = Field(default=sizing.DEFAULT_NODE_TYPE, description="e.g. c7i.xlarge")
@@ -276,6 +303,11 @@ class PlatformWiring(FrozenModel):
     # The API token (one Secrets Manager secret): inference and analytics require it as a bearer token, the
     # consumer sends it. None: no authentication (the services warn at start-up).
     api_token_secret_arn: str | None = Field(default=None, description="Secrets Manager ARN of the API token")
+    # Without Secrets Manager: a Kubernetes Secret you create (key `token`), mounted as a file into the services
+    # that check or send the token and into the registry seed Job (<stem>_FILE, --token-file).
+    api_token_secret_name: Annotated[str, Field(pattern=K8S_SECRET_NAME, max_length=253)] | None = Field(
+        default=None, description="Kubernetes Secret holding the API token (key token), when there is no ARN"
+    )
     # INFERENCE_MODEL_SHA256: the inference pods refuse a model file with another digest. The CDK app pins the
     # file it uploaded; None: no pin.
     model_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
@@ -311,6 +343,29 @@ class PlatformWiring(FrozenModel):
         resources.setdefault("inference_threads", pod.threads_per_instance)
         data["scaling"], data["resources"] = scaling, resources
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lines_and_zones_live_in_the_streams(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("analytics"):
+            raise ValueError(
+                "analytics: lines and zones are part of each stream's definition now: move analytics.<id>.lines "
+                "and .zones into the entry of `streams` with that id"
+            )
+        if isinstance(data, dict) and "analytics" in data:
+            data = {k: v for k, v in data.items() if k != "analytics"}
+        return data
+
+    @field_validator("streams", mode="before")
+    @classmethod
+    def _seed(cls, value: Any) -> list[StreamDefinition]:
+        # The registry's own validation; a refusal names the key (streams[lobby].zones[0].polygon).
+        return parse_seed(value)
+
+    @field_validator("camera_secret_arns")
+    @classmethod
+    def _camera_secret_arns(cls, value: list[str]) -> list[str]:
+        return [check_secret_arn(arn) for arn in value]
 
     @model_validator(mode="before")
     @classmethod
@@ -385,9 +440,6 @@ class PlatformWiring(FrozenModel):
         unknown = sorted(set(self.service_accounts) - set(roles))
         if unknown:
             raise ValueError(f"service_accounts: no deployed service has the role(s) {unknown} (roles: {roles})")
-        names = [s.name for s in self.all_streams]
-        if len(names) != len(set(names)):
-            raise ValueError(f"stream names must be unique, got {names}")
         if self.kafka_auth == "msk-iam" and not self.kafka_tls:
             raise ValueError("kafka_auth msk-iam always uses TLS: kafka_tls must be true")
         if self.consumer_max_replicas > self.topic_partitions:
@@ -404,8 +456,13 @@ class PlatformWiring(FrozenModel):
                 f"scaling.analytics_replicas ({self.scaling.analytics_replicas}) exceeds topic_partitions"
                 f" ({self.topic_partitions}): members of the analytics group beyond the partition count sit idle"
             )
-        # A bad line or zone stops synth here, its key named (e.g. analytics.lobby.zones[0].polygon).
-        parse_analytics(self.analytics, known_streams=names)
+        if self.publisher_max_replicas > self.topics.streams_partitions:
+            raise ValueError(
+                f"scaling.publisher_max_replicas ({self.publisher_max_replicas}) exceeds the registry's partitions"
+                f" ({self.topics.streams_partitions}): publishers beyond them carry no stream"
+            )
+        if self.publisher_max_replicas < self.scaling.publisher_min_replicas:
+            raise ValueError("scaling.publisher_max_replicas is below scaling.publisher_min_replicas")
         return self
 
     # ---- derived values -------------------------------------------------------------------
@@ -430,6 +487,10 @@ class PlatformWiring(FrozenModel):
     def image(self, role: str) -> str:
         return self.images[role]
 
+    def image_revision(self, role: str) -> str:
+        """A literal that changes whenever the role's image does: its revision, else its reference."""
+        return self.image_revisions.get(role) or self.images[role]
+
     @property
     def consumer_max_replicas(self) -> int:
         return self.scaling.consumer_max_replicas or self.topic_partitions
@@ -437,6 +498,10 @@ class PlatformWiring(FrozenModel):
     @property
     def inference_max_replicas(self) -> int:
         return self.scaling.inference_max_replicas or self.topic_partitions
+
+    @property
+    def publisher_max_replicas(self) -> int:
+        return self.scaling.publisher_max_replicas or self.topics.streams_partitions
 
     @property
     def kafka_ports(self) -> list[int]:
@@ -454,36 +519,26 @@ class PlatformWiring(FrozenModel):
         return f"rtsp://{self.test_source_service}.{self.namespace}.svc:8554/{self.rtsp_test_source.path}"
 
     @property
-    def all_streams(self) -> list[StreamSpec]:
-        """Configured streams plus the in-cluster test source when it is enabled."""
+    def seed(self) -> list[StreamDefinition]:
+        """The registry seed the charts apply: the configured streams, plus the in-cluster test source's stream
+        when it is on (its fixed URL is in-cluster and credential-free) and no configured stream has its id."""
         streams = list(self.streams)
-        if self.has_test_stream:
-            test = self.rtsp_test_source
-            streams.append(StreamSpec(name=test.stream_name, target_fps=0, port=8554))
+        test = self.rtsp_test_source
+        if test.enabled and not any(s.id == test.stream_name for s in streams):
+            streams.append(
+                StreamDefinition(id=test.stream_name, source=self.test_source_url, target_fps=test.target_fps)
+            )
         return streams
 
     @property
-    def analytics_config(self) -> AnalyticsConfig:
-        """The validated analytics section; its streams must be among all_streams (the test source included)."""
-        return parse_analytics(self.analytics, known_streams=[s.name for s in self.all_streams])
+    def camera_secrets_manager_arns(self) -> list[str]:
+        """The Secrets Manager secrets the publishers may read: those the seed names, and camera_secret_arns."""
+        return sorted({*secrets_manager_sources(self.streams), *self.camera_secret_arns})
 
     @property
-    def analytics_streams_file(self) -> dict[str, Any]:
-        """The streams file the analytics service reads: every stream's name and the analytics section."""
-        return {
-            "streams": [{"name": s.name} for s in self.all_streams],
-            "analytics": {name: entry.model_dump(mode="json") for name, entry in self.analytics_config.streams.items()},
-        }
-
-    @property
-    def has_test_stream(self) -> bool:
-        test = self.rtsp_test_source
-        return test.enabled and not any(s.name == test.stream_name for s in self.streams)
-
-    def is_test_stream(self, stream: StreamSpec) -> bool:
-        """The generated stream of the in-cluster test source: its URL is fixed, in-cluster and credential-free,
-        so it is the one source the charts spell out."""
-        return self.has_test_stream and stream.name == self.rtsp_test_source.stream_name
+    def api_token_file_secret(self) -> str | None:
+        """The Kubernetes Secret the API token is read from as a file: only without a Secrets Manager ARN."""
+        return None if self.api_token_secret_arn else self.api_token_secret_name
 
     # ---- construction from `cdk deploy --outputs-file` -------------------------------------
 
@@ -529,6 +584,8 @@ class PlatformWiring(FrozenModel):
         )
         if outputs.get(OutputKeys.NAMESPACE):
             fields["namespace"] = outputs[OutputKeys.NAMESPACE]
+        if outputs.get(KEDA.NAMESPACE_OUTPUT):
+            fields.setdefault("keda_namespace", outputs[KEDA.NAMESPACE_OUTPUT])
         # Optional outputs (older deployments lack them); a value in the settings file wins.
         optional = (
             (OutputKeys.VPC_CIDR, "vpc_cidr"),
@@ -593,5 +650,7 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "wiring"
-        lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        message = error["msg"].removeprefix("Value error, ")
+        # The seed's problems name their own keys (streams[lobby].zones[0].polygon).
+        lines.append(message if message.startswith(f"{where}[") else f"{where}: {message}")
     return "\n  ".join(lines)

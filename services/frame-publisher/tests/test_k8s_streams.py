@@ -1,4 +1,5 @@
-"""Streams are configuration: one publisher Deployment per stream; the test source adds one live stream."""
+"""Cameras at runtime: one publisher Deployment in registry mode whatever the number of cameras, the camera
+Secret mounted as files, egress to the cameras' ports; the settings' streams are the registry seed."""
 
 from __future__ import annotations
 
@@ -7,114 +8,112 @@ import re
 
 import pytest
 
-from tests.k8s.k8s_helpers import ROOT, containers, synthesize
-from vidpipe_deploy.wiring import StreamSpec
+from tests.k8s.k8s_helpers import ROOT, SAMPLE_OUTPUTS, containers, env_of, synthesize
+from vidpipe_deploy.wiring import PlatformWiring, WiringError
 
 pytestmark = pytest.mark.infra
 
+NAME = "frame-publisher"
 
-def publishers(manifests) -> dict[str, dict]:
-    return {
-        d["metadata"]["name"]: d
+
+def publishers(manifests) -> list[dict]:
+    return [
+        d
         for d in manifests.kind("Deployment")
-        if d["metadata"]["labels"]["app.kubernetes.io/name"] == "frame-publisher"
-    }
+        if d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == NAME
+    ]
 
 
-def publisher_env(deployment: dict) -> dict[str, dict]:
-    (container,) = containers(deployment)
-    return {e["name"]: e for e in container.get("env", [])}
+def with_streams(wiring: PlatformWiring, count: int) -> PlatformWiring:
+    streams = [{"id": f"cam-{i:03d}", "source": f"secret:cam-{i:03d}"} for i in range(count)]
+    return wiring.model_validate({**wiring.model_dump(), "streams": streams})
 
 
-def test_one_publisher_per_configured_stream(manifests, wiring, settings):
-    configured = [s["name"] for s in settings["streams"]]
-    assert configured, "the committed settings configure streams"
-    expected = {f"publisher-{name}" for name in [*configured, wiring.rtsp_test_source.stream_name]}
-    assert set(publishers(manifests)) == expected
-    for stream in wiring.all_streams:
-        deployment = manifests.get("Deployment", f"publisher-{stream.name}")
-        assert deployment["spec"]["replicas"] == 1, "two publishers of one stream would duplicate frames"
-        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-        config = manifests.config_map(f"publisher-{stream.name}")
-        assert "PUBLISHER_SOURCE" not in config, "a camera URL never sits in a ConfigMap"
-        assert config["PUBLISHER_STREAM_ID"] == stream.name
-        assert float(config["PUBLISHER_TARGET_FPS"]) == stream.target_fps
+@pytest.mark.parametrize("count", [0, 1, 250])
+def test_one_publisher_deployment_whatever_the_number_of_cameras(wiring, count):
+    manifests = synthesize(with_streams(wiring, count))
+    (deployment,) = publishers(manifests)
+    assert deployment["metadata"]["name"] == NAME
+    assert "replicas" not in deployment["spec"], "KEDA's HPA owns the count"
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate", "a group member joins before the old one leaves"
+    assert not [c for c in manifests.kind("ConfigMap") if c["metadata"]["name"].startswith("publisher-")], (
+        "no per-camera ConfigMap"
+    )
+    assert len([p for p in manifests.kind("NetworkPolicy") if "publisher" in p["metadata"]["name"]]) == 2, (
+        "its own policy and its scrape policy, whatever the cameras"
+    )
 
 
-def source_file(manifests, deployment: dict) -> tuple[dict, str]:
-    """The Secret volume the camera URL comes from, and the file PUBLISHER_SOURCE_FILE names."""
+def test_publishers_run_in_registry_mode_in_their_group(manifests, wiring, monkeypatch):
+    from frame_publisher.settings import Mode, PublisherSettings
+    from vidpipe.topics import TopicSettings
+
+    deployment = manifests.get("Deployment", NAME)
+    env = env_of(manifests, deployment)
+    assert env["PUBLISHER_MODE"] == "registry"
+    assert env["PUBLISHER_GROUP_ID"] == wiring.topics.publisher_group == "vidpipe-publishers"
+    assert env["PUBLISHER_SOURCES_DIR"] == "/var/run/vidpipe/sources"
+    assert env["TOPICS_STREAMS"] == "video.streams.v1" and env["TOPICS_STREAMS_STATUS"] == "video.streams.status.v1"
+    assert env["TOPICS_STREAMS_PARTITIONS"] == "24"
+    assert not {
+        "PUBLISHER_SOURCE",
+        "PUBLISHER_SOURCE_FILE",
+        "PUBLISHER_SOURCE_SECRET_ARN",
+        "PUBLISHER_STREAM_ID",
+    } & set(env), "the registry defines the streams"
+    for key in list(__import__("os").environ):
+        if key.split("_")[0] in {"KAFKA", "TOPICS", "PUBLISHER"}:
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = PublisherSettings()
+    assert settings.mode == Mode.REGISTRY and settings.group_id == "vidpipe-publishers"
+    assert TopicSettings().streams == "video.streams.v1"
+    # A stopping pod flushes its streams' frames and leaves the group before the kubelet kills it.
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= settings.flush_timeout_s + 5, (grace, settings.flush_timeout_s)
+    # One pod lost never stops every camera: a disruption budget, pods spread across zones.
+    assert manifests.get("PodDisruptionBudget", NAME)["spec"]["maxUnavailable"] == 1
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert "topology.kubernetes.io/zone" in {c["topologyKey"] for c in spread}
+
+
+def test_the_camera_secret_is_mounted_read_only_as_files_and_optional(manifests):
+    """`secret:<key>` is the file /var/run/vidpipe/sources/<key>: every key of vidpipe-camera-sources, 0440 for
+    the pod's group, updated in place by the kubelet (no items, no subPath), optional so the pods start before
+    the Secret exists. Never a variable (checkov CKV_K8S_35)."""
+    deployment = manifests.get("Deployment", NAME)
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    path = manifests.config_map(deployment["metadata"]["name"])["PUBLISHER_SOURCE_FILE"]
-    (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
-    assert mount["readOnly"] is True
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/var/run/vidpipe/sources"]
+    assert mount["readOnly"] is True and "subPath" not in mount
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    (item,) = volume["secret"]["items"]
-    assert path == f"{mount['mountPath']}/{item['path']}"
-    return volume["secret"], item["key"]
+    assert volume["secret"] == {"secretName": "vidpipe-camera-sources", "defaultMode": 0o440, "optional": True}
+    assert pod["securityContext"]["fsGroup"] == 10001
+    assert not manifests.kind("Secret"), "the charts never create the Secret: the user does, with the URLs"
+    for workload in [*manifests.kind("Deployment"), *manifests.kind("Job")]:
+        for c in workload["spec"]["template"]["spec"]["containers"]:
+            assert not any("valueFrom" in e for e in c.get("env", [])), "no secret as a variable"
 
 
-def test_publishers_read_the_camera_url_from_their_secret_as_a_file(manifests, wiring):
-    """A mounted file, not a variable (checkov CKV_K8S_35): the URL is in no process environment, no
-    `kubectl describe`, no crash dump of the environment."""
-    for stream in wiring.streams:
-        deployment = manifests.get("Deployment", f"publisher-{stream.name}")
-        assert "PUBLISHER_SOURCE" not in publisher_env(deployment)
-        secret, key = source_file(manifests, deployment)
-        assert (secret["secretName"], key) == (f"vidpipe-stream-{stream.name}", "source")
-        # Required (a missing Secret stops the pod visibly); read-only for owner root and the pod's group.
-        assert secret["optional"] is False and secret["defaultMode"] == 0o440
-        assert deployment["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 10001
-    assert not manifests.kind("Secret"), "the charts never create the Secret: the user does, with the URL"
-    for deployment in manifests.kind("Deployment"):
-        for container in deployment["spec"]["template"]["spec"]["containers"]:
-            assert not any("valueFrom" in e for e in container.get("env", [])), "no secret as a variable"
-
-
-def test_secret_name_and_key_are_configurable_and_secrets_manager_is_an_alternative(wiring):
-    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vidpipe/gate-AbC123"
-    streams = [
-        {"name": "gate", "secretName": "cameras.gate", "secretKey": "url", "port": 8554},
-        {"name": "yard", "sourceSecretArn": arn, "port": 322},
-    ]
-    # Other streams: the committed analytics section (for lobby) goes with the committed ones.
-    update = {"streams": [StreamSpec.model_validate(s) for s in streams], "analytics": {}}
-    manifests = synthesize(wiring.model_copy(update=update))
-    secret, key = source_file(manifests, manifests.get("Deployment", "publisher-gate"))
-    assert (secret["secretName"], key) == ("cameras.gate", "url")
-    yard = manifests.get("Deployment", "publisher-yard")
-    assert "PUBLISHER_SOURCE" not in publisher_env(yard), "the publisher reads Secrets Manager itself"
-    assert manifests.config_map("publisher-yard")["PUBLISHER_SOURCE_SECRET_ARN"] == arn
-    assert "PUBLISHER_SOURCE_FILE" not in manifests.config_map("publisher-yard")
-    assert not [v for v in yard["spec"]["template"]["spec"]["volumes"] if "secret" in v]
-    yard_ports = {
-        p["port"]
-        for rule in manifests.get("NetworkPolicy", "publisher-yard")["spec"]["egress"]
-        for p in rule.get("ports", [])
-    }
-    assert {322, 443} <= yard_ports, "the camera's port, and HTTPS for Secrets Manager"
-    gate_ports = {
-        p["port"]
-        for rule in manifests.get("NetworkPolicy", "publisher-gate")["spec"]["egress"]
-        for p in rule.get("ports", [])
-    }
-    assert 8554 in gate_ports and 443 not in gate_ports
+def test_the_resources_hold_the_streams_per_pod(manifests, wiring):
+    (container,) = containers(manifests.get("Deployment", NAME))
+    limits = container["resources"]["limits"]
+    # 25 720p streams at 5 frames/s: 25 x 0.070 CPU-s/s measured (docs/STREAMS.md).
+    assert float(limits["cpu"]) >= wiring.scaling.publisher_streams_per_pod * 0.070
 
 
 URL = re.compile(r"(rtsps?|rtmp|https?|udp|tcp)://", re.IGNORECASE)
 
 
 def test_no_camera_url_in_any_manifest(settings):
-    """Default settings: no URL-shaped source anywhere (with or without credentials); with the test source on,
-    the only rtsp:// text is its fixed in-cluster URL, credential-free and in no ConfigMap."""
-    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS
-    from vidpipe_deploy.wiring import PlatformWiring
-
+    """Default settings: no URL-shaped source anywhere; with the test source on, the only rtsp:// text is its
+    fixed in-cluster URL (in the seed and the test source's own loop), credential-free."""
     default = synthesize(PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings))
     assert not re.search(r"rtsps?://|rtmp://|udp://|tcp://", json.dumps(default.objects))
     with_test = PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings, rtsp_test_source={"enabled": True})
     manifests = synthesize(with_test)
-    found = set(re.findall(r"rtsps?://[^\s\"']*", json.dumps(manifests.objects)))
+    found = set(re.findall(r"rtsps?://[^\s\"'\\\\]*", json.dumps(manifests.objects)))
     assert found == {with_test.test_source_url, f"rtsp://127.0.0.1:8554/{with_test.rtsp_test_source.path}"}
     assert all("@" not in url and "?" not in url for url in found)
     for config in manifests.kind("ConfigMap"):
@@ -135,70 +134,52 @@ def test_the_standalone_synth_writes_no_camera_url(tmp_path):
     files = sorted(tmp_path.glob("*.k8s.yaml"))
     assert files
     for path in files:
-        text = path.read_text()
-        assert not re.search(r"rtsps?://|rtmp://|udp://|tcp://", text), path
+        assert not re.search(r"rtsps?://|rtmp://|udp://|tcp://", path.read_text()), path
     workloads = next(p for p in files if "workloads" in p.name).read_text()
     assert "secretKeyRef:" not in workloads
-    assert workloads.count("secretName: vidpipe-stream-") == 2 and "secretName: vidpipe-stream-lobby" in workloads
+    assert workloads.count("secretName: vidpipe-camera-sources") == 1
 
 
 @pytest.mark.parametrize(
     "entry",
     [
-        {"name": "cam", "source": "rtsp://admin:s3cret@cam/live"},
-        {"id": "cam", "source": "rtsp://cam.example.internal/live"},
+        {"id": "cam", "source": "rtsp://admin:s3cret@cam/live"},
+        {"id": "cam", "source": "rtsp://cam.example.internal/live?token=s3cret"},
     ],
 )
-def test_a_source_url_in_the_settings_is_refused_without_repeating_it(entry):
-    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS
-    from vidpipe_deploy.wiring import PlatformWiring, WiringError
-
+def test_a_source_with_credentials_in_the_settings_is_refused_without_repeating_it(entry):
     with pytest.raises(WiringError) as caught:
         PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, {"streams": [entry]})
     message = str(caught.value)
-    assert "vidpipe-stream-cam" in message and "rtsp://" not in message and "s3cret" not in message
+    assert "streams[cam].source" in message and "secret:<key>" in message
+    assert "rtsp://" not in message and "s3cret" not in message and "admin" not in message
 
 
-def test_adding_a_camera_is_a_config_change(wiring):
-    extra = {"id": "gate", "targetFps": 2, "port": 322}
-    bigger = wiring.model_validate({**wiring.model_dump(), "streams": [*wiring.model_dump()["streams"], extra]})
-    manifests = synthesize(bigger)
-    assert "publisher-gate" in publishers(manifests)
-    assert manifests.config_map("publisher-gate")["OPENCV_FFMPEG_CAPTURE_OPTIONS"] == "rtsp_transport;tcp"
-    assert manifests.get("NetworkPolicy", "publisher-gate")
+def test_the_cameras_ports_are_a_setting(wiring):
+    ports = {
+        p["port"]
+        for rule in synthesize(wiring.model_validate({**wiring.model_dump(), "camera_ports": [322, 554]})).get(
+            "NetworkPolicy", NAME
+        )["spec"]["egress"]
+        for p in rule.get("ports", [])
+    }
+    assert {322, 554} <= ports and 8554 in ports, "322 and 554 anywhere; 8554 to the test source's pods"
+    with pytest.raises(ValueError):
+        wiring.model_validate({**wiring.model_dump(), "camera_ports": [0]})
 
 
-def test_test_source_serves_rtsp_to_the_generated_stream(manifests, wiring):
+def test_test_source_serves_rtsp_to_the_seeded_stream(manifests, wiring):
     source = manifests.get("Deployment", "rtsp-test-source")
     server, loop = containers(source)
     assert server["ports"] == [{"containerPort": 8554, "name": "rtsp", "protocol": "TCP"}]
     assert loop["command"] == ["ffmpeg"] and loop["args"][-1] == f"rtsp://127.0.0.1:8554/{wiring.rtsp_test_source.path}"
     service = manifests.get("Service", "rtsp-test-source")
     assert service["spec"]["ports"][0]["port"] == 8554
-    env = publisher_env(manifests.get("Deployment", "publisher-test-source"))
-    assert env["PUBLISHER_SOURCE"]["value"] == wiring.test_source_url, "fixed, in-cluster, no credentials"
+    (test,) = [s for s in wiring.seed if s.id == "test-source"]
+    assert test.source == wiring.test_source_url == "rtsp://rtsp-test-source.vidpipe.svc:8554/test"
 
 
 def test_test_source_is_off_by_default(settings):
-    from tests.k8s.k8s_helpers import SAMPLE_OUTPUTS
-    from vidpipe_deploy.wiring import PlatformWiring
-
     default = PlatformWiring.from_outputs_file(SAMPLE_OUTPUTS, settings)
     assert not default.rtsp_test_source.enabled
-    assert all(s.name != "test-source" for s in default.all_streams)
-
-
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {"port": 0},
-        {"secretName": "Not_A_Name"},
-        {"secretKey": "a b"},
-        {"sourceSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:nosuffix"},
-    ],
-)
-def test_stream_settings_are_checked(fields):
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError):
-        StreamSpec.model_validate({"name": "cam", **fields})
+    assert [s.id for s in default.seed] == ["lobby", "loading-dock"]

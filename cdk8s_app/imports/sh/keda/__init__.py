@@ -942,7 +942,11 @@ class ScaledObjectSpecAdvancedScalingModifiers:
 @jsii.data_type(
     jsii_type="shkeda.ScaledObjectSpecFallback",
     jsii_struct_bases=[],
-    name_mapping={"failure_threshold": "failureThreshold", "replicas": "replicas"},
+    name_mapping={
+        "failure_threshold": "failureThreshold",
+        "replicas": "replicas",
+        "behavior": "behavior",
+    },
 )
 class ScaledObjectSpecFallback:
     def __init__(
@@ -950,11 +954,13 @@ class ScaledObjectSpecFallback:
         *,
         failure_threshold: jsii.Number,
         replicas: jsii.Number,
+        behavior: typing.Optional["ScaledObjectSpecFallbackBehavior"] = None,
     ) -> None:
         '''Fallback is the spec for fallback options.
 
         :param failure_threshold: 
         :param replicas: 
+        :param behavior: 
 
         :schema: ScaledObjectSpecFallback
         '''
@@ -962,10 +968,13 @@ class ScaledObjectSpecFallback:
             type_hints = cached_type_hints(_typecheckingstub__438e9963cde5f8326aefcd4de195a96a351f575e6e4bdeb014ff01f71b90e88a)
             check_type(argname="argument failure_threshold", value=failure_threshold, expected_type=type_hints["failure_threshold"])
             check_type(argname="argument replicas", value=replicas, expected_type=type_hints["replicas"])
+            check_type(argname="argument behavior", value=behavior, expected_type=type_hints["behavior"])
         self._values: typing.Dict[builtins.str, typing.Any] = {
             "failure_threshold": failure_threshold,
             "replicas": replicas,
         }
+        if behavior is not None:
+            self._values["behavior"] = behavior
 
     @builtins.property
     def failure_threshold(self) -> jsii.Number:
@@ -985,6 +994,14 @@ class ScaledObjectSpecFallback:
         assert result is not None, "Required property 'replicas' is missing"
         return typing.cast(jsii.Number, result)
 
+    @builtins.property
+    def behavior(self) -> typing.Optional["ScaledObjectSpecFallbackBehavior"]:
+        '''
+        :schema: ScaledObjectSpecFallback#behavior
+        '''
+        result = self._values.get("behavior")
+        return typing.cast(typing.Optional["ScaledObjectSpecFallbackBehavior"], result)
+
     def __eq__(self, rhs: typing.Any) -> builtins.bool:
         return isinstance(rhs, self.__class__) and rhs._values == self._values
 
@@ -995,6 +1012,22 @@ class ScaledObjectSpecFallback:
         return "ScaledObjectSpecFallback(%s)" % ", ".join(
             k + "=" + repr(v) for k, v in self._values.items()
         )
+
+
+@jsii.enum(jsii_type="shkeda.ScaledObjectSpecFallbackBehavior")
+class ScaledObjectSpecFallbackBehavior(enum.Enum):
+    '''
+    :schema: ScaledObjectSpecFallbackBehavior
+    '''
+
+    STATIC = "STATIC"
+    '''static.'''
+    CURRENT_REPLICAS = "CURRENT_REPLICAS"
+    '''currentReplicas.'''
+    CURRENT_REPLICAS_IF_HIGHER = "CURRENT_REPLICAS_IF_HIGHER"
+    '''currentReplicasIfHigher.'''
+    CURRENT_REPLICAS_IF_LOWER = "CURRENT_REPLICAS_IF_LOWER"
+    '''currentReplicasIfLower.'''
 
 
 @jsii.data_type(
@@ -1879,6 +1912,7 @@ __all__ = [
     "ScaledObjectSpecAdvancedHorizontalPodAutoscalerConfigBehaviorScaleUpPolicies",
     "ScaledObjectSpecAdvancedScalingModifiers",
     "ScaledObjectSpecFallback",
+    "ScaledObjectSpecFallbackBehavior",
     "ScaledObjectSpecScaleTargetRef",
     "ScaledObjectSpecTriggers",
     "ScaledObjectSpecTriggersAuthenticationRef",
@@ -2004,6 +2038,7 @@ def _typecheckingstub__438e9963cde5f8326aefcd4de195a96a351f575e6e4bdeb014ff01f71
     *,
     failure_threshold: jsii.Number,
     replicas: jsii.Number,
+    behavior: typing.Optional[ScaledObjectSpecFallbackBehavior] = None,
 ) -> None:
     """Type checking stubs"""
     pass
