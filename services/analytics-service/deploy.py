@@ -42,7 +42,7 @@ from cdk8s_app.workloads import (
     unit_labels,
 )
 from vidpipe_deploy.facts import FRAMES_PREFIX, GENERAL_POOL, is_token
-from vidpipe_deploy.units import CONNECT, KAFKA_WHY, JobUnit, ObjectGrant, joins, reads, writes
+from vidpipe_deploy.units import CONNECT, KAFKA_WHY, JobUnit, ObjectGrant, joins, names_group, reads, writes
 from vidpipe_deploy.wiring import PlatformWiring, Resources
 
 # The registry seed: one run-once Job per version of the seed, applying the seed file with the registry's CLI.
@@ -228,6 +228,7 @@ UNIT = Analytics(
         reads("ReadStreamsAndStatuses", "streams", "streams_status"),
         writes("WriteEventsAndStreams", "events", "streams"),
         joins("analytics_group"),
+        names_group("reader_group"),
         ObjectGrant(sid="ReadArchivedFrames", actions=("s3:GetObject",), prefix=FRAMES_PREFIX),
     ),
     jobs=(SEED,),

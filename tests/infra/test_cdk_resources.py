@@ -311,12 +311,14 @@ def test_analytics_reads_results_and_the_registry_writes_events_and_the_registry
         "ReadStreamsAndStatuses",
         "WriteEventsAndStreams",
         "UseGroup",
+        "NameReaderGroup",
         "ReadArchivedFrames",
         "ArchiveKeyThroughS3",
         "ReadApiToken",
     }
     assert all(s["Effect"] == "Allow" for s in statements)
     cluster = f"{KAFKA_ARN}:cluster/vidpipe-dev/*"
+    readers = f"{KAFKA_ARN}:group/vidpipe-dev/*/vidpipe-readers"
     results = f"{KAFKA_ARN}:topic/vidpipe-dev/*/video.results.v1"
     events = f"{KAFKA_ARN}:topic/vidpipe-dev/*/video.events.v1"
     streams = f"{KAFKA_ARN}:topic/vidpipe-dev/*/video.streams.v1"
@@ -337,6 +339,8 @@ def test_analytics_reads_results_and_the_registry_writes_events_and_the_registry
         ("kafka-cluster:WriteData", events),
         ("kafka-cluster:AlterGroup", group),
         ("kafka-cluster:DescribeGroup", group),
+        # The registry and status followers name a group they never join (its coordinator lookup).
+        ("kafka-cluster:DescribeGroup", readers),
         (
             "s3:GetObject",
             "arn:<AWS::Partition>:s3:::vidpipe-dev-archive-<AWS::AccountId>-<AWS::Region>/archive/frames/*",

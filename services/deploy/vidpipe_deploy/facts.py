@@ -25,6 +25,7 @@ from vidpipe.contract import (
     DEFAULT_PARTITIONS,
     EVENTS_TOPIC,
     FRAMES_TOPIC,
+    READER_GROUP,
     RESULTS_TOPIC,
 )
 from vidpipe.stream_registry import (
@@ -217,6 +218,11 @@ class Topics(FrozenModel):
         """The analytics service's group: the contract's, not a setting, since no variable passes another
         name to the service (its IAM grant and the group it joins must be the same)."""
         return ANALYTICS_GROUP
+
+    @property
+    def reader_group(self) -> str:
+        """The group id the registry and status followers name (never joined: vidpipe.contract.READER_GROUP)."""
+        return READER_GROUP
 
     @property
     def publisher_group(self) -> str:

@@ -24,7 +24,7 @@ from .facts import (
 )
 
 TopicRole = Literal["frames", "results", "dead_letter", "events", "streams", "streams_status"]
-GroupRole = Literal["consumer_group", "analytics_group", "publisher_group"]
+GroupRole = Literal["consumer_group", "analytics_group", "publisher_group", "reader_group"]
 
 
 class KafkaGrant(FrozenModel):
@@ -68,6 +68,11 @@ def joins(group: GroupRole) -> KafkaGrant:
     return KafkaGrant(
         sid="UseGroup", actions=("kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"), on="group", group=group
     )
+
+
+def names_group(group: GroupRole) -> KafkaGrant:
+    """Describe only: a client that reads topics whole names a group it never joins (its coordinator lookup)."""
+    return KafkaGrant(sid="NameReaderGroup", actions=("kafka-cluster:DescribeGroup",), on="group", group=group)
 
 
 CONNECT = KafkaGrant(

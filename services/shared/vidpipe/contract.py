@@ -29,6 +29,10 @@ DEAD_LETTER_TOPIC = "video.frames.dlq.v1"
 CONSUMER_GROUP = "video-inference"
 EVENTS_TOPIC = "video.events.v1"
 ANALYTICS_GROUP = "video-analytics"
+# The group id of the clients that read a compacted topic whole (the registry and status followers): they
+# assign every partition themselves and never join or commit, but a Kafka consumer names a group, and on MSK
+# IAM its coordinator lookup needs DescribeGroup on that name, so it is a fixed one a grant can name.
+READER_GROUP = "vidpipe-readers"
 # Partitions per topic unless a deployment says otherwise (TOPICS_PARTITIONS, the CDK context, the
 # charts' settings): also the consumer's replica ceiling, since a member beyond it sits idle.
 DEFAULT_PARTITIONS = 6

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any, Self
 
 from .backoff import Backoff
+from .contract import READER_GROUP
 from .kafka import KafkaSettings, consumer_config, producer_config
 from .stream_registry import (
     STREAMS_TOPIC,
@@ -113,7 +113,7 @@ class CompactedTopicFollower:
     def _follow(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-        config = consumer_config(self.kafka, f"vidpipe-{self.name}-{uuid.uuid4().hex[:8]}")
+        config = consumer_config(self.kafka, READER_GROUP)  # never joined nor committed: see READER_GROUP
         consumer = Consumer(config)
         try:
             partitions = self._partitions(consumer)
