@@ -292,7 +292,8 @@ def test_containerized_pipeline_every_frame_one_result_probes_and_clean_stops(
         # ships before it reported ready; elsewhere it serves f32 and says why.
         runtime = get_json(f"http://127.0.0.1:{inference.port_map[8080]}/v1/model", auth)["runtime"]
         if bf16_flags():
-            assert runtime["accuracy_gate"]["source"] == "startup", runtime
+            # One serving process measured it; the others read its verdict from the pod's cache.
+            assert runtime["accuracy_gate"]["source"] in ("startup", "cache"), runtime
             assert runtime["accuracy_gate"]["video"] == "calibration.mp4", runtime
         else:
             assert runtime["precision"] == "f32" and "no AMX-BF16" in runtime["precision_reason"], runtime
