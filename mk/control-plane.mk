@@ -8,7 +8,7 @@ K8S_CACHE := $(CACHE)/k8s
 K8S_BIN := $(K8S_CACHE)/bin
 K8S_GO := tools/k8s/go
 # The builds share two cores with whatever else runs: they yield to it.
-GO_BUILD := nice -n 19 go build -trimpath
+GO_BUILD := nice -n 19 go build -trimpath -buildvcs=false
 KUBE_GIT_VERSION = $(shell awk '$$1 == "require" && $$2 == "k8s.io/kubernetes" {print $$3}' $(K8S_GO)/go.mod)
 KUBE_LDFLAGS = -s -w $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
   -X $(pkg).gitVersion=$(KUBE_GIT_VERSION) -X $(pkg).gitMajor=$(word 1,$(subst ., ,$(KUBE_GIT_VERSION:v%=%))) \
