@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from tests.fixtures.control_plane import pod_templates
 from tools.k8s.client import ApiError, wait_for
 from tools.k8s.control_plane import KUBERNETES_VERSION
 
@@ -31,13 +32,9 @@ def test_keda_crds_are_served(control_plane, keda_crds):
 
 
 def test_every_object_of_the_charts_is_on_the_server(control_plane, deployed_charts):
-    from tools.k8s.client import RESOURCES
-
-    client = control_plane.client
     for obj in deployed_charts.manifests.objects:
         meta = obj["metadata"]
-        assert obj["kind"] in RESOURCES, f"{obj['kind']}: add it to tools/k8s/client.py RESOURCES"
-        live = client.get(obj["kind"], meta["name"], meta.get("namespace"))
+        live = control_plane.client.get_object(obj)
         managers = {entry["manager"] for entry in live["metadata"].get("managedFields", [])}
         assert "vidpipe-deploy" in managers, f"{obj['kind']}/{meta['name']} was applied server-side"
         assert meta.get("labels", {}).items() <= live["metadata"].get("labels", {}).items(), meta["name"]
@@ -46,12 +43,11 @@ def test_every_object_of_the_charts_is_on_the_server(control_plane, deployed_cha
 def test_reapplying_the_charts_changes_nothing(control_plane, deployed_charts):
     """A second `cdk deploy` with the same charts is a no-op: no object's spec generation moves (no rollout),
     and objects without one keep their resourceVersion."""
-    client = control_plane.client
 
     def versions() -> dict[str, str]:
         seen = {}
         for obj in deployed_charts.manifests.objects:
-            meta = client.get(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace"))["metadata"]
+            meta = control_plane.client.get_object(obj)["metadata"]
             seen[f"{obj['kind']}/{meta['name']}"] = str(meta.get("generation") or meta["resourceVersion"])
         return seen
 
@@ -71,23 +67,25 @@ def test_the_namespace_enforces_restricted(control_plane, deployed_charts):
     )
 
 
-def _pod_from_template(deployment: dict, name: str) -> dict:
-    template = copy.deepcopy(deployment["spec"]["template"])
+def _pod_from_template(workload: dict, name: str) -> dict:
+    template = copy.deepcopy(workload["spec"]["template"])
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {**template["metadata"], "name": name, "namespace": deployment["metadata"]["namespace"]},
+        "metadata": {**template["metadata"], "name": name, "namespace": workload["metadata"]["namespace"]},
         "spec": template["spec"],
     }
 
 
-def test_every_deployments_pod_is_admitted_server_side(control_plane, deployed_charts):
-    """Each rendered pod, created with dryRun=All: every admission plugin runs (PodSecurity, ServiceAccount,
-    LimitRanger, webhooks) and nothing is stored."""
-    for deployment in deployed_charts.deployments():
-        pod = _pod_from_template(deployment, f"dry-run-{deployment['metadata']['name']}")
+def test_every_workloads_pod_is_admitted_server_side(control_plane, deployed_charts):
+    """Each rendered pod (Deployments and Jobs), created with dryRun=All: every admission plugin runs
+    (PodSecurity, ServiceAccount, LimitRanger, webhooks) and nothing is stored."""
+    workloads = [w for w, _ in pod_templates(deployed_charts.manifests)]
+    assert {w["kind"] for w in workloads} >= {"Deployment"}
+    for workload in workloads:
+        pod = _pod_from_template(workload, f"dry-run-{workload['metadata']['name']}"[:63])
         admitted = control_plane.client.create(pod, dry_run=True)
-        assert admitted["metadata"]["uid"], deployment["metadata"]["name"]
+        assert admitted["metadata"]["uid"], workload["metadata"]["name"]
 
 
 def test_every_deployments_pods_are_created_by_its_replicaset(control_plane, deployed_charts):
@@ -123,6 +121,22 @@ def test_every_deployments_pods_are_created_by_its_replicaset(control_plane, dep
         for rs in client.items("ReplicaSet", namespace, labelSelector=selector):
             failures = [c for c in rs.get("status", {}).get("conditions", []) if c["type"] == "ReplicaFailure"]
             assert not failures, f"{rs['metadata']['name']}: {failures}"
+
+
+def test_every_jobs_pod_is_admitted_and_runs_to_completion(control_plane, deployed_charts):
+    """The Job controller's path: the Job's pod created, admitted, scheduled, run (kwok) and Succeeded."""
+    client = control_plane.client
+    namespace = deployed_charts.namespace
+    for job in deployed_charts.manifests.kind("Job"):
+        name = job["metadata"]["name"]
+
+        def complete(name: str = name) -> bool:
+            conditions = client.get("Job", name, namespace).get("status", {}).get("conditions") or []
+            return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
+
+        wait_for(f"Job {name} Complete", complete, 60, describe=lambda: str(client.items("Event", namespace)[-10:]))
+        pods = client.items("Pod", namespace, labelSelector=f"job-name={name}")
+        assert pods and all(p["status"]["phase"] == "Succeeded" for p in pods), [p["status"] for p in pods]
 
 
 def _one_deployment(deployed_charts, name: str = "consumer-service") -> dict:

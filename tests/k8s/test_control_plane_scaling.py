@@ -72,8 +72,14 @@ def keda(control_plane, deployed_charts, kafka_bootstrap, backlog_topic):
     manifests = deployed_charts.manifests
     auth = copy.deepcopy(manifests.kind("TriggerAuthentication")[0])
     auth["spec"] = {"podIdentity": {"provider": "none"}}
-    variants = [local_variant(so, kafka_bootstrap, topic, group) for so in manifests.kind("ScaledObject")]
+    scaled_objects = manifests.kind("ScaledObject")
+    on_lag = [so for so in scaled_objects if all(t["type"] == "kafka" for t in so["spec"]["triggers"])]
+    variants = [local_variant(so, kafka_bootstrap, topic, group) for so in on_lag]
     control_plane.apply([auth, *variants], FIELD_MANAGER)
+    # The others read in-cluster endpoints (the publishers' count of streams): KEDA must not poll them here
+    for so in scaled_objects:
+        if so not in on_lag:
+            control_plane.client.delete("ScaledObject", so["metadata"]["name"], so["metadata"]["namespace"])
     t0 = time.monotonic()
     control_plane.start_keda()
     control_plane.start_seconds["keda"] = time.monotonic() - t0

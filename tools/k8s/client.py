@@ -30,6 +30,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Event": ("/api/v1", "events", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
     "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
+    "Job": ("/apis/batch/v1", "jobs", True),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers", True),
@@ -70,6 +71,7 @@ class KubeClient:
         self.token = token
         self.timeout = timeout
         self._ssl = ssl.create_default_context(cafile=str(ca_file))
+        self._discovery: dict[str, dict[str, tuple[str, bool]]] = {}
 
     def request(
         self,
@@ -101,6 +103,26 @@ class KubeClient:
             return json.loads(raw) if raw else {}
         except ValueError:  # /readyz and friends answer in plain text
             return {"text": raw.decode(errors="replace")}
+
+    def path_of(self, obj: dict[str, Any], subresource: str = "") -> str:
+        """The REST path of any object, its resource found by discovery from apiVersion and kind."""
+        api_version, kind, meta = obj["apiVersion"], obj["kind"], obj["metadata"]
+        prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        if prefix not in self._discovery:
+            self._discovery[prefix] = {
+                r["kind"]: (r["name"], r["namespaced"])
+                for r in self.request("GET", prefix)["resources"]
+                if "/" not in r["name"]
+            }
+        if kind not in self._discovery[prefix]:
+            raise KeyError(f"{api_version} serves no {kind}")
+        plural, namespaced = self._discovery[prefix][kind]
+        path = prefix + (f"/namespaces/{meta['namespace']}" if namespaced else "") + f"/{plural}/{meta['name']}"
+        return path + (f"/{subresource}" if subresource else "")
+
+    def get_object(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The live version of a manifest's object (any kind)."""
+        return self.request("GET", self.path_of(obj))
 
     # ----- conveniences
     def get(self, kind: str, name: str | None = None, namespace: str | None = None, **params: str) -> dict[str, Any]:

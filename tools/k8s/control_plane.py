@@ -1,10 +1,10 @@
 """A real Kubernetes control plane on loopback, from binaries built by `make k8s-deps` (tools/k8s/go).
 
 etcd (the version Kubernetes pins), kube-apiserver with its own PKI, static tokens, RBAC, PodSecurity and the
-aggregation layer, kube-controller-manager (deployments, replica sets, disruption budgets, the HPA, node
-lifecycle, service accounts, garbage collection) with a credential per controller, kube-scheduler, and kwok's
+aggregation layer, kube-controller-manager (deployments, replica sets, jobs, disruption budgets, the HPA,
+node lifecycle, service accounts, garbage collection) with a credential per controller, kube-scheduler, and kwok's
 controller, which plays the kubelets: fake nodes that report Ready and run every pod bound to them (Ready a
-second later), so pods are created, admitted, scheduled and become Ready as on a cluster, without containers.
+second later; a Job's pods then succeed), so pods are created, admitted, scheduled and become Ready as on a cluster, without containers.
 KEDA's operator and metrics API server start on demand (start_keda) once its CRDs are there; the API server
 reaches the metrics server through an ExternalName Service.
 
@@ -70,6 +70,7 @@ KEDA_METRICS_SERVICE = "keda-operator-metrics-apiserver"
 CONTROLLERS = (
     "deployment-controller",
     "replicaset-controller",
+    "job-controller",
     "disruption-controller",
     "node-lifecycle-controller",  # lifts the not-ready taint a new node is admitted with, once kwok reports Ready
     "horizontal-pod-autoscaler-controller",
