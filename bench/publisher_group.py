@@ -80,23 +80,14 @@ def publisher_group(
     """Run one publisher in registry mode carrying `streams` streams of `video` (looped, sampled to `fps`,
     resized to `size`) for `seconds` after `warmup_s`; returns frames delivered against expected per stream
     and the CPU it took."""
-    from vidpipe.kafka import KafkaSettings, ensure_topics
+    from tools.harness.topics import fresh_topics
+    from vidpipe.kafka import KafkaSettings
     from vidpipe.registry_client import RegistryWriter
     from vidpipe.stream_registry import StreamDefinition
-    from vidpipe.topics import TopicSettings
 
     kafka = KafkaSettings(bootstrap=bootstrap)
     run = uuid.uuid4().hex[:6]
-    topics = TopicSettings(
-        frames=f"bench-group-{run}.frames",
-        results=f"bench-group-{run}.results",
-        dead_letter=f"bench-group-{run}.dlq",
-        events=f"bench-group-{run}.events",
-        streams=f"bench-group-{run}.streams",
-        streams_status=f"bench-group-{run}.status",
-        partitions=6,
-    )
-    ensure_topics(kafka, topics.specs())
+    topics = fresh_topics(kafka, prefix="bench-group", partitions=6)
     writer = RegistryWriter(kafka, topics.streams)
     ids = [f"bench-{n}" for n in range(streams)]
     for stream_id in ids:

@@ -17,8 +17,9 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from tools.harness.processes import ServiceProcess
+from tools.harness.topics import fresh_topics
 from vidpipe.contract import encode_result
-from vidpipe.kafka import KafkaSettings, ensure_topics, producer_config
+from vidpipe.kafka import KafkaSettings, producer_config
 from vidpipe.topics import TopicSettings
 
 T = TypeVar("T")
@@ -53,22 +54,9 @@ def crossing_frame() -> int:
 
 
 def analytics_topics(kafka: KafkaSettings, partitions: int = 3) -> TopicSettings:
-    """Fresh topics, the events topic included (tests/conftest.py's `topics` leaves it at its default)."""
-    run = uuid.uuid4().hex[:8]
-    settings = TopicSettings(
-        frames=f"t-{run}.frames",
-        results=f"t-{run}.results",
-        dead_letter=f"t-{run}.dlq",
-        events=f"t-{run}.events",
-        # The registry and status topics are the run's own too: a stream another test put in the default
-        # registry would otherwise switch this one's analytics into registry mode.
-        streams=f"t-{run}.streams",
-        streams_status=f"t-{run}.status",
-        partitions=partitions,
-        streams_partitions=2,
-    )
-    ensure_topics(kafka, settings.specs())
-    return settings
+    """Fresh topics, the events, registry and status topics included (the `topics` fixture leaves events at its
+    default)."""
+    return fresh_topics(kafka, partitions=partitions, streams_partitions=2)
 
 
 def analytics_env(topics: TopicSettings, group: str | None = None) -> dict[str, str]:
