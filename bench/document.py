@@ -25,3 +25,20 @@ def ceiling(run: dict) -> str:
         f"{top['fps']} frames/s ({best['endpoint']}, {best['concurrency']} clients), "
         f"{run['ratios']['ceiling_vs_best_bare']}x the bare limit"
     )
+
+
+CEILING_PROCESSES_WHAT = (
+    "(g) the service ceiling per process and with all processes: `INFERENCE_PROCESSES=1` against the "
+    "processes the service starts by itself (one per CPU)"
+)
+
+
+def ceiling_processes(run: dict) -> str:
+    """(g) with one serving process and with all of them, as a cell."""
+    top = run["ceiling"]
+    one = top["one_process"]
+    return (
+        f"1 process: {one['fps']} frames/s ({one['best']['endpoint']}, {one['best']['concurrency']} clients); "
+        f"{top['processes']} processes: {top['fps']} frames/s ({top['best']['endpoint']}, "
+        f"{top['best']['concurrency']} clients): {top['all_vs_one_process']}x"
+    )

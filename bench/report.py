@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from bench.device.report import DEVICE_BEGIN, DEVICE_DIR, DEVICE_FILES, load_device, render_device
-from bench.document import CEILING_WHAT, DOC, ceiling, configuration
+from bench.document import CEILING_PROCESSES_WHAT, CEILING_WHAT, DOC, ceiling, ceiling_processes, configuration
 from tools.paths import ROOT
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
@@ -57,7 +57,19 @@ def met(report: dict, key: str) -> str:
 
 
 def _ceiling_rows(report: dict) -> list[tuple[str, str, str]]:
-    return [(CEILING_WHAT, ceiling(report), "")] if "ceiling" in report else []
+    if "ceiling" not in report:
+        return []
+    rows = [(CEILING_WHAT, ceiling(report), "")]
+    if "one_process" in report["ceiling"]:
+        target = report.get("targets", {}).get("ceiling_all_vs_one_process", "")
+        rows.append(
+            (
+                CEILING_PROCESSES_WHAT,
+                ceiling_processes(report),
+                f">= {target}: {met(report, 'ceiling_all_vs_one_process')}",
+            )
+        )
+    return rows
 
 
 def table(report: dict) -> str:

@@ -7,7 +7,7 @@ One module per figure:
     CPUs, at batch sizes 1..16. The best configuration is the limit; onnxruntime f32 with one instance, the
     limit before the OpenVINO backend, is reported beside it;
 (b) bench.service: the inference service over HTTP across client concurrency, running the best
-    configuration;
+    configuration (over its serving processes where the configuration's instances divide among them);
 (c) bench.transport: Kafka transport alone: 1280x720 JPEG frames producer -> broker -> consumer, no
     inference;
 (d) bench.end_to_end: the end-to-end pipeline at saturation and at 70% of it (throughput,
@@ -17,7 +17,7 @@ One module per figure:
 (f) bench.overload: memory: peak RSS of each process while the publisher runs at 3x the pipeline's capacity;
 (g) bench.ceiling: the service ceiling, measured right after (b): (b) again with a model that costs nothing
     (bench.null_model) on the same settings, what the service's own work (HTTP, decode, resize, batching,
-    NMS, JSON) allows here.
+    NMS, JSON) allows here, with one serving process and with all the processes the service starts.
 
 This module only runs them in order and writes bench/results/latest.json and bench/results/latest.png (the
 derived ratios and targets: bench.figures), then docs/PERFORMANCE.md's table (bench.report). With
@@ -133,8 +133,8 @@ def with_kafka(args: argparse.Namespace, workdir: Path) -> int:
             stack.callback(broker.stop)
             bootstrap = broker.bootstrap
         port = free_port()
-        # The service runs the configuration that won the bare sweep.
-        runtime = figures.runtime_env(best)
+        # The service runs the configuration that won the bare sweep, over its own serving processes.
+        runtime = figures.serving_env(best, cpus)
         inference = inference_process(port, workdir / "logs", DEFAULT_MODEL, **runtime).start()
         stack.callback(inference.stop)
         url = f"http://127.0.0.1:{port}"

@@ -61,16 +61,16 @@ CONNECTION_MAX_AGE_S = 5.0
 
 
 def auto_processes(cpus: int) -> int:
-    """INFERENCE_PROCESSES=0: one serving process per CPU of the pod's limit, each then with one CPU's share
-    of the model (OpenVINO: one stream of one thread, the bare sweep's best on every CPU measured).
+    """INFERENCE_PROCESSES=0: one serving process per CPU of the pod's limit, each with one CPU's share of
+    the model (OpenVINO: a stream of one thread, the bare sweep's best on every CPU measured).
 
-    Measured on 2 vCPUs (AMD EPYC, the null model, 640x272 JPEGs, the load clients on the same 2 vCPUs):
-    one process already keeps both CPUs busy with batches of 16 (JPEG decoding runs outside the interpreter
-    lock: 1.69 CPUs for the service at 1048-1138 frames/s, the machine otherwise idle), so two processes
-    add little there (1143); single frames, where one process is bound by its interpreter lock (1.24 CPUs
-    used, 579-588 frames/s), gain more (650-675). A single process on 16 vCPUs served 0.56 of the bare
-    limit; per CPU is the most a pod can spread that work, at the cost of a copy of the model and the
-    interpreter per process (about 300 MB each: docs/PERFORMANCE.md)."""
+    Measured on 2 vCPUs (AMD EPYC, bench.ceiling: the null model, 640x272 JPEGs, load clients on the same
+    CPUs, other work on the machine): one process 996 and 749 frames/s, two 1447 and 1109 (1.45x, 1.48x).
+    One process with batches is bound by the CPU more than by its interpreter lock (JPEG decoding runs
+    outside it: 1.69 of the 2 CPUs busy), with single frames by the lock (1.24 CPUs); two use the CPUs
+    better and lose less to other work. The real model served 0.93 of the bare limit from two processes
+    against 0.96 from one. A process per CPU costs a copy of the interpreter, libraries and model each
+    (270-306 MB RSS on 2 vCPUs, docs/PERFORMANCE.md); a pod short of memory sets INFERENCE_PROCESSES lower."""
     return max(1, cpus)
 
 

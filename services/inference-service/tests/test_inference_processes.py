@@ -276,3 +276,29 @@ def test_the_bench_runs_the_best_configuration_over_the_serving_processes():
     assert ort["INFERENCE_PROCESSES"] == "1"
     split = split_env(ort, cpus=2)
     assert split["INFERENCE_PROCESSES"] == "2" and "INFERENCE_INSTANCES" not in split
+
+
+def test_the_bench_reports_the_ceiling_with_one_process_and_with_all():
+    from bench.figures import PROCESSES_TARGET
+    from bench.report import _ceiling_rows
+
+    ceiling = {
+        "fps": 1447.0,
+        "best": {"endpoint": "/v1/infer/batch", "concurrency": 2},
+        "processes": 2,
+        "one_process": {"fps": 996.0, "best": {"endpoint": "/v1/infer/batch", "concurrency": 3}},
+        "all_vs_one_process": 1.453,
+    }
+    run = {
+        "ceiling": ceiling,
+        "ratios": {"ceiling_vs_best_bare": 24.0},
+        "targets": {"ceiling_all_vs_one_process": PROCESSES_TARGET},
+        "targets_met": {"ceiling_all_vs_one_process": False},
+    }
+    (_, figure, target) = _ceiling_rows(run)[1]
+    assert figure == (
+        "1 process: 996.0 frames/s (/v1/infer/batch, 3 clients); "
+        "2 processes: 1447.0 frames/s (/v1/infer/batch, 2 clients): 1.453x"
+    )
+    assert target == ">= 1.6: **not met**"
+    assert len(_ceiling_rows({**run, "ceiling": {k: ceiling[k] for k in ("fps", "best")}})) == 1  # older runs
