@@ -1,11 +1,12 @@
-"""Serving from several processes (INFERENCE_PROCESSES): one Python process tops out at what one
-interpreter lock lets HTTP, decoding and batching do, so a pod with several CPUs serves from several.
+"""Serving from several processes (INFERENCE_PROCESSES): one Python process runs its HTTP, batching and
+answers under one interpreter lock, so a pod with several CPUs serves from several processes.
 
 With more than one, `python -m inference_service` is a supervisor. It binds the API port once and starts
 that many workers (`python -m inference_service` again, told which worker it is through VIDPIPE_WORKER_*
 variables), each serving the API app on the inherited listening socket: the kernel's one accept queue
-hands a new connection to whichever worker accepts first, an idle one sooner than a busy one. Each worker
-sizes its model instances and threads from its share of the pod's CPUs (serving_share). The supervisor
+hands a new connection to whichever worker accepts first, an idle one sooner than a busy one, and workers
+close connections after CONNECTION_MAX_AGE_S so that long-lived ones spread again. Each worker runs on its
+own CPUs and sizes its model instances and threads from its share of the pod's (serving_share). The supervisor
 serves the ops port itself: /metrics over all the workers (prometheus_client's multiprocess mode, in a
 private directory under $TMPDIR), /readyz once every worker has its model loaded, /healthz 503 once a
 worker failed to load its model or died before loading it (Kubernetes then restarts the pod, with its

@@ -45,6 +45,19 @@ def test_each_process_gets_its_share_of_the_cpus(cpus, processes, shares):
     assert cpu_shares(cpus, processes) == shares
 
 
+@pytest.mark.parametrize(
+    ("available", "shares", "sets"),
+    [
+        ([0, 1], [1, 1], [[0], [1]]),
+        ([4, 5, 6, 7], [1, 1], [[4, 5], [6, 7]]),  # a quota of 2 on a host of more: all its CPUs, split
+        (list(range(16)), [6, 5, 5], [list(range(6)), list(range(6, 11)), list(range(11, 16))]),
+        ([0, 1], [1, 1, 1], [[0], [1], [0]]),  # more workers than CPUs: in turn
+    ],
+)
+def test_each_worker_runs_on_cpus_of_its_own(available, shares, sets):
+    assert serving.cpu_sets(available, shares) == sets
+
+
 def test_a_worker_sizes_its_model_from_its_share(monkeypatch):
     monkeypatch.delenv(serving.WORKER_CPUS, raising=False)
     monkeypatch.setattr(serving, "cpu_limit", lambda: 16)
