@@ -72,7 +72,7 @@ def without_kafka(args: argparse.Namespace) -> int:
         report["bare"] = bare.sweep(args.sweep_seconds)
         write_json(out, report)
         best = report["bare"]["best"]
-        runtime = figures.runtime_env(best)
+        runtime = figures.serving_env(best, cpus)  # as the service splits it over its processes
         port = free_port()
         inference = inference_process(port, workdir / "logs", DEFAULT_MODEL, **runtime).start()
         # The service runs in its own process group: if this process is killed, the caller stops it by this pid.

@@ -17,10 +17,19 @@ from tools.harness.results import percentile
 
 
 def rss_mb(pid: int) -> float:
+    """A service's resident memory with its children's (the inference service's serving processes)."""
     try:
-        return float(psutil.Process(pid).memory_info().rss) / 2**20
+        process = psutil.Process(pid)
+        members = [process, *process.children(recursive=True)]
     except psutil.Error:
         return 0.0
+    total = 0.0
+    for member in members:
+        try:
+            total += float(member.memory_info().rss) / 2**20
+        except psutil.Error:
+            continue
+    return total
 
 
 def overload(

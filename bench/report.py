@@ -72,6 +72,33 @@ def _ceiling_rows(report: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _publisher_and_cost_rows(report: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    group = report.get("publisher_group")
+    if group:
+        rows.append(
+            (
+                "(h) one publisher process in the publisher group: 8 streams of 640x360 at 5 frames/s",
+                f"{group['delivered']} of {group['expected']} frames delivered ({group['frames_failed']} failed, "
+                f"{group['frames_dropped']} dropped); {group['cpu_s_per_stream_per_s']} CPU-s per stream per s "
+                f"({group['cpu_cores']} cores for {len(group['per_stream'])} streams)",
+                "every frame: " + ("met" if group["delivered"] == group["expected"] else "**not met**"),
+            )
+        )
+    cost = report.get("inference_cost")
+    if cost and "usd_per_camera_hour" in cost:
+        rows.append(
+            (
+                f"inference cost per camera-hour at {cost['camera_fps']:g} frames/s ({cost['cpu_class']}, priced as "
+                f"{cost['node_type']} on demand)",
+                f"${cost['usd_per_camera_hour']} (the pod on one node: {cost['pod_fps']} frames/s, "
+                f"{cost['cameras_per_node']} cameras, ${cost['node_usd_per_hour']}/h)",
+                "",
+            )
+        )
+    return rows
+
+
 def table(report: dict) -> str:
     bare, service, transport, e2e = report["bare"], report["service"], report["transport"], report["end_to_end"]
     naive, overload, ratios = report["naive"], report["overload"], report["ratios"]
@@ -144,6 +171,7 @@ def table(report: dict) -> str:
             f"within the max age: {met(report, 'overload_p99_within_max_age')}",
         ),
         *_ceiling_rows(report),
+        *_publisher_and_cost_rows(report),
         (
             f"frames/s per vCPU ({per_vcpu['cpus']} vCPUs)",
             f"bare best {per_vcpu['bare_best']}, bare onnxruntime f32 {per_vcpu['bare_ort_f32']}, "

@@ -40,11 +40,13 @@ from bench.bare import BareBackends
 from bench.ceiling import service_ceiling
 from bench.chart import chart
 from bench.common import HD_VIDEO, RESULTS, jpegs, log, video_frames
+from bench.cost import inference_cost
 from bench.end_to_end import end_to_end_capacity, end_to_end_live
 from bench.machine import accuracy_gates, machine
 from bench.naive_baseline import naive
 from bench.no_kafka import without_kafka
 from bench.overload import overload
+from bench.publisher_group import publisher_group
 from bench.service import service_paired, service_sweep
 from bench.transport import transport
 from tools.harness.processes import free_port, inference_process
@@ -179,8 +181,11 @@ def with_kafka(args: argparse.Namespace, workdir: Path) -> int:
             args.overload_seconds,
             args.max_frame_age_ms,
         )
+        log("(h) streams per publisher process: 8 streams of 640x360 at 5 frames/s in the publisher group")
+        report["publisher_group"] = publisher_group(bootstrap, streams=8, seconds=args.seconds * 3, fps=5.0)
 
     report.update(figures.full_run(report))
+    report["inference_cost"] = inference_cost(report)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     chart(report, RESULTS / "latest.png")
     print(

@@ -105,6 +105,36 @@ def tiny_model(path, layout="NCHW"):
     return path
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants: the inference service serves from worker processes under a supervisor,
+    so its memory is theirs together."""
+    import psutil
+
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return [pid]
+
+
+def serving_processes(pid: int) -> int:
+    """How many processes serve (the workers under a supervisor, else the process itself): per-process
+    memory bounds multiply by this."""
+    return max(1, len(process_tree(pid)) - 1)
+
+
+def tree_rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """The resident memory (VmRSS), or the sum of each process's peak (VmHWM), of a process and its
+    descendants, MiB."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/status") as status:
+                total += next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) / 1024
+        except (OSError, StopIteration):
+            continue  # a worker that ended meanwhile
+    return total
+
+
 def peak_rss_mb(pid: int | str = "self") -> float:
     """A process's peak resident memory (VmHWM), MiB. psutil reports the current RSS only, not the peak."""
     with open(f"/proc/{pid}/status") as status:

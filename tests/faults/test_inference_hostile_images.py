@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests import jpeg_craft
-from tests.helpers import peak_rss_mb
+from tests.helpers import serving_processes, tree_rss_mb
 from tests.hostile_images import CORPUS, JPEG
 from tools.harness.processes import free_port, inference_process
 from vidpipe.contract import BATCH_CONTENT_TYPE, encode_batch
@@ -67,7 +67,7 @@ def test_hostile_images_get_their_4xx_and_the_service_keeps_answering(server):
 def test_peak_memory_stays_bounded_under_bombs_and_full_budget_frames_from_many_clients(server):
     process, client = server
     pid = process.process.pid
-    before = peak_rss_mb(pid)
+    before = tree_rss_mb(pid, "VmHWM")  # every serving process's peak, summed
     bombs = [data for name, (data, _, code) in CORPUS.items() if code == "too_large"]
     full = cv2.imencode(".png", np.zeros((2160, 4096, 3), np.uint8))[1].tobytes()  # 30 KB, 26 MB decoded
 
@@ -82,7 +82,8 @@ def test_peak_memory_stays_bounded_under_bombs_and_full_budget_frames_from_many_
 
     with ThreadPoolExecutor(6) as pool:
         responses = list(pool.map(send, range(6)))
-    after = peak_rss_mb(pid)
+    after = tree_rss_mb(pid, "VmHWM")
+    workers = serving_processes(pid)
     print(f"inference VmHWM {before:.0f} MB -> {after:.0f} MB under 6 concurrent batches (bombs, 4096x2160 frames)")
     assert all(r.status_code in (200, 503) for r in responses), [r.text[:200] for r in responses]
     assert sum(r.status_code == 200 for r in responses) >= 3
@@ -90,8 +91,9 @@ def test_peak_memory_stays_bounded_under_bombs_and_full_budget_frames_from_many_
         if response.status_code == 200:
             codes = {r.get("error", {}).get("code") for r in response.json()["results"]}
             assert codes <= {None, "too_large"}
-    assert after - before < 400, f"peak RSS grew {after - before:.0f} MB"
-    assert after < 1024, f"peak RSS {after:.0f} MB"
+    # The budgets bound each serving process: the pod's worst case is theirs times the processes.
+    assert after - before < 400 * workers, f"peak RSS grew {after - before:.0f} MB over {workers} process(es)"
+    assert after < 1024 * workers, f"peak RSS {after:.0f} MB over {workers} process(es)"
 
 
 def test_scan_bombs_hold_no_budget_and_valid_frames_are_answered_meanwhile(server):

@@ -96,10 +96,14 @@ class InferenceSettings(EdgeSettings):
     backend: BackendChoice = BackendChoice.AUTO
     precision: PrecisionChoice = PrecisionChoice.AUTO
     instances: int = Field(
-        default=0, ge=0, le=256, description="Model instances run at once; 0 = one per two CPUs of the pod's limit"
+        default=0,
+        ge=0,
+        le=256,
+        description="Model instances each serving process runs at once; 0 = from the process's share of the pod's "
+        "CPU limit (OpenVINO one per CPU, onnxruntime one per two)",
     )
     intra_op_threads: int = Field(
-        default=0, ge=0, description="Threads per model instance; 0 = the pod's CPU limit / instances"
+        default=0, ge=0, description="Threads per model instance; 0 = the process's share of the CPUs / instances"
     )
     gate_at_startup: bool = Field(
         default=True,

@@ -14,7 +14,7 @@ from inference_service.accuracy_gate import INT8_BIN, INT8_XML, MIN_F1_INT8, gat
 from inference_service.model import ModelError, load_model
 from inference_service.preprocess import InputBuffer, decode_and_resize
 from inference_service.settings import InferenceSettings
-from tools.accuracy.__main__ import frames
+from inference_service.calibration import frames
 from tools.paths import DEFAULT_MODEL, SAMPLE_VIDEO
 from tools.quantize.__main__ import main as quantize
 from vidpipe.storage import sha256_file
