@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from inference_service.accuracy_gate import changed_int8_files, gate_uri, int8_paths
+from inference_service.calibration import frames
 from inference_service.model import LoadedModel, load_model
 from inference_service.preprocess import InputBuffer, decode_and_resize
 from inference_service.settings import InferenceSettings
-from inference_service.calibration import frames
 from tools.accuracy.__main__ import main as accuracy_gate
 from tools.paths import DEFAULT_MODEL, SAMPLE_VIDEO
 from vidpipe.storage import sha256_file

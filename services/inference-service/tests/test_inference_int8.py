@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from inference_service.accuracy_gate import INT8_BIN, INT8_XML, MIN_F1_INT8, gate_uri
+from inference_service.calibration import frames
 from inference_service.model import ModelError, load_model
 from inference_service.preprocess import InputBuffer, decode_and_resize
 from inference_service.settings import InferenceSettings
-from inference_service.calibration import frames
 from tools.paths import DEFAULT_MODEL, SAMPLE_VIDEO
 from tools.quantize.__main__ import main as quantize
 from vidpipe.storage import sha256_file
