@@ -17,7 +17,11 @@ One module per figure:
 (f) bench.overload: memory: peak RSS of each process while the publisher runs at 3x the pipeline's capacity;
 (g) bench.ceiling: the service ceiling, measured right after (b): (b) again with a model that costs nothing
     (bench.null_model) on the same settings, what the service's own work (HTTP, decode, resize, batching,
-    NMS, JSON) allows here, with one serving process and with all the processes the service starts.
+    NMS, JSON) allows here, with one serving process and with all the processes the service starts;
+(h) bench.publisher_group: one publisher process in the publisher group carrying 8 streams of 640x360 at
+    5 frames/s: frames delivered and CPU per stream;
+and bench.cost: the inference cost per camera-hour at 5 frames/s on the node type this machine's CPU class
+is priced as, from (b)'s figure per vCPU.
 
 This module only runs them in order and writes bench/results/latest.json and bench/results/latest.png (the
 derived ratios and targets: bench.figures), then docs/PERFORMANCE.md's table (bench.report). With
