@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,8 +82,7 @@ def streaming_service(
     kafka_bootstrap: str, kafka: KafkaSettings, tmp_path: Path, stream: str, streams_file: Path | None, **env: str
 ) -> Iterator[ServiceProcess]:
     """An analytics service on its own topics, ready, while a feeder streams `stream` into it."""
-    topics = analytics_topics(kafka, partitions=1)
-    run = uuid.uuid4().hex[:8]
+    topics = analytics_topics(kafka, partitions=1)  # its registry and status topics are the run's own
     archive = LocalStorage(tmp_path / "archive")
     service = analytics_process(
         kafka_bootstrap,
@@ -92,8 +90,6 @@ def streaming_service(
         streams_file,
         str(archive.root),
         free_port(),
-        TOPICS_STREAMS=f"t-{run}.streams",
-        TOPICS_STREAMS_STATUS=f"t-{run}.status",
         **analytics_env(topics),
         **env,
     ).start()

@@ -60,10 +60,10 @@ def test_an_estimate_without_its_method_is_refused():
     ("node", "request_m", "limit", "memory_mi", "fps"),
     [
         # allocatable (vCPUs less the kubelet's share) less 825m of daemonsets, rounded down to 100m
-        ("c7i.xlarge", 3000, 4, 1300, 85.26),  # 3 x 28.42 (Sapphire Rapids, estimate)
-        ("c7i.2xlarge", 7000, 8, 2300, 198.94),
-        ("c6i.xlarge", 3000, 4, 1300, 35.52),  # 3 x 11.84 (Ice Lake, f32, estimate)
-        ("c6a.xlarge", 3000, 4, 1300, 29.43),  # 3 x 9.81 (Zen 3, measured)
+        ("c7i.xlarge", 3000, 4, 1900, 85.26),  # 3 x 28.42 (Sapphire Rapids, estimate)
+        ("c7i.2xlarge", 7000, 8, 3700, 198.94),
+        ("c6i.xlarge", 3000, 4, 1900, 35.52),  # 3 x 11.84 (Ice Lake, f32, estimate)
+        ("c6a.xlarge", 3000, 4, 1900, 29.43),  # 3 x 9.81 (Zen 3, measured)
     ],
 )
 def test_one_inference_pod_per_node_from_the_class_figures(node, request_m, limit, memory_mi, fps):

@@ -147,7 +147,7 @@ def test_lag_thresholds_and_the_inference_pod_come_from_the_figures_for_the_node
         "limits": {"cpu": pod.resources["cpu_limit"], "memory": pod.resources["memory_limit"]},
     }
     # One pod per 4-vCPU node: what is left beside the kubelet's share and the daemonsets, bursting to all 4.
-    assert (pod.cpu_request_m, pod.cpu_limit, pod.memory_mi) == (3000, 4, 300 + 250 * 4)
+    assert (pod.cpu_request_m, pod.cpu_limit, pod.memory_mi) == (3000, 4, 100 + 450 * 4)
     env = manifests.config_map("inference-service")
     assert (env["INFERENCE_INSTANCES"], env["INFERENCE_INTRA_OP_THREADS"]) == ("1", "1"), "per serving process"
     assert "INFERENCE_PROCESSES" not in env, "the service's own default: one process per CPU of the limit"

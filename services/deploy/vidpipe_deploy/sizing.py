@@ -17,7 +17,7 @@ smaller pods per node, one pod:
   bursts to all 4 vCPUs, where pods of 1 CPU would get three and leave the rest to no one;
 - costs nothing in scaling granularity: the node groups have no autoscaler, so capacity comes in nodes, and
   a pod that does not fit a node waits Pending.
-The pod's memory is 300 MiB + 250 MiB per CPU of its limit (request = limit).
+The pod's memory is 100 MiB + 450 MiB per CPU of its limit (request = limit): one serving process per CPU.
 
 `python -m vidpipe_deploy.sizing --node c7i.2xlarge` prints the settings the committed figures give for a
 node type; with a bench report (`bench/results/latest.json`), the settings that run's per-vCPU figures give;
@@ -41,9 +41,11 @@ from .figures import Figures, FiguresError, InstanceType, Status
 # The CDK inference node group's default instance type, and the charts' (PlatformWiring.inference_node_type).
 DEFAULT_NODE_TYPE = "c7i.xlarge"
 
-# A serving pod's memory: the process, the HTTP front and buffers, then one model instance per CPU.
-MEMORY_BASE_MI = 300
-MEMORY_PER_CPU_MI = 250
+# A serving pod's memory: its supervisor (45 MB measured) and slack, then one serving process per CPU, each
+# holding its interpreter, runtime and model (270-306 MB RSS measured after load, OpenVINO and onnxruntime)
+# and the requests it has in flight (decoding two 4K frames takes about 180 MB at the most).
+MEMORY_BASE_MI = 100
+MEMORY_PER_CPU_MI = 450
 # The consumer pod's CPU limit (PlatformWiring's default): what one consumer replica has to move frames with.
 CONSUMER_CPU_LIMIT = 1
 
