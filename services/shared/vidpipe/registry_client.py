@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -64,7 +65,7 @@ class RegistryWriter:
         self._producer.flush(self.timeout_s)
 
 
-class CompactedTopicFollower:
+class CompactedTopicFollower(ABC):
     """A compacted topic read whole and then followed on a thread: every partition from its start, no consumer
     group (every follower sees everything). `apply` takes each record. An error (a partition without a leader
     just after the topic was created, a broker restart) reads the topic again from its start after a backoff:
@@ -79,8 +80,9 @@ class CompactedTopicFollower:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
+    @abstractmethod
     def apply(self, key: bytes | None, value: bytes | None) -> None:
-        raise NotImplementedError
+        """One record of the topic, on the follower's thread."""
 
     def start(self) -> Self:
         self._thread.start()
